@@ -1,7 +1,9 @@
 //! kubelab: Kubernetes labs on libvirt virthosts, from one YAML lab file.
 //!
 //! The data flows one way:
-//! lab file ([`lab`]) → validated model → plan ([`plan`]) → executor over a
+//! lab file ([`lab`]) → validated model → plan → executor over a
 //! [`transport`] → results → report.
 
+pub mod diagnostic;
 pub mod transport;
+pub mod yaml;
