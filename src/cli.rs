@@ -1,0 +1,74 @@
+//! The command line: what a user can ask kubelab to do.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubelab",
+    version,
+    about = "Kubernetes labs on libvirt virthosts, from one YAML lab file",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// More detail (repeat for even more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// One JSON object per line on stdout, for machines.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Colour: auto (a terminal and no NO_COLOR), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Also look for inventory files in this directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub inventory_dir: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check lab files and explain every mistake (exit 1 if any is invalid).
+    Validate {
+        /// Lab files.
+        #[arg(required = true, value_name = "LAB")]
+        labs: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of lab files (for editors and yaml-language-server).
+    Schema {
+        /// Which file format.
+        #[arg(value_enum, default_value_t = SchemaKind::Lab)]
+        kind: SchemaKind,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    /// Lab files (`labs/*.yaml`).
+    Lab,
+    /// Virthost inventory files (`inventories/*.yaml`).
+    Inventory,
+}

@@ -1,0 +1,396 @@
+//! Reading a lab file (and the inventory file it names) into a [`Lab`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::file::{LabFile, VirthostFile, VirthostRef};
+use super::model::Lab;
+use super::validate::{self, Located};
+use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, unreadable};
+use crate::yaml::{self, Node, NodeKind};
+
+/// Inventories shipped inside the binary, used when no file of that name
+/// is found next to the lab.
+pub const EMBEDDED_INVENTORIES: &[(&str, &str)] = &[
+    ("local", include_str!("../../inventories/local.yaml")),
+    (
+        "remote-example",
+        include_str!("../../inventories/remote-example.yaml"),
+    ),
+];
+
+/// Where to look for inventory files, besides the lab file's surroundings.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    pub inventory_dirs: Vec<PathBuf>,
+}
+
+/// The result of loading: the lab and any warnings, or every error found.
+pub type Loaded = Result<(Lab, Diagnostics), Diagnostics>;
+
+/// Load and validate a lab file.
+pub fn load(path: &Path, opts: &LoadOptions) -> Loaded {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            let mut d = Diagnostics::default();
+            d.push(unreadable(path, &e));
+            return Err(d);
+        }
+    };
+    load_str(path, &text, opts)
+}
+
+/// Parse one YAML file into its tree, or a diagnostic.
+pub fn parse_file(file: &Arc<SourceFile>) -> Result<Node, Diagnostic> {
+    yaml::parse(&file.text).map_err(|e| Diagnostic::error(file, e.span, e.message))
+}
+
+/// Deserialize a typed value from a node, or a diagnostic at the culprit.
+pub fn typed<'a, T: serde::Deserialize<'a>>(
+    file: &Arc<SourceFile>,
+    node: &'a Node,
+) -> Result<T, Diagnostic> {
+    yaml::from_node::<T>(node)
+        .map_err(|e| Diagnostic::error(file, e.span.or(Some(node.span)), e.message))
+}
+
+/// Top-level keys of a lab file, each with a check that deserializes that
+/// section alone (item by item for lists), so that errors in several
+/// sections and items are all reported.
+type SectionCheck = fn(&Arc<SourceFile>, &Node, &mut Diagnostics) -> Broken;
+
+/// What of a section could not be read.
+enum Broken {
+    Nothing,
+    Whole,
+    /// These items of a list.
+    Items(Vec<usize>),
+}
+
+fn each_item<T: for<'a> serde::Deserialize<'a>>(
+    file: &Arc<SourceFile>,
+    node: &Node,
+    diags: &mut Diagnostics,
+) -> Broken {
+    match node.as_seq() {
+        Some(items) => {
+            let mut bad = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                if let Err(d) = typed::<T>(file, item) {
+                    diags.push(d);
+                    bad.push(i);
+                }
+            }
+            if bad.is_empty() {
+                Broken::Nothing
+            } else {
+                Broken::Items(bad)
+            }
+        }
+        None => whole::<Vec<T>>(file, node, diags),
+    }
+}
+
+fn whole<T: for<'a> serde::Deserialize<'a>>(
+    file: &Arc<SourceFile>,
+    node: &Node,
+    diags: &mut Diagnostics,
+) -> Broken {
+    match typed::<T>(file, node) {
+        Ok(_) => Broken::Nothing,
+        Err(d) => {
+            diags.push(d);
+            Broken::Whole
+        }
+    }
+}
+
+/// Scenario entries, with "unknown scenario" instead of serde's "unknown value".
+fn scenarios(file: &Arc<SourceFile>, node: &Node, diags: &mut Diagnostics) -> Broken {
+    let before = diags.0.len();
+    let broken = each_item::<crate::scenario::ScenarioFile>(file, node, diags);
+    for d in &mut diags.0[before..] {
+        if let Some(rest) = d.message.strip_prefix("unknown value ") {
+            d.message = format!("unknown scenario {rest}");
+        }
+    }
+    broken
+}
+
+const SECTIONS: &[(&str, bool, SectionCheck)] = &[
+    ("name", true, whole::<String>),
+    ("description", false, whole::<Option<String>>),
+    ("virthost", true, whole::<VirthostRef>),
+    ("networks", false, each_item::<super::file::NetworkFile>),
+    ("image", true, whole::<super::file::ImageFile>),
+    ("defaults", false, whole::<super::file::VmDefaultsFile>),
+    ("vms", false, each_item::<super::file::VmFile>),
+    (
+        "kubernetes",
+        false,
+        whole::<Option<super::file::KubernetesFile>>,
+    ),
+    ("scenarios", false, scenarios),
+    ("vars", false, whole::<super::file::Vars>),
+];
+
+/// Names of the top-level keys of a lab file (kept in step with `LabFile`
+/// by a test).
+pub fn section_names() -> Vec<&'static str> {
+    SECTIONS.iter().map(|(n, _, _)| *n).collect()
+}
+
+/// Scenario entries may leave out `params`: give them an empty one, so the
+/// parameters' own defaults apply.
+fn add_missing_params(root: &mut Node) {
+    let Some(NodeKind::Seq(items)) = root_get_mut(root, "scenarios").map(|n| &mut n.kind) else {
+        return;
+    };
+    for item in items {
+        let span = item.span;
+        if let NodeKind::Map(entries) = &mut item.kind
+            && !entries.iter().any(|(k, _)| k.as_str() == Some("params"))
+        {
+            entries.push((
+                Node {
+                    kind: NodeKind::Scalar {
+                        text: "params".into(),
+                        quoted: false,
+                    },
+                    span,
+                },
+                Node::null(span),
+            ));
+        }
+    }
+}
+
+fn root_get_mut<'a>(root: &'a mut Node, key: &str) -> Option<&'a mut Node> {
+    match &mut root.kind {
+        NodeKind::Map(entries) => entries
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// Load and validate a lab from its text (`path` is used for messages and
+/// to find inventories).
+pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Loaded {
+    let file = SourceFile::new(path, text);
+    let mut diags = Diagnostics::default();
+    let mut root = match parse_file(&file) {
+        Ok(r) => r,
+        Err(d) => {
+            diags.push(d);
+            return Err(diags);
+        }
+    };
+    let Some(entries) = root.as_map() else {
+        diags.push(Diagnostic::error(
+            &file,
+            Some(root.span),
+            format!(
+                "a lab file is a mapping (name:, virthost:, vms:, ...), found {}",
+                root.describe()
+            ),
+        ));
+        return Err(diags);
+    };
+    let names = section_names();
+    // Sections and items that could not be read are left out, so that the
+    // semantic checks still run on the rest and all errors come out at once.
+    let mut readable: Vec<(Node, Node)> = Vec::new();
+    let mut required_broken = false;
+    for (key, value) in entries {
+        let k = key.as_str().unwrap_or("");
+        match SECTIONS.iter().find(|(n, _, _)| *n == k) {
+            Some((_, required, check)) => match check(&file, value, &mut diags) {
+                Broken::Nothing => readable.push((key.clone(), value.clone())),
+                Broken::Whole => required_broken |= *required,
+                Broken::Items(bad) => {
+                    let mut v = value.clone();
+                    if let NodeKind::Seq(items) = &mut v.kind {
+                        let mut i = 0;
+                        items.retain(|_| {
+                            i += 1;
+                            !bad.contains(&(i - 1))
+                        });
+                    }
+                    readable.push((key.clone(), v));
+                }
+            },
+            None => {
+                let mut d = Diagnostic::error(
+                    &file,
+                    Some(key.span),
+                    format!("unknown top-level key `{k}`"),
+                );
+                d.help = Some(match yaml::closest(k, names.iter().copied()) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => format!("a lab file has: {}", names.join(", ")),
+                });
+                diags.push(d);
+            }
+        }
+    }
+    for (name, required, _) in SECTIONS {
+        if *required && root.get(name).is_none() {
+            diags.push(Diagnostic::error(
+                &file,
+                Some(root.span),
+                format!("missing required key `{name}`"),
+            ));
+        }
+    }
+    if required_broken
+        || diags
+            .0
+            .iter()
+            .any(|d| d.message.starts_with("missing required key"))
+    {
+        return Err(diags.sorted());
+    }
+    let structural = diags;
+    root.kind = NodeKind::Map(readable);
+    add_missing_params(&mut root);
+    let lab_file: LabFile = match typed(&file, &root) {
+        Ok(l) => l,
+        Err(d) => {
+            let mut diags = structural;
+            diags.push(d);
+            return Err(diags.sorted());
+        }
+    };
+    let mut diags = Diagnostics::default();
+
+    // The virthost: inline, or from an inventory file.
+    let lab_at = Located {
+        file: &file,
+        root: &root,
+    };
+    let result = match &lab_file.virthost {
+        VirthostRef::Inline(v) => {
+            let vroot = root
+                .get("virthost")
+                .cloned()
+                .unwrap_or(Node::null(root.span));
+            validate::check(
+                &lab_file,
+                lab_at,
+                (
+                    v,
+                    Located {
+                        file: &file,
+                        root: &vroot,
+                    },
+                ),
+                path,
+            )
+        }
+        VirthostRef::Inventory(name) => {
+            let inv_file = match find_inventory(path, name, opts) {
+                Ok(f) => f,
+                Err(message) => {
+                    let span = root.get("virthost").map(|n| n.span);
+                    diags.push(Diagnostic::error(&file, span, message));
+                    return Err(diags);
+                }
+            };
+            let inv_root = match parse_file(&inv_file) {
+                Ok(r) => r,
+                Err(d) => {
+                    diags.push(d);
+                    return Err(diags);
+                }
+            };
+            let vh: VirthostFile = match typed(&inv_file, &inv_root) {
+                Ok(v) => v,
+                Err(d) => {
+                    diags.push(d);
+                    return Err(diags);
+                }
+            };
+            validate::check(
+                &lab_file,
+                lab_at,
+                (
+                    &vh,
+                    Located {
+                        file: &inv_file,
+                        root: &inv_root,
+                    },
+                ),
+                path,
+            )
+        }
+    };
+    match result {
+        Ok((lab, warnings)) if !structural.has_errors() => Ok((lab, warnings)),
+        Ok((_, warnings)) => {
+            let mut all = structural;
+            all.extend(warnings);
+            Err(all.sorted())
+        }
+        Err(errors) => {
+            let mut all = structural;
+            all.extend(errors);
+            Err(all.sorted())
+        }
+    }
+}
+
+/// Find an inventory by name or path.
+fn find_inventory(lab: &Path, name: &str, opts: &LoadOptions) -> Result<Arc<SourceFile>, String> {
+    let lab_dir = lab.parent().unwrap_or(Path::new("."));
+    let read = |p: &Path| -> Result<Arc<SourceFile>, String> {
+        std::fs::read_to_string(p)
+            .map(|t| SourceFile::new(p, t))
+            .map_err(|e| format!("cannot read inventory {}: {e}", p.display()))
+    };
+    if name.contains('/') || name.ends_with(".yaml") || name.ends_with(".yml") {
+        let p = lab_dir.join(name);
+        return read(&p);
+    }
+    if validate::label_problem(name, 63).is_some() {
+        return Err(format!(
+            "virthost `{}` is neither an inventory name nor a path to a .yaml file",
+            name.escape_debug()
+        ));
+    }
+    let file_name = format!("{name}.yaml");
+    let mut candidates: Vec<PathBuf> = opts
+        .inventory_dirs
+        .iter()
+        .map(|d| d.join(&file_name))
+        .collect();
+    candidates.push(lab_dir.join("inventories").join(&file_name));
+    candidates.push(lab_dir.join("..").join("inventories").join(&file_name));
+    candidates.push(PathBuf::from("inventories").join(&file_name));
+    for c in &candidates {
+        if c.is_file() {
+            return read(c);
+        }
+    }
+    if let Some((_, text)) = EMBEDDED_INVENTORIES.iter().find(|(n, _)| *n == name) {
+        return Ok(SourceFile::new(
+            format!("<built-in>/inventories/{file_name}"),
+            *text,
+        ));
+    }
+    Err(format!(
+        "no inventory `{name}`: looked for {} (built-in inventories: {})",
+        candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        EMBEDDED_INVENTORIES
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}

@@ -1,0 +1,242 @@
+//! The validated lab: every name checked, every address parsed, every
+//! default applied, `count` shorthands expanded. Everything after loading
+//! (plans, playbooks, templates) works from this model only.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::Serialize;
+
+pub use super::file::{
+    CniFile as Cni, DiskFormatFile as DiskFormat, DomainTypeFile as DomainType,
+    FirewallFile as Firewall, HaModeFile as HaMode, HostKeyPolicyFile as HostKeyPolicy,
+    IpFamilyFile as IpFamily, RuntimeFile as Runtime, SelinuxFile as Selinux, Vars,
+};
+use crate::scenario::ScenarioFile;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Lab {
+    pub name: String,
+    pub description: Option<String>,
+    /// The lab file this came from.
+    pub file: PathBuf,
+    pub virthost: Virthost,
+    pub networks: Vec<Network>,
+    pub image: Image,
+    pub vms: Vec<Vm>,
+    pub kubernetes: Option<Kubernetes>,
+    #[serde(skip)]
+    pub scenarios: Vec<ScenarioFile>,
+    pub vars: Vars,
+}
+
+impl Lab {
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+    pub fn vm(&self, name: &str) -> Option<&Vm> {
+        self.vms.iter().find(|v| v.name == name)
+    }
+    /// VMs with a role, in lab order.
+    pub fn group(&self, role: &str) -> Vec<&Vm> {
+        self.vms
+            .iter()
+            .filter(|v| v.roles.iter().any(|r| r == role))
+            .collect()
+    }
+    /// All group names (roles), sorted, without duplicates.
+    pub fn groups(&self) -> Vec<String> {
+        let mut g: Vec<String> = self.vms.iter().flat_map(|v| v.roles.clone()).collect();
+        g.sort();
+        g.dedup();
+        g
+    }
+    /// Prefix of every libvirt object this lab owns.
+    pub fn prefix(&self) -> String {
+        format!("kl-{}-", self.name)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Virthost {
+    /// Where the definition came from (inventory file or the lab file).
+    pub source: PathBuf,
+    pub connection: Connection,
+    pub domain_type: DomainType,
+    pub tcg_cache_mib: Option<u64>,
+    pub storage_dir: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub enum Connection {
+    Local,
+    Ssh(SshHost),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SshHost {
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_files: Vec<PathBuf>,
+    pub agent: bool,
+    pub host_key_policy: HostKeyPolicy,
+    pub known_hosts: PathBuf,
+    pub jump: Option<Box<SshHost>>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum NetworkKind {
+    Nat,
+    Isolated,
+    Bridged {
+        /// An existing host bridge, or the bridge kubelab makes from `nic`.
+        bridge: String,
+        /// A NIC kubelab enslaves into `bridge` (which it then owns).
+        nic: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Network {
+    pub name: String,
+    pub kind: NetworkKind,
+    pub ipv4: Option<Ipv4Net>,
+    pub dhcp_range: Option<(Ipv4Addr, Ipv4Addr)>,
+    pub ipv6: Option<Ipv6Net>,
+    pub mtu: Option<u32>,
+}
+
+impl Network {
+    /// The virthost's address on a NAT or isolated network (first host).
+    pub fn gateway4(&self) -> Option<Ipv4Addr> {
+        match self.kind {
+            NetworkKind::Bridged { .. } => None,
+            _ => self.ipv4.and_then(|n| n.hosts().next()),
+        }
+    }
+    pub fn gateway6(&self) -> Option<Ipv6Addr> {
+        match self.kind {
+            NetworkKind::Bridged { .. } => None,
+            _ => self
+                .ipv6
+                .map(|n| Ipv6Addr::from(u128::from(n.network()) + 1)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "source")]
+pub enum Image {
+    Download {
+        url: String,
+        sha256: String,
+        user: String,
+    },
+    Build {
+        /// e.g. `debian-12`.
+        recipe: String,
+        packages: Vec<String>,
+        user: String,
+    },
+}
+
+impl Image {
+    pub fn user(&self) -> &str {
+        match self {
+            Image::Download { user, .. } | Image::Build { user, .. } => user,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Vm {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub spare_disks: Vec<SpareDisk>,
+    pub nics: Vec<Nic>,
+    pub vars: Vars,
+}
+
+impl Vm {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SpareDisk {
+    /// Guest device name: vdb, vdc, …
+    pub dev: String,
+    pub size_mib: u64,
+    pub format: DiskFormat,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Nic {
+    pub network: String,
+    /// Derived from lab, VM and NIC index: stable across runs.
+    pub mac: String,
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Kubernetes {
+    /// `1.31` or `1.31.2`.
+    pub version: String,
+    pub runtime: Runtime,
+    pub cni: Cni,
+    pub ip_family: IpFamily,
+    pub pod_cidrs: Vec<IpNet>,
+    pub service_cidrs: Vec<IpNet>,
+    pub network: String,
+    pub ha: Option<Ha>,
+    pub airgap_dir: Option<PathBuf>,
+    pub merge_kubeconfig: bool,
+    pub selinux: Selinux,
+    pub firewall: Firewall,
+}
+
+impl Kubernetes {
+    /// The minor version number (31 for `1.31.2`).
+    pub fn minor(&self) -> u32 {
+        self.version
+            .split('.')
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Ha {
+    pub mode: HaMode,
+    pub vip: Option<IpAddr>,
+}
+
+/// Deterministic, locally administered MAC for a VM's NIC (QEMU's 52:54:00
+/// prefix, three bytes from a hash of lab, VM and NIC index).
+pub fn mac_for(lab: &str, vm: &str, nic: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("{lab}/{vm}/{nic}").as_bytes());
+    format!("52:54:00:{:02x}:{:02x}:{:02x}", h[0], h[1], h[2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_are_stable_and_distinct() {
+        assert_eq!(mac_for("lab", "vm1", 0), mac_for("lab", "vm1", 0));
+        assert_ne!(mac_for("lab", "vm1", 0), mac_for("lab", "vm1", 1));
+        assert_ne!(mac_for("lab", "vm1", 0), mac_for("lab2", "vm1", 0));
+        assert!(mac_for("a", "b", 0).starts_with("52:54:00:"));
+    }
+}

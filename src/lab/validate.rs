@@ -1,0 +1,1567 @@
+//! Semantic checks of a lab file, and the typed [`Lab`] they produce.
+//!
+//! Every problem is recorded with the position of the offending value and
+//! checking goes on, so one run reports all of them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use super::file::*;
+use super::model::*;
+use super::size::{GIB, MIB, parse_size};
+use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
+use crate::path;
+use crate::scenario::ScenarioFile;
+use crate::yaml::{Node, Seg};
+
+/// Image recipes `image.build` knows.
+pub const IMAGE_RECIPES: &[&str] = &["debian-12"];
+
+/// Oldest and newest Kubernetes minors kubelab renders configuration for.
+pub const KUBERNETES_MINORS: (u32, u32) = (24, 35);
+
+/// Where a part of the lab was written: a file and its parsed tree.
+pub struct Located<'a> {
+    pub file: &'a Arc<SourceFile>,
+    pub root: &'a Node,
+}
+
+struct Checker<'a> {
+    lab: Located<'a>,
+    diags: Diagnostics,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, path: &[Seg], message: impl Into<String>) -> &mut Diagnostic {
+        let span = self.lab.root.span_at(path);
+        self.diags
+            .push(Diagnostic::error(self.lab.file, Some(span), message));
+        self.diags.0.last_mut().expect("just pushed")
+    }
+
+    fn error_help(&mut self, path: &[Seg], message: impl Into<String>, help: impl Into<String>) {
+        self.error(path, message).help = Some(help.into());
+    }
+
+    fn warning(&mut self, path: &[Seg], message: impl Into<String>) {
+        let span = self.lab.root.span_at(path);
+        self.diags
+            .push(Diagnostic::warning(self.lab.file, Some(span), message));
+    }
+
+    /// A DNS-1123 label: lowercase letters, digits and `-`, starting and
+    /// ending alphanumeric, at most `max` characters. This also keeps shell
+    /// metacharacters out of every name.
+    fn label(&mut self, path: &[Seg], what: &str, value: &str, max: usize) -> bool {
+        match label_problem(value, max) {
+            None => true,
+            Some(why) => {
+                self.error_help(
+                    path,
+                    format!("{what} `{}` is not a valid name: {why}", value.escape_debug()),
+                    "names are DNS-1123 labels: lowercase letters, digits and `-`, starting and ending with a letter or digit",
+                );
+                false
+            }
+        }
+    }
+
+    fn size(&mut self, path: &[Seg], text: &str, min: u64, max: u64, what: &str) -> Option<u64> {
+        match parse_size(text) {
+            Err(e) => {
+                self.error(path, format!("{what}: {e}"));
+                None
+            }
+            Ok(b) if b < min => {
+                self.error(
+                    path,
+                    format!(
+                        "{what} `{text}` is too small (at least {})",
+                        super::size::format_size(min)
+                    ),
+                );
+                None
+            }
+            Ok(b) if b > max => {
+                self.error(
+                    path,
+                    format!(
+                        "{what} `{text}` is absurdly large (at most {})",
+                        super::size::format_size(max)
+                    ),
+                );
+                None
+            }
+            Ok(b) => Some(b),
+        }
+    }
+}
+
+/// Why `value` is not a DNS-1123 label, if it is not.
+pub fn label_problem(value: &str, max: usize) -> Option<String> {
+    if value.is_empty() {
+        return Some("it is empty".into());
+    }
+    if value.len() > max {
+        return Some(format!("it is longer than {max} characters"));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Some(format!("`{}` is not allowed", c.escape_debug()));
+    }
+    if value.starts_with('-') || value.ends_with('-') {
+        return Some("it must start and end with a letter or digit".into());
+    }
+    None
+}
+
+/// Expand `kube-node-{1..3}` or `name` + `count` into the VM names.
+fn expand_names(name: &str, count: Option<u32>) -> Result<Vec<String>, String> {
+    if let Some(open) = name.find('{') {
+        let close = name[open..]
+            .find('}')
+            .map(|i| open + i)
+            .ok_or("unclosed `{` in name")?;
+        if count.is_some() {
+            return Err("use either `count` or a `{a..b}` range in the name, not both".into());
+        }
+        let range = &name[open + 1..close];
+        let (a, b) = range
+            .split_once("..")
+            .ok_or_else(|| format!("`{{{range}}}` is not a range like {{1..3}}"))?;
+        let (a, b): (u32, u32) = match (a.parse(), b.parse()) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => return Err(format!("`{{{range}}}` is not a range like {{1..3}}")),
+        };
+        if a > b || b - a >= 100 {
+            return Err(format!(
+                "range `{{{range}}}` must count up and make at most 100 VMs"
+            ));
+        }
+        Ok((a..=b)
+            .map(|i| format!("{}{i}{}", &name[..open], &name[close + 1..]))
+            .collect())
+    } else {
+        match count {
+            None => Ok(vec![name.to_string()]),
+            Some(0) => Err("`count` must be at least 1".into()),
+            Some(n) if n > 100 => Err("`count` may make at most 100 VMs".into()),
+            Some(n) => Ok((1..=n).map(|i| format!("{name}-{i}")).collect()),
+        }
+    }
+}
+
+fn v4_add(a: Ipv4Addr, n: u32) -> Option<Ipv4Addr> {
+    u32::from(a).checked_add(n).map(Ipv4Addr::from)
+}
+fn v6_add(a: Ipv6Addr, n: u32) -> Option<Ipv6Addr> {
+    u128::from(a).checked_add(n as u128).map(Ipv6Addr::from)
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/")
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        return PathBuf::from(home).join(rest);
+    }
+    PathBuf::from(p)
+}
+
+/// Check a lab file and build the [`Lab`]. `virthost` is the resolved
+/// virthost definition and where it was written (the lab file itself when
+/// inline, or an inventory file).
+pub fn check(
+    file: &LabFile,
+    lab: Located<'_>,
+    virthost: (&VirthostFile, Located<'_>),
+    lab_path: &Path,
+) -> Result<(Lab, Diagnostics), Diagnostics> {
+    let mut c = Checker {
+        lab,
+        diags: Diagnostics::default(),
+    };
+    c.label(&path!["name"], "lab name", &file.name, 30);
+
+    let vh = check_virthost(virthost.0, virthost.1, &mut c.diags);
+    let networks = check_networks(&mut c, &file.networks);
+    let image = check_image(&mut c, &file.image);
+    let vms = check_vms(&mut c, file, &networks);
+    let kubernetes = file
+        .kubernetes
+        .as_ref()
+        .and_then(|k| check_kubernetes(&mut c, k, &networks, &vms, lab_path));
+    check_scenarios(&mut c, file, &vms);
+    for key in file.vars.keys() {
+        if !is_identifier(key) {
+            c.error(
+                &path!["vars", key.as_str()],
+                format!("variable name `{key}` must be an identifier (letters, digits, `_`)"),
+            );
+        }
+    }
+
+    if c.diags.has_errors() {
+        return Err(c.diags.sorted());
+    }
+    let (Some(virthost), Some(image)) = (vh, image) else {
+        return Err(c.diags);
+    };
+    Ok((
+        Lab {
+            name: file.name.clone(),
+            description: file.description.clone(),
+            file: lab_path.to_path_buf(),
+            virthost,
+            networks,
+            image,
+            vms,
+            kubernetes,
+            scenarios: file.scenarios.clone(),
+            vars: file.vars.clone(),
+        },
+        c.diags.sorted(),
+    ))
+}
+
+fn family_name(f: IpFamily) -> &'static str {
+    match f {
+        IpFamily::Ipv4 => "ipv4",
+        IpFamily::Ipv6 => "ipv6",
+        IpFamily::Dual => "dual",
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn check_virthost(v: &VirthostFile, at: Located<'_>, diags: &mut Diagnostics) -> Option<Virthost> {
+    let mut c = Checker {
+        lab: at,
+        diags: Diagnostics::default(),
+    };
+    let domain_type = v.domain_type.unwrap_or(DomainType::Auto);
+    let tcg_cache_mib = v.tcg_cache.as_ref().and_then(|t| {
+        c.size(&path!["tcg_cache"], t, 32 * MIB, 16 * GIB, "tcg_cache")
+            .map(|b| b / MIB)
+    });
+    if tcg_cache_mib.is_some() && domain_type == DomainType::Kvm {
+        c.warning(
+            &path!["tcg_cache"],
+            "tcg_cache only applies to domain type qemu; it is ignored with kvm",
+        );
+    }
+    let storage_dir = v
+        .storage_dir
+        .clone()
+        .unwrap_or_else(|| "/var/lib/kubelab".to_string());
+    if !storage_dir.starts_with('/') {
+        c.error(
+            &path!["storage_dir"],
+            "storage_dir must be an absolute path",
+        );
+    }
+    let connection = if v.local {
+        for (key, set) in [
+            ("address", v.address.is_some()),
+            ("jump", v.jump.is_some()),
+            ("port", v.port.is_some()),
+        ] {
+            if set {
+                c.error(
+                    &path![key],
+                    format!("`{key}` makes no sense with `local: true`"),
+                );
+            }
+        }
+        Some(Connection::Local)
+    } else {
+        match &v.address {
+            None => {
+                c.error_help(
+                    &[],
+                    "the virthost needs an `address` (or `local: true`)",
+                    "e.g. `address: 192.0.2.10`, or use the `local` inventory",
+                );
+                None
+            }
+            Some(addr) => {
+                let mut files: Vec<PathBuf> =
+                    v.identity_files.iter().map(|f| expand_home(f)).collect();
+                if let Some(f) = &v.identity_file {
+                    files.insert(0, expand_home(f));
+                }
+                let jump = v
+                    .jump
+                    .as_ref()
+                    .map(|j| Box::new(jump_host(&mut c, j, vec![Seg::Key("jump".into())])));
+                check_address(&mut c, &path!["address"], addr);
+                if v.port == Some(0) {
+                    c.error(&path!["port"], "port 0 is not a valid SSH port");
+                }
+                Some(Connection::Ssh(SshHost {
+                    address: addr.clone(),
+                    port: v.port.unwrap_or(22),
+                    user: v.user.clone().unwrap_or_else(|| "root".into()),
+                    agent: v.agent.unwrap_or(files.is_empty()),
+                    identity_files: files,
+                    host_key_policy: v.host_key_policy.unwrap_or(HostKeyPolicy::Strict),
+                    known_hosts: expand_home(
+                        v.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts"),
+                    ),
+                    jump,
+                }))
+            }
+        }
+    };
+    let ok = !c.diags.has_errors();
+    let source = c.lab.file.path.clone();
+    diags.extend(c.diags);
+    let connection = connection?;
+    ok.then_some(Virthost {
+        source,
+        connection,
+        domain_type,
+        tcg_cache_mib,
+        storage_dir,
+    })
+}
+
+fn jump_host(c: &mut Checker<'_>, j: &JumpFile, at: Vec<Seg>) -> SshHost {
+    let mut addr_path = at.clone();
+    addr_path.push(Seg::Key("address".into()));
+    check_address(c, &addr_path, &j.address);
+    let inner = j.jump.as_ref().map(|n| {
+        let mut p = at.clone();
+        p.push(Seg::Key("jump".into()));
+        Box::new(jump_host(c, n, p))
+    });
+    SshHost {
+        address: j.address.clone(),
+        port: j.port.unwrap_or(22),
+        user: j.user.clone().unwrap_or_else(|| "root".into()),
+        identity_files: j.identity_file.iter().map(|f| expand_home(f)).collect(),
+        agent: j.identity_file.is_none(),
+        host_key_policy: j.host_key_policy.unwrap_or(HostKeyPolicy::Strict),
+        known_hosts: expand_home("~/.ssh/known_hosts"),
+        jump: inner,
+    }
+}
+
+/// A host name or IP address: no spaces, no shell metacharacters.
+fn check_address(c: &mut Checker<'_>, path: &[Seg], addr: &str) {
+    if addr.parse::<IpAddr>().is_ok() {
+        return;
+    }
+    let ok = !addr.is_empty()
+        && addr.len() <= 253
+        && addr
+            .split('.')
+            .all(|part| label_problem(&part.to_ascii_lowercase(), 63).is_none());
+    if !ok {
+        c.error(
+            path,
+            format!(
+                "`{}` is neither an IP address nor a host name",
+                addr.escape_debug()
+            ),
+        );
+    }
+}
+
+fn check_networks(c: &mut Checker<'_>, nets: &[NetworkFile]) -> Vec<Network> {
+    let mut out: Vec<Network> = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in nets.iter().enumerate() {
+        let at = |k: &str| path!["networks", i, k];
+        c.label(&at("name"), "network name", &n.name, 30);
+        if let Some(first) = seen.insert(&n.name, i) {
+            c.error(
+                &at("name"),
+                format!(
+                    "duplicate network name `{}` (also networks[{first}])",
+                    n.name
+                ),
+            );
+        }
+        let kind_file = n.kind.unwrap_or(NetworkKindFile::Nat);
+        let ipv4: Option<Ipv4Net> = n.ipv4.as_ref().and_then(|t| parse_net4(c, &at("ipv4"), t));
+        let ipv6: Option<Ipv6Net> = n.ipv6.as_ref().and_then(|t| parse_net6(c, &at("ipv6"), t));
+        if let Some(v6) = ipv6
+            && v6.prefix_len() > 64
+        {
+            c.error_help(
+                &at("ipv6"),
+                format!("IPv6 prefix {v6} is longer than /64"),
+                "SLAAC and DHCPv6 for VMs need a /64 (or shorter) prefix",
+            );
+        }
+        if let Some(v4) = ipv4
+            && v4.prefix_len() > 29
+        {
+            c.error(
+                &at("ipv4"),
+                format!("IPv4 subnet {v4} is too small for a gateway and VMs (at most /29)"),
+            );
+        }
+        let kind = match kind_file {
+            NetworkKindFile::Nat => {
+                if n.ipv4.is_none() {
+                    c.error(
+                        &at("name"),
+                        format!("NAT network `{}` needs an `ipv4` subnet", n.name),
+                    );
+                }
+                NetworkKind::Nat
+            }
+            NetworkKindFile::Isolated => NetworkKind::Isolated,
+            NetworkKindFile::Bridged => {
+                if n.bridge.is_none() && n.nic.is_none() {
+                    c.error_help(
+                        &at("kind"),
+                        format!("bridged network `{}` needs `bridge` or `nic`", n.name),
+                        "`bridge: br0` attaches to an existing bridge; `nic: enp1s0` makes one from that NIC",
+                    );
+                }
+                if n.dhcp == Some(true) || n.dhcp_range.is_some() {
+                    c.error(
+                        &at(if n.dhcp_range.is_some() { "dhcp_range" } else { "dhcp" }),
+                        "kubelab does not serve DHCP on a bridged network (the LAN's own server does)",
+                    );
+                }
+                for (k, v) in [("bridge", &n.bridge), ("nic", &n.nic)] {
+                    if let Some(v) = v
+                        && let Some(why) = ifname_problem(v)
+                    {
+                        c.error(
+                            &at(k),
+                            format!("`{}` is not an interface name: {why}", v.escape_debug()),
+                        );
+                    }
+                }
+                let bridge = n
+                    .bridge
+                    .clone()
+                    .unwrap_or_else(|| format!("klbr-{}", &short_hash(&n.name)[..8]));
+                NetworkKind::Bridged {
+                    bridge,
+                    nic: n.nic.clone(),
+                }
+            }
+        };
+        if kind_file != NetworkKindFile::Bridged {
+            for k in ["bridge", "nic"] {
+                let set = if k == "bridge" {
+                    n.bridge.is_some()
+                } else {
+                    n.nic.is_some()
+                };
+                if set {
+                    c.error(&at(k), format!("`{k}` only applies to `kind: bridged`"));
+                }
+            }
+        }
+        let dhcp_on = n
+            .dhcp
+            .unwrap_or(kind_file != NetworkKindFile::Bridged && ipv4.is_some());
+        if dhcp_on && n.ipv4.is_none() && kind_file != NetworkKindFile::Bridged {
+            c.error(&at("dhcp"), "DHCP needs an `ipv4` subnet on this network");
+        }
+        let mut dhcp_range = None;
+        if let (true, Some(net)) = (dhcp_on && kind_file != NetworkKindFile::Bridged, ipv4) {
+            dhcp_range = match &n.dhcp_range {
+                Some(r) => {
+                    let s = parse_ip4(c, &path!["networks", i, "dhcp_range", "start"], &r.start);
+                    let e = parse_ip4(c, &path!["networks", i, "dhcp_range", "end"], &r.end);
+                    match (s, e) {
+                        (Some(s), Some(e)) => {
+                            let gw = net.hosts().next();
+                            if !net.contains(&s) || !net.contains(&e) {
+                                c.error(
+                                    &path!["networks", i, "dhcp_range"],
+                                    format!("DHCP range {s}-{e} is not inside {net}"),
+                                );
+                            } else if s > e {
+                                c.error(
+                                    &path!["networks", i, "dhcp_range"],
+                                    format!("DHCP range starts at {s}, after its end {e}"),
+                                );
+                            } else if gw.is_some_and(|g| g >= s && g <= e) {
+                                c.error(
+                                    &path!["networks", i, "dhcp_range"],
+                                    format!(
+                                        "DHCP range {s}-{e} includes the gateway {}",
+                                        gw.unwrap_or(s)
+                                    ),
+                                );
+                            }
+                            Some((s, e))
+                        }
+                        _ => None,
+                    }
+                }
+                None => default_dhcp_range(net),
+            };
+        } else if n.dhcp_range.is_some() && n.dhcp == Some(false) {
+            c.error(&at("dhcp_range"), "`dhcp_range` given but `dhcp: false`");
+        }
+        if let Some(mtu) = n.mtu {
+            let min = if ipv6.is_some() { 1280 } else { 576 };
+            if !(min..=9216).contains(&mtu) {
+                c.error(&at("mtu"), format!("MTU {mtu} is outside {min}..9216"));
+            }
+        }
+        // Overlaps with earlier networks.
+        for (j, other) in out.iter().enumerate() {
+            if let (Some(a), Some(b)) = (ipv4, other.ipv4)
+                && (a.contains(&b.network()) || b.contains(&a.network()))
+            {
+                c.error(
+                    &at("ipv4"),
+                    format!(
+                        "{a} overlaps {b} of network `{}` (networks[{j}])",
+                        other.name
+                    ),
+                );
+            }
+            if let (Some(a), Some(b)) = (ipv6, other.ipv6)
+                && (a.contains(&b.network()) || b.contains(&a.network()))
+            {
+                c.error(
+                    &at("ipv6"),
+                    format!(
+                        "{a} overlaps {b} of network `{}` (networks[{j}])",
+                        other.name
+                    ),
+                );
+            }
+        }
+        out.push(Network {
+            name: n.name.clone(),
+            kind,
+            ipv4,
+            dhcp_range,
+            ipv6,
+            mtu: n.mtu,
+        });
+    }
+    out
+}
+
+/// The upper half of the subnet, leaving the lower half for static addresses.
+fn default_dhcp_range(net: Ipv4Net) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let first = u32::from(net.network());
+    let last = u32::from(net.broadcast());
+    let size = last - first;
+    let start = first + size / 2;
+    let end = last - 1;
+    (start < end).then(|| (Ipv4Addr::from(start), Ipv4Addr::from(end)))
+}
+
+/// Linux interface names: at most 15 bytes, no `/`, spaces or shell specials.
+fn ifname_problem(s: &str) -> Option<String> {
+    if s.is_empty() || s.len() > 15 {
+        return Some("it must be 1 to 15 characters".into());
+    }
+    s.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .map(|c| format!("`{}` is not allowed", c.escape_debug()))
+}
+
+pub(crate) fn short_hash(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(s.as_bytes());
+    h.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_net4(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv4Net> {
+    match t.parse::<Ipv4Net>() {
+        Ok(n) if n.network() != n.addr() => {
+            c.error_help(
+                path,
+                format!("`{t}` has host bits set"),
+                format!("did you mean {}?", n.trunc()),
+            );
+            None
+        }
+        Ok(n) => Some(n),
+        Err(_) => {
+            let hint = if t.parse::<Ipv6Net>().is_ok() {
+                "this is an IPv6 prefix; put it under `ipv6`"
+            } else {
+                "write an IPv4 subnet like 192.168.150.0/24"
+            };
+            c.error_help(path, format!("`{t}` is not an IPv4 CIDR"), hint);
+            None
+        }
+    }
+}
+
+fn parse_net6(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv6Net> {
+    match t.parse::<Ipv6Net>() {
+        Ok(n) if n.network() != n.addr() => {
+            c.error_help(
+                path,
+                format!("`{t}` has host bits set"),
+                format!("did you mean {}?", n.trunc()),
+            );
+            None
+        }
+        Ok(n) => Some(n),
+        Err(_) => {
+            c.error_help(
+                path,
+                format!("`{t}` is not an IPv6 prefix"),
+                "write an IPv6 prefix like fd00:150::/64",
+            );
+            None
+        }
+    }
+}
+
+fn parse_ip4(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv4Addr> {
+    match t.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.error(path, format!("`{t}` is not an IPv4 address"));
+            None
+        }
+    }
+}
+
+fn parse_ip6(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv6Addr> {
+    match t.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.error(path, format!("`{t}` is not an IPv6 address"));
+            None
+        }
+    }
+}
+
+fn check_image(c: &mut Checker<'_>, img: &ImageFile) -> Option<Image> {
+    let user = img.user.clone().unwrap_or_else(|| "kubelab".into());
+    let user_ok = !user.is_empty()
+        && user.len() <= 32
+        && user.starts_with(|ch: char| ch.is_ascii_lowercase() || ch == '_')
+        && user
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-');
+    if !user_ok {
+        c.error(
+            &path!["image", "user"],
+            format!("`{}` is not a valid login name", user.escape_debug()),
+        );
+    }
+    if user == "root" {
+        c.error_help(
+            &path!["image", "user"],
+            "the image user cannot be root",
+            "kubelab creates this user with passwordless sudo; it reaches root through it",
+        );
+    }
+    for (i, p) in img.packages.iter().enumerate() {
+        let ok = p.len() >= 2
+            && p.starts_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
+            && p.chars().all(|ch| {
+                ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '+' | '-' | '.')
+            });
+        if !ok {
+            c.error(
+                &path!["image", "packages", i],
+                format!("`{}` is not a package name", p.escape_debug()),
+            );
+        }
+    }
+    match (&img.url, &img.build) {
+        (Some(_), Some(_)) => {
+            c.error(
+                &path!["image", "build"],
+                "give either `url` or `build`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            c.error_help(
+                &path!["image"],
+                "the image needs `url` + `sha256`, or `build`",
+                format!("offline builds: {}", IMAGE_RECIPES.join(", ")),
+            );
+            None
+        }
+        (Some(url), None) => {
+            if !img.packages.is_empty() {
+                c.error(
+                    &path!["image", "packages"],
+                    "`packages` only applies to built images",
+                );
+            }
+            let scheme_ok = ["https://", "http://", "file://"]
+                .iter()
+                .any(|s| url.starts_with(s))
+                && !url.chars().any(|ch| ch.is_whitespace() || ch.is_control());
+            if !scheme_ok {
+                c.error(
+                    &path!["image", "url"],
+                    format!(
+                        "`{}` is not an http(s):// or file:// URL",
+                        url.escape_debug()
+                    ),
+                );
+            }
+            match &img.sha256 {
+                None => {
+                    c.error_help(
+                        &path!["image", "url"],
+                        "a downloaded image needs its `sha256`",
+                        "kubelab verifies every download; take the checksum from the distribution's SHA256SUMS",
+                    );
+                    None
+                }
+                Some(h) if h.len() != 64 || !h.chars().all(|ch| ch.is_ascii_hexdigit()) => {
+                    c.error(
+                        &path!["image", "sha256"],
+                        format!("sha256 must be 64 hex digits, found {} characters", h.len()),
+                    );
+                    None
+                }
+                Some(h) => Some(Image::Download {
+                    url: url.clone(),
+                    sha256: h.to_ascii_lowercase(),
+                    user,
+                }),
+            }
+        }
+        (None, Some(recipe)) => {
+            if img.sha256.is_some() {
+                c.error(&path!["image", "sha256"], "`sha256` only applies to `url`");
+            }
+            if !IMAGE_RECIPES.contains(&recipe.as_str()) {
+                let mut help = format!("known recipes: {}", IMAGE_RECIPES.join(", "));
+                if let Some(best) = crate::yaml::closest(recipe, IMAGE_RECIPES.iter().copied()) {
+                    help = format!("did you mean `{best}`? ({help})");
+                }
+                c.error_help(
+                    &path!["image", "build"],
+                    format!("unknown image recipe `{recipe}`"),
+                    help,
+                );
+                return None;
+            }
+            Some(Image::Build {
+                recipe: recipe.clone(),
+                packages: img.packages.clone(),
+                user,
+            })
+        }
+    }
+}
+
+struct Defaults {
+    cpus: u32,
+    memory_mib: u64,
+    disk_gib: u64,
+}
+
+fn check_defaults(c: &mut Checker<'_>, d: &VmDefaultsFile) -> Defaults {
+    let mut out = Defaults {
+        cpus: 2,
+        memory_mib: 2048,
+        disk_gib: 20,
+    };
+    if let Some(cpus) = d.cpus {
+        if check_cpus(c, &path!["defaults", "cpus"], cpus) {
+            out.cpus = cpus;
+        }
+    }
+    if let Some(m) = &d.memory
+        && let Some(b) = c.size(
+            &path!["defaults", "memory"],
+            m,
+            128 * MIB,
+            1 << 40,
+            "memory",
+        )
+    {
+        out.memory_mib = b / MIB;
+    }
+    if let Some(m) = &d.disk
+        && let Some(b) = c.size(&path!["defaults", "disk"], m, GIB, 64 << 40, "disk")
+    {
+        out.disk_gib = b.div_ceil(GIB);
+    }
+    out
+}
+
+fn check_cpus(c: &mut Checker<'_>, path: &[Seg], cpus: u32) -> bool {
+    if cpus == 0 || cpus > 256 {
+        c.error(path, format!("{cpus} CPUs is absurd (1 to 256)"));
+        false
+    } else {
+        true
+    }
+}
+
+fn check_vms(c: &mut Checker<'_>, file: &LabFile, networks: &[Network]) -> Vec<Vm> {
+    let defaults = check_defaults(c, &file.defaults);
+    let mut out: Vec<Vm> = Vec::new();
+    let mut origin: HashMap<String, usize> = HashMap::new();
+    // Static addresses taken so far: address → (VM name).
+    let mut taken: HashMap<IpAddr, String> = HashMap::new();
+    if file.vms.is_empty() {
+        c.error(&[], "the lab has no `vms`");
+    }
+    for (i, v) in file.vms.iter().enumerate() {
+        let at = |k: &str| path!["vms", i, k];
+        let names = match expand_names(&v.name, v.count) {
+            Ok(n) => n,
+            Err(e) => {
+                c.error(
+                    &at(if v.count.is_some() && !v.name.contains('{') {
+                        "count"
+                    } else {
+                        "name"
+                    }),
+                    e,
+                );
+                continue;
+            }
+        };
+        let mut names_ok = true;
+        for n in &names {
+            names_ok &= c.label(&at("name"), "VM name", n, 40);
+            if let Some(first) = origin.get(n) {
+                c.error(
+                    &at("name"),
+                    format!("duplicate VM name `{n}` (also vms[{first}])"),
+                );
+            }
+        }
+        for (r, role) in v.roles.iter().enumerate() {
+            c.label(&path!["vms", i, "roles", r], "role", role, 40);
+        }
+        let cpus = match v.cpus {
+            Some(n) if check_cpus(c, &at("cpus"), n) => n,
+            _ => defaults.cpus,
+        };
+        let memory_mib = v
+            .memory
+            .as_ref()
+            .and_then(|m| c.size(&at("memory"), m, 128 * MIB, 1 << 40, "memory"))
+            .map_or(defaults.memory_mib, |b| b / MIB);
+        let disk_gib = v
+            .disk
+            .as_ref()
+            .and_then(|m| c.size(&at("disk"), m, GIB, 64 << 40, "disk"))
+            .map_or(defaults.disk_gib, |b| b.div_ceil(GIB));
+        let mut spare = Vec::new();
+        for (d, disk) in v.spare_disks.iter().enumerate() {
+            let p = path!["vms", i, "spare_disks", d];
+            let mut sp = p.clone();
+            sp.push(Seg::Key("size".into()));
+            let size = c.size(&sp, &disk.size, MIB, 64 << 40, "spare disk size");
+            let count = disk.count.unwrap_or(1);
+            if count == 0 {
+                let mut cp = p.clone();
+                cp.push(Seg::Key("count".into()));
+                c.error(&cp, "`count` must be at least 1");
+            }
+            for _ in 0..count {
+                if spare.len() >= 24 {
+                    c.error(&p, "at most 24 spare disks per VM (vdb to vdz)");
+                    break;
+                }
+                let dev = format!("vd{}", (b'b' + spare.len() as u8) as char);
+                spare.push(SpareDisk {
+                    dev,
+                    size_mib: size.unwrap_or(0).div_ceil(MIB),
+                    format: disk.format.unwrap_or(DiskFormat::Qcow2),
+                });
+            }
+        }
+        // NICs
+        let nic_files: Vec<(Option<usize>, NicFile)> = if v.nics.is_empty() {
+            match networks.first() {
+                Some(n) => vec![(
+                    None,
+                    NicFile {
+                        network: n.name.clone(),
+                        ipv4: None,
+                        ipv6: None,
+                    },
+                )],
+                None => {
+                    c.error(
+                        &at("name"),
+                        format!("VM `{}` has no NIC and the lab has no networks", v.name),
+                    );
+                    Vec::new()
+                }
+            }
+        } else {
+            v.nics
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(j, n)| (Some(j), n))
+                .collect()
+        };
+        struct NicPlan {
+            network: String,
+            ipv4: Option<Ipv4Addr>,
+            ipv6: Option<Ipv6Addr>,
+            path: Vec<Seg>,
+        }
+        let mut plans = Vec::new();
+        for (j, nf) in &nic_files {
+            let p = match j {
+                Some(j) => path!["vms", i, "nics", *j],
+                None => at("name"),
+            };
+            let sub = |k: &str| {
+                let mut q = p.clone();
+                q.push(Seg::Key(k.into()));
+                q
+            };
+            let net = networks.iter().find(|n| n.name == nf.network);
+            if net.is_none() {
+                let mut help = format!(
+                    "networks of this lab: {}",
+                    networks
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                if let Some(best) =
+                    crate::yaml::closest(&nf.network, networks.iter().map(|n| n.name.as_str()))
+                {
+                    help = format!("did you mean `{best}`? ({help})");
+                }
+                c.error_help(
+                    &sub("network"),
+                    format!("unknown network `{}`", nf.network),
+                    help,
+                );
+            }
+            let ipv4 = nf.ipv4.as_ref().and_then(|t| parse_ip4(c, &sub("ipv4"), t));
+            let ipv6 = nf.ipv6.as_ref().and_then(|t| parse_ip6(c, &sub("ipv6"), t));
+            if let Some(net) = net {
+                if nf.ipv4.is_some() && net.ipv4.is_none() {
+                    c.error(
+                        &sub("ipv4"),
+                        format!(
+                            "static IPv4 requested on network `{}`, which has no `ipv4` subnet",
+                            net.name
+                        ),
+                    );
+                }
+                if nf.ipv6.is_some() && net.ipv6.is_none() {
+                    c.error_help(
+                        &sub("ipv6"),
+                        format!(
+                            "IPv6 requested on network `{}`, which has no IPv6 prefix",
+                            net.name
+                        ),
+                        format!(
+                            "add e.g. `ipv6: fd00:{}::/64` to network `{}`",
+                            &short_hash(&net.name)[..4],
+                            net.name
+                        ),
+                    );
+                }
+                if matches!(net.kind, NetworkKind::Isolated)
+                    && net.dhcp_range.is_none()
+                    && nf.ipv4.is_none()
+                    && nf.ipv6.is_none()
+                    && net.ipv6.is_none()
+                {
+                    c.warning(
+                        &p,
+                        format!(
+                            "NIC on `{}` gets no address (no DHCP, no static address)",
+                            net.name
+                        ),
+                    );
+                }
+            }
+            plans.push(NicPlan {
+                network: nf.network.clone(),
+                ipv4,
+                ipv6,
+                path: p,
+            });
+        }
+        for (k, name) in names.iter().enumerate() {
+            let mut nics = Vec::new();
+            for (j, plan) in plans.iter().enumerate() {
+                let net = networks.iter().find(|n| n.name == plan.network);
+                let ipv4 = plan.ipv4.and_then(|a| v4_add(a, k as u32));
+                let ipv6 = plan.ipv6.and_then(|a| v6_add(a, k as u32));
+                if let (Some(net), true) = (net, names_ok) {
+                    let mut p4 = plan.path.clone();
+                    p4.push(Seg::Key("ipv4".into()));
+                    let mut p6 = plan.path.clone();
+                    p6.push(Seg::Key("ipv6".into()));
+                    if let (Some(a), Some(subnet)) = (ipv4, net.ipv4) {
+                        if !subnet.contains(&a) {
+                            c.error(
+                                &p4,
+                                format!(
+                                    "{a} (for `{name}`) is outside {subnet} of network `{}`",
+                                    net.name
+                                ),
+                            );
+                        } else if a == subnet.network() || a == subnet.broadcast() {
+                            c.error(&p4, format!("{a} (for `{name}`) is the network or broadcast address of {subnet}"));
+                        } else if Some(a) == net.gateway4() {
+                            c.error(
+                                &p4,
+                                format!(
+                                    "{a} (for `{name}`) is the virthost's gateway address on `{}`",
+                                    net.name
+                                ),
+                            );
+                        } else if let Some((s, e)) = net.dhcp_range
+                            && a >= s
+                            && a <= e
+                        {
+                            c.error_help(
+                                &p4,
+                                format!("{a} (for `{name}`) lies in the DHCP range {s}-{e} of `{}`", net.name),
+                                "static addresses must stay outside the DHCP range, or DHCP may hand them out too",
+                            );
+                        }
+                    }
+                    if let (Some(a), Some(prefix)) = (ipv6, net.ipv6) {
+                        if !prefix.contains(&a) {
+                            c.error(
+                                &p6,
+                                format!(
+                                    "{a} (for `{name}`) is outside {prefix} of network `{}`",
+                                    net.name
+                                ),
+                            );
+                        } else if Some(a) == net.gateway6() || a == prefix.network() {
+                            c.error(&p6, format!("{a} (for `{name}`) is reserved on `{}` (subnet-router or gateway address)", net.name));
+                        }
+                    }
+                    for (addr, p) in [(ipv4.map(IpAddr::V4), &p4), (ipv6.map(IpAddr::V6), &p6)] {
+                        if let Some(addr) = addr {
+                            if let Some(other) = taken.get(&addr) {
+                                c.error(
+                                    p,
+                                    format!("{addr} is given to both `{other}` and `{name}`"),
+                                );
+                            } else {
+                                taken.insert(addr, name.clone());
+                            }
+                        }
+                    }
+                }
+                nics.push(Nic {
+                    network: plan.network.clone(),
+                    mac: mac_for(&file.name, name, j),
+                    ipv4,
+                    ipv6,
+                });
+            }
+            origin.entry(name.clone()).or_insert(i);
+            out.push(Vm {
+                name: name.clone(),
+                roles: v.roles.clone(),
+                cpus,
+                memory_mib,
+                disk_gib,
+                spare_disks: spare.clone(),
+                nics,
+                vars: v.vars.clone(),
+            });
+        }
+    }
+    out
+}
+
+fn check_kubernetes(
+    c: &mut Checker<'_>,
+    k: &KubernetesFile,
+    networks: &[Network],
+    vms: &[Vm],
+    lab_path: &Path,
+) -> Option<Kubernetes> {
+    let at = |f: &str| path!["kubernetes", f];
+    let version = k.version.clone().unwrap_or_else(|| "1.31".into());
+    let minor = {
+        let parts: Vec<&str> = version.trim_start_matches('v').split('.').collect();
+        let numeric = parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if !(numeric && (parts.len() == 2 || parts.len() == 3) && parts[0] == "1") {
+            c.error_help(
+                &at("version"),
+                format!("`{version}` is not a Kubernetes version"),
+                "write a minor like \"1.31\" or a patch release like \"1.31.2\" (quoted)",
+            );
+            None
+        } else {
+            parts[1].parse::<u32>().ok()
+        }
+    };
+    if let Some(m) = minor
+        && !(KUBERNETES_MINORS.0..=KUBERNETES_MINORS.1).contains(&m)
+    {
+        c.error(
+            &at("version"),
+            format!(
+                "Kubernetes 1.{m} is not supported (1.{} to 1.{})",
+                KUBERNETES_MINORS.0, KUBERNETES_MINORS.1
+            ),
+        );
+    }
+    let ip_family = k.ip_family.unwrap_or(IpFamily::Ipv4);
+    let control_planes: Vec<&Vm> = vms.iter().filter(|v| v.has_role("control-plane")).collect();
+    if control_planes.is_empty() {
+        c.error_help(
+            &path!["kubernetes"],
+            "`kubernetes` is set but no VM has the role `control-plane`",
+            "add `roles: [control-plane]` to the VM that runs kubeadm init",
+        );
+    }
+    // The node network.
+    let network = match &k.network {
+        Some(n) => {
+            if !networks.iter().any(|x| &x.name == n) {
+                c.error(&at("network"), format!("unknown network `{n}`"));
+            }
+            n.clone()
+        }
+        None => control_planes
+            .first()
+            .and_then(|v| v.nics.first())
+            .map(|n| n.network.clone())
+            .or_else(|| networks.first().map(|n| n.name.clone()))
+            .unwrap_or_default(),
+    };
+    let net = networks.iter().find(|n| n.name == network);
+    if let Some(net) = net {
+        let wants6 = matches!(ip_family, IpFamily::Ipv6 | IpFamily::Dual);
+        let wants4 = matches!(ip_family, IpFamily::Ipv4 | IpFamily::Dual);
+        let fam_path = if k.ip_family.is_some() {
+            at("ip_family")
+        } else {
+            path!["kubernetes"]
+        };
+        if wants6 && net.ipv6.is_none() {
+            c.error_help(
+                &fam_path,
+                format!(
+                    "IPv6 requested (ip_family {}) but network `{}` has no IPv6 prefix",
+                    family_name(ip_family),
+                    net.name
+                ),
+                format!(
+                    "add `ipv6: fd00:{}::/64` to network `{}`",
+                    &short_hash(&net.name)[..4],
+                    net.name
+                ),
+            );
+        }
+        if wants4 && net.ipv4.is_none() {
+            c.error(
+                &fam_path,
+                format!(
+                    "IPv4 requested but network `{}` has no `ipv4` subnet",
+                    net.name
+                ),
+            );
+        }
+        for v in vms
+            .iter()
+            .filter(|v| v.has_role("control-plane") || v.has_role("worker"))
+        {
+            if !v.nics.iter().any(|n| n.network == network) {
+                c.error(
+                    &at("network"),
+                    format!(
+                        "node `{}` has no NIC on the Kubernetes network `{network}`",
+                        v.name
+                    ),
+                );
+            }
+        }
+    }
+    let (pod_default, svc_default): (Vec<&str>, Vec<&str>) = match ip_family {
+        IpFamily::Ipv4 => (vec!["10.244.0.0/16"], vec!["10.96.0.0/12"]),
+        IpFamily::Ipv6 => (vec!["fd00:10:244::/56"], vec!["fd00:10:96::/112"]),
+        IpFamily::Dual => (
+            vec!["10.244.0.0/16", "fd00:10:244::/56"],
+            vec!["10.96.0.0/12", "fd00:10:96::/112"],
+        ),
+    };
+    let mut cidrs = |key: &str, given: &[String], defaults: &[&str]| -> Vec<IpNet> {
+        let texts: Vec<String> = if given.is_empty() {
+            defaults.iter().map(|s| s.to_string()).collect()
+        } else {
+            given.to_vec()
+        };
+        let mut out = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            let p = if given.is_empty() {
+                path!["kubernetes"]
+            } else {
+                path!["kubernetes", key, i]
+            };
+            match t.parse::<IpNet>() {
+                Ok(n) if n.network() != n.addr() => {
+                    c.error_help(
+                        &p,
+                        format!("`{t}` has host bits set"),
+                        format!("did you mean {}?", n.trunc()),
+                    );
+                }
+                Ok(n) => out.push(n),
+                Err(_) => {
+                    c.error(&p, format!("`{t}` is not a CIDR"));
+                }
+            }
+        }
+        let v4 = out.iter().filter(|n| matches!(n, IpNet::V4(_))).count();
+        let v6 = out.len() - v4;
+        let expected = match ip_family {
+            IpFamily::Ipv4 => (1, 0),
+            IpFamily::Ipv6 => (0, 1),
+            IpFamily::Dual => (1, 1),
+        };
+        if out.len() == texts.len() && (v4, v6) != expected {
+            c.error(
+                &path!["kubernetes", key],
+                format!(
+                    "{key} must hold {} for ip_family {}",
+                    match ip_family {
+                        IpFamily::Ipv4 => "one IPv4 CIDR",
+                        IpFamily::Ipv6 => "one IPv6 CIDR",
+                        IpFamily::Dual => "one IPv4 and one IPv6 CIDR",
+                    },
+                    family_name(ip_family)
+                ),
+            );
+        }
+        out
+    };
+    let pod_cidrs = cidrs("pod_cidrs", &k.pod_cidrs, &pod_default);
+    let service_cidrs = cidrs("service_cidrs", &k.service_cidrs, &svc_default);
+    for (i, s) in service_cidrs.iter().enumerate() {
+        if let IpNet::V6(n) = s
+            && n.prefix_len() < 108
+        {
+            c.error(
+                &path!["kubernetes", "service_cidrs", i],
+                format!("IPv6 service subnet {n} is too large: kubeadm needs /108 or longer"),
+            );
+        }
+    }
+    // Overlaps: pods vs services vs lab networks.
+    let mut all: Vec<(String, IpNet, Vec<Seg>)> = Vec::new();
+    for (i, n) in pod_cidrs.iter().enumerate() {
+        all.push(("pod_cidrs".into(), *n, path!["kubernetes", "pod_cidrs", i]));
+    }
+    for (i, n) in service_cidrs.iter().enumerate() {
+        all.push((
+            "service_cidrs".into(),
+            *n,
+            path!["kubernetes", "service_cidrs", i],
+        ));
+    }
+    for (a_i, (a_name, a, a_path)) in all.iter().enumerate() {
+        for (b_name, b, _) in all.iter().skip(a_i + 1) {
+            if a.contains(&b.network()) || b.contains(&a.network()) {
+                c.error(a_path, format!("{a} ({a_name}) overlaps {b} ({b_name})"));
+            }
+        }
+        for net in networks {
+            let lab_nets = [net.ipv4.map(IpNet::V4), net.ipv6.map(IpNet::V6)];
+            for b in lab_nets.into_iter().flatten() {
+                if a.contains(&b.network()) || b.contains(&a.network()) {
+                    c.error(
+                        a_path,
+                        format!("{a} ({a_name}) overlaps {b} of lab network `{}`", net.name),
+                    );
+                }
+            }
+        }
+    }
+    let ha = match &k.ha {
+        None => {
+            if control_planes.len() > 1 {
+                c.error_help(
+                    &path!["kubernetes"],
+                    format!("{} control planes need `ha` (a load balancer in front of them)", control_planes.len()),
+                    "add `ha: {mode: haproxy}` with a VM of role `lb`, or `ha: {mode: kube-vip, vip: ...}`",
+                );
+            }
+            None
+        }
+        Some(h) => {
+            let vip = h.vip.as_ref().and_then(|t| match t.parse::<IpAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    c.error(
+                        &path!["kubernetes", "ha", "vip"],
+                        format!("`{t}` is not an IP address"),
+                    );
+                    None
+                }
+            });
+            match h.mode {
+                HaMode::Haproxy => {
+                    if !vms.iter().any(|v| v.has_role("lb")) {
+                        c.error(
+                            &path!["kubernetes", "ha", "mode"],
+                            "ha mode haproxy needs a VM with role `lb`",
+                        );
+                    }
+                    if h.vip.is_some() {
+                        c.error(
+                            &path!["kubernetes", "ha", "vip"],
+                            "`vip` only applies to mode kube-vip",
+                        );
+                    }
+                }
+                HaMode::KubeVip => match (vip, net) {
+                    (None, _) if h.vip.is_none() => {
+                        c.error(&path!["kubernetes", "ha"], "ha mode kube-vip needs a `vip`");
+                    }
+                    (Some(a), Some(net)) => {
+                        let inside = match a {
+                            IpAddr::V4(a4) => net.ipv4.is_some_and(|n| n.contains(&a4)),
+                            IpAddr::V6(a6) => net.ipv6.is_some_and(|n| n.contains(&a6)),
+                        };
+                        if !inside {
+                            c.error(
+                                &path!["kubernetes", "ha", "vip"],
+                                format!("vip {a} is not inside network `{}`", net.name),
+                            );
+                        }
+                        if vms.iter().flat_map(|v| &v.nics).any(|n| {
+                            n.ipv4.map(IpAddr::V4) == Some(a) || n.ipv6.map(IpAddr::V6) == Some(a)
+                        }) {
+                            c.error(
+                                &path!["kubernetes", "ha", "vip"],
+                                format!("vip {a} is already a VM's address"),
+                            );
+                        }
+                    }
+                    _ => {}
+                },
+            }
+            if control_planes.len() < 2 {
+                c.warning(
+                    &path!["kubernetes", "ha"],
+                    "`ha` with a single control plane balances nothing",
+                );
+            }
+            Some(Ha { mode: h.mode, vip })
+        }
+    };
+    let airgap_dir = k.airgap_dir.as_ref().map(|d| {
+        let p = expand_home(d);
+        if p.is_relative() {
+            lab_path.parent().unwrap_or(Path::new(".")).join(p)
+        } else {
+            p
+        }
+    });
+    Some(Kubernetes {
+        version: version.trim_start_matches('v').to_string(),
+        runtime: k.runtime.unwrap_or(Runtime::Containerd),
+        cni: k.cni.unwrap_or(Cni::Flannel),
+        ip_family,
+        pod_cidrs,
+        service_cidrs,
+        network,
+        ha,
+        airgap_dir,
+        merge_kubeconfig: k.merge_kubeconfig.unwrap_or(false),
+        selinux: k.selinux.unwrap_or(Selinux::Permissive),
+        firewall: k.firewall.unwrap_or(Firewall::Disable),
+    })
+}
+
+fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
+    let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, s) in file.scenarios.iter().enumerate() {
+        if let Some(first) = seen.insert(s.name(), i) {
+            c.error(
+                &path!["scenarios", i, "name"],
+                format!(
+                    "scenario `{}` is listed twice (also scenarios[{first}])",
+                    s.name()
+                ),
+            );
+        }
+        for (sub, vm) in s.vm_refs() {
+            if !names.contains(&vm) {
+                let mut p = path!["scenarios", i, "params"];
+                p.extend(sub);
+                let mut help = format!("VMs of this lab: {}", names.join(", "));
+                if let Some(best) = crate::yaml::closest(vm, names.iter().copied()) {
+                    help = format!("did you mean `{best}`? ({help})");
+                }
+                c.error_help(&p, format!("unknown VM `{vm}`"), help);
+            }
+        }
+        let needs_k8s = match s {
+            ScenarioFile::RatchetPairs(p) => p.mode == crate::scenario::RatchetMode::RatchetCni,
+            ScenarioFile::Glusterfs(p) => p.mode == crate::scenario::ClusterMode::Kubernetes,
+            ScenarioFile::CrioBuildah(p) => p.mode == crate::scenario::ClusterMode::Kubernetes,
+            _ => false,
+        };
+        if needs_k8s && file.kubernetes.is_none() {
+            c.error(
+                &path!["scenarios", i, "params", "mode"],
+                format!(
+                    "scenario `{}` in this mode needs `kubernetes` in the lab",
+                    s.name()
+                ),
+            );
+        }
+        match s {
+            ScenarioFile::Overlay(p) => {
+                if !p.hosts.is_empty() && p.hosts.len() < 2 {
+                    c.error(
+                        &path!["scenarios", i, "params", "hosts"],
+                        "an overlay needs two or more hosts",
+                    );
+                }
+                if let Some(v) = p.vni
+                    && (v == 0 || v > 0xFF_FFFF)
+                {
+                    c.error(
+                        &path!["scenarios", i, "params", "vni"],
+                        format!("VNI {v} is outside 1..16777215"),
+                    );
+                }
+                if let Some(sn) = &p.subnet {
+                    parse_net4(c, &path!["scenarios", i, "params", "subnet"], sn);
+                }
+            }
+            ScenarioFile::Tenants(p) => {
+                if !p.hosts.is_empty() && p.hosts.len() != 2 {
+                    c.error(
+                        &path!["scenarios", i, "params", "hosts"],
+                        "tenant networks span exactly two hosts",
+                    );
+                }
+                if let Some(sn) = &p.subnet {
+                    parse_net4(c, &path!["scenarios", i, "params", "subnet"], sn);
+                }
+                let mut vnis = HashMap::new();
+                for (t, tenant) in p.tenants.iter().enumerate() {
+                    c.label(
+                        &path!["scenarios", i, "params", "tenants", t, "name"],
+                        "tenant name",
+                        &tenant.name,
+                        12,
+                    );
+                    if tenant.vni == 0 || tenant.vni > 0xFF_FFFF {
+                        c.error(
+                            &path!["scenarios", i, "params", "tenants", t, "vni"],
+                            format!("VNI {} is outside 1..16777215", tenant.vni),
+                        );
+                    } else if let Some(other) = vnis.insert(tenant.vni, tenant.name.clone()) {
+                        c.error(
+                            &path!["scenarios", i, "params", "tenants", t, "vni"],
+                            format!("VNI {} is also used by tenant `{other}`", tenant.vni),
+                        );
+                    }
+                }
+            }
+            ScenarioFile::CloudRouter(p) => {
+                if !p.hosts.is_empty() && p.hosts.len() != 2 {
+                    c.error(
+                        &path!["scenarios", i, "params", "hosts"],
+                        "the cloud router spans exactly two hosts",
+                    );
+                }
+            }
+            ScenarioFile::RatchetPairs(p) => {
+                for (k, pair) in p.pairs.iter().enumerate() {
+                    for (side, end) in [("primary", &pair.primary), ("pair", &pair.pair)] {
+                        let base = path!["scenarios", i, "params", "pairs", k, side];
+                        let mut ip = base.clone();
+                        ip.push(Seg::Key("ip".into()));
+                        if end.ip.parse::<IpNet>().is_err() {
+                            c.error(&ip, format!("`{}` is not an address with prefix length (e.g. 192.168.2.100/24)", end.ip));
+                        }
+                        let mut np = base.clone();
+                        np.push(Seg::Key("name".into()));
+                        c.label(&np, "workload name", &end.name, 40);
+                        if let Some(ifname) = &end.ifname
+                            && let Some(why) = ifname_problem(ifname)
+                        {
+                            let mut fp = base.clone();
+                            fp.push(Seg::Key("ifname".into()));
+                            c.error(&fp, format!("`{ifname}` is not an interface name: {why}"));
+                        }
+                    }
+                }
+            }
+            ScenarioFile::Ipv6Ping6(p) => {
+                if !p.nodes.is_empty() && p.nodes.len() != 2 {
+                    c.error(
+                        &path!["scenarios", i, "params", "nodes"],
+                        "ping6 runs between exactly two nodes",
+                    );
+                }
+                if p.through_nat64 == Some(true) && !vms.iter().any(|v| v.has_role("nat64")) {
+                    c.error(
+                        &path!["scenarios", i, "params", "through_nat64"],
+                        "through_nat64 needs a VM with role `nat64`",
+                    );
+                }
+            }
+            ScenarioFile::Glusterfs(p) => {
+                let storage: Vec<&Vm> = vms.iter().filter(|v| v.has_role("storage")).collect();
+                if storage.len() < 2 {
+                    c.error_help(
+                        &path!["scenarios", i, "name"],
+                        format!(
+                            "glusterfs needs at least two VMs with role `storage` (found {})",
+                            storage.len()
+                        ),
+                        "give the storage VMs `roles: [storage]` and a spare disk each",
+                    );
+                }
+                for v in &storage {
+                    if v.spare_disks.is_empty() {
+                        c.error(
+                            &path!["scenarios", i, "name"],
+                            format!("storage VM `{}` has no spare disk for a brick", v.name),
+                        );
+                    }
+                }
+                if let Some(r) = p.replica
+                    && (r < 2 || r as usize > storage.len().max(2))
+                {
+                    c.error(
+                        &path!["scenarios", i, "params", "replica"],
+                        format!(
+                            "replica {r} needs between 2 and {} storage VMs",
+                            storage.len().max(2)
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
