@@ -10,5 +10,6 @@ pub mod lab;
 pub mod report;
 pub mod scenario;
 pub mod schema;
+pub mod state;
 pub mod transport;
 pub mod yaml;

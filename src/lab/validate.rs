@@ -777,10 +777,10 @@ fn check_defaults(c: &mut Checker<'_>, d: &VmDefaultsFile) -> Defaults {
         memory_mib: 2048,
         disk_gib: 20,
     };
-    if let Some(cpus) = d.cpus {
-        if check_cpus(c, &path!["defaults", "cpus"], cpus) {
-            out.cpus = cpus;
-        }
+    if let Some(cpus) = d.cpus
+        && check_cpus(c, &path!["defaults", "cpus"], cpus)
+    {
+        out.cpus = cpus;
     }
     if let Some(m) = &d.memory
         && let Some(b) = c.size(
@@ -864,7 +864,7 @@ fn check_vms(c: &mut Checker<'_>, file: &LabFile, networks: &[Network]) -> Vec<V
             .map_or(defaults.disk_gib, |b| b.div_ceil(GIB));
         let mut spare = Vec::new();
         for (d, disk) in v.spare_disks.iter().enumerate() {
-            let p = path!["vms", i, "spare_disks", d];
+            let p = path!["vms", i, "spare_disks", d].to_vec();
             let mut sp = p.clone();
             sp.push(Seg::Key("size".into()));
             let size = c.size(&sp, &disk.size, MIB, 64 << 40, "spare disk size");
@@ -923,8 +923,8 @@ fn check_vms(c: &mut Checker<'_>, file: &LabFile, networks: &[Network]) -> Vec<V
         let mut plans = Vec::new();
         for (j, nf) in &nic_files {
             let p = match j {
-                Some(j) => path!["vms", i, "nics", *j],
-                None => at("name"),
+                Some(j) => path!["vms", i, "nics", *j].to_vec(),
+                None => at("name").to_vec(),
             };
             let sub = |k: &str| {
                 let mut q = p.clone();
@@ -1155,9 +1155,9 @@ fn check_kubernetes(
         let wants6 = matches!(ip_family, IpFamily::Ipv6 | IpFamily::Dual);
         let wants4 = matches!(ip_family, IpFamily::Ipv4 | IpFamily::Dual);
         let fam_path = if k.ip_family.is_some() {
-            at("ip_family")
+            at("ip_family").to_vec()
         } else {
-            path!["kubernetes"]
+            path!["kubernetes"].to_vec()
         };
         if wants6 && net.ipv6.is_none() {
             c.error_help(
@@ -1215,9 +1215,9 @@ fn check_kubernetes(
         let mut out = Vec::new();
         for (i, t) in texts.iter().enumerate() {
             let p = if given.is_empty() {
-                path!["kubernetes"]
+                path!["kubernetes"].to_vec()
             } else {
-                path!["kubernetes", key, i]
+                path!["kubernetes", key, i].to_vec()
             };
             match t.parse::<IpNet>() {
                 Ok(n) if n.network() != n.addr() => {
@@ -1271,13 +1271,17 @@ fn check_kubernetes(
     // Overlaps: pods vs services vs lab networks.
     let mut all: Vec<(String, IpNet, Vec<Seg>)> = Vec::new();
     for (i, n) in pod_cidrs.iter().enumerate() {
-        all.push(("pod_cidrs".into(), *n, path!["kubernetes", "pod_cidrs", i]));
+        all.push((
+            "pod_cidrs".into(),
+            *n,
+            path!["kubernetes", "pod_cidrs", i].to_vec(),
+        ));
     }
     for (i, n) in service_cidrs.iter().enumerate() {
         all.push((
             "service_cidrs".into(),
             *n,
-            path!["kubernetes", "service_cidrs", i],
+            path!["kubernetes", "service_cidrs", i].to_vec(),
         ));
     }
     for (a_i, (a_name, a, a_path)) in all.iter().enumerate() {
@@ -1410,7 +1414,7 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
         }
         for (sub, vm) in s.vm_refs() {
             if !names.contains(&vm) {
-                let mut p = path!["scenarios", i, "params"];
+                let mut p = path!["scenarios", i, "params"].to_vec();
                 p.extend(sub);
                 let mut help = format!("VMs of this lab: {}", names.join(", "));
                 if let Some(best) = crate::yaml::closest(vm, names.iter().copied()) {
@@ -1485,18 +1489,16 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
                     }
                 }
             }
-            ScenarioFile::CloudRouter(p) => {
-                if !p.hosts.is_empty() && p.hosts.len() != 2 {
-                    c.error(
-                        &path!["scenarios", i, "params", "hosts"],
-                        "the cloud router spans exactly two hosts",
-                    );
-                }
+            ScenarioFile::CloudRouter(p) if !p.hosts.is_empty() && p.hosts.len() != 2 => {
+                c.error(
+                    &path!["scenarios", i, "params", "hosts"],
+                    "the cloud router spans exactly two hosts",
+                );
             }
             ScenarioFile::RatchetPairs(p) => {
                 for (k, pair) in p.pairs.iter().enumerate() {
                     for (side, end) in [("primary", &pair.primary), ("pair", &pair.pair)] {
-                        let base = path!["scenarios", i, "params", "pairs", k, side];
+                        let base = path!["scenarios", i, "params", "pairs", k, side].to_vec();
                         let mut ip = base.clone();
                         ip.push(Seg::Key("ip".into()));
                         if end.ip.parse::<IpNet>().is_err() {
