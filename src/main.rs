@@ -71,7 +71,7 @@ fn validate(
             );
         } else {
             let rendered = diags.render(color);
-            if !rendered.is_empty() && !(quiet && !diags.has_errors()) {
+            if !rendered.is_empty() && (!quiet || diags.has_errors()) {
                 eprint!("{rendered}");
             }
             match summary {
