@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Node-prep benchmark: the same workload with kubelab, Ansible, pyinfra and the
+# OpenSSH one-script floor against N real sshd hosts (network namespaces).
+#   bench/nodeprep.sh N [RUNS]      (as root; default N=4, RUNS=5)
+# Prints per-tool medians and ratios; the last line is
+#   hosts=N kubelab=S ansible=S pyinfra=S floor=S
+# (median wall seconds of a first run on fresh hosts). Also measured:
+# kubelab's no-change second run and its peak RSS.
+set -euo pipefail
+n=${1:-4}; runs=${2:-5}
+here=$(cd "$(dirname "$0")" && pwd); top=$(dirname "$here")
+dir=${KL_BENCH_DIR:-/tmp/kl-bench}; export KL_BENCH_DIR=$dir
+venv=${KL_BENCH_VENV:-/tmp/kl-bench-venv}
+log=$dir/bench.log; mkdir -p "$dir"; : > "$log"; export MEASURE_LOG=$log
+
+"$here/hosts.sh" up "$n"
+if [ ! -x "$venv/bin/ansible-playbook" ] || [ ! -x "$venv/bin/pyinfra" ]; then
+  echo "installing ansible-core and pyinfra from PyPI into $venv" >&2
+  python3 -m venv "$venv" && "$venv/bin/pip" -q install ansible-core pyinfra >&2
+fi
+(cd "$top" && cargo build --release -q)
+kubelab=$top/target/release/kubelab
+
+fresh() { rm -rf /tmp/kl-bench-work/root; }
+inv=$dir/inventory.$n.ini
+head -n $((n + 1)) "$dir/inventory.ini" > "$inv"; tail -n 2 "$dir/inventory.ini" >> "$inv"
+
+run_kubelab() {
+  "$kubelab" play -q --inventory "$inv" --known-hosts "$dir/known_hosts" "$top/playbooks/bench-nodeprep.yaml"
+}
+run_ansible() {
+  ANSIBLE_PIPELINING=1 ANSIBLE_HOST_KEY_CHECKING=1 ANSIBLE_SSH_ARGS="-o UserKnownHostsFile=$dir/known_hosts -o ControlMaster=auto -o ControlPersist=60s -o ControlPath=$dir/cm-%h" \
+    "$venv/bin/ansible-playbook" -i "$inv" -f "$n" -e ansible_python_interpreter=/usr/bin/python3 "$here/ansible/nodeprep.yml"
+}
+run_pyinfra() {
+  local hosts; hosts=$(head -n "$n" "$dir/hosts.txt" | awk '{print $2}' | paste -sd, -)
+  (cd "$here/pyinfra" && "$venv/bin/pyinfra" -y --parallel "$n" --ssh-user klbench --ssh-key "$dir/id_ed25519" \
+     --ssh-known-hosts-file "$dir/known_hosts" "$hosts" nodeprep.py)
+}
+run_floor() { "$here/floor.sh" "$n"; }
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+export -f run_kubelab run_ansible run_pyinfra run_floor
+export kubelab inv dir here top venv n
+
+measure() { # tool fresh|again -> prints "wall rss"
+  local tool=$1 mode=$2 out
+  [ "$mode" = fresh ] && fresh
+  out=$(python3 "$here/measure.py" bash -c "run_$tool")
+  case "$out" in *" rc=0") ;; *) echo "$tool failed ($out); see $log" >&2; exit 1 ;; esac
+  echo "$out" | sed -E 's/wall=([0-9.]+) maxrss_kib=([0-9]+).*/\1 \2/'
+}
+
+declare -A med
+for tool in floor kubelab pyinfra ansible; do
+  walls=()
+  for _ in $(seq 1 "$runs"); do walls+=("$(measure "$tool" fresh | cut -d' ' -f1)"); done
+  med[$tool]=$(printf '%s\n' "${walls[@]}" | median)
+  echo "$tool: first run median ${med[$tool]}s over $runs runs (${walls[*]})"
+done
+again=(); rss=()
+for _ in $(seq 1 "$runs"); do
+  r=$(measure kubelab again); again+=("${r% *}"); rss+=("${r#* }")
+done
+med_again=$(printf '%s\n' "${again[@]}" | median)
+max_rss=$(printf '%s\n' "${rss[@]}" | sort -n | tail -n1)
+echo "kubelab: no-change run median ${med_again}s; peak RSS $((max_rss / 1024)) MiB"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", a/b}'; }
+echo "ratios: ansible/kubelab=$(ratio "${med[ansible]}" "${med[kubelab]}")x pyinfra/kubelab=$(ratio "${med[pyinfra]}" "${med[kubelab]}")x kubelab/floor=$(ratio "${med[kubelab]}" "${med[floor]}")x"
+echo "hosts=$n kubelab=${med[kubelab]} ansible=${med[ansible]} pyinfra=${med[pyinfra]} floor=${med[floor]}"
