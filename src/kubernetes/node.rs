@@ -95,8 +95,8 @@ impl NodePrepContext {
         })
     }
 
-    /// Every preparation file this node needs: sysctls, modules, the
-    /// runtime's configuration and the kubelet's environment at `kubelet_env`
+    /// Every preparation file this node needs, with its path: sysctls,
+    /// modules, the runtime's configuration and the kubelet's environment
     /// (`/etc/default/kubelet` on Debian, `/etc/sysconfig/kubelet` on RHEL).
     pub fn files(&self, family: DistroFamily) -> Result<Vec<NodeFile>, RenderError> {
         let mut files = vec![

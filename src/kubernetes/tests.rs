@@ -671,6 +671,26 @@ fn rendered_configs_and_contexts_do_not_show_secrets_in_debug_output() {
 }
 
 #[test]
+fn a_template_and_context_out_of_step_fail_the_self_check() {
+    let lab = load(OLD_SINGLE);
+    let mut ctx = KubeadmContext::for_node(&lab, lab.vm("solo").unwrap(), None).unwrap();
+    // v1beta3 apiVersion with v1beta4's list-shaped extra arguments.
+    ctx.v1beta4 = true;
+    match ctx.render_init() {
+        Err(KubeadmError::Check { template, message }) => {
+            assert_eq!(template, "kubeadm-init.yaml.j2");
+            assert!(message.contains("wants a map"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A v1beta4 configuration claimed by a v1beta3 context.
+    let mut ctx = KubeadmContext::for_node(&lab, lab.vm("solo").unwrap(), None).unwrap();
+    ctx.api_version = KubeadmApi::V1beta4.api_version();
+    ctx.v1beta4 = true;
+    assert!(matches!(ctx.render_init(), Err(KubeadmError::Check { .. })));
+}
+
+#[test]
 fn subnet_arithmetic() {
     let n = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
     assert_eq!(nth_address(&n("10.96.0.0/12"), 10), Some(ip("10.96.0.10")));
