@@ -579,6 +579,36 @@ cgroupDriver: systemd
     }
 
     #[test]
+    fn duplicate_keys_are_errors() {
+        let twice = INIT_V4.replace(
+            "  name: cp\n",
+            "  name: cp\n  criSocket: unix:///var/run/crio/crio.sock\n",
+        );
+        assert!(matches!(parse_documents(&twice), Err(ApiError::Yaml(_))));
+    }
+
+    #[test]
+    fn empty_documents_are_skipped() {
+        let docs = parse_documents(&format!("---\n# nothing\n---\n{INIT_V4}")).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert!(parse_documents("").unwrap().is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics(text in "\\PC{0,200}") {
+            let _ = parse_documents(&text);
+        }
+
+        #[test]
+        fn parsing_mangled_configurations_never_panics(cut in 0usize..400, junk in "[ :\\-\\[\\]{}a-z0-9\n]{0,20}") {
+            let mut text: String = INIT_V4.chars().take(cut).collect();
+            text.push_str(&junk);
+            let _ = parse_documents(&text);
+        }
+    }
+
+    #[test]
     fn secrets_stay_out_of_debug_output() {
         let s = Secret::new("abcdef.0123456789abcdef");
         assert!(!format!("{s:?}").contains("abcdef"));

@@ -277,6 +277,8 @@ pub struct KubeadmContext {
     pub pod_subnet: String,
     pub service_subnet: String,
     pub dns_domain: &'static str,
+    /// The 10th address of the primary service subnet only: kubeadm makes
+    /// the cluster DNS Service single-stack, in the primary family.
     pub cluster_dns: Vec<IpAddr>,
     /// `host:port` of the load balancer or VIP (HA only).
     pub control_plane_endpoint: Option<String>,

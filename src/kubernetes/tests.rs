@@ -733,6 +733,30 @@ fn subnet_arithmetic() {
     assert_eq!(host_port(ip("10.0.0.1"), 6443), "10.0.0.1:6443");
 }
 
+proptest::proptest! {
+    #[test]
+    fn subnet_arithmetic_never_panics(bits in proptest::num::u128::ANY, p4 in 0u8..=32, p6 in 0u8..=128, n in proptest::num::u32::ANY) {
+        let v4 = ipnet::IpNet::V4(ipnet::Ipv4Net::new((bits as u32).into(), p4).unwrap().trunc());
+        let v6 = ipnet::IpNet::V6(ipnet::Ipv6Net::new(bits.into(), p6).unwrap().trunc());
+        for net in [v4, v6] {
+            if let Some(a) = nth_address(&net, n) {
+                proptest::prop_assert!(net.contains(&a));
+            }
+            if let Some(s) = node_cidr_mask_size(&net) {
+                proptest::prop_assert!(s > net.prefix_len() && s - net.prefix_len() <= 16);
+            }
+        }
+    }
+
+    #[test]
+    fn secret_parsers_never_panic(text in "\\PC{0,80}") {
+        let _ = BootstrapToken::parse(&text);
+        let _ = CertificateKey::parse(&text);
+        let _ = CaCertHash::parse(&text);
+        let _ = ClusterFacts::default().set_kubeadm_version(&text);
+    }
+}
+
 #[test]
 fn cri_sockets() {
     assert_eq!(cri_socket(Runtime::Crio), "unix:///var/run/crio/crio.sock");
@@ -795,6 +819,15 @@ fn node_preparation_per_runtime() {
         "prep-kubelet-default-ipv4",
         file(&files, "/etc/default/kubelet")
     );
+
+    let lab = load(&lab_yaml(case("containerd", Fam::Ipv4)));
+    let rhel =
+        NodePrepContext::for_node(&lab, lab.vm("cp-1").unwrap(), &ClusterFacts::from_lab(&lab))
+            .unwrap()
+            .files(DistroFamily::RedHat)
+            .unwrap();
+    assert!(rhel.iter().any(|f| f.path == "/etc/sysconfig/kubelet"));
+    assert!(!rhel.iter().any(|f| f.path == "/etc/default/kubelet"));
 
     let (_, files) = prep(case("crio", Fam::Dual), "cp-1");
     let sysctl = file(&files, SYSCTL_PATH);
