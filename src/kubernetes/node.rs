@@ -1,0 +1,251 @@
+//! Node preparation before kubeadm: kernel modules, sysctls, the container
+//! runtime's configuration, the kubelet's environment, and the package
+//! repositories of a Kubernetes minor (modelled as data).
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::config::{ClusterFacts, Family, KubeadmError, NodeAddresses};
+use super::templates::{self, RenderError};
+use crate::lab::model::{IpFamily, Lab, Runtime, Vm};
+
+/// The pause (sandbox) image kubeadm of Kubernetes `1.<minor>` expects; the
+/// runtime is configured with the same one so that kubeadm does not warn
+/// and pods do not pull a second image.
+pub fn pause_image(minor: u32) -> &'static str {
+    match minor {
+        0..=24 => "registry.k8s.io/pause:3.7",
+        25 => "registry.k8s.io/pause:3.8",
+        26..=30 => "registry.k8s.io/pause:3.9",
+        31..=33 => "registry.k8s.io/pause:3.10",
+        _ => "registry.k8s.io/pause:3.10.1",
+    }
+}
+
+/// Kernel modules a node loads at boot.
+pub const KERNEL_MODULES: &[&str] = &["overlay", "br_netfilter"];
+
+/// Where each node preparation file goes.
+pub const SYSCTL_PATH: &str = "/etc/sysctl.d/99-kubernetes.conf";
+pub const MODULES_LOAD_PATH: &str = "/etc/modules-load.d/kubernetes.conf";
+pub const CONTAINERD_CONFIG_PATH: &str = "/etc/containerd/config.toml";
+pub const CRIO_DROP_IN_PATH: &str = "/etc/crio/crio.conf.d/10-kubelab.conf";
+pub const DOCKER_DAEMON_PATH: &str = "/etc/docker/daemon.json";
+pub const CRI_DOCKERD_DROP_IN_PATH: &str =
+    "/etc/systemd/system/cri-docker.service.d/10-kubelab.conf";
+
+/// The variables of the node preparation templates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodePrepContext {
+    pub node_name: String,
+    pub kubernetes_minor: u32,
+    pub runtime: Runtime,
+    pub ipv4: bool,
+    pub ipv6: bool,
+    pub pause_image: &'static str,
+    pub kernel_modules: &'static [&'static str],
+    /// `--node-ip`: the node's addresses, primary family first.
+    pub node_ip: String,
+}
+
+/// One rendered file and where it belongs on the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeFile {
+    pub path: &'static str,
+    pub text: String,
+}
+
+impl NodePrepContext {
+    /// The preparation context of Kubernetes node `vm`, with addresses from
+    /// `facts` (static or discovered).
+    pub fn for_node(lab: &Lab, vm: &Vm, facts: &ClusterFacts) -> Result<Self, KubeadmError> {
+        let k = lab.kubernetes.as_ref().ok_or(KubeadmError::NoKubernetes)?;
+        let families: Vec<Family> = match k.ip_family {
+            IpFamily::Ipv4 => vec![Family::V4],
+            IpFamily::Ipv6 => vec![Family::V6],
+            IpFamily::Dual => match k.service_cidrs.first() {
+                Some(ipnet::IpNet::V6(_)) => vec![Family::V6, Family::V4],
+                _ => vec![Family::V4, Family::V6],
+            },
+        };
+        let found: NodeAddresses = facts.addresses(&vm.name);
+        let ips = families
+            .iter()
+            .map(|f| {
+                found.get(*f).ok_or_else(|| KubeadmError::NoAddress {
+                    vm: vm.name.clone(),
+                    family: f.name(),
+                })
+            })
+            .collect::<Result<Vec<IpAddr>, _>>()?;
+        Ok(NodePrepContext {
+            node_name: vm.name.clone(),
+            kubernetes_minor: k.minor(),
+            runtime: k.runtime,
+            ipv4: families.contains(&Family::V4),
+            ipv6: families.contains(&Family::V6),
+            pause_image: pause_image(k.minor()),
+            kernel_modules: KERNEL_MODULES,
+            node_ip: ips
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        })
+    }
+
+    /// Every preparation file this node needs, with its path: sysctls,
+    /// modules, the runtime's configuration and the kubelet's environment
+    /// (`/etc/default/kubelet` on Debian, `/etc/sysconfig/kubelet` on RHEL).
+    pub fn files(&self, family: DistroFamily) -> Result<Vec<NodeFile>, RenderError> {
+        let mut files = vec![
+            (SYSCTL_PATH, "99-kubernetes.conf.j2"),
+            (MODULES_LOAD_PATH, "modules-load.conf.j2"),
+        ];
+        match self.runtime {
+            Runtime::Containerd => {
+                files.push((CONTAINERD_CONFIG_PATH, "containerd-config.toml.j2"))
+            }
+            Runtime::Crio => files.push((CRIO_DROP_IN_PATH, "crio.conf.j2")),
+            Runtime::Docker => {
+                files.push((DOCKER_DAEMON_PATH, "docker-daemon.json.j2"));
+                files.push((CRI_DOCKERD_DROP_IN_PATH, "cri-dockerd.conf.j2"));
+            }
+        }
+        files.push((family.kubelet_env_path(), "kubelet-default.j2"));
+        files
+            .into_iter()
+            .map(|(path, template)| {
+                Ok(NodeFile {
+                    path,
+                    text: templates::render(template, self)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Distributions by packaging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistroFamily {
+    /// Debian, Ubuntu: APT and `.deb`.
+    Debian,
+    /// RHEL, CentOS Stream, Fedora, Rocky, Alma: DNF and `.rpm`.
+    RedHat,
+}
+
+impl DistroFamily {
+    fn package_format(self) -> &'static str {
+        match self {
+            DistroFamily::Debian => "deb",
+            DistroFamily::RedHat => "rpm",
+        }
+    }
+    fn key_file(self) -> &'static str {
+        match self {
+            DistroFamily::Debian => "Release.key",
+            DistroFamily::RedHat => "repodata/repomd.xml.key",
+        }
+    }
+    pub fn kubelet_env_path(self) -> &'static str {
+        match self {
+            DistroFamily::Debian => "/etc/default/kubelet",
+            DistroFamily::RedHat => "/etc/sysconfig/kubelet",
+        }
+    }
+}
+
+/// A package repository: a short name (also the keyring's file name), a
+/// title, the base URL and its signing key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PackageRepository {
+    pub name: &'static str,
+    pub title: String,
+    pub url: String,
+    pub key_url: String,
+}
+
+/// The first minor CRI-O publishes in the community repositories
+/// (`isv:/cri-o` on the openSUSE build service, where pkgs.k8s.io's
+/// `addons:/cri-o` points).
+pub const CRIO_REPOSITORY_SINCE_MINOR: u32 = 28;
+
+/// Base URL of the Kubernetes packages (kubelet, kubeadm, kubectl,
+/// cri-tools, kubernetes-cni) of `1.<minor>`: one repository per minor on
+/// pkgs.k8s.io.
+pub fn repo_url(minor: u32, family: DistroFamily) -> String {
+    format!(
+        "https://pkgs.k8s.io/core:/stable:/v1.{minor}/{}/",
+        family.package_format()
+    )
+}
+
+/// The Kubernetes repository of `1.<minor>`.
+pub fn kubernetes_repository(minor: u32, family: DistroFamily) -> PackageRepository {
+    let url = repo_url(minor, family);
+    PackageRepository {
+        name: "kubernetes",
+        title: format!("Kubernetes 1.{minor}"),
+        key_url: format!("{url}{}", family.key_file()),
+        url,
+    }
+}
+
+/// The CRI-O repository matching Kubernetes `1.<minor>`, if there is one
+/// (CRI-O follows Kubernetes minors; 1.27 and older are in no maintained
+/// repository: install the distribution's package instead).
+pub fn crio_repository(minor: u32, family: DistroFamily) -> Option<PackageRepository> {
+    (minor >= CRIO_REPOSITORY_SINCE_MINOR).then(|| {
+        let url = format!(
+            "https://download.opensuse.org/repositories/isv:/cri-o:/stable:/v1.{minor}/{}/",
+            family.package_format()
+        );
+        PackageRepository {
+            name: "cri-o",
+            title: format!("CRI-O 1.{minor}"),
+            key_url: format!("{url}{}", family.key_file()),
+            url,
+        }
+    })
+}
+
+/// The variables of the repository templates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RepositoryContext {
+    pub minor: u32,
+    pub repositories: Vec<PackageRepository>,
+}
+
+impl RepositoryContext {
+    /// Kubernetes' repository, and CRI-O's when the runtime is CRI-O and
+    /// one exists for this minor.
+    pub fn new(minor: u32, runtime: Runtime, family: DistroFamily) -> Self {
+        let mut repositories = vec![kubernetes_repository(minor, family)];
+        if runtime == Runtime::Crio
+            && let Some(r) = crio_repository(minor, family)
+        {
+            repositories.push(r);
+        }
+        RepositoryContext {
+            minor,
+            repositories,
+        }
+    }
+
+    /// The APT sources list or the DNF repository file.
+    pub fn render(&self, family: DistroFamily) -> Result<NodeFile, RenderError> {
+        let (path, template) = match family {
+            DistroFamily::Debian => (
+                "/etc/apt/sources.list.d/kubernetes.list",
+                "kubernetes.list.j2",
+            ),
+            DistroFamily::RedHat => ("/etc/yum.repos.d/kubernetes.repo", "kubernetes.repo.j2"),
+        };
+        Ok(NodeFile {
+            path,
+            text: templates::render(template, self)?,
+        })
+    }
+}
