@@ -58,7 +58,9 @@ impl From<usize> for Seg {
 /// Build a path: `path!["vms", 2, "memory"]`.
 #[macro_export]
 macro_rules! path {
-    ($($seg:expr),* $(,)?) => { vec![$($crate::yaml::Seg::from($seg)),*] };
+    ($($seg:expr),* $(,)?) => {
+        ::std::vec::Vec::<$crate::yaml::Seg>::from([$($crate::yaml::Seg::from($seg)),*])
+    };
 }
 
 /// Render a path the way users read it: `vms[2].nics[0].network`.

@@ -777,10 +777,10 @@ fn check_defaults(c: &mut Checker<'_>, d: &VmDefaultsFile) -> Defaults {
         memory_mib: 2048,
         disk_gib: 20,
     };
-    if let Some(cpus) = d.cpus {
-        if check_cpus(c, &path!["defaults", "cpus"], cpus) {
-            out.cpus = cpus;
-        }
+    if let Some(cpus) = d.cpus
+        && check_cpus(c, &path!["defaults", "cpus"], cpus)
+    {
+        out.cpus = cpus;
     }
     if let Some(m) = &d.memory
         && let Some(b) = c.size(
@@ -1485,13 +1485,11 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
                     }
                 }
             }
-            ScenarioFile::CloudRouter(p) => {
-                if !p.hosts.is_empty() && p.hosts.len() != 2 {
-                    c.error(
-                        &path!["scenarios", i, "params", "hosts"],
-                        "the cloud router spans exactly two hosts",
-                    );
-                }
+            ScenarioFile::CloudRouter(p) if !p.hosts.is_empty() && p.hosts.len() != 2 => {
+                c.error(
+                    &path!["scenarios", i, "params", "hosts"],
+                    "the cloud router spans exactly two hosts",
+                );
             }
             ScenarioFile::RatchetPairs(p) => {
                 for (k, pair) in p.pairs.iter().enumerate() {
