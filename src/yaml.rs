@@ -242,17 +242,23 @@ pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
         .map(|(_, c)| c)
 }
 
+/// Edits (insert, delete, substitute, or swap two neighbours: `dchp` is
+/// one edit from `dhcp`) between two words.
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
             let cost = usize::from(ca != cb);
             cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            if i > 0 && j > 0 && *ca == b[j - 1] && a[i - 1] == *cb {
+                cur[j + 1] = cur[j + 1].min(before[j - 1] + 1);
+            }
         }
-        prev = cur;
+        before = std::mem::replace(&mut prev, cur);
     }
     prev[b.len()]
 }
@@ -604,7 +610,13 @@ impl Node {
     }
 
     fn invalid_type<'de, V: Visitor<'de>>(&self, visitor: &V) -> Error {
-        let e: Error = de::Error::invalid_type(self.unexpected(), visitor);
+        let mut e: Error = de::Error::invalid_type(self.unexpected(), visitor);
+        if let NodeKind::Scalar { text, quoted: true } = &self.kind
+            && parse_number(text).is_some()
+        {
+            e.message
+                .push_str(" (quotes make a number a string: remove them)");
+        }
         e.at(self.span)
     }
 }
@@ -1024,6 +1036,14 @@ mod tests {
         let e = from_node::<Outer>(&n).unwrap_err();
         assert_eq!(line_col(&e), (3, 3));
         assert!(e.message.contains("missing field `cpus`"));
+    }
+
+    #[test]
+    fn swapped_letters_are_one_edit() {
+        assert_eq!(edit_distance("dchp", "dhcp"), 1);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(closest("dchp", ["dhcp", "mtu"].into_iter()), Some("dhcp"));
     }
 
     #[test]

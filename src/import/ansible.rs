@@ -1488,12 +1488,9 @@ fn main_outside_dhcp(net: &NetworkDraft, a: Ipv4Addr) -> bool {
     }
 }
 
-/// Where kubelab's default DHCP range starts: the upper half of the subnet.
+/// Where kubelab's default DHCP range starts.
 fn default_dhcp_start(n: Ipv4Net) -> Option<Ipv4Addr> {
-    let first = u32::from(n.network());
-    let last = u32::from(n.broadcast());
-    let start = first + (last - first) / 2;
-    (start < last - 1).then(|| Ipv4Addr::from(start))
+    crate::lab::validate::default_dhcp_range(n).map(|(start, _)| start)
 }
 
 /// Keep kubelab's default DHCP range (the upper half) unless a static
