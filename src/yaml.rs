@@ -358,7 +358,12 @@ pub fn parse(text: &str) -> Result<Node, Error> {
             _ => {}
         }
     }
-    Ok(builder.root.unwrap_or(Node::null(Span::default())))
+    // An empty file (or only comments) is an empty value at its start, so
+    // that errors about it still have a line to point at.
+    let start = Pos { line: 1, col: 1 };
+    Ok(builder
+        .root
+        .unwrap_or(Node::null(Span { start, end: start })))
 }
 
 fn is_null(s: &str) -> bool {
@@ -1066,6 +1071,15 @@ mod tests {
         let e = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(e.span.is_some());
         assert!(e.message.starts_with("invalid YAML"));
+    }
+
+    #[test]
+    fn empty_file_is_null_at_line_one() {
+        for text in ["", "# only a comment\n"] {
+            let n = parse(text).unwrap();
+            assert_eq!(n.kind, NodeKind::Null);
+            assert_eq!((n.span.start.line, n.span.start.col), (1, 1));
+        }
     }
 
     #[test]
