@@ -205,6 +205,30 @@ impl de::Error for Error {
         }
     }
 
+    /// serde's words for types, in the words of a YAML file's reader:
+    /// `a list`, `a mapping`, `a whole number` (not `sequence`, `struct
+    /// KubernetesFile`, `u32`).
+    fn invalid_type(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
+        let found = match unexp {
+            de::Unexpected::Seq => "a list".to_string(),
+            de::Unexpected::Map => "a mapping".to_string(),
+            de::Unexpected::Unit => "an empty value".to_string(),
+            other => other.to_string(),
+        };
+        let expected = exp.to_string();
+        let expected = match expected.as_str() {
+            e if e.starts_with("struct ") || e == "a map" => "a mapping",
+            "a sequence" => "a list",
+            "u8" | "u16" | "u32" | "u64" | "i8" | "i16" | "i32" | "i64" => "a whole number",
+            "f32" | "f64" => "a number",
+            e => e,
+        };
+        Error {
+            message: format!("invalid type: {found}, expected {expected}"),
+            span: None,
+        }
+    }
+
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
         let mut message = format!("unknown field `{field}`");
         if let Some(best) = closest(field, expected.iter().copied()) {
