@@ -1501,8 +1501,8 @@ fn dhcp_range_avoiding(n: Ipv4Net, statics: &[Ipv4Addr]) -> Option<(Ipv4Addr, Ip
     if !statics.iter().any(|a| *a >= start) {
         return None;
     }
-    let first = u32::from(n.network()) + 2;
-    let last = u32::from(n.broadcast()) - 1;
+    let first = u32::from(n.network()).checked_add(2)?;
+    let last = u32::from(n.broadcast()).checked_sub(1)?;
     let mut best: Option<(u32, u32)> = None;
     let mut run: Option<u32> = None;
     for a in first..=last + 1 {

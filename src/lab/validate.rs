@@ -594,7 +594,8 @@ pub fn default_dhcp_range(net: Ipv4Net) -> Option<(Ipv4Addr, Ipv4Addr)> {
     let last = u32::from(net.broadcast());
     let size = last - first;
     let start = first + size.div_ceil(2);
-    let end = last - 1;
+    // 0.0.0.0/32 has no address below its last one.
+    let end = last.checked_sub(1)?;
     (start < end).then(|| (Ipv4Addr::from(start), Ipv4Addr::from(end)))
 }
 
