@@ -325,3 +325,96 @@ fn cli_fails_on_malformed_inventory() {
     );
     assert!(o.stdout.is_empty());
 }
+
+const TWO_MASTERS: &str = "{virtual_machines: [{name: m1, node_type: master}, {name: m2, node_type: master_slave}, {name: w, node_type: nodes}]}";
+
+#[test]
+fn several_masters_with_lb_use_haproxy() {
+    let o = opts(
+        "kubehost/inventory",
+        &[
+            TWO_MASTERS,
+            "{virtual_machines: [{name: m1, node_type: master}, {name: m2, node_type: master_slave}, {name: haproxy, node_type: lb}]}",
+        ],
+    );
+    let (i, _) = import_valid(&o);
+    assert!(i.lab.contains("ha: {mode: haproxy}"), "{}", i.lab);
+    assert!(i.lab.contains("roles: [lb]"));
+}
+
+#[test]
+fn several_masters_without_lb_get_a_virtual_ip() {
+    let (i, _) = import_valid(&opts("kubehost/inventory", &[TWO_MASTERS]));
+    assert!(
+        i.lab.contains("ha: {mode: kube-vip, vip: 192.168.124.10}"),
+        "{}",
+        i.lab
+    );
+    let (i, _) = import_valid(&opts(
+        "kubehost/inventory",
+        &[TWO_MASTERS, "ipv6_enabled=yes"],
+    ));
+    assert!(
+        i.lab.contains("ha: {mode: kube-vip, vip: fd00::10}"),
+        "{}",
+        i.lab
+    );
+    // On a LAN kubelab cannot pick a free address.
+    let e = errors(&opts(
+        "kubehost/inventory",
+        &[TWO_MASTERS, "bridge_networking=true"],
+    ));
+    assert!(e[0].contains("no `lb` VM"), "{e:?}");
+}
+
+#[test]
+fn bridged_without_subnet_assumes_kube_ansibles_default() {
+    let (i, _) = import_valid(&opts(
+        "kubehost/inventory",
+        &["bridge_networking=true bridge_physical_nic=eno2"],
+    ));
+    assert!(i.lab.contains("ipv4: 192.168.1.0/24"), "{}", i.lab);
+    assert!(i.lab.contains("nic: eno2"));
+    assert!(
+        i.notes
+            .iter()
+            .any(|n| n.to_string().contains("assumed kube-ansible's default"))
+    );
+}
+
+#[test]
+fn kubernetes_subnets_move_out_of_the_lab_network() {
+    let (i, _) = import_valid(&opts(
+        "kubehost/inventory",
+        &["bridge_networking=true bridge_network_cidr=10.0.0.0/8"],
+    ));
+    assert!(
+        i.lab.contains("service_cidrs: [172.30.0.0/16]"),
+        "{}",
+        i.lab
+    );
+    assert!(i.lab.contains("pod_cidrs: [172.31.0.0/16]"), "{}", i.lab);
+    // A pod subnet the user chose inside the lab network is an error at it.
+    let e = errors(&opts(
+        "kubehost/inventory",
+        &["bridge_networking=true bridge_network_cidr=10.0.0.0/8 pod_network_cidr=10.244.0.0"],
+    ));
+    assert_eq!(
+        e,
+        ["<-e argument>:1:72: pod_network_cidr: 10.244.0.0/16 overlaps the lab network 10.0.0.0/8"]
+    );
+}
+
+#[test]
+fn small_subnets_are_not_mapped() {
+    let (i, _) = import_valid(&opts(
+        "kubehost/inventory",
+        &["system_network=192.168.5.0 system_netmask=255.255.255.252"],
+    ));
+    assert!(
+        not_mapped(&i, "system_netmask")
+            .unwrap()
+            .contains("too small")
+    );
+    assert!(i.lab.contains("ipv4: 192.168.124.0/24"));
+}

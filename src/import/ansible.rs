@@ -73,6 +73,15 @@ pub const DEFAULT_NAME: &str = "kube-ansible";
 /// cannot both be up.
 pub const DEFAULT_NAT_SUBNET: &str = "192.168.124.0/24";
 
+/// kube-ansible's default `bridge_network_cidr`, assumed for a bridged lab
+/// that gives no subnet.
+pub const DEFAULT_BRIDGED_SUBNET: &str = "192.168.1.0/24";
+
+/// Pod and service subnets: Kubernetes' usual ones first, others for labs
+/// whose networks overlap them.
+const POD_SUBNETS: &[&str] = &["10.244.0.0/16", "172.31.0.0/16", "192.168.192.0/18"];
+const SERVICE_SUBNETS: &[&str] = &["10.96.0.0/12", "172.30.0.0/16", "192.168.160.0/19"];
+
 /// Names of the networks the importer makes.
 const NAT_NETWORK: &str = "nat";
 const BRIDGED_NETWORK: &str = "lan";
@@ -709,13 +718,14 @@ struct KubernetesDraft {
     ipv6: bool,
     network: Option<&'static str>,
     pod_cidr: Option<String>,
+    service_cidr: Option<String>,
     ha: Option<HaDraft>,
 }
 
 #[derive(Debug)]
 enum HaDraft {
     Haproxy,
-    KubeVip(Ipv4Addr),
+    KubeVip(IpAddr),
 }
 
 /// One entry of `virtual_machines`, as read.
@@ -1110,13 +1120,23 @@ fn build(r: &mut Reader, name: &str, host: &InventoryHost, opts: &ImportOptions)
             },
             None => None,
         };
+        let cidr = cidr.and_then(|n| usable_subnet(r, "bridge_network_cidr", n));
         main.ipv4 = cidr.or(netmask_cidr).or_else(|| {
-            statics.first().map(|a| {
-                r.adjusted(
-                    "static_ip",
-                    "no bridge_network_cidr: assumed the /24 around the first static address",
-                );
-                slash24(*a)
+            Some(match statics.first() {
+                Some(a) => {
+                    r.adjusted(
+                        "static_ip",
+                        "no bridge_network_cidr: assumed the /24 around the first static address",
+                    );
+                    slash24(*a)
+                }
+                None => {
+                    r.adjusted(
+                        "bridge_network_cidr",
+                        format!("not given: assumed kube-ansible's default {DEFAULT_BRIDGED_SUBNET}; check that it is your LAN's subnet"),
+                    );
+                    DEFAULT_BRIDGED_SUBNET.parse().unwrap_or_default()
+                }
             })
         });
     } else {
@@ -1421,7 +1441,20 @@ fn build(r: &mut Reader, name: &str, host: &InventoryHost, opts: &ImportOptions)
                     format!("{c}/16")
                 };
                 match text.parse::<Ipv4Net>() {
-                    Ok(n) if n.network() == n.addr() => k.pod_cidr = Some(text),
+                    Ok(n) if n.network() == n.addr() => {
+                        if let Some(lab) =
+                            subnet.filter(|l| l.contains(&n.network()) || n.contains(&l.network()))
+                        {
+                            let node = v.node.clone();
+                            r.error(
+                                &v,
+                                &node,
+                                format!("pod_network_cidr: {n} overlaps the lab network {lab}"),
+                            );
+                        } else {
+                            k.pod_cidr = Some(text);
+                        }
+                    }
                     _ => {
                         let node = v.node.clone();
                         r.error(
@@ -1433,12 +1466,51 @@ fn build(r: &mut Reader, name: &str, host: &InventoryHost, opts: &ImportOptions)
                 }
             }
         }
+        // Kubernetes' default subnets, unless the lab network is in them.
+        if !ipv6 && let Some(lab) = subnet {
+            let mut taken = vec![lab];
+            if let Some(p) = k.pod_cidr.as_ref().and_then(|p| p.parse().ok()) {
+                taken.push(p);
+            }
+            let service = first_free(SERVICE_SUBNETS, &taken);
+            if let Some(svc) = service.filter(|s| s.to_string() != SERVICE_SUBNETS[0]) {
+                r.adjusted(
+                    "kubernetes",
+                    format!("the lab network {lab} overlaps Kubernetes' default service subnet: services use {svc}"),
+                );
+                k.service_cidr = Some(svc.to_string());
+            }
+            if let Some(svc) = service {
+                taken.push(svc);
+            }
+            if k.pod_cidr.is_none()
+                && let Some(pods) =
+                    first_free(POD_SUBNETS, &taken).filter(|p| p.to_string() != POD_SUBNETS[0])
+            {
+                r.adjusted(
+                    "kubernetes",
+                    format!(
+                        "the lab network {lab} overlaps the default pod subnet: pods use {pods}"
+                    ),
+                );
+                k.pod_cidr = Some(pods.to_string());
+            }
+        }
         if control_planes > 1 {
             if d.vms.iter().any(|v| v.roles.iter().any(|r| r == "lb")) {
                 k.ha = Some(HaDraft::Haproxy);
                 r.adjusted(
                     "virtual_machines",
                     "several masters and an `lb` VM: kubernetes.ha is haproxy, as in kube-ansible",
+                );
+            } else if ipv6 {
+                // The Kubernetes network is the IPv6 one; the nodes count
+                // up from fd00::100 and the NAT64 VM is fd00::64.
+                let vip = Ipv6Addr::from(0xfd00_u128 << 112 | 0x10);
+                k.ha = Some(HaDraft::KubeVip(IpAddr::V6(vip)));
+                r.adjusted(
+                    "virtual_machines",
+                    format!("several masters and no `lb` VM: kubernetes.ha is kube-vip with the virtual IP {vip}"),
                 );
             } else if let (Some(n), false) = (subnet, bridged) {
                 // A virtual IP from the static half of the NAT subnet.
@@ -1448,7 +1520,7 @@ fn build(r: &mut Reader, name: &str, host: &InventoryHost, opts: &ImportOptions)
                     .find(|a| !used_static.contains(a) && main_outside_dhcp(&d.networks[0], *a));
                 match vip {
                     Some(vip) => {
-                        k.ha = Some(HaDraft::KubeVip(vip));
+                        k.ha = Some(HaDraft::KubeVip(IpAddr::V4(vip)));
                         r.adjusted(
                             "virtual_machines",
                             format!("several masters and no `lb` VM: kubernetes.ha is kube-vip with the virtual IP {vip}"),
@@ -1525,6 +1597,31 @@ fn slash24(a: Ipv4Addr) -> Ipv4Net {
     Ipv4Net::new(a, 24).map(|n| n.trunc()).unwrap_or_default()
 }
 
+/// A subnet big enough for a lab network (kubelab wants /29 or larger).
+fn usable_subnet(r: &mut Reader, var: &str, n: Ipv4Net) -> Option<Ipv4Net> {
+    if n.prefix_len() > 29 {
+        r.not_mapped(
+            var,
+            format!("{n} is too small for a lab network (kubelab needs /29 or larger)"),
+        );
+        None
+    } else {
+        Some(n)
+    }
+}
+
+/// The first candidate subnet that overlaps none of `taken`.
+fn first_free(candidates: &[&str], taken: &[Ipv4Net]) -> Option<Ipv4Net> {
+    candidates
+        .iter()
+        .filter_map(|c| c.parse::<Ipv4Net>().ok())
+        .find(|c| {
+            !taken
+                .iter()
+                .any(|t| t.contains(&c.network()) || c.contains(&t.network()))
+        })
+}
+
 /// `system_network` + `system_netmask` as a CIDR.
 fn network_from_system_vars(r: &mut Reader) -> Option<Ipv4Net> {
     let net = r.string("system_network");
@@ -1549,7 +1646,7 @@ fn network_from_system_vars(r: &mut Reader) -> Option<Ipv4Net> {
         Err(_) => mask.trim().trim_start_matches('/').parse::<u8>().ok(),
     };
     match prefix.and_then(|p| Ipv4Net::new(addr, p).ok()) {
-        Some(n) => Some(n.trunc()),
+        Some(n) => usable_subnet(r, "system_netmask", n.trunc()),
         None => {
             let node = mv.node.clone();
             r.error(
@@ -1938,12 +2035,19 @@ fn emit(d: &Draft, opts: &ImportOptions) -> String {
         if let Some(p) = &k.pod_cidr {
             let _ = writeln!(o, "  pod_cidrs: [{}]", scalar(p));
         }
+        if let Some(p) = &k.service_cidr {
+            let _ = writeln!(o, "  service_cidrs: [{}]", scalar(p));
+        }
         match &k.ha {
             Some(HaDraft::Haproxy) => {
                 let _ = writeln!(o, "  ha: {{mode: haproxy}}");
             }
             Some(HaDraft::KubeVip(vip)) => {
-                let _ = writeln!(o, "  ha: {{mode: kube-vip, vip: {vip}}}");
+                let _ = writeln!(
+                    o,
+                    "  ha: {{mode: kube-vip, vip: {}}}",
+                    scalar(&vip.to_string())
+                );
             }
             None => {}
         }
