@@ -218,6 +218,7 @@ impl de::Error for Error {
         let expected = exp.to_string();
         let expected = match expected.as_str() {
             e if e.starts_with("struct ") || e == "a map" => "a mapping",
+            e if e.contains("tagged enum ") => "a mapping",
             "a sequence" => "a list",
             "u8" | "u16" | "u32" | "u64" | "i8" | "i16" | "i32" | "i64" => "a whole number",
             "f32" | "f64" => "a number",

@@ -113,6 +113,10 @@ fn scenarios(file: &Arc<SourceFile>, node: &Node, diags: &mut Diagnostics) -> Br
     for d in &mut diags.0[before..] {
         if let Some(rest) = d.message.strip_prefix("unknown value ") {
             d.message = format!("unknown scenario {rest}");
+        } else if d.message.ends_with("expected a mapping") {
+            d.help = Some(
+                "a scenario is `- name: <scenario>`, with its parameters under `params:`".into(),
+            );
         }
     }
     broken
