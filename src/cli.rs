@@ -58,6 +58,28 @@ pub enum Command {
         #[arg(value_enum, default_value_t = SchemaKind::Lab)]
         kind: SchemaKind,
     },
+    /// Turn a kube-ansible virthost inventory and extra-vars files into a lab
+    /// file; every variable that has no kubelab equivalent is listed on stderr.
+    ImportAnsible {
+        /// The virthost inventory (INI with `[virthost]`, or YAML).
+        #[arg(short, long, value_name = "INVENTORY")]
+        inventory: PathBuf,
+        /// Extra vars as given to ansible-playbook: `@vars.yml` or
+        /// `key=value`; repeatable, later ones win.
+        #[arg(short = 'e', long = "extra-vars", value_name = "@FILE|KEY=VALUE")]
+        extra_vars: Vec<String>,
+        /// Write the lab here instead of to stdout.
+        #[arg(short, long, value_name = "LAB")]
+        output: Option<PathBuf>,
+        /// Lab name (a DNS-1123 label, default `kube-ansible`).
+        #[arg(long)]
+        name: Option<String>,
+        /// SHA-256 of the image at `centos_genericcloud_url`, so the lab can
+        /// download it (kubelab verifies every download; kube-ansible gave
+        /// no checksum). Without it the lab builds a debian-12 image.
+        #[arg(long, value_name = "HEX")]
+        image_sha256: Option<String>,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]

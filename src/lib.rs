@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod diagnostic;
+pub mod import;
 pub mod kubernetes;
 pub mod lab;
 pub mod report;

@@ -31,6 +31,23 @@ fn main() -> ExitCode {
             println!("{schema}");
             ExitCode::SUCCESS
         }
+        Command::ImportAnsible {
+            inventory,
+            extra_vars,
+            output,
+            name,
+            image_sha256,
+        } => import_ansible(
+            &kubelab::import::ansible::ImportOptions {
+                inventory,
+                extra_vars,
+                name,
+                image_sha256,
+                output,
+            },
+            cli.global.json,
+            color,
+        ),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -93,4 +110,58 @@ fn validate(
     } else {
         ExitCode::from(1)
     }
+}
+
+fn import_ansible(
+    opts: &kubelab::import::ansible::ImportOptions,
+    json: bool,
+    color: bool,
+) -> ExitCode {
+    use kubelab::import::ansible::Note;
+    let imported = match kubelab::import::ansible::import(opts) {
+        Ok(i) => i,
+        Err(errors) => {
+            if json {
+                for d in &errors.0 {
+                    eprintln!("{}", d.to_json());
+                }
+            } else {
+                eprint!("{}", errors.render(color));
+                eprintln!("import-ansible: no lab written");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    for note in &imported.notes {
+        if json {
+            let (kind, var, text) = match note {
+                Note::NotMapped { var, reason } => ("not-mapped", var, reason),
+                Note::Adjusted { var, message } => ("adjusted", var, message),
+            };
+            eprintln!(
+                "{}",
+                serde_json::json!({"event": "import-note", "kind": kind, "variable": var, "message": text})
+            );
+        } else {
+            eprintln!("{note}");
+        }
+    }
+    match &opts.output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &imported.lab) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return ExitCode::from(1);
+            }
+            if !json {
+                eprintln!("wrote {}", path.display());
+            }
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            if out.write_all(imported.lab.as_bytes()).is_err() {
+                return ExitCode::from(1);
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -58,7 +58,9 @@ impl From<usize> for Seg {
 /// Build a path: `path!["vms", 2, "memory"]`.
 #[macro_export]
 macro_rules! path {
-    ($($seg:expr),* $(,)?) => { [$($crate::yaml::Seg::from($seg)),*] };
+    ($($seg:expr),* $(,)?) => {
+        ::std::vec::Vec::<$crate::yaml::Seg>::from([$($crate::yaml::Seg::from($seg)),*])
+    };
 }
 
 /// Render a path the way users read it: `vms[2].nics[0].network`.
@@ -203,6 +205,31 @@ impl de::Error for Error {
         }
     }
 
+    /// serde's words for types, in the words of a YAML file's reader:
+    /// `a list`, `a mapping`, `a whole number` (not `sequence`, `struct
+    /// KubernetesFile`, `u32`).
+    fn invalid_type(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
+        let found = match unexp {
+            de::Unexpected::Seq => "a list".to_string(),
+            de::Unexpected::Map => "a mapping".to_string(),
+            de::Unexpected::Unit => "an empty value".to_string(),
+            other => other.to_string(),
+        };
+        let expected = exp.to_string();
+        let expected = match expected.as_str() {
+            e if e.starts_with("struct ") || e == "a map" => "a mapping",
+            e if e.contains("tagged enum ") => "a mapping",
+            "a sequence" => "a list",
+            "u8" | "u16" | "u32" | "u64" | "i8" | "i16" | "i32" | "i64" => "a whole number",
+            "f32" | "f64" => "a number",
+            e => e,
+        };
+        Error {
+            message: format!("invalid type: {found}, expected {expected}"),
+            span: None,
+        }
+    }
+
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
         let mut message = format!("unknown field `{field}`");
         if let Some(best) = closest(field, expected.iter().copied()) {
@@ -240,17 +267,23 @@ pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
         .map(|(_, c)| c)
 }
 
+/// Edits (insert, delete, substitute, or swap two neighbours: `dchp` is
+/// one edit from `dhcp`) between two words.
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
             let cost = usize::from(ca != cb);
             cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            if i > 0 && j > 0 && *ca == b[j - 1] && a[i - 1] == *cb {
+                cur[j + 1] = cur[j + 1].min(before[j - 1] + 1);
+            }
         }
-        prev = cur;
+        before = std::mem::replace(&mut prev, cur);
     }
     prev[b.len()]
 }
@@ -350,7 +383,12 @@ pub fn parse(text: &str) -> Result<Node, Error> {
             _ => {}
         }
     }
-    Ok(builder.root.unwrap_or(Node::null(Span::default())))
+    // An empty file (or only comments) is an empty value at its start, so
+    // that errors about it still have a line to point at.
+    let start = Pos { line: 1, col: 1 };
+    Ok(builder
+        .root
+        .unwrap_or(Node::null(Span { start, end: start })))
 }
 
 fn is_null(s: &str) -> bool {
@@ -602,7 +640,13 @@ impl Node {
     }
 
     fn invalid_type<'de, V: Visitor<'de>>(&self, visitor: &V) -> Error {
-        let e: Error = de::Error::invalid_type(self.unexpected(), visitor);
+        let mut e: Error = de::Error::invalid_type(self.unexpected(), visitor);
+        if let NodeKind::Scalar { text, quoted: true } = &self.kind
+            && parse_number(text).is_some()
+        {
+            e.message
+                .push_str(" (quotes make a number a string: remove them)");
+        }
         e.at(self.span)
     }
 }
@@ -1025,6 +1069,14 @@ mod tests {
     }
 
     #[test]
+    fn swapped_letters_are_one_edit() {
+        assert_eq!(edit_distance("dchp", "dhcp"), 1);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(closest("dchp", ["dhcp", "mtu"].into_iter()), Some("dhcp"));
+    }
+
+    #[test]
     fn duplicate_keys_are_errors() {
         let e = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(line_col(&e), (3, 1));
@@ -1044,6 +1096,15 @@ mod tests {
         let e = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(e.span.is_some());
         assert!(e.message.starts_with("invalid YAML"));
+    }
+
+    #[test]
+    fn empty_file_is_null_at_line_one() {
+        for text in ["", "# only a comment\n"] {
+            let n = parse(text).unwrap();
+            assert_eq!(n.kind, NodeKind::Null);
+            assert_eq!((n.span.start.line, n.span.start.col), (1, 1));
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::file::{LabFile, VirthostFile, VirthostRef};
 use super::model::Lab;
-use super::validate::{self, Located};
+use super::validate::{self, Located, Unreadable};
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, unreadable};
 use crate::yaml::{self, Node, NodeKind};
 
@@ -113,6 +113,10 @@ fn scenarios(file: &Arc<SourceFile>, node: &Node, diags: &mut Diagnostics) -> Br
     for d in &mut diags.0[before..] {
         if let Some(rest) = d.message.strip_prefix("unknown value ") {
             d.message = format!("unknown scenario {rest}");
+        } else if d.message.ends_with("expected a mapping") {
+            d.help = Some(
+                "a scenario is `- name: <scenario>`, with its parameters under `params:`".into(),
+            );
         }
     }
     broken
@@ -188,6 +192,8 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Loaded {
             return Err(diags);
         }
     };
+    // Before the sections are read, so that `- name: overlay` alone reads.
+    add_missing_params(&mut root);
     let Some(entries) = root.as_map() else {
         diags.push(Diagnostic::error(
             &file,
@@ -204,13 +210,39 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Loaded {
     // semantic checks still run on the rest and all errors come out at once.
     let mut readable: Vec<(Node, Node)> = Vec::new();
     let mut required_broken = false;
+    let mut unreadable = Unreadable::default();
     for (key, value) in entries {
         let k = key.as_str().unwrap_or("");
         match SECTIONS.iter().find(|(n, _, _)| *n == k) {
             Some((_, required, check)) => match check(&file, value, &mut diags) {
                 Broken::Nothing => readable.push((key.clone(), value.clone())),
-                Broken::Whole => required_broken |= *required,
+                Broken::Whole => {
+                    required_broken |= *required;
+                    match k {
+                        "vms" => unreadable.vms = true,
+                        "networks" => unreadable.networks = true,
+                        "kubernetes" => unreadable.kubernetes = true,
+                        _ => {}
+                    }
+                }
                 Broken::Items(bad) => {
+                    match k {
+                        "vms" => unreadable.vms = true,
+                        "networks" => {
+                            unreadable.networks = true;
+                            for i in &bad {
+                                if let Some(name) = value
+                                    .as_seq()
+                                    .and_then(|items| items.get(*i))
+                                    .and_then(|item| item.get("name"))
+                                    .and_then(Node::as_str)
+                                {
+                                    unreadable.network_names.push(name.to_string());
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
                     let mut v = value.clone();
                     if let NodeKind::Seq(items) = &mut v.kind {
                         let mut i = 0;
@@ -255,7 +287,6 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Loaded {
     }
     let structural = diags;
     root.kind = NodeKind::Map(readable);
-    add_missing_params(&mut root);
     let lab_file: LabFile = match typed(&file, &root) {
         Ok(l) => l,
         Err(d) => {
@@ -288,6 +319,7 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Loaded {
                     },
                 ),
                 path,
+                &unreadable,
             )
         }
         VirthostRef::Inventory(name) => {
@@ -324,6 +356,7 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Loaded {
                     },
                 ),
                 path,
+                &unreadable,
             )
         }
     };

@@ -122,7 +122,8 @@ impl Network {
             NetworkKind::Bridged { .. } => None,
             _ => self
                 .ipv6
-                .map(|n| Ipv6Addr::from(u128::from(n.network()) + 1)),
+                .and_then(|n| u128::from(n.network()).checked_add(1))
+                .map(Ipv6Addr::from),
         }
     }
 }

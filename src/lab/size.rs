@@ -61,10 +61,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
+pub const TIB: u64 = 1 << 40;
 
 /// Render bytes compactly (`512MiB`, `2GiB`).
 pub fn format_size(bytes: u64) -> String {
-    if bytes >= GIB && bytes.is_multiple_of(GIB) {
+    if bytes >= TIB && bytes.is_multiple_of(TIB) {
+        format!("{}TiB", bytes / TIB)
+    } else if bytes >= GIB && bytes.is_multiple_of(GIB) {
         format!("{}GiB", bytes / GIB)
     } else if bytes >= MIB && bytes.is_multiple_of(MIB) {
         format!("{}MiB", bytes / MIB)
@@ -108,5 +111,7 @@ mod tests {
     fn formats_round_sizes() {
         assert_eq!(format_size(2 * GIB), "2GiB");
         assert_eq!(format_size(768 * MIB), "768MiB");
+        assert_eq!(format_size(64 * TIB), "64TiB");
+        assert_eq!(format_size(1536 * GIB), "1536GiB");
     }
 }

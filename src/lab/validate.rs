@@ -30,9 +30,38 @@ pub struct Located<'a> {
     pub root: &'a Node,
 }
 
+/// Parts of a lab file that could not be read at all (their errors are
+/// reported already): checks that would only repeat those errors in other
+/// words stay quiet about them.
+#[derive(Clone, Debug, Default)]
+pub struct Unreadable {
+    /// Some VM entries could not be read.
+    pub vms: bool,
+    /// Some network entries (or the whole section) could not be read.
+    pub networks: bool,
+    /// Names of the unreadable networks, where their `name` was readable.
+    pub network_names: Vec<String>,
+    /// The `kubernetes` section could not be read.
+    pub kubernetes: bool,
+}
+
+impl Unreadable {
+    const NOTHING: Unreadable = Unreadable {
+        vms: false,
+        networks: false,
+        network_names: Vec::new(),
+        kubernetes: false,
+    };
+
+    fn network(&self, name: &str) -> bool {
+        self.network_names.iter().any(|n| n == name)
+    }
+}
+
 struct Checker<'a> {
     lab: Located<'a>,
     diags: Diagnostics,
+    unreadable: &'a Unreadable,
 }
 
 impl Checker<'_> {
@@ -181,10 +210,12 @@ pub fn check(
     lab: Located<'_>,
     virthost: (&VirthostFile, Located<'_>),
     lab_path: &Path,
+    unreadable: &Unreadable,
 ) -> Result<(Lab, Diagnostics), Diagnostics> {
     let mut c = Checker {
         lab,
         diags: Diagnostics::default(),
+        unreadable,
     };
     c.label(&path!["name"], "lab name", &file.name, 30);
 
@@ -247,6 +278,7 @@ fn check_virthost(v: &VirthostFile, at: Located<'_>, diags: &mut Diagnostics) ->
     let mut c = Checker {
         lab: at,
         diags: Diagnostics::default(),
+        unreadable: &Unreadable::NOTHING,
     };
     let domain_type = v.domain_type.unwrap_or(DomainType::Auto);
     let tcg_cache_mib = v.tcg_cache.as_ref().and_then(|t| {
@@ -557,12 +589,13 @@ fn check_networks(c: &mut Checker<'_>, nets: &[NetworkFile]) -> Vec<Network> {
 }
 
 /// The upper half of the subnet, leaving the lower half for static addresses.
-fn default_dhcp_range(net: Ipv4Net) -> Option<(Ipv4Addr, Ipv4Addr)> {
+pub fn default_dhcp_range(net: Ipv4Net) -> Option<(Ipv4Addr, Ipv4Addr)> {
     let first = u32::from(net.network());
     let last = u32::from(net.broadcast());
     let size = last - first;
-    let start = first + size / 2;
-    let end = last - 1;
+    let start = first + size.div_ceil(2);
+    // 0.0.0.0/32 has no address below its last one.
+    let end = last.checked_sub(1)?;
     (start < end).then(|| (Ipv4Addr::from(start), Ipv4Addr::from(end)))
 }
 
@@ -816,7 +849,7 @@ fn check_vms(c: &mut Checker<'_>, file: &LabFile, networks: &[Network]) -> Vec<V
     let mut origin: HashMap<String, usize> = HashMap::new();
     // Static addresses taken so far: address → (VM name).
     let mut taken: HashMap<IpAddr, String> = HashMap::new();
-    if file.vms.is_empty() {
+    if file.vms.is_empty() && !c.unreadable.vms {
         c.error(&[], "the lab has no `vms`");
     }
     for (i, v) in file.vms.iter().enumerate() {
@@ -899,10 +932,12 @@ fn check_vms(c: &mut Checker<'_>, file: &LabFile, networks: &[Network]) -> Vec<V
                     },
                 )],
                 None => {
-                    c.error(
-                        &at("name"),
-                        format!("VM `{}` has no NIC and the lab has no networks", v.name),
-                    );
+                    if !c.unreadable.networks {
+                        c.error(
+                            &at("name"),
+                            format!("VM `{}` has no NIC and the lab has no networks", v.name),
+                        );
+                    }
                     Vec::new()
                 }
             }
@@ -932,7 +967,7 @@ fn check_vms(c: &mut Checker<'_>, file: &LabFile, networks: &[Network]) -> Vec<V
                 q
             };
             let net = networks.iter().find(|n| n.name == nf.network);
-            if net.is_none() {
+            if net.is_none() && !c.unreadable.network(&nf.network) {
                 let mut help = format!(
                     "networks of this lab: {}",
                     networks
@@ -1138,7 +1173,7 @@ fn check_kubernetes(
     // The node network.
     let network = match &k.network {
         Some(n) => {
-            if !networks.iter().any(|x| &x.name == n) {
+            if !networks.iter().any(|x| &x.name == n) && !c.unreadable.network(n) {
                 c.error(&at("network"), format!("unknown network `{n}`"));
             }
             n.clone()
@@ -1429,7 +1464,7 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
             ScenarioFile::CrioBuildah(p) => p.mode == crate::scenario::ClusterMode::Kubernetes,
             _ => false,
         };
-        if needs_k8s && file.kubernetes.is_none() {
+        if needs_k8s && file.kubernetes.is_none() && !c.unreadable.kubernetes {
             c.error(
                 &path!["scenarios", i, "params", "mode"],
                 format!(
@@ -1551,16 +1586,20 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
                         );
                     }
                 }
-                if let Some(r) = p.replica
-                    && (r < 2 || r as usize > storage.len().max(2))
-                {
-                    c.error(
-                        &path!["scenarios", i, "params", "replica"],
-                        format!(
-                            "replica {r} needs between 2 and {} storage VMs",
-                            storage.len().max(2)
-                        ),
-                    );
+                if let Some(r) = p.replica {
+                    let why = if r < 2 {
+                        Some(format!("replica {r} is no replication: use 2 or more"))
+                    } else if r as usize > storage.len().max(2) {
+                        Some(format!(
+                            "replica {r} needs {r} storage VMs, the lab has {}",
+                            storage.len()
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        c.error(&path!["scenarios", i, "params", "replica"], why);
+                    }
                 }
             }
             _ => {}

@@ -1,0 +1,152 @@
+//! The kubelab binary end to end: exit codes, locations on stderr, JSON
+//! lines, colour, and the schemas.
+
+use std::process::{Command, Output};
+
+fn kubelab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubelab"))
+        .args(args)
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run kubelab")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const INVALID: &str = "tests/labs/invalid/memory-unknown-unit.yaml";
+const MANY: &str = "tests/labs/invalid/many-errors.yaml";
+const VALID: &str = "tests/labs/valid/minimal-local.yaml";
+
+#[test]
+fn invalid_lab_exits_1_with_location_on_stderr() {
+    let o = kubelab(&["--color", "never", "validate", INVALID]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.contains(&format!(" --> {INVALID}:13:13\n")), "{err}");
+    assert!(
+        err.contains("error: memory: `10X`: unknown unit `X`"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{INVALID}: 1 error")), "{err}");
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn many_errors_are_all_reported() {
+    let o = kubelab(&["--color", "never", "validate", MANY]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert_eq!(err.matches("error: ").count(), 13, "{err}");
+    assert!(err.contains(&format!("{MANY}: 13 errors")), "{err}");
+}
+
+#[test]
+fn valid_lab_exits_0() {
+    let o = kubelab(&["--color", "never", "validate", VALID]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).starts_with(&format!("{VALID}: valid: lab `tiny`")));
+    assert!(o.stderr.is_empty());
+}
+
+#[test]
+fn one_invalid_among_several_fails_the_run() {
+    let o = kubelab(&["--color", "never", "validate", VALID, INVALID]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stdout).contains("valid: lab `tiny`"));
+}
+
+#[test]
+fn json_is_one_object_per_line() {
+    let o = kubelab(&["--json", "validate", MANY, VALID]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.iter().all(serde_json::Value::is_object));
+    let diags: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["event"] == "diagnostic")
+        .collect();
+    assert_eq!(diags.len(), 13);
+    assert!(
+        diags
+            .iter()
+            .all(|d| d["file"] == MANY && d["line"].as_u64() > Some(0))
+    );
+    let done: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["event"] == "validated").collect();
+    assert_eq!(done.len(), 2);
+    assert_eq!(done[0]["valid"], false);
+    assert_eq!(done[0]["errors"], 13);
+    assert_eq!(done[1]["valid"], true);
+}
+
+#[test]
+fn colour_only_when_asked() {
+    let always = kubelab(&["--color", "always", "validate", INVALID]);
+    assert!(text(&always.stderr).contains("\x1b["));
+    let never = kubelab(&["--color", "never", "validate", INVALID]);
+    assert!(!text(&never.stderr).contains('\x1b'));
+    let no_color = Command::new(env!("CARGO_BIN_EXE_kubelab"))
+        .args(["validate", INVALID])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!text(&no_color.stderr).contains('\x1b'));
+    assert_eq!(no_color.status.code(), Some(1));
+}
+
+#[test]
+fn missing_lab_file() {
+    let o = kubelab(&[
+        "--color",
+        "never",
+        "validate",
+        "tests/labs/does-not-exist.yaml",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("cannot read tests/labs/does-not-exist.yaml"));
+}
+
+#[test]
+fn schema_of_labs() {
+    let o = kubelab(&["schema"]);
+    assert!(o.status.success());
+    let schema = text(&o.stdout);
+    insta::assert_snapshot!("lab_schema", schema);
+    let v: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    let mut props: Vec<&str> = v["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    props.sort();
+    let mut sections = kubelab::lab::load::section_names();
+    sections.sort();
+    assert_eq!(props, sections);
+}
+
+#[test]
+fn schema_of_inventories() {
+    let o = kubelab(&["schema", "inventory"]);
+    assert!(o.status.success());
+    let schema = text(&o.stdout);
+    insta::assert_snapshot!("inventory_schema", schema);
+    // Every shipped inventory only uses properties the schema has.
+    let v: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    let props = v["properties"].as_object().unwrap();
+    for entry in std::fs::read_dir("inventories").unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let node = kubelab::yaml::parse(&text).unwrap();
+        for (k, _) in node.as_map().unwrap() {
+            let k = k.as_str().unwrap();
+            assert!(props.contains_key(k), "{}: {k}", path.display());
+        }
+    }
+}
