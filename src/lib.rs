@@ -5,3 +5,4 @@
 //! [`transport`] → results → report.
 
 pub mod transport;
+pub mod virthost;

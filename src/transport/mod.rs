@@ -38,11 +38,7 @@ impl Command {
     /// The single string handed to the remote `sh -c`.
     pub fn to_shell(&self) -> String {
         match self {
-            Command::Argv(args) => args
-                .iter()
-                .map(|a| quote(a))
-                .collect::<Vec<_>>()
-                .join(" "),
+            Command::Argv(args) => args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "),
             Command::Script(s) => s.clone(),
         }
     }
@@ -60,7 +56,11 @@ impl fmt::Display for Command {
 pub fn quote(word: &str) -> String {
     let safe = !word.is_empty()
         && word.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'@' | b',' | b'+' | b'%')
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'@' | b',' | b'+' | b'%'
+                )
         });
     if safe {
         word.to_string()
@@ -231,8 +231,11 @@ pub trait Transport: Send + Sync {
     async fn exec(&self, req: Exec) -> Result<Output, TransportError>;
 
     /// Read a whole file; `Ok(None)` when it does not exist.
-    async fn read_file(&self, path: &str, become_root: bool)
-    -> Result<Option<Vec<u8>>, TransportError>;
+    async fn read_file(
+        &self,
+        path: &str,
+        become_root: bool,
+    ) -> Result<Option<Vec<u8>>, TransportError>;
 
     /// Write a file atomically with mode and owner.
     async fn write_file(&self, upload: Upload) -> Result<(), TransportError>;
