@@ -1,0 +1,565 @@
+//! A lab on a real local virthost: libvirtd (started by prepare.sh), the
+//! cached cloud-init base image, a NAT network with IPv4 + IPv6, the lab's
+//! pool, two TCG VMs with seeds and spare disks; SSH with the injected host
+//! key; then teardown by ownership while foreign objects survive.
+//!
+//! Needs root and `scripts/test-deps.sh`; skipped (with a message) otherwise.
+//! About 2-4 minutes on 2 cores with a cached image.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kubelab::virthost::libvirt::{Connection, NicAddresses, VmState};
+use kubelab::virthost::seed::{HostKey, SeedNic, SeedSpec, SeedUser, seed_files};
+use kubelab::virthost::spec::*;
+
+const URI: &str = "qemu:///system";
+const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+
+struct Vm {
+    name: &'static str,
+    mac: String,
+    spare: VolumeFormat,
+}
+
+/// Objects that are not the lab's. They look like it on purpose: the domain
+/// and network carry the lab's name prefix, the volume name too.
+struct Foreign {
+    domain: String,
+    network: String,
+    pool: String,
+    pool_dir: PathBuf,
+    volume: String,
+}
+
+fn virsh(args: &[&str]) -> (bool, String) {
+    let out = Command::new("virsh")
+        .arg("-c")
+        .arg(URI)
+        .args(args)
+        .output()
+        .expect("virsh");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn virsh_ok(args: &[&str]) -> String {
+    let (ok, out) = virsh(args);
+    assert!(ok, "virsh {args:?} failed: {out}");
+    out
+}
+
+fn define_foreign(lab: &LabName, tag: &str, dir: &Path) -> Foreign {
+    let f = Foreign {
+        domain: lab.object_name("foreign"),
+        network: lab.object_name("fnet"),
+        pool: format!("kltest-foreign-{tag}"),
+        pool_dir: dir.join("foreign-pool"),
+        volume: lab.object_name("foreign.img"),
+    };
+    // a domain of lab "<lab>-x": same prefix, other metadata
+    let dom = format!(
+        r#"<domain type="qemu"><name>{}</name>
+<metadata><kubelab:lab xmlns:kubelab="{METADATA_NAMESPACE}" name="{}-x" object="foreign"/></metadata>
+<memory unit="MiB">64</memory><vcpu>1</vcpu><os><type arch="x86_64" machine="pc">hvm</type></os></domain>"#,
+        f.domain, lab
+    );
+    let net = format!(
+        r#"<network><name>{}</name><bridge name="klf{tag}" stp="off" delay="0"/></network>"#,
+        f.network
+    );
+    let pool = format!(
+        r#"<pool type="dir"><name>{}</name><target><path>{}</path></target></pool>"#,
+        f.pool,
+        f.pool_dir.display()
+    );
+    for (kind, xml) in [("domain", dom), ("network", net), ("pool", pool)] {
+        let path = dir.join(format!("foreign-{kind}.xml"));
+        std::fs::write(&path, xml).unwrap();
+        let p = path.to_str().unwrap();
+        match kind {
+            "domain" => virsh_ok(&["define", p]),
+            "network" => virsh_ok(&["net-define", p]),
+            _ => virsh_ok(&["pool-define", p]),
+        };
+    }
+    virsh_ok(&["net-start", &f.network]);
+    virsh_ok(&["pool-build", &f.pool]);
+    virsh_ok(&["pool-start", &f.pool]);
+    virsh_ok(&["vol-create-as", &f.pool, &f.volume, "1M", "--format", "raw"]);
+    f
+}
+
+fn remove_foreign(f: &Foreign) {
+    let _ = virsh(&["undefine", &f.domain]);
+    let _ = virsh(&["net-destroy", &f.network]);
+    let _ = virsh(&["net-undefine", &f.network]);
+    let _ = virsh(&["vol-delete", "--pool", &f.pool, &f.volume]);
+    let _ = virsh(&["pool-destroy", &f.pool]);
+    let _ = virsh(&["pool-delete", &f.pool]);
+    let _ = virsh(&["pool-undefine", &f.pool]);
+}
+
+/// Tears the lab (and the foreign objects) down even when the test panics.
+struct Cleanup {
+    lab: LabName,
+    foreign: Option<Foreign>,
+    armed: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.armed
+            && let Ok(c) = Connection::open(URI)
+        {
+            match c.teardown(&self.lab) {
+                Ok(r) if !r.failures.is_empty() => eprintln!("cleanup failures: {:?}", r.failures),
+                Err(e) => eprintln!("cleanup failed: {e}"),
+                _ => {}
+            }
+        }
+        if let Some(f) = &self.foreign {
+            remove_foreign(f);
+        }
+    }
+}
+
+fn wait_tcp(addr: SocketAddr, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    false
+}
+
+fn ssh(key: &Path, known_hosts: &Path, user: &str, ip: IpAddr, cmd: &str) -> (bool, String) {
+    let out = Command::new("ssh")
+        .args(["-i", key.to_str().unwrap()])
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args([
+            "-o",
+            "HostKeyAlgorithms=ssh-ed25519",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg(format!("{user}@{ip}"))
+        .arg(cmd)
+        .output()
+        .expect("ssh");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn first_ip(nics: &[NicAddresses], mac: &str, v6: bool) -> Option<IpAddr> {
+    nics.iter()
+        .find(|n| n.mac == mac)?
+        .addresses
+        .iter()
+        .map(|(ip, _)| *ip)
+        .find(|ip| ip.is_ipv6() == v6)
+}
+
+#[test]
+fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
+    if let Some(why) = support::skip_reason() {
+        eprintln!("SKIPPED: real-libvirt test: {why}");
+        return;
+    }
+    let t_all = Instant::now();
+    support::libvirt_ready();
+    let t_img = Instant::now();
+    let base = support::base_image();
+    eprintln!(
+        "[test] base image {} ({:.1}s)",
+        base.display(),
+        t_img.elapsed().as_secs_f64()
+    );
+
+    let pid = std::process::id();
+    let tag = format!("{:x}", pid % 0xfffff);
+    let lab = LabName::new(&format!("it{tag}")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let pool_dir = PathBuf::from(format!("/var/lib/kubelab/test-pools/{lab}"));
+
+    let c = Connection::open(URI).unwrap();
+    eprintln!(
+        "[test] libvirt {:?}, kvm offered: {}",
+        c.libvirt_version().unwrap(),
+        c.kvm_offered()
+    );
+    let mut cleanup = Cleanup {
+        lab: lab.clone(),
+        foreign: None,
+        armed: true,
+    };
+    cleanup.foreign = Some(define_foreign(&lab, &tag, work.path()));
+
+    // ---- network, pool ------------------------------------------------------------
+    let (n, v4, v6) = support::free_subnets(150);
+    let vms = [
+        Vm {
+            name: "vm1",
+            mac: format!("52:54:00:6b:{n:02x}:01"),
+            spare: VolumeFormat::Qcow2,
+        },
+        Vm {
+            name: "vm2",
+            mac: format!("52:54:00:6b:{n:02x}:02"),
+            spare: VolumeFormat::Raw,
+        },
+    ];
+    let net = NetworkSpec {
+        lab: lab.clone(),
+        name: "nat".into(),
+        mode: NetworkMode::Nat,
+        bridge: Some(format!("kl{tag}")),
+        mtu: None,
+        dns_domain: Some(format!("{lab}.test")),
+        ipv4: Some(Ipv4Subnet {
+            address: format!("{v4}.1/24").parse().unwrap(),
+            dhcp_range: Some((
+                format!("{v4}.100").parse().unwrap(),
+                format!("{v4}.199").parse().unwrap(),
+            )),
+        }),
+        ipv6: Some(Ipv6Subnet {
+            address: format!("{v6}::1/64").parse().unwrap(),
+            dhcp_range: Some((
+                format!("{v6}::100").parse().unwrap(),
+                format!("{v6}::1ff").parse().unwrap(),
+            )),
+        }),
+        reservations: vec![DhcpReservation {
+            mac: vms[0].mac.clone(),
+            ip: format!("{v4}.11").parse().unwrap(),
+            hostname: Some("vm1".into()),
+        }],
+    };
+    let t = Instant::now();
+    c.ensure_network(&net).unwrap();
+    c.ensure_network(&net).unwrap(); // idempotent
+    let pool = PoolSpec {
+        lab: lab.clone(),
+        path: pool_dir.clone(),
+    };
+    c.ensure_pool(&pool).unwrap();
+    c.ensure_pool(&pool).unwrap();
+    eprintln!("[test] network + pool in {:.1}s", t.elapsed().as_secs_f64());
+
+    // ---- user key, seeds, volumes, domains ------------------------------------------
+    let user_key = HostKey::generate("kubelab-test").unwrap();
+    let key_path = work.path().join("id_ed25519");
+    std::fs::write(&key_path, user_key.private_key_openssh()).unwrap();
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut host_keys = BTreeMap::new();
+    for vm in &vms {
+        let host_key = HostKey::generate(&lab.object_name(vm.name)).unwrap();
+        let seed = seed_files(
+            &SeedSpec {
+                instance_id: format!("{}-1", lab.object_name(vm.name)),
+                hostname: vm.name.into(),
+                fqdn: Some(format!("{}.{lab}.test", vm.name)),
+                user: SeedUser {
+                    name: "kubelab".into(),
+                    authorized_keys: vec![user_key.public_key_openssh()],
+                    sudo: true,
+                    shell: None,
+                },
+                nics: vec![SeedNic {
+                    name: "eth0".into(),
+                    mac: vm.mac.clone(),
+                    dhcp4: true,
+                    dhcp6: true,
+                    ..Default::default()
+                }],
+                extra_user_data: BTreeMap::new(),
+            },
+            &host_key,
+        )
+        .unwrap();
+        let image = seed.to_vfat().unwrap();
+        let root = format!("{}-root.qcow2", vm.name);
+        let spare = format!("{}-spare1", vm.name);
+        let seed_vol = format!("{}-seed.img", vm.name);
+        c.ensure_volume(&VolumeSpec {
+            lab: lab.clone(),
+            name: root.clone(),
+            capacity_bytes: 4 << 30,
+            format: VolumeFormat::Qcow2,
+            backing: Some(BackingStore {
+                path: base.clone(),
+                format: VolumeFormat::Qcow2,
+            }),
+        })
+        .unwrap();
+        c.ensure_volume(&VolumeSpec {
+            lab: lab.clone(),
+            name: spare.clone(),
+            capacity_bytes: 1 << 30,
+            format: vm.spare,
+            backing: None,
+        })
+        .unwrap();
+        c.put_volume_bytes(&lab, &seed_vol, image.as_bytes())
+            .unwrap();
+        c.define_domain(&DomainSpec {
+            lab: lab.clone(),
+            name: vm.name.into(),
+            domain_type: DomainType::Qemu,
+            cpus: 1,
+            memory_mib: 640,
+            disks: vec![
+                DiskSpec {
+                    volume: root,
+                    format: VolumeFormat::Qcow2,
+                },
+                DiskSpec {
+                    volume: spare,
+                    format: vm.spare,
+                },
+            ],
+            seed_volume: Some(seed_vol),
+            nics: vec![NicSpec {
+                mac: vm.mac.clone(),
+                source: NicSource::Network("nat".into()),
+                mtu: None,
+            }],
+            console_log: pool.console_log_path(vm.name),
+            tb_cache_mib: Some(256),
+            guest_agent: true,
+        })
+        .unwrap();
+        host_keys.insert(vm.name, host_key.public_key_openssh());
+    }
+
+    // ---- boot both in parallel: start -> lease -> TCP/22 -> SSH ---------------------
+    let mut threads = Vec::new();
+    for vm in &vms {
+        let (lab, name, mac) = (lab.clone(), vm.name, vm.mac.clone());
+        let c = c.clone();
+        threads.push(std::thread::spawn(move || {
+            let t0 = Instant::now();
+            c.start_domain(&lab, name).unwrap();
+            let nics = c
+                .wait_for_addresses(&lab, name, BOOT_TIMEOUT, |nics| {
+                    first_ip(nics, &mac, false).is_some()
+                })
+                .unwrap_or_else(|e| {
+                    let log = c.console_log_tail(&lab, name, 4000).unwrap_or_default();
+                    panic!("{name}: {e}\nconsole:\n{log}")
+                });
+            let t_lease = t0.elapsed();
+            let ip = first_ip(&nics, &mac, false).unwrap();
+            let ok = wait_tcp(SocketAddr::new(ip, 22), t0 + BOOT_TIMEOUT);
+            let t_tcp = t0.elapsed();
+            if !ok {
+                let log = c.console_log_tail(&lab, name, 4000).unwrap_or_default();
+                panic!("{name}: no TCP/22 on {ip}\nconsole:\n{log}");
+            }
+            (name, ip, t_lease, t_tcp)
+        }));
+    }
+    let mut booted = Vec::new();
+    for t in threads {
+        booted.push(t.join().expect("boot thread"));
+    }
+    for (name, ip, lease, tcp) in &booted {
+        eprintln!(
+            "[test] {name}: {ip} lease after {:.1}s, TCP/22 after {:.1}s",
+            lease.as_secs_f64(),
+            tcp.as_secs_f64()
+        );
+    }
+    assert_eq!(c.domain_state(&lab, "vm1").unwrap(), VmState::Running);
+
+    // ---- SSH with the injected host key ---------------------------------------------------
+    for (name, ip, _, _) in &booted {
+        let vm = vms.iter().find(|v| v.name == *name).unwrap();
+        // wait (bounded) for the IPv6 lease too
+        let nics = c
+            .wait_for_addresses(&lab, name, Duration::from_secs(60), |nics| {
+                first_ip(nics, &vm.mac, true).is_some()
+            })
+            .unwrap();
+        let ip6 = first_ip(&nics, &vm.mac, true).unwrap();
+        assert!(
+            ip6.to_string().starts_with(&v6),
+            "{name}: IPv6 {ip6} not in {v6}::/64"
+        );
+        if *name == "vm1" {
+            assert_eq!(
+                ip.to_string(),
+                format!("{v4}.11"),
+                "vm1 has a DHCP reservation"
+            );
+        }
+        let kh = work.path().join(format!("known_hosts-{name}"));
+        let mut f = std::fs::File::create(&kh).unwrap();
+        writeln!(f, "{ip} {}", host_keys[name]).unwrap();
+        writeln!(f, "{ip6} {}", host_keys[name]).unwrap();
+        drop(f);
+
+        let t = Instant::now();
+        let probe = "hostname; hostname -f; test -b /dev/vdb && echo vdb-ok; \
+                     ip -6 -o addr show scope global | awk '{print $4}'; sudo -n true && echo sudo-ok; \
+                     df -B1 --output=size / | tail -n 1; timeout 120 cloud-init status --wait >/dev/null 2>&1; cloud-init status; \
+                     systemd-analyze 2>/dev/null | head -n 1";
+        let (ok, out) = ssh(&key_path, &kh, "kubelab", *ip, probe);
+        assert!(ok, "{name}: ssh with the injected host key failed: {out}");
+        eprintln!(
+            "[test] {name} over IPv4 ({:.1}s):\n{out}",
+            t.elapsed().as_secs_f64()
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], *name);
+        assert_eq!(lines[1], format!("{name}.{lab}.test"));
+        assert!(out.contains("vdb-ok"), "{name}: no /dev/vdb");
+        assert!(out.contains("sudo-ok"), "{name}: no passwordless sudo");
+        assert!(
+            out.contains(&ip6.to_string()),
+            "{name}: {ip6} not configured in the guest"
+        );
+        assert!(
+            out.contains("status: done"),
+            "{name}: cloud-init did not finish: {out}"
+        );
+        let root_size: u64 = lines
+            .iter()
+            .find_map(|l| l.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(
+            root_size > 3_500_000_000,
+            "{name}: root filesystem not grown to the 4 GiB overlay: {root_size}"
+        );
+
+        let (ok, out) = ssh(&key_path, &kh, "kubelab", ip6, "hostname");
+        assert!(
+            ok && out.trim() == *name,
+            "{name}: ssh over IPv6 {ip6} failed: {out}"
+        );
+
+        // a wrong host key must be refused
+        let other = HostKey::generate("impostor").unwrap();
+        let bad = work.path().join(format!("known_hosts-bad-{name}"));
+        std::fs::write(&bad, format!("{ip} {}\n", other.public_key_openssh())).unwrap();
+        let (ok, _) = ssh(&key_path, &bad, "kubelab", *ip, "true");
+        assert!(
+            !ok,
+            "{name}: ssh accepted a host key that is not the injected one"
+        );
+    }
+    let console = c.console_log_tail(&lab, "vm1", 2000).unwrap();
+    assert!(!console.is_empty(), "vm1 console log is empty");
+
+    // ---- ownership and teardown ---------------------------------------------------------
+    let objects = c.lab_objects(&lab).unwrap();
+    assert_eq!(
+        objects.domains,
+        [lab.object_name("vm1"), lab.object_name("vm2")]
+    );
+    assert_eq!(objects.networks, [lab.object_name("nat")]);
+    assert_eq!(objects.pool, Some(lab.pool_name()));
+    assert!(objects.volumes.contains(&lab.object_name("vm1-seed.img")));
+    assert!(
+        objects
+            .volumes
+            .contains(&format!("{}.console.log", lab.object_name("vm2")))
+    );
+    let bridge = c.network_bridge(&lab, "nat").unwrap();
+
+    let t = Instant::now();
+    let report = c.teardown(&lab).unwrap();
+    eprintln!(
+        "[test] teardown in {:.1}s: {:?}",
+        t.elapsed().as_secs_f64(),
+        report.removed
+    );
+    assert!(
+        report.failures.is_empty(),
+        "teardown failures: {:?}",
+        report.failures
+    );
+    let left = c.lab_objects(&lab).unwrap();
+    assert!(left.is_empty(), "left over: {left:?}");
+    assert!(
+        !pool_dir.exists(),
+        "pool directory {} still there",
+        pool_dir.display()
+    );
+    let dns = Path::new("/var/lib/libvirt/dnsmasq");
+    for f in [
+        dns.join(format!("{bridge}.status")),
+        dns.join(format!("{}.conf", lab.object_name("nat"))),
+        dns.join(format!("{}.hostsfile", lab.object_name("nat"))),
+        dns.join(format!("{}.leases", lab.object_name("nat"))),
+    ] {
+        assert!(!f.exists(), "{} still there", f.display());
+    }
+    let (_, list) = virsh(&["list", "--all", "--name"]);
+    assert!(
+        !list.contains(&lab.object_name("vm")),
+        "domains left: {list}"
+    );
+    assert!(
+        !Path::new(&format!("/sys/class/net/{bridge}")).exists(),
+        "bridge {bridge} left"
+    );
+
+    // the foreign objects survived
+    let f = cleanup.foreign.as_ref().unwrap();
+    assert!(
+        list.lines().any(|l| l.trim() == f.domain),
+        "foreign domain {} was removed",
+        f.domain
+    );
+    let active_nets = virsh(&["net-list", "--name"]).1;
+    assert!(
+        active_nets.lines().any(|l| l.trim() == f.network),
+        "foreign network {} stopped or removed",
+        f.network
+    );
+    assert!(
+        virsh(&["vol-info", "--pool", &f.pool, &f.volume]).0,
+        "foreign volume was removed"
+    );
+
+    cleanup.armed = false;
+    drop(cleanup);
+    eprintln!("[test] total {:.1}s", t_all.elapsed().as_secs_f64());
+}
