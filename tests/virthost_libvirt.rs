@@ -195,6 +195,117 @@ fn first_ip(nics: &[NicAddresses], mac: &str, v6: bool) -> Option<IpAddr> {
         .find(|ip| ip.is_ipv6() == v6)
 }
 
+/// Volumes, seed and domain of one VM; returns the VM's host public key line.
+fn create_vm(
+    c: &Connection,
+    lab: &LabName,
+    pool: &PoolSpec,
+    base: &Path,
+    vm: &Vm,
+    user_key: &str,
+) -> String {
+    let host_key = HostKey::generate(&lab.object_name(vm.name)).unwrap();
+    let seed = seed_files(
+        &SeedSpec {
+            instance_id: format!("{}-1", lab.object_name(vm.name)),
+            hostname: vm.name.into(),
+            fqdn: Some(format!("{}.{lab}.test", vm.name)),
+            user: SeedUser {
+                name: "kubelab".into(),
+                authorized_keys: vec![user_key.to_string()],
+                sudo: true,
+                shell: None,
+            },
+            nics: vec![SeedNic {
+                name: "eth0".into(),
+                mac: vm.mac.clone(),
+                dhcp4: true,
+                dhcp6: true,
+                ..Default::default()
+            }],
+            extra_user_data: BTreeMap::new(),
+        },
+        &host_key,
+    )
+    .unwrap();
+    let image = seed.to_vfat().unwrap();
+    let root = format!("{}-root.qcow2", vm.name);
+    let spare = format!("{}-spare1", vm.name);
+    let seed_vol = format!("{}-seed.img", vm.name);
+    c.ensure_volume(&VolumeSpec {
+        lab: lab.clone(),
+        name: root.clone(),
+        capacity_bytes: 4 << 30,
+        format: VolumeFormat::Qcow2,
+        backing: Some(BackingStore {
+            path: base.to_path_buf(),
+            format: VolumeFormat::Qcow2,
+        }),
+    })
+    .unwrap();
+    c.ensure_volume(&VolumeSpec {
+        lab: lab.clone(),
+        name: spare.clone(),
+        capacity_bytes: 1 << 30,
+        format: vm.spare,
+        backing: None,
+    })
+    .unwrap();
+    c.put_volume_bytes(lab, &seed_vol, image.as_bytes())
+        .unwrap();
+    c.define_domain(&DomainSpec {
+        lab: lab.clone(),
+        name: vm.name.into(),
+        domain_type: DomainType::Qemu,
+        cpus: 1,
+        memory_mib: 640,
+        disks: vec![
+            DiskSpec {
+                volume: root,
+                format: VolumeFormat::Qcow2,
+            },
+            DiskSpec {
+                volume: spare,
+                format: vm.spare,
+            },
+        ],
+        seed_volume: Some(seed_vol),
+        nics: vec![NicSpec {
+            mac: vm.mac.clone(),
+            source: NicSource::Network("nat".into()),
+            mtu: None,
+        }],
+        console_log: pool.console_log_path(vm.name),
+        tb_cache_mib: Some(256),
+        guest_agent: true,
+    })
+    .unwrap();
+    host_key.public_key_openssh()
+}
+
+/// Start a VM and wait (bounded) for its IPv4 lease and for TCP/22.
+fn boot(c: &Connection, lab: &LabName, name: &str, mac: &str) -> (IpAddr, Duration, Duration) {
+    let t0 = Instant::now();
+    c.start_domain(lab, name).unwrap();
+    let nics = c
+        .wait_for_addresses(lab, name, BOOT_TIMEOUT, |nics| {
+            first_ip(nics, mac, false).is_some()
+        })
+        .unwrap_or_else(|e| {
+            let log = c.console_log_tail(lab, name, 4000).unwrap_or_default();
+            panic!("{name}: {e}\nconsole:\n{log}")
+        });
+    let t_lease = t0.elapsed();
+    let ip = first_ip(&nics, mac, false).unwrap();
+    let ok = wait_tcp(SocketAddr::new(ip, 22), t0 + BOOT_TIMEOUT);
+    let t_tcp = t0.elapsed();
+    if !ok {
+        let log = c.console_log_tail(lab, name, 4000).unwrap_or_default();
+        panic!("{name}: no TCP/22 on {ip}\nconsole:\n{log}");
+    }
+    (ip, t_lease, t_tcp)
+}
+
 #[test]
 fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
     if let Some(why) = support::skip_reason() {
@@ -289,83 +400,8 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
     std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut host_keys = BTreeMap::new();
     for vm in &vms {
-        let host_key = HostKey::generate(&lab.object_name(vm.name)).unwrap();
-        let seed = seed_files(
-            &SeedSpec {
-                instance_id: format!("{}-1", lab.object_name(vm.name)),
-                hostname: vm.name.into(),
-                fqdn: Some(format!("{}.{lab}.test", vm.name)),
-                user: SeedUser {
-                    name: "kubelab".into(),
-                    authorized_keys: vec![user_key.public_key_openssh()],
-                    sudo: true,
-                    shell: None,
-                },
-                nics: vec![SeedNic {
-                    name: "eth0".into(),
-                    mac: vm.mac.clone(),
-                    dhcp4: true,
-                    dhcp6: true,
-                    ..Default::default()
-                }],
-                extra_user_data: BTreeMap::new(),
-            },
-            &host_key,
-        )
-        .unwrap();
-        let image = seed.to_vfat().unwrap();
-        let root = format!("{}-root.qcow2", vm.name);
-        let spare = format!("{}-spare1", vm.name);
-        let seed_vol = format!("{}-seed.img", vm.name);
-        c.ensure_volume(&VolumeSpec {
-            lab: lab.clone(),
-            name: root.clone(),
-            capacity_bytes: 4 << 30,
-            format: VolumeFormat::Qcow2,
-            backing: Some(BackingStore {
-                path: base.clone(),
-                format: VolumeFormat::Qcow2,
-            }),
-        })
-        .unwrap();
-        c.ensure_volume(&VolumeSpec {
-            lab: lab.clone(),
-            name: spare.clone(),
-            capacity_bytes: 1 << 30,
-            format: vm.spare,
-            backing: None,
-        })
-        .unwrap();
-        c.put_volume_bytes(&lab, &seed_vol, image.as_bytes())
-            .unwrap();
-        c.define_domain(&DomainSpec {
-            lab: lab.clone(),
-            name: vm.name.into(),
-            domain_type: DomainType::Qemu,
-            cpus: 1,
-            memory_mib: 640,
-            disks: vec![
-                DiskSpec {
-                    volume: root,
-                    format: VolumeFormat::Qcow2,
-                },
-                DiskSpec {
-                    volume: spare,
-                    format: vm.spare,
-                },
-            ],
-            seed_volume: Some(seed_vol),
-            nics: vec![NicSpec {
-                mac: vm.mac.clone(),
-                source: NicSource::Network("nat".into()),
-                mtu: None,
-            }],
-            console_log: pool.console_log_path(vm.name),
-            tb_cache_mib: Some(256),
-            guest_agent: true,
-        })
-        .unwrap();
-        host_keys.insert(vm.name, host_key.public_key_openssh());
+        let public = create_vm(&c, &lab, &pool, &base, vm, &user_key.public_key_openssh());
+        host_keys.insert(vm.name, public);
     }
 
     // ---- boot both in parallel: start -> lease -> TCP/22 -> SSH ---------------------
@@ -374,24 +410,7 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
         let (lab, name, mac) = (lab.clone(), vm.name, vm.mac.clone());
         let c = c.clone();
         threads.push(std::thread::spawn(move || {
-            let t0 = Instant::now();
-            c.start_domain(&lab, name).unwrap();
-            let nics = c
-                .wait_for_addresses(&lab, name, BOOT_TIMEOUT, |nics| {
-                    first_ip(nics, &mac, false).is_some()
-                })
-                .unwrap_or_else(|e| {
-                    let log = c.console_log_tail(&lab, name, 4000).unwrap_or_default();
-                    panic!("{name}: {e}\nconsole:\n{log}")
-                });
-            let t_lease = t0.elapsed();
-            let ip = first_ip(&nics, &mac, false).unwrap();
-            let ok = wait_tcp(SocketAddr::new(ip, 22), t0 + BOOT_TIMEOUT);
-            let t_tcp = t0.elapsed();
-            if !ok {
-                let log = c.console_log_tail(&lab, name, 4000).unwrap_or_default();
-                panic!("{name}: no TCP/22 on {ip}\nconsole:\n{log}");
-            }
+            let (ip, t_lease, t_tcp) = boot(&c, &lab, name, &mac);
             (name, ip, t_lease, t_tcp)
         }));
     }
@@ -562,4 +581,116 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
     cleanup.armed = false;
     drop(cleanup);
     eprintln!("[test] total {:.1}s", t_all.elapsed().as_secs_f64());
+}
+
+/// One VM alone, for boot timing: start -> lease -> TCP/22 -> first SSH
+/// login, then where the boot spent its time. Opt-in:
+/// `cargo test --test virthost_libvirt single_vm_boot_timing -- --ignored --nocapture`
+#[test]
+#[ignore = "timing measurement; run on demand"]
+fn single_vm_boot_timing() {
+    if let Some(why) = support::skip_reason() {
+        eprintln!("SKIPPED: real-libvirt test: {why}");
+        return;
+    }
+    support::libvirt_ready();
+    let base = support::base_image();
+    let tag = format!("{:x}", std::process::id() % 0xfffff);
+    let lab = LabName::new(&format!("tm{tag}")).unwrap();
+    let keep = std::env::var("KUBELAB_TEST_KEEP").is_ok_and(|v| v == "1");
+    let work = tempfile::tempdir().unwrap();
+    let work = if keep {
+        work.keep()
+    } else {
+        work.path().to_path_buf()
+    };
+    let c = Connection::open(URI).unwrap();
+    let _cleanup = Cleanup {
+        lab: lab.clone(),
+        foreign: None,
+        armed: !keep,
+    };
+    let (n, v4, v6) = support::free_subnets(150);
+    let net = NetworkSpec {
+        lab: lab.clone(),
+        name: "nat".into(),
+        mode: NetworkMode::Nat,
+        bridge: None,
+        mtu: None,
+        dns_domain: None,
+        ipv4: Some(Ipv4Subnet {
+            address: format!("{v4}.1/24").parse().unwrap(),
+            dhcp_range: Some((
+                format!("{v4}.100").parse().unwrap(),
+                format!("{v4}.199").parse().unwrap(),
+            )),
+        }),
+        ipv6: Some(Ipv6Subnet {
+            address: format!("{v6}::1/64").parse().unwrap(),
+            dhcp_range: None,
+        }),
+        reservations: vec![],
+    };
+    c.ensure_network(&net).unwrap();
+    let pool = PoolSpec {
+        lab: lab.clone(),
+        path: PathBuf::from(format!("/var/lib/kubelab/test-pools/{lab}")),
+    };
+    c.ensure_pool(&pool).unwrap();
+    let user_key = HostKey::generate("kubelab-test").unwrap();
+    let key_path = work.join("id_ed25519");
+    std::fs::write(&key_path, user_key.private_key_openssh()).unwrap();
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let vm = Vm {
+        name: "vm1",
+        mac: format!("52:54:00:6c:{n:02x}:01"),
+        spare: VolumeFormat::Qcow2,
+    };
+    let public = create_vm(&c, &lab, &pool, &base, &vm, &user_key.public_key_openssh());
+    let t0 = Instant::now();
+    let (ip, t_lease, t_tcp) = boot(&c, &lab, vm.name, &vm.mac);
+    let kh = work.join("known_hosts");
+    std::fs::write(&kh, format!("{ip} {public}\n")).unwrap();
+    if keep {
+        eprintln!(
+            "[timing] kept lab {lab}: ssh -i {} -o UserKnownHostsFile={} kubelab@{ip}; \
+             remove with KUBELAB_TEST_LAB={lab} cargo test --test virthost_libvirt teardown_lab -- --ignored",
+            key_path.display(),
+            kh.display()
+        );
+    }
+    let (ok, out) = ssh(&key_path, &kh, "kubelab", ip, "true");
+    assert!(ok, "ssh: {out}");
+    let t_ssh = t0.elapsed();
+    eprintln!(
+        "[timing] start -> lease {:.1}s, -> TCP/22 {:.1}s, -> first SSH login {:.1}s",
+        t_lease.as_secs_f64(),
+        t_tcp.as_secs_f64(),
+        t_ssh.as_secs_f64()
+    );
+    let (_, out) = ssh(
+        &key_path,
+        &kh,
+        "kubelab",
+        ip,
+        "timeout 120 cloud-init status --wait >/dev/null; sleep 2; systemd-analyze; \
+         systemd-analyze critical-chain ssh.service; systemd-analyze blame | head -n 30; \
+         sudo cloud-init analyze blame 2>&1 | head -n 40; sudo journalctl -b -o short-monotonic --no-pager | grep -iE 'cloud-init|ssh|networkd|Reached target' | head -n 60",
+    );
+    eprintln!("{out}");
+}
+
+/// Remove a lab left behind (e.g. by `KUBELAB_TEST_KEEP=1`):
+/// `KUBELAB_TEST_LAB=<lab> cargo test --test virthost_libvirt teardown_lab -- --ignored`
+#[test]
+#[ignore = "maintenance; run on demand"]
+fn teardown_lab() {
+    let Ok(name) = std::env::var("KUBELAB_TEST_LAB") else {
+        eprintln!("set KUBELAB_TEST_LAB");
+        return;
+    };
+    let lab = LabName::new(&name).unwrap();
+    let report = Connection::open(URI).unwrap().teardown(&lab).unwrap();
+    eprintln!("removed {:?}", report.removed);
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
 }

@@ -332,7 +332,9 @@ pub fn seed_files(spec: &SeedSpec, host_key: &HostKey) -> Result<SeedFiles, Seed
     doc.insert("disable_root".into(), json!(true));
     doc.insert("ssh_pwauth".into(), json!(false));
     doc.insert("ssh_deletekeys".into(), json!(true));
-    doc.insert("ssh_genkeytypes".into(), json!([]));
+    // only ed25519, and not even that: the key is given (an empty list is
+    // invalid in cloud-init's schema)
+    doc.insert("ssh_genkeytypes".into(), json!(["ed25519"]));
     doc.insert(
         "ssh_keys".into(),
         json!({
@@ -652,7 +654,7 @@ mod tests {
         assert_eq!(doc["users"][0]["name"], "kubelab");
         assert_eq!(doc["users"][0]["sudo"], "ALL=(ALL) NOPASSWD:ALL");
         assert_eq!(doc["ssh_keys"]["ed25519_public"], key.public_key_openssh());
-        assert_eq!(doc["ssh_genkeytypes"], json!([]));
+        assert_eq!(doc["ssh_genkeytypes"], json!(["ed25519"]));
         assert_eq!(doc["runcmd"], json!([["true"]]));
         let md: Value = serde_json::from_str(files.meta_data()).unwrap();
         assert_eq!(md["instance-id"], "kl-lab1-node1-1");
