@@ -84,10 +84,16 @@ pub fn libvirt_ready() {
 /// The cached Debian base image, built by `build-image-debian.sh` on first
 /// use (about 1-2 minutes, needs Debian's mirror), reused afterwards (the
 /// script caches by recipe hash and serializes concurrent builds).
+///
+/// `KUBELAB_TEST_BASE_IMAGE=/path.qcow2` uses that image instead (for
+/// comparisons; tests that need cloud-init may then fail).
 pub fn base_image() -> PathBuf {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
     IMAGE
         .get_or_init(|| {
+            if let Some(p) = std::env::var_os("KUBELAB_TEST_BASE_IMAGE") {
+                return PathBuf::from(p);
+            }
             let dir = cache_dir().join("images");
             let out = run_script(
                 &repo().join("templates/virthost/build-image-debian.sh"),
