@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kubelab::virthost::libvirt::{Connection, NicAddresses, VmState};
+use kubelab::virthost::libvirt::{
+    AsyncConnection, Connection, LibvirtError, NicAddresses, VmState,
+};
 use kubelab::virthost::seed::{HostKey, SeedNic, SeedSpec, SeedUser, seed_files};
 use kubelab::virthost::spec::*;
 
@@ -507,6 +509,24 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
     assert!(!console.is_empty(), "vm1 console log is empty");
 
     // ---- ownership and teardown ---------------------------------------------------------
+    // same-named objects of someone else are refused, not adopted
+    let mut foreign_net = net.clone();
+    foreign_net.name = "fnet".into();
+    foreign_net.bridge = None;
+    assert!(
+        matches!(
+            c.ensure_network(&foreign_net),
+            Err(LibvirtError::NotOwned { .. })
+        ),
+        "a foreign network was adopted"
+    );
+    assert!(
+        matches!(
+            c.start_domain(&lab, "foreign"),
+            Err(LibvirtError::NotOwned { .. })
+        ),
+        "a foreign domain was started"
+    );
     let objects = c.lab_objects(&lab).unwrap();
     assert_eq!(
         objects.domains,
@@ -702,4 +722,22 @@ fn teardown_lab() {
     let report = Connection::open(URI).unwrap().teardown(&lab).unwrap();
     eprintln!("removed {:?}", report.removed);
     assert!(report.failures.is_empty(), "{:?}", report.failures);
+}
+
+/// The async wrapper runs on tokio's blocking pool and sees the same daemon.
+#[tokio::test]
+async fn async_connection_finds_nothing_for_an_unknown_lab() {
+    if let Some(why) = support::skip_reason() {
+        eprintln!("SKIPPED: real-libvirt test: {why}");
+        return;
+    }
+    support::libvirt_ready();
+    let c = AsyncConnection::open(URI).await.unwrap();
+    let lab = LabName::new("no-such-lab-here").unwrap();
+    let objects = c.lab_objects(lab.clone()).await.unwrap();
+    assert!(objects.is_empty(), "{objects:?}");
+    let report = c.teardown(lab).await.unwrap();
+    assert!(report.removed.is_empty() && report.failures.is_empty());
+    let version = c.run(|c| c.libvirt_version()).await.unwrap();
+    assert!(version.0 >= 8, "libvirt {version:?}");
 }

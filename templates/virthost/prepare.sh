@@ -18,7 +18,9 @@
 #
 # Service handling:
 #   * systemd is PID 1: packages with their units (Debian: libvirt-daemon-system),
-#     then "systemctl enable --now libvirtd".
+#     then, unless libvirt already answers (socket activation), "systemctl
+#     enable --now libvirtd" (Fedora/RHEL: the modular daemons' sockets).
+#     The dnf path (Fedora/RHEL; debootstrap needs EPEL on RHEL) is untested.
 #   * no systemd (containers, CI machines): Debian's libvirt-daemon-system would
 #     pull systemd, so the daemon packages are installed without it and what it
 #     would have done is done here: groups kvm, libvirt, libvirt-qemu, user
@@ -65,7 +67,8 @@ apt_missing() {
   done
 }
 rpm_missing() {
-  for p in "$@"; do rpm -q "$p" >/dev/null 2>&1 || printf '%s ' "$p"; done
+  # --whatprovides: "iptables" is provided by iptables-nft on RHEL 9
+  for p in "$@"; do rpm -q --whatprovides "$p" >/dev/null 2>&1 || printf '%s ' "$p"; done
 }
 
 if [ "$PKG" = apt ]; then
@@ -112,10 +115,20 @@ fi
 libvirt_answers() { virsh -c "$URI" version >/dev/null 2>&1; }
 
 if [ "$SYSTEMD" = 1 ]; then
-  if ! systemctl is-enabled --quiet libvirtd.service 2>/dev/null \
-     || ! systemctl is-active --quiet libvirtd.service 2>/dev/null; then
-    systemctl enable --now libvirtd.service >/dev/null 2>&1 || die "systemctl enable --now libvirtd failed"
-    changed "libvirtd enabled and started (systemd)"
+  # Socket activation: an idle daemon may be inactive and still answer, so
+  # "answers" is the test. Fedora/RHEL use the modular daemons (virtqemud,
+  # virtnetworkd, virtstoraged); Debian/Ubuntu the monolithic libvirtd.
+  if ! libvirt_answers; then
+    if [ "$PKG" = dnf ] && systemctl cat virtqemud.socket >/dev/null 2>&1; then
+      for d in virtqemud virtnetworkd virtstoraged virtnodedevd virtlogd; do
+        systemctl cat "$d.socket" >/dev/null 2>&1 || continue
+        systemctl enable --now "$d.socket" >/dev/null 2>&1 || die "systemctl enable --now $d.socket failed"
+      done
+      changed "modular libvirt daemons enabled and started (systemd)"
+    else
+      systemctl enable --now libvirtd.service >/dev/null 2>&1 || die "systemctl enable --now libvirtd failed"
+      changed "libvirtd enabled and started (systemd)"
+    fi
   fi
   i=0
   until libvirt_answers; do
