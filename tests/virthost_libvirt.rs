@@ -197,7 +197,7 @@ fn first_ip(nics: &[NicAddresses], mac: &str, v6: bool) -> Option<IpAddr> {
         .find(|ip| ip.is_ipv6() == v6)
 }
 
-/// Volumes, seed and domain of one VM; returns the VM's host public key line.
+/// Volumes, seed and domain of one VM; returns the VM's host key.
 fn create_vm(
     c: &Connection,
     lab: &LabName,
@@ -205,7 +205,7 @@ fn create_vm(
     base: &Path,
     vm: &Vm,
     user_key: &str,
-) -> String {
+) -> HostKey {
     let host_key = HostKey::generate(&lab.object_name(vm.name)).unwrap();
     let seed = seed_files(
         &SeedSpec {
@@ -282,7 +282,7 @@ fn create_vm(
         guest_agent: true,
     })
     .unwrap();
-    host_key.public_key_openssh()
+    host_key
 }
 
 /// Start a VM and wait (bounded) for its IPv4 lease and for TCP/22.
@@ -452,8 +452,12 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
         }
         let kh = work.path().join(format!("known_hosts-{name}"));
         let mut f = std::fs::File::create(&kh).unwrap();
-        writeln!(f, "{ip} {}", host_keys[name]).unwrap();
-        writeln!(f, "{ip6} {}", host_keys[name]).unwrap();
+        writeln!(
+            f,
+            "{}",
+            host_keys[name].known_hosts_line(&[ip.to_string(), ip6.to_string()])
+        )
+        .unwrap();
         drop(f);
 
         let t = Instant::now();
@@ -670,7 +674,11 @@ fn single_vm_boot_timing() {
     let t0 = Instant::now();
     let (ip, t_lease, t_tcp) = boot(&c, &lab, vm.name, &vm.mac);
     let kh = work.join("known_hosts");
-    std::fs::write(&kh, format!("{ip} {public}\n")).unwrap();
+    std::fs::write(
+        &kh,
+        format!("{}\n", public.known_hosts_line(&[ip.to_string()])),
+    )
+    .unwrap();
     if keep {
         eprintln!(
             "[timing] kept lab {lab}: ssh -i {} -o UserKnownHostsFile={} kubelab@{ip}; \

@@ -100,6 +100,19 @@ impl HostKey {
         })
     }
 
+    /// A known_hosts line for this key: `host1,[host2]:2222 ssh-ed25519 AAAA…`.
+    /// `hosts` are written as given (use `[addr]:port` for ports other than 22).
+    pub fn known_hosts_line(&self, hosts: &[String]) -> String {
+        let key = self.public_key_openssh();
+        // drop the comment: known_hosts lines are "hosts type base64"
+        let mut parts = key.split_whitespace();
+        let (kind, b64) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        format!("{} {kind} {b64}", hosts.join(","))
+    }
+
     /// The private key in OpenSSH PEM form. Secret: never log it.
     pub fn private_key_openssh(&self) -> &str {
         &self.private_openssh
@@ -637,6 +650,9 @@ mod tests {
                 .contains("BEGIN OPENSSH PRIVATE KEY")
         );
         assert!(key.public_key_openssh().ends_with(" vm1"));
+        let line = key.known_hosts_line(&["192.168.1.5".into(), "[fd00::5]:2222".into()]);
+        assert!(line.starts_with("192.168.1.5,[fd00::5]:2222 ssh-ed25519 AAAA"));
+        assert_eq!(line.split_whitespace().count(), 3);
         // the private key parses back to the same public key
         let back = PrivateKey::from_openssh(key.private_key_openssh()).unwrap();
         assert_eq!(back.public_key().key_data(), key.public_key().key_data());
