@@ -29,6 +29,15 @@ struct Vm {
     name: &'static str,
     mac: String,
     spare: VolumeFormat,
+    /// A second NIC with static addresses (network-config v2 without DHCP).
+    static_nic: Option<StaticNic>,
+}
+
+struct StaticNic {
+    mac: String,
+    network: &'static str,
+    addresses: Vec<ipnet::IpNet>,
+    mtu: u32,
 }
 
 /// Objects that are not the lab's. They look like it on purpose: the domain
@@ -218,13 +227,21 @@ fn create_vm(
                 sudo: true,
                 shell: None,
             },
-            nics: vec![SeedNic {
+            nics: std::iter::once(SeedNic {
                 name: "eth0".into(),
                 mac: vm.mac.clone(),
                 dhcp4: true,
                 dhcp6: true,
                 ..Default::default()
-            }],
+            })
+            .chain(vm.static_nic.iter().map(|s| SeedNic {
+                name: "eth1".into(),
+                mac: s.mac.clone(),
+                addresses: s.addresses.clone(),
+                mtu: Some(s.mtu),
+                ..Default::default()
+            }))
+            .collect(),
             extra_user_data: BTreeMap::new(),
         },
         &host_key,
@@ -272,11 +289,17 @@ fn create_vm(
             },
         ],
         seed_volume: Some(seed_vol),
-        nics: vec![NicSpec {
+        nics: std::iter::once(NicSpec {
             mac: vm.mac.clone(),
             source: NicSource::Network("nat".into()),
             mtu: None,
-        }],
+        })
+        .chain(vm.static_nic.iter().map(|s| NicSpec {
+            mac: s.mac.clone(),
+            source: NicSource::Network(s.network.into()),
+            mtu: None,
+        }))
+        .collect(),
         console_log: pool.console_log_path(vm.name),
         tb_cache_mib: Some(256),
         guest_agent: true,
@@ -345,16 +368,27 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
 
     // ---- network, pool ------------------------------------------------------------
     let (n, v4, v6) = support::free_subnets(150);
+    let (_, s4, s6) = support::free_subnets(n + 1);
     let vms = [
         Vm {
             name: "vm1",
             mac: format!("52:54:00:6b:{n:02x}:01"),
             spare: VolumeFormat::Qcow2,
+            static_nic: None,
         },
         Vm {
             name: "vm2",
             mac: format!("52:54:00:6b:{n:02x}:02"),
             spare: VolumeFormat::Raw,
+            static_nic: Some(StaticNic {
+                mac: format!("52:54:00:6b:{n:02x}:12"),
+                network: "iso",
+                addresses: vec![
+                    format!("{s4}.12/24").parse().unwrap(),
+                    format!("{s6}::12/64").parse().unwrap(),
+                ],
+                mtu: 1400,
+            }),
         },
     ];
     let net = NetworkSpec {
@@ -384,9 +418,28 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
             hostname: Some("vm1".into()),
         }],
     };
+    // isolated, no DHCP, smaller MTU: vm2's second NIC, configured statically
+    let iso = NetworkSpec {
+        lab: lab.clone(),
+        name: "iso".into(),
+        mode: NetworkMode::Isolated,
+        bridge: None,
+        mtu: Some(1400),
+        dns_domain: None,
+        ipv4: Some(Ipv4Subnet {
+            address: format!("{s4}.1/24").parse().unwrap(),
+            dhcp_range: None,
+        }),
+        ipv6: Some(Ipv6Subnet {
+            address: format!("{s6}::1/64").parse().unwrap(),
+            dhcp_range: None,
+        }),
+        reservations: vec![],
+    };
     let t = Instant::now();
     c.ensure_network(&net).unwrap();
     c.ensure_network(&net).unwrap(); // idempotent
+    c.ensure_network(&iso).unwrap();
     let pool = PoolSpec {
         lab: lab.clone(),
         path: pool_dir.clone(),
@@ -499,6 +552,35 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
             "{name}: ssh over IPv6 {ip6} failed: {out}"
         );
 
+        if let Some(sn) = &vm.static_nic {
+            let cmd = format!(
+                "ip -o addr show dev eth1 scope global | awk '{{print $4}}'; cat /sys/class/net/eth1/mtu; \
+                 ping -c1 -W5 {s4}.1 >/dev/null && echo ping4-ok; ping -c1 -W5 {s6}::1 >/dev/null && echo ping6-ok"
+            );
+            let (ok, out) = ssh(&key_path, &kh, "kubelab", *ip, &cmd);
+            eprintln!("[test] {name} eth1 (static, isolated network):\n{out}");
+            assert!(ok, "{name}: {out}");
+            for a in &sn.addresses {
+                assert!(
+                    out.contains(&a.to_string()),
+                    "{name}: eth1 lacks {a}: {out}"
+                );
+            }
+            assert!(
+                out.lines().any(|l| l.trim() == sn.mtu.to_string()),
+                "{name}: eth1 MTU: {out}"
+            );
+            assert!(
+                out.contains("ping4-ok") && out.contains("ping6-ok"),
+                "{name}: isolated network: {out}"
+            );
+            let addr: SocketAddr = format!("{s4}.12:22").parse().unwrap();
+            assert!(
+                wait_tcp(addr, Instant::now() + Duration::from_secs(10)),
+                "virthost cannot reach {addr} on the isolated network"
+            );
+        }
+
         // a wrong host key must be refused
         let other = HostKey::generate("impostor").unwrap();
         let bad = work.path().join(format!("known_hosts-bad-{name}"));
@@ -536,7 +618,10 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
         objects.domains,
         [lab.object_name("vm1"), lab.object_name("vm2")]
     );
-    assert_eq!(objects.networks, [lab.object_name("nat")]);
+    assert_eq!(
+        objects.networks,
+        [lab.object_name("iso"), lab.object_name("nat")]
+    );
     assert_eq!(objects.pool, Some(lab.pool_name()));
     assert!(objects.volumes.contains(&lab.object_name("vm1-seed.img")));
     assert!(
@@ -544,7 +629,14 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
             .volumes
             .contains(&format!("{}.console.log", lab.object_name("vm2")))
     );
+    // the seed holds the VM's private host key: root-only on the virthost
+    let seed_mode = std::fs::metadata(pool_dir.join(lab.object_name("vm1-seed.img")))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(seed_mode & 0o077, 0, "seed volume mode {seed_mode:o}");
     let bridge = c.network_bridge(&lab, "nat").unwrap();
+    let iso_bridge = c.network_bridge(&lab, "iso").unwrap();
 
     let t = Instant::now();
     let report = c.teardown(&lab).unwrap();
@@ -579,10 +671,12 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
         !list.contains(&lab.object_name("vm")),
         "domains left: {list}"
     );
-    assert!(
-        !Path::new(&format!("/sys/class/net/{bridge}")).exists(),
-        "bridge {bridge} left"
-    );
+    for br in [&bridge, &iso_bridge] {
+        assert!(
+            !Path::new(&format!("/sys/class/net/{br}")).exists(),
+            "bridge {br} left"
+        );
+    }
 
     // the foreign objects survived
     let f = cleanup.foreign.as_ref().unwrap();
@@ -669,6 +763,7 @@ fn single_vm_boot_timing() {
         name: "vm1",
         mac: format!("52:54:00:6c:{n:02x}:01"),
         spare: VolumeFormat::Qcow2,
+        static_nic: None,
     };
     let public = create_vm(&c, &lab, &pool, &base, &vm, &user_key.public_key_openssh());
     let t0 = Instant::now();
