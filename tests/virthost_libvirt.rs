@@ -35,9 +35,12 @@ struct Vm {
 
 struct StaticNic {
     mac: String,
-    network: &'static str,
+    source: NicSource,
     addresses: Vec<ipnet::IpNet>,
     mtu: u32,
+    /// The virthost's addresses on that segment (pinged from the VM).
+    peer4: String,
+    peer6: String,
 }
 
 /// Objects that are not the lab's. They look like it on purpose: the domain
@@ -128,6 +131,8 @@ fn remove_foreign(f: &Foreign) {
 struct Cleanup {
     lab: LabName,
     foreign: Option<Foreign>,
+    /// A host bridge the test created (not the lab's: removed here).
+    bridge: Option<String>,
     armed: bool,
 }
 
@@ -144,6 +149,9 @@ impl Drop for Cleanup {
         }
         if let Some(f) = &self.foreign {
             remove_foreign(f);
+        }
+        if let Some(br) = &self.bridge {
+            let _ = Command::new("ip").args(["link", "del", br]).status();
         }
     }
 }
@@ -296,7 +304,7 @@ fn create_vm(
         })
         .chain(vm.static_nic.iter().map(|s| NicSpec {
             mac: s.mac.clone(),
-            source: NicSource::Network(s.network.into()),
+            source: s.source.clone(),
             mtu: None,
         }))
         .collect(),
@@ -362,19 +370,51 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
     let mut cleanup = Cleanup {
         lab: lab.clone(),
         foreign: None,
+        bridge: None,
         armed: true,
     };
     cleanup.foreign = Some(define_foreign(&lab, &tag, work.path()));
 
     // ---- network, pool ------------------------------------------------------------
     let (n, v4, v6) = support::free_subnets(150);
-    let (_, s4, s6) = support::free_subnets(n + 1);
+    let (sn, s4, s6) = support::free_subnets(n + 1);
+    let (_, b4, b6) = support::free_subnets(sn + 1);
+    // a plain Linux bridge on the virthost, as a lab's "bridged" network would use
+    let host_bridge = format!("klb{tag}");
+    for args in [
+        vec!["link", "add", &host_bridge, "type", "bridge"],
+        vec!["addr", "add", &format!("{b4}.1/24"), "dev", &host_bridge],
+        vec![
+            "-6",
+            "addr",
+            "add",
+            &format!("{b6}::1/64"),
+            "dev",
+            &host_bridge,
+            "nodad",
+        ],
+        vec!["link", "set", &host_bridge, "up"],
+    ] {
+        let st = Command::new("ip").args(&args).status().unwrap();
+        assert!(st.success(), "ip {args:?}");
+        cleanup.bridge = Some(host_bridge.clone());
+    }
     let vms = [
         Vm {
             name: "vm1",
             mac: format!("52:54:00:6b:{n:02x}:01"),
             spare: VolumeFormat::Qcow2,
-            static_nic: None,
+            static_nic: Some(StaticNic {
+                mac: format!("52:54:00:6b:{n:02x}:11"),
+                source: NicSource::Bridge(host_bridge.clone()),
+                addresses: vec![
+                    format!("{b4}.11/24").parse().unwrap(),
+                    format!("{b6}::11/64").parse().unwrap(),
+                ],
+                mtu: 1500,
+                peer4: format!("{b4}.1"),
+                peer6: format!("{b6}::1"),
+            }),
         },
         Vm {
             name: "vm2",
@@ -382,12 +422,14 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
             spare: VolumeFormat::Raw,
             static_nic: Some(StaticNic {
                 mac: format!("52:54:00:6b:{n:02x}:12"),
-                network: "iso",
+                source: NicSource::Network("iso".into()),
                 addresses: vec![
                     format!("{s4}.12/24").parse().unwrap(),
                     format!("{s6}::12/64").parse().unwrap(),
                 ],
                 mtu: 1400,
+                peer4: format!("{s4}.1"),
+                peer6: format!("{s6}::1"),
             }),
         },
     ];
@@ -555,10 +597,11 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
         if let Some(sn) = &vm.static_nic {
             let cmd = format!(
                 "ip -o addr show dev eth1 scope global | awk '{{print $4}}'; cat /sys/class/net/eth1/mtu; \
-                 ping -c1 -W5 {s4}.1 >/dev/null && echo ping4-ok; ping -c1 -W5 {s6}::1 >/dev/null && echo ping6-ok"
+                 ping -c1 -W5 {} >/dev/null && echo ping4-ok; ping -c1 -W5 {} >/dev/null && echo ping6-ok",
+                sn.peer4, sn.peer6
             );
             let (ok, out) = ssh(&key_path, &kh, "kubelab", *ip, &cmd);
-            eprintln!("[test] {name} eth1 (static, isolated network):\n{out}");
+            eprintln!("[test] {name} eth1 (static, on {:?}):\n{out}", sn.source);
             assert!(ok, "{name}: {out}");
             for a in &sn.addresses {
                 assert!(
@@ -572,12 +615,14 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
             );
             assert!(
                 out.contains("ping4-ok") && out.contains("ping6-ok"),
-                "{name}: isolated network: {out}"
+                "{name}: {:?}: {out}",
+                sn.source
             );
-            let addr: SocketAddr = format!("{s4}.12:22").parse().unwrap();
+            let addr = SocketAddr::new(sn.addresses[0].addr(), 22);
             assert!(
                 wait_tcp(addr, Instant::now() + Duration::from_secs(10)),
-                "virthost cannot reach {addr} on the isolated network"
+                "virthost cannot reach {addr} on {:?}",
+                sn.source
             );
         }
 
@@ -678,6 +723,12 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
         );
     }
 
+    // the host bridge is not the lab's
+    assert!(
+        Path::new(&format!("/sys/class/net/{host_bridge}")).exists(),
+        "host bridge removed"
+    );
+
     // the foreign objects survived
     let f = cleanup.foreign.as_ref().unwrap();
     assert!(
@@ -726,6 +777,7 @@ fn single_vm_boot_timing() {
     let _cleanup = Cleanup {
         lab: lab.clone(),
         foreign: None,
+        bridge: None,
         armed: !keep,
     };
     let (n, v4, v6) = support::free_subnets(150);
