@@ -14,4 +14,5 @@ pub mod scenario;
 pub mod schema;
 pub mod state;
 pub mod transport;
+pub mod virthost;
 pub mod yaml;

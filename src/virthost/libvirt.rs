@@ -1,0 +1,899 @@
+//! The libvirt side of a virthost, through the `virt` crate (libvirt's C
+//! library): networks, the lab's storage pool, volumes and domains, all
+//! created from the desired state in [`super::spec`], and found again and
+//! removed by ownership (see the [`super::spec`] module docs).
+//!
+//! [`Connection`] is blocking: every call may wait on the libvirt daemon (a
+//! domain start under TCG takes a second, an upload as long as the bytes
+//! take). From async code use [`AsyncConnection`], which runs each call on
+//! tokio's blocking pool; do not call [`Connection`] methods on a runtime
+//! thread.
+//!
+//! libvirt's default error handler, which prints every error to stderr, is
+//! switched off when the first connection opens: errors come back as
+//! [`LibvirtError`] values only.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use virt::connect::Connect;
+use virt::domain::{Domain, DomainState};
+use virt::enumutil::Enum;
+use virt::error::ErrorNumber;
+use virt::network::Network;
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+use virt::stream::Stream;
+use virt::sys;
+
+use super::spec::{
+    DomainSpec, LabName, METADATA_NAMESPACE, NetworkSpec, PoolSpec, VolumeFormat, VolumeSpec,
+};
+use super::xml::{self, XmlError};
+
+/// What went wrong talking to libvirt. Messages name the object and the
+/// operation; they never contain seed contents.
+#[derive(Debug, thiserror::Error)]
+pub enum LibvirtError {
+    #[error("libvirt: {op}: {source}")]
+    Call {
+        op: String,
+        #[source]
+        source: virt::error::Error,
+    },
+    #[error(transparent)]
+    Xml(#[from] XmlError),
+    #[error("{kind} {name} exists but does not belong to lab {lab}")]
+    NotOwned {
+        kind: &'static str,
+        name: String,
+        lab: String,
+    },
+    #[error("{kind} {name} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("libvirt: {op}: {reason}")]
+    Other { op: String, reason: String },
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+type Result<T> = std::result::Result<T, LibvirtError>;
+
+fn call<T>(
+    op: impl FnOnce() -> String,
+    r: std::result::Result<T, virt::error::Error>,
+) -> Result<T> {
+    r.map_err(|source| LibvirtError::Call { op: op(), source })
+}
+
+fn is_code(e: &virt::error::Error, code: ErrorNumber) -> bool {
+    matches!(e.code(), Enum::Known(c) if c == code)
+}
+
+/// Lookup result: `Ok(None)` when libvirt says the object does not exist.
+fn lookup<T>(
+    op: impl FnOnce() -> String,
+    r: std::result::Result<T, virt::error::Error>,
+    missing: ErrorNumber,
+) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if is_code(&e, missing) => Ok(None),
+        Err(source) => Err(LibvirtError::Call { op: op(), source }),
+    }
+}
+
+/// The `name` attribute of kubelab's `<metadata>` element in an object's XML.
+pub fn metadata_lab(xml_text: &str) -> Option<String> {
+    let doc = roxmltree::Document::parse(xml_text).ok()?;
+    let metadata = doc
+        .root_element()
+        .children()
+        .find(|n| n.has_tag_name("metadata"))?;
+    metadata
+        .children()
+        .find(|n| {
+            n.tag_name().namespace() == Some(METADATA_NAMESPACE) && n.tag_name().name() == "lab"
+        })
+        .and_then(|n| n.attribute("name").map(str::to_string))
+}
+
+/// A VM's state as libvirt reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmState {
+    Running,
+    /// Blocked on a resource (still running).
+    Blocked,
+    Paused,
+    ShuttingDown,
+    Shutoff,
+    Crashed,
+    Suspended,
+    Unknown,
+}
+
+/// Where [`Connection::domain_addresses`] looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressSource {
+    /// The DHCP leases of the libvirt networks the NICs are on (IPv4 and
+    /// DHCPv6; SLAAC-only addresses are not leased).
+    Lease,
+    /// qemu-guest-agent inside the VM (needs [`DomainSpec::guest_agent`]);
+    /// also sees static and SLAAC addresses and NICs on host bridges.
+    Agent,
+}
+
+/// Addresses of one NIC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NicAddresses {
+    /// Lower-case MAC address.
+    pub mac: String,
+    /// Interface name (lease source: the host-side tap device; agent: the
+    /// guest's name).
+    pub interface: String,
+    /// Addresses with prefix length.
+    pub addresses: Vec<(IpAddr, u8)>,
+}
+
+/// The objects of one lab found on the virthost (full libvirt names).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabObjects {
+    pub domains: Vec<String>,
+    pub networks: Vec<String>,
+    /// The lab's pool, when it exists.
+    pub pool: Option<String>,
+    /// Volumes in the lab's pool.
+    pub volumes: Vec<String>,
+}
+
+impl LabObjects {
+    /// Nothing of the lab is left.
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+            && self.networks.is_empty()
+            && self.pool.is_none()
+            && self.volumes.is_empty()
+    }
+}
+
+/// What [`Connection::teardown`] removed (full names), and what it could not.
+#[derive(Clone, Debug, Default)]
+pub struct TeardownReport {
+    pub removed: LabObjects,
+    /// One line per failure; teardown goes on after a failure.
+    pub failures: Vec<String>,
+}
+
+static QUIET_ERRORS: Once = Once::new();
+
+/// A blocking connection to libvirt. Cheap to clone (a reference to the same
+/// connection); libvirt connections may be used from several threads.
+#[derive(Clone)]
+pub struct Connection {
+    conn: Connect,
+    uri: String,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("uri", &self.uri)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Open a connection, e.g. `qemu:///system` on the virthost itself.
+    pub fn open(uri: &str) -> Result<Self> {
+        QUIET_ERRORS.call_once(virt::error::clear_error_callback);
+        let conn = call(|| format!("open {uri}"), Connect::open(Some(uri)))?;
+        Ok(Connection {
+            conn,
+            uri: uri.to_string(),
+        })
+    }
+
+    /// The URI this connection was opened with.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// libvirt's own version as (major, minor, micro).
+    pub fn libvirt_version(&self) -> Result<(u32, u32, u32)> {
+        let v = call(|| "get library version".into(), self.conn.lib_version())?;
+        Ok((v / 1_000_000, (v / 1000) % 1000, v % 1000))
+    }
+
+    /// Whether libvirt offers domain type `kvm` for x86_64. This is what
+    /// libvirt believes, not a proof that guests boot: on some hosts (nested
+    /// or paravirtualized KVM) it is offered and guests hang. Callers that
+    /// pick "auto" should confirm with a probe boot.
+    pub fn kvm_offered(&self) -> bool {
+        self.conn
+            .domain_capabilities(None, Some("x86_64"), None, Some("kvm"), 0)
+            .is_ok()
+    }
+
+    // ---- networks -------------------------------------------------------------
+
+    fn find_network(&self, name: &str) -> Result<Option<Network>> {
+        lookup(
+            || format!("look up network {name}"),
+            self.conn.lookup_network_by_name(name),
+            ErrorNumber::NoNetwork,
+        )
+    }
+
+    fn network_owner(&self, net: &Network, name: &str) -> Result<Option<String>> {
+        let xml = call(|| format!("read XML of network {name}"), net.xml_desc(0))?;
+        Ok(metadata_lab(&xml))
+    }
+
+    /// Define the network if it does not exist and start it if it is not
+    /// active. An existing network of the lab is kept as it is; one that
+    /// belongs to someone else is an error.
+    pub fn ensure_network(&self, spec: &NetworkSpec) -> Result<()> {
+        let name = spec.lab.object_name(&spec.name);
+        let net = match self.find_network(&name)? {
+            Some(net) => {
+                if self.network_owner(&net, &name)?.as_deref() != Some(spec.lab.as_str()) {
+                    return Err(LibvirtError::NotOwned {
+                        kind: "network",
+                        name,
+                        lab: spec.lab.to_string(),
+                    });
+                }
+                net
+            }
+            None => {
+                let xml = xml::render_network(spec)?;
+                call(
+                    || format!("define network {name}"),
+                    self.conn.define_network_xml(&xml),
+                )?
+            }
+        };
+        if !call(|| format!("state of network {name}"), net.is_active())? {
+            call(|| format!("start network {name}"), net.create())?;
+        }
+        call(
+            || format!("autostart network {name}"),
+            net.set_autostart(true),
+        )?;
+        Ok(())
+    }
+
+    /// The bridge device of a lab network.
+    pub fn network_bridge(&self, lab: &LabName, network: &str) -> Result<String> {
+        let name = lab.object_name(network);
+        let net = self.find_network(&name)?.ok_or(LibvirtError::NotFound {
+            kind: "network",
+            name: name.clone(),
+        })?;
+        call(|| format!("bridge of network {name}"), net.bridge_name())
+    }
+
+    // ---- pool and volumes --------------------------------------------------------
+
+    fn find_pool(&self, name: &str) -> Result<Option<StoragePool>> {
+        lookup(
+            || format!("look up pool {name}"),
+            self.conn.lookup_storage_pool_by_name(name),
+            ErrorNumber::NoStoragePool,
+        )
+    }
+
+    fn lab_pool(&self, lab: &LabName) -> Result<StoragePool> {
+        let name = lab.pool_name();
+        self.find_pool(&name)?
+            .ok_or(LibvirtError::NotFound { kind: "pool", name })
+    }
+
+    /// Define, build (create the directory) and start the lab's pool, unless
+    /// it exists; start it when it is inactive; refresh it.
+    pub fn ensure_pool(&self, spec: &PoolSpec) -> Result<()> {
+        let name = spec.lab.pool_name();
+        let pool = match self.find_pool(&name)? {
+            Some(p) => p,
+            None => {
+                let xml = xml::render_pool(spec)?;
+                let p = call(
+                    || format!("define pool {name}"),
+                    self.conn.define_storage_pool_xml(&xml, 0),
+                )?;
+                call(
+                    || format!("build pool {name}"),
+                    p.build(sys::VIR_STORAGE_POOL_BUILD_NEW),
+                )?;
+                p
+            }
+        };
+        if !call(|| format!("state of pool {name}"), pool.is_active())? {
+            call(|| format!("start pool {name}"), pool.create(0))?;
+        }
+        call(
+            || format!("autostart pool {name}"),
+            pool.set_autostart(true),
+        )?;
+        call(|| format!("refresh pool {name}"), pool.refresh(0))?;
+        Ok(())
+    }
+
+    fn find_volume(&self, pool: &StoragePool, name: &str) -> Result<Option<StorageVol>> {
+        lookup(
+            || format!("look up volume {name}"),
+            pool.lookup_storage_vol_by_name(name),
+            ErrorNumber::NoStorageVolume,
+        )
+    }
+
+    /// Create a volume in the lab's pool unless it exists; returns its path.
+    /// An existing volume is kept as it is (not compared with the spec).
+    pub fn ensure_volume(&self, spec: &VolumeSpec) -> Result<String> {
+        let pool = self.lab_pool(&spec.lab)?;
+        let name = spec.lab.object_name(&spec.name);
+        let vol = match self.find_volume(&pool, &name)? {
+            Some(v) => v,
+            None => {
+                let xml = xml::render_volume(spec)?;
+                call(
+                    || format!("create volume {name}"),
+                    StorageVol::create_xml(&pool, &xml, 0),
+                )?
+            }
+        };
+        call(|| format!("path of volume {name}"), vol.path())
+    }
+
+    /// Create (or replace) a raw volume holding exactly `data`, uploaded
+    /// through a libvirt stream (works on remote virthosts too). Used for
+    /// seed images; `data` is never logged.
+    pub fn put_volume_bytes(&self, lab: &LabName, volume: &str, data: &[u8]) -> Result<String> {
+        let pool = self.lab_pool(lab)?;
+        let name = lab.object_name(volume);
+        if let Some(old) = self.find_volume(&pool, &name)? {
+            call(|| format!("delete old volume {name}"), old.delete(0))?;
+        }
+        let size = data.len().max(512) as u64;
+        let xml = xml::render_volume(&VolumeSpec {
+            lab: lab.clone(),
+            name: volume.to_string(),
+            capacity_bytes: size,
+            format: VolumeFormat::Raw,
+            backing: None,
+        })?;
+        let vol = call(
+            || format!("create volume {name}"),
+            StorageVol::create_xml(&pool, &xml, 0),
+        )?;
+        let stream = call(
+            || format!("open upload stream for {name}"),
+            Stream::new(&self.conn, 0),
+        )?;
+        call(
+            || format!("upload to volume {name}"),
+            vol.upload(&stream, 0, data.len() as u64, 0),
+        )?;
+        let mut sent = 0usize;
+        while sent < data.len() {
+            let end = (sent + 256 * 1024).min(data.len());
+            match stream.send(&data[sent..end]) {
+                Ok(n) if n > 0 => sent += n as usize,
+                Ok(_) => {
+                    let _ = stream.abort();
+                    return Err(LibvirtError::Other {
+                        op: format!("upload to volume {name}"),
+                        reason: "stream accepted no data".into(),
+                    });
+                }
+                Err(source) => {
+                    let _ = stream.abort();
+                    return Err(LibvirtError::Call {
+                        op: format!("upload to volume {name}"),
+                        source,
+                    });
+                }
+            }
+        }
+        call(
+            || format!("finish upload to volume {name}"),
+            stream.finish(),
+        )?;
+        call(|| format!("path of volume {name}"), vol.path())
+    }
+
+    /// Read up to `max_bytes` from the end of a file in the lab's pool, e.g.
+    /// a console log (see [`PoolSpec::console_log_path`]). The pool is
+    /// refreshed first so that new files are seen. Invalid UTF-8 is replaced.
+    pub fn pool_file_tail(&self, lab: &LabName, file_name: &str, max_bytes: u64) -> Result<String> {
+        let pool = self.lab_pool(lab)?;
+        call(
+            || format!("refresh pool {}", lab.pool_name()),
+            pool.refresh(0),
+        )?;
+        let vol = self
+            .find_volume(&pool, file_name)?
+            .ok_or(LibvirtError::NotFound {
+                kind: "volume",
+                name: file_name.to_string(),
+            })?;
+        let size = call(|| format!("size of {file_name}"), vol.info())?.capacity;
+        let offset = size.saturating_sub(max_bytes);
+        let length = size - offset;
+        if length == 0 {
+            return Ok(String::new());
+        }
+        let stream = call(
+            || format!("open download stream for {file_name}"),
+            Stream::new(&self.conn, 0),
+        )?;
+        call(
+            || format!("download {file_name}"),
+            vol.download(&stream, offset, length, 0),
+        )?;
+        let mut out = Vec::with_capacity(length as usize);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stream.recv(&mut buf) {
+                Ok(0) => break,
+                Ok(n) if n > 0 => out.extend_from_slice(&buf[..n as usize]),
+                Ok(_) => break,
+                Err(source) => {
+                    let _ = stream.abort();
+                    return Err(LibvirtError::Call {
+                        op: format!("download {file_name}"),
+                        source,
+                    });
+                }
+            }
+        }
+        call(
+            || format!("finish download of {file_name}"),
+            stream.finish(),
+        )?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// The console log of a VM (last `max_bytes`), when its
+    /// [`DomainSpec::console_log`] is [`PoolSpec::console_log_path`].
+    pub fn console_log_tail(&self, lab: &LabName, vm: &str, max_bytes: u64) -> Result<String> {
+        self.pool_file_tail(
+            lab,
+            &format!("{}.console.log", lab.object_name(vm)),
+            max_bytes,
+        )
+    }
+
+    // ---- domains ----------------------------------------------------------------
+
+    fn find_domain(&self, name: &str) -> Result<Option<Domain>> {
+        lookup(
+            || format!("look up domain {name}"),
+            self.conn.lookup_domain_by_name(name),
+            ErrorNumber::NoDomain,
+        )
+    }
+
+    fn owned_domain(&self, lab: &LabName, vm: &str) -> Result<Domain> {
+        let name = lab.object_name(vm);
+        let dom = self.find_domain(&name)?.ok_or(LibvirtError::NotFound {
+            kind: "domain",
+            name: name.clone(),
+        })?;
+        let xml = call(|| format!("read XML of domain {name}"), dom.xml_desc(0))?;
+        if metadata_lab(&xml).as_deref() != Some(lab.as_str()) {
+            return Err(LibvirtError::NotOwned {
+                kind: "domain",
+                name,
+                lab: lab.to_string(),
+            });
+        }
+        Ok(dom)
+    }
+
+    /// Define (or redefine) a domain. Redefining a running domain changes
+    /// its next boot only. A same-named domain of someone else is an error.
+    pub fn define_domain(&self, spec: &DomainSpec) -> Result<()> {
+        let name = spec.lab.object_name(&spec.name);
+        if self.find_domain(&name)?.is_some() {
+            self.owned_domain(&spec.lab, &spec.name)?;
+        }
+        let xml = xml::render_domain(spec)?;
+        call(
+            || format!("define domain {name}"),
+            self.conn.define_domain_xml(&xml),
+        )?;
+        Ok(())
+    }
+
+    /// Start a domain unless it is running.
+    pub fn start_domain(&self, lab: &LabName, vm: &str) -> Result<()> {
+        let dom = self.owned_domain(lab, vm)?;
+        let name = lab.object_name(vm);
+        if !call(|| format!("state of domain {name}"), dom.is_active())? {
+            call(|| format!("start domain {name}"), dom.create())?;
+        }
+        Ok(())
+    }
+
+    /// Hard power-off of a domain (no-op when it is not running).
+    pub fn stop_domain(&self, lab: &LabName, vm: &str) -> Result<()> {
+        let dom = self.owned_domain(lab, vm)?;
+        let name = lab.object_name(vm);
+        if call(|| format!("state of domain {name}"), dom.is_active())? {
+            call(|| format!("stop domain {name}"), dom.destroy())?;
+        }
+        Ok(())
+    }
+
+    /// The state of a lab's VM.
+    pub fn domain_state(&self, lab: &LabName, vm: &str) -> Result<VmState> {
+        let dom = self.owned_domain(lab, vm)?;
+        let info = call(
+            || format!("state of domain {}", lab.object_name(vm)),
+            dom.info(),
+        )?;
+        Ok(match info.state {
+            Enum::Known(DomainState::Running) => VmState::Running,
+            Enum::Known(DomainState::Blocked) => VmState::Blocked,
+            Enum::Known(DomainState::Paused) => VmState::Paused,
+            Enum::Known(DomainState::Shutdown) => VmState::ShuttingDown,
+            Enum::Known(DomainState::Shutoff) => VmState::Shutoff,
+            Enum::Known(DomainState::Crashed) => VmState::Crashed,
+            Enum::Known(DomainState::PMSuspended) => VmState::Suspended,
+            _ => VmState::Unknown,
+        })
+    }
+
+    /// Addresses of a VM's NICs, from DHCP leases or from the guest agent.
+    /// Loopback and IPv6 link-local addresses are left out.
+    pub fn domain_addresses(
+        &self,
+        lab: &LabName,
+        vm: &str,
+        source: AddressSource,
+    ) -> Result<Vec<NicAddresses>> {
+        let dom = self.owned_domain(lab, vm)?;
+        let src = match source {
+            AddressSource::Lease => sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+            AddressSource::Agent => sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+        };
+        let ifaces = call(
+            || format!("addresses of domain {} ({source:?})", lab.object_name(vm)),
+            dom.interface_addresses(src, 0),
+        )?;
+        let mut by_mac: BTreeMap<String, NicAddresses> = BTreeMap::new();
+        for iface in ifaces {
+            let Some(mac) = iface.hwaddr.map(|m| m.to_ascii_lowercase()) else {
+                continue;
+            };
+            if mac == "00:00:00:00:00:00" {
+                continue;
+            }
+            let entry = by_mac.entry(mac.clone()).or_insert_with(|| NicAddresses {
+                mac,
+                interface: iface.name.clone(),
+                addresses: Vec::new(),
+            });
+            for a in iface.addrs {
+                let Ok(ip) = a.addr.parse::<IpAddr>() else {
+                    continue;
+                };
+                let skip = ip.is_loopback()
+                    || matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+                if !skip && !entry.addresses.iter().any(|(x, _)| *x == ip) {
+                    entry.addresses.push((ip, a.prefix.min(128) as u8));
+                }
+            }
+        }
+        Ok(by_mac.into_values().collect())
+    }
+
+    /// Addresses from leases, falling back to the guest agent for NICs the
+    /// leases do not cover (static addressing, host bridges). Agent errors
+    /// (no agent, agent not up yet) are not errors here: the lease answer
+    /// is returned as it is.
+    pub fn domain_addresses_any(&self, lab: &LabName, vm: &str) -> Result<Vec<NicAddresses>> {
+        let mut nics = self.domain_addresses(lab, vm, AddressSource::Lease)?;
+        if let Ok(agent) = self.domain_addresses(lab, vm, AddressSource::Agent) {
+            for a in agent {
+                match nics.iter_mut().find(|n| n.mac == a.mac) {
+                    Some(n) => {
+                        for addr in a.addresses {
+                            if !n.addresses.iter().any(|(x, _)| *x == addr.0) {
+                                n.addresses.push(addr);
+                            }
+                        }
+                    }
+                    None => nics.push(a),
+                }
+            }
+        }
+        Ok(nics)
+    }
+
+    /// Poll the leases until `want` says the addresses are enough, or the
+    /// timeout passes (then the last answer is returned as an error).
+    pub fn wait_for_addresses(
+        &self,
+        lab: &LabName,
+        vm: &str,
+        timeout: Duration,
+        want: impl Fn(&[NicAddresses]) -> bool,
+    ) -> Result<Vec<NicAddresses>> {
+        let start = Instant::now();
+        loop {
+            let nics = self.domain_addresses_any(lab, vm)?;
+            if want(&nics) {
+                return Ok(nics);
+            }
+            if start.elapsed() >= timeout {
+                return Err(LibvirtError::Other {
+                    op: format!("wait for addresses of {}", lab.object_name(vm)),
+                    reason: format!(
+                        "not there after {}s; last seen: {nics:?}",
+                        timeout.as_secs()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    // ---- ownership and teardown ---------------------------------------------------
+
+    /// Every object of the lab on this virthost: domains and networks whose
+    /// name has the lab's prefix *and* whose metadata names the lab, the
+    /// lab's pool and every volume in it.
+    pub fn lab_objects(&self, lab: &LabName) -> Result<LabObjects> {
+        let prefix = lab.prefix();
+        let mut found = LabObjects::default();
+        for dom in call(|| "list domains".into(), self.conn.list_all_domains(0))? {
+            let name = call(|| "name of a domain".into(), dom.name())?;
+            if !name.starts_with(&prefix) {
+                continue;
+            }
+            let xml = call(|| format!("read XML of domain {name}"), dom.xml_desc(0))?;
+            if metadata_lab(&xml).as_deref() == Some(lab.as_str()) {
+                found.domains.push(name);
+            }
+        }
+        for net in call(|| "list networks".into(), self.conn.list_all_networks(0))? {
+            let name = call(|| "name of a network".into(), net.name())?;
+            if !name.starts_with(&prefix) {
+                continue;
+            }
+            if self.network_owner(&net, &name)?.as_deref() == Some(lab.as_str()) {
+                found.networks.push(name);
+            }
+        }
+        let pool_name = lab.pool_name();
+        if let Some(pool) = self.find_pool(&pool_name)? {
+            if call(|| format!("state of pool {pool_name}"), pool.is_active())? {
+                call(|| format!("refresh pool {pool_name}"), pool.refresh(0))?;
+                found.volumes = call(
+                    || format!("list volumes of {pool_name}"),
+                    pool.list_volumes(),
+                )?;
+                found.volumes.sort();
+            }
+            found.pool = Some(pool_name);
+        }
+        found.domains.sort();
+        found.networks.sort();
+        Ok(found)
+    }
+
+    /// Remove everything the lab owns: power off and undefine its domains
+    /// (with snapshot/checkpoint metadata and NVRAM), stop and undefine its
+    /// networks, delete every volume of its pool, then remove the pool and its
+    /// directory. Nothing else is touched. Goes on after failures and lists
+    /// them; call again to retry.
+    pub fn teardown(&self, lab: &LabName) -> Result<TeardownReport> {
+        let objects = self.lab_objects(lab)?;
+        let mut report = TeardownReport::default();
+        for name in &objects.domains {
+            let r = (|| -> Result<()> {
+                let Some(dom) = self.find_domain(name)? else {
+                    return Ok(());
+                };
+                if call(|| format!("state of domain {name}"), dom.is_active())? {
+                    match dom.destroy() {
+                        Ok(()) => {}
+                        Err(e) if is_code(&e, ErrorNumber::OperationInvalid) => {} // stopped meanwhile
+                        Err(source) => {
+                            return Err(LibvirtError::Call {
+                                op: format!("power off domain {name}"),
+                                source,
+                            });
+                        }
+                    }
+                }
+                let flags = sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                    | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                    | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+                    | sys::VIR_DOMAIN_UNDEFINE_NVRAM;
+                if dom.undefine_flags(flags).is_err() {
+                    // transient domains vanish with destroy; older daemons may refuse a flag
+                    if self.find_domain(name)?.is_some() {
+                        call(|| format!("undefine domain {name}"), dom.undefine())?;
+                    }
+                }
+                Ok(())
+            })();
+            match r {
+                Ok(()) => report.removed.domains.push(name.clone()),
+                Err(e) => report.failures.push(e.to_string()),
+            }
+        }
+        for name in &objects.networks {
+            let r = (|| -> Result<()> {
+                let Some(net) = self.find_network(name)? else {
+                    return Ok(());
+                };
+                if call(|| format!("state of network {name}"), net.is_active())? {
+                    call(|| format!("stop network {name}"), net.destroy())?;
+                }
+                if call(
+                    || format!("persistence of network {name}"),
+                    net.is_persistent(),
+                )? {
+                    call(|| format!("undefine network {name}"), net.undefine())?;
+                }
+                Ok(())
+            })();
+            match r {
+                Ok(()) => report.removed.networks.push(name.clone()),
+                Err(e) => report.failures.push(e.to_string()),
+            }
+        }
+        if let Some(pool_name) = &objects.pool {
+            let r = (|| -> Result<()> {
+                let Some(pool) = self.find_pool(pool_name)? else {
+                    return Ok(());
+                };
+                if !call(|| format!("state of pool {pool_name}"), pool.is_active())? {
+                    // volumes can only be listed and deleted in an active pool
+                    call(|| format!("start pool {pool_name}"), pool.create(0))?;
+                }
+                call(|| format!("refresh pool {pool_name}"), pool.refresh(0))?;
+                for vol in call(
+                    || format!("list volumes of {pool_name}"),
+                    pool.list_all_volumes(0),
+                )? {
+                    let vname = call(|| "name of a volume".into(), vol.name())?;
+                    match vol.delete(0) {
+                        Ok(()) => report.removed.volumes.push(vname),
+                        Err(source) => report.failures.push(
+                            LibvirtError::Call {
+                                op: format!("delete volume {vname}"),
+                                source,
+                            }
+                            .to_string(),
+                        ),
+                    }
+                }
+                call(|| format!("stop pool {pool_name}"), pool.destroy())?;
+                // removes the (now empty) directory
+                call(
+                    || format!("delete directory of pool {pool_name}"),
+                    pool.delete(0),
+                )?;
+                call(|| format!("undefine pool {pool_name}"), pool.undefine())?;
+                Ok(())
+            })();
+            match r {
+                Ok(()) => report.removed.pool = Some(pool_name.clone()),
+                Err(e) => report.failures.push(e.to_string()),
+            }
+        }
+        report.removed.volumes.sort();
+        Ok(report)
+    }
+}
+
+/// [`Connection`] for async code: every call runs on tokio's blocking pool.
+#[derive(Clone, Debug)]
+pub struct AsyncConnection {
+    inner: Connection,
+}
+
+impl AsyncConnection {
+    /// Open a connection (on the blocking pool).
+    pub async fn open(uri: &str) -> Result<Self> {
+        let uri = uri.to_string();
+        let inner = tokio::task::spawn_blocking(move || Connection::open(&uri))
+            .await
+            .map_err(|e| LibvirtError::Task(e.to_string()))??;
+        Ok(AsyncConnection { inner })
+    }
+
+    /// The blocking connection, for use inside `spawn_blocking`.
+    pub fn blocking(&self) -> &Connection {
+        &self.inner
+    }
+
+    /// Run `f` with the blocking connection on tokio's blocking pool:
+    /// `conn.run(|c| c.start_domain(&lab, "vm1")).await`.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&conn))
+            .await
+            .map_err(|e| LibvirtError::Task(e.to_string()))?
+    }
+
+    pub async fn ensure_network(&self, spec: NetworkSpec) -> Result<()> {
+        self.run(move |c| c.ensure_network(&spec)).await
+    }
+    pub async fn ensure_pool(&self, spec: PoolSpec) -> Result<()> {
+        self.run(move |c| c.ensure_pool(&spec)).await
+    }
+    pub async fn ensure_volume(&self, spec: VolumeSpec) -> Result<String> {
+        self.run(move |c| c.ensure_volume(&spec)).await
+    }
+    /// `data` is moved to the blocking pool; pass a copy you may drop.
+    pub async fn put_volume_bytes(
+        &self,
+        lab: LabName,
+        volume: String,
+        data: zeroize::Zeroizing<Vec<u8>>,
+    ) -> Result<String> {
+        self.run(move |c| c.put_volume_bytes(&lab, &volume, &data))
+            .await
+    }
+    pub async fn define_domain(&self, spec: DomainSpec) -> Result<()> {
+        self.run(move |c| c.define_domain(&spec)).await
+    }
+    pub async fn start_domain(&self, lab: LabName, vm: String) -> Result<()> {
+        self.run(move |c| c.start_domain(&lab, &vm)).await
+    }
+    pub async fn stop_domain(&self, lab: LabName, vm: String) -> Result<()> {
+        self.run(move |c| c.stop_domain(&lab, &vm)).await
+    }
+    pub async fn domain_state(&self, lab: LabName, vm: String) -> Result<VmState> {
+        self.run(move |c| c.domain_state(&lab, &vm)).await
+    }
+    pub async fn domain_addresses_any(
+        &self,
+        lab: LabName,
+        vm: String,
+    ) -> Result<Vec<NicAddresses>> {
+        self.run(move |c| c.domain_addresses_any(&lab, &vm)).await
+    }
+    pub async fn console_log_tail(
+        &self,
+        lab: LabName,
+        vm: String,
+        max_bytes: u64,
+    ) -> Result<String> {
+        self.run(move |c| c.console_log_tail(&lab, &vm, max_bytes))
+            .await
+    }
+    pub async fn lab_objects(&self, lab: LabName) -> Result<LabObjects> {
+        self.run(move |c| c.lab_objects(&lab)).await
+    }
+    pub async fn teardown(&self, lab: LabName) -> Result<TeardownReport> {
+        self.run(move |c| c.teardown(&lab)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_lab_reads_only_kubelab_namespace() {
+        let ours = r#"<domain><name>kl-a-b-vm</name><metadata><kubelab:lab xmlns:kubelab="https://kubelab.dev/xmlns/lab/1" name="a-b" object="vm"/></metadata></domain>"#;
+        assert_eq!(metadata_lab(ours).as_deref(), Some("a-b"));
+        let other = r#"<domain><metadata><x:lab xmlns:x="https://example.org/other" name="a"/></metadata></domain>"#;
+        assert_eq!(metadata_lab(other), None);
+        assert_eq!(metadata_lab("<domain><name>x</name></domain>"), None);
+        assert_eq!(metadata_lab("not xml"), None);
+    }
+}

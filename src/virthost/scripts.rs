@@ -1,0 +1,104 @@
+//! Shell scripts kubelab runs on a virthost, embedded from
+//! `templates/virthost/`. They take their parameters from `KUBELAB_*`
+//! environment variables (documented at the top of each script); [`script`]
+//! prepends the assignments so the result can be sent as one
+//! [`crate::transport::Command::Script`] (or run locally with `sh -c`).
+
+use sha2::{Digest, Sha256};
+
+use crate::transport::quote;
+
+/// `prepare.sh`: packages, users/groups, qemu.conf and a running libvirtd.
+/// Its last output line is `changed=N`.
+pub const PREPARE: &str = include_str!("../../templates/virthost/prepare.sh");
+
+/// `build-image-debian.sh`: a cached, cloud-init enabled Debian base image.
+/// Its last output line is the image path.
+pub const BUILD_IMAGE_DEBIAN: &str = include_str!("../../templates/virthost/build-image-debian.sh");
+
+/// Lower-case hex SHA-256 of a text.
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The script text with `export NAME=VALUE` lines for `vars` in front of it
+/// (values shell-quoted). Names must be `KUBELAB_[A-Z0-9_]+`; others are
+/// skipped. For [`BUILD_IMAGE_DEBIAN`], `KUBELAB_SCRIPT_SHA256` (the
+/// recipe's cache identity) is added when not given.
+pub fn script(text: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let valid = |n: &str| {
+        n.strip_prefix("KUBELAB_").is_some_and(|r| {
+            !r.is_empty()
+                && r.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
+    };
+    // keep the shebang first
+    let (shebang, body) = match text.strip_prefix("#!") {
+        Some(_) => text.split_once('\n').map_or((text, ""), |(a, b)| (a, b)),
+        None => ("", text),
+    };
+    if !shebang.is_empty() {
+        out.push_str(shebang);
+        out.push('\n');
+    }
+    for (name, value) in vars {
+        if valid(name) {
+            out.push_str(&format!("export {name}={}\n", quote(value)));
+        }
+    }
+    if text == BUILD_IMAGE_DEBIAN && !vars.iter().any(|(n, _)| *n == "KUBELAB_SCRIPT_SHA256") {
+        out.push_str(&format!(
+            "export KUBELAB_SCRIPT_SHA256={}\n",
+            sha256_hex(text)
+        ));
+    }
+    out.push_str(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scripts will be rendered by minijinja: they must come out unchanged.
+    #[test]
+    fn scripts_survive_minijinja_unchanged() {
+        for text in [PREPARE, BUILD_IMAGE_DEBIAN] {
+            let mut env = minijinja::Environment::new();
+            env.set_syntax(
+                minijinja::syntax::SyntaxConfig::builder()
+                    .keep_trailing_newline(true)
+                    .build()
+                    .unwrap(),
+            );
+            let rendered = env.render_str(text, ()).unwrap();
+            assert_eq!(rendered, text);
+        }
+    }
+
+    #[test]
+    fn script_exports_quoted_parameters() {
+        let s = script(
+            PREPARE,
+            &[
+                ("KUBELAB_INSTALL", "0"),
+                ("KUBELAB_X", "a b'c"),
+                ("PATH", "/evil"),
+            ],
+        );
+        assert!(
+            s.starts_with("#!/bin/sh\nexport KUBELAB_INSTALL=0\nexport KUBELAB_X='a b'\\''c'\n")
+        );
+        assert!(!s.contains("/evil"));
+        let b = script(BUILD_IMAGE_DEBIAN, &[]);
+        assert!(b.contains(&format!(
+            "export KUBELAB_SCRIPT_SHA256={}\n",
+            sha256_hex(BUILD_IMAGE_DEBIAN)
+        )));
+    }
+}

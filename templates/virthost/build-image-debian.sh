@@ -1,0 +1,278 @@
+#!/bin/sh
+# build-image-debian.sh - build a cloud-init enabled, BIOS-bootable Debian base
+# image (qcow2) from Debian packages only.
+#
+# Runs as root on the virthost. Prints the path of the image as the LAST line
+# of stdout; progress goes to stderr. Exit status 0 on success.
+#
+# Parameters (environment variables; all optional):
+#   KUBELAB_SUITE=bookworm          Debian suite
+#   KUBELAB_MIRROR=URL              Debian mirror; default: the one this
+#                                   machine's apt sources use, else deb.debian.org
+#   KUBELAB_SECURITY_MIRROR=URL     default: likewise for debian-security
+#   KUBELAB_EXTRA_PACKAGES="a b"    more packages for the image (space or comma)
+#   KUBELAB_DISK_MIB=3072           virtual disk size (overlays may be bigger:
+#                                   cloud-init grows the root partition)
+#   KUBELAB_IMAGE_DIR=/var/lib/kubelab/images   where images are kept
+#   KUBELAB_FORCE=0                 1: rebuild even when cached
+#   KUBELAB_SCRIPT_SHA256=HEX       SHA-256 of this script's text; needed only
+#                                   when it does not run from a file
+#
+# Cache: the output name carries a hash of this script's text and of the
+# parameters that change the image (suite, packages, disk size). The mirror is
+# not part of it: any mirror serves the same suite. A build works in a
+# temporary directory next to the output and renames the finished image into
+# place, so a failed or interrupted build never leaves a half image behind;
+# concurrent builds of the same recipe are serialized with flock.
+#
+# Disk layout (MBR, syslinux): p1 64 MiB FAT16 "BOOT" with syslinux, kernel and
+# initrd; p2 ext4 "rootfs" made with "mkfs.ext4 -d" from the debootstrap tree:
+# no loop devices, no nbd, no mounts of the image (the chroot needs /proc,
+# /sys and /dev while packages are installed).
+#
+# Guest: systemd, systemd-networkd + systemd-resolved, OpenSSH (ed25519 host
+# key only), sudo, qemu-guest-agent, Debian's cloud-init restricted to the
+# NoCloud datasource (label cidata, vfat or iso9660) with a trimmed module list.
+#
+# Host packages: debootstrap e2fsprogs dosfstools mtools syslinux
+# syslinux-common fdisk qemu-utils (prepare.sh installs them).
+#
+# This file is rendered by minijinja before it is sent: it must not contain
+# the character pairs that open minijinja blocks, expressions or comments.
+set -eu
+
+SUITE=${KUBELAB_SUITE:-bookworm}
+EXTRA=$(echo "${KUBELAB_EXTRA_PACKAGES:-}" | tr ',' ' ' | xargs)
+DISK_MIB=${KUBELAB_DISK_MIB:-3072}
+IMAGE_DIR=${KUBELAB_IMAGE_DIR:-/var/lib/kubelab/images}
+FORCE=${KUBELAB_FORCE:-0}
+BOOT_MIB=64
+BASE_PKGS="systemd-sysv,udev,dbus,openssh-server,iproute2,systemd-resolved,netbase,kmod,procps,iputils-ping,less,ca-certificates,initramfs-tools,zstd"
+CHROOT_PKGS="linux-image-cloud-amd64 cloud-init cloud-guest-utils sudo qemu-guest-agent"
+
+log() { echo "[build-image $(date +%H:%M:%S)] $*" >&2; }
+die() { echo "error: $*" >&2; exit 1; }
+
+# The Debian mirror this machine's apt uses (deb822 .sources or one-line lists).
+host_mirror() {
+  { sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null
+    awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/) { print $i; break } }' \
+      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+  } | tr ' ' '\n' | grep -E "/debian$1/?\$" | head -n 1 | sed 's#/$##'
+}
+MIRROR=${KUBELAB_MIRROR:-$(host_mirror "" || true)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SECURITY_MIRROR=${KUBELAB_SECURITY_MIRROR:-$(host_mirror "-security" || true)}
+SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+
+[ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot)"
+for b in debootstrap chroot mkfs.ext4 mkfs.vfat mcopy syslinux sfdisk qemu-img sha256sum; do
+  command -v "$b" >/dev/null 2>&1 || die "missing $b (run prepare.sh with KUBELAB_IMAGE_TOOLS=1)"
+done
+[ -f /usr/lib/syslinux/mbr/mbr.bin ] || die "missing /usr/lib/syslinux/mbr/mbr.bin (syslinux-common)"
+case $DISK_MIB in '' | *[!0-9]*) die "KUBELAB_DISK_MIB must be a number of MiB" ;; esac
+[ "$DISK_MIB" -ge 1024 ] || die "KUBELAB_DISK_MIB must be at least 1024"
+
+# The recipe's identity: this script's text. When the script is not a file
+# (sent as "sh -c TEXT"), the caller passes the text's SHA-256.
+SCRIPT_SHA256=${KUBELAB_SCRIPT_SHA256:-}
+if [ -z "$SCRIPT_SHA256" ]; then
+  [ -f "$0" ] || die "not run from a file: set KUBELAB_SCRIPT_SHA256 to the SHA-256 of this script's text"
+  SCRIPT_SHA256=$(sha256sum <"$0" | cut -c1-64)
+fi
+KEY=$({ echo "$SCRIPT_SHA256"; printf '\n%s|%s|%s\n' "$SUITE" "$EXTRA" "$DISK_MIB"; } | sha256sum | cut -c1-16)
+OUT=$IMAGE_DIR/debian-$SUITE-$KEY.qcow2
+mkdir -p "$IMAGE_DIR"
+
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$IMAGE_DIR/.debian-$SUITE-$KEY.lock"
+  flock 9
+fi
+if [ -f "$OUT" ] && [ "$FORCE" != 1 ]; then
+  log "cached: $OUT"
+  echo "$OUT"
+  exit 0
+fi
+
+T0=$(date +%s)
+WORK=$(mktemp -d "$IMAGE_DIR/.build-XXXXXX")
+ROOT=$WORK/root
+cleanup() {
+  for m in dev/pts dev sys proc; do
+    if mountpoint -q "$ROOT/$m" 2>/dev/null; then umount -l "$ROOT/$m" || true; fi
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+log "debootstrap $SUITE from $MIRROR"
+debootstrap --variant=minbase --include="$BASE_PKGS" "$SUITE" "$ROOT" "$MIRROR" \
+  >"$WORK/debootstrap.log" 2>&1 || { tail -n 30 "$WORK/debootstrap.log" >&2; die "debootstrap failed"; }
+log "debootstrap done ($(($(date +%s) - T0))s)"
+
+# ---- before packages go in ---------------------------------------------------
+# no daemons started inside the chroot
+printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+chmod 755 "$ROOT/usr/sbin/policy-rc.d"
+# small initramfs with what finds / on virtio, the seed on IDE, and entropy
+mkdir -p "$ROOT/etc/initramfs-tools/conf.d"
+printf 'MODULES=list\nCOMPRESS=zstd\n' >"$ROOT/etc/initramfs-tools/conf.d/kubelab.conf"
+# virtio_rng: without RDRAND (TCG's CPU model) getrandom() blocks until the
+# kernel's pool is seeded, which stalls sshd and cloud-init for seconds
+printf '%s\n' virtio_pci virtio_blk virtio_scsi virtio_net sd_mod ata_piix ata_generic sr_mod cdrom virtio_rng \
+  >>"$ROOT/etc/initramfs-tools/modules"
+printf 'do_symlinks = yes\nlink_in_boot = yes\n' >"$ROOT/etc/kernel-img.conf"
+cat >"$ROOT/etc/apt/sources.list" <<EOF
+deb $MIRROR $SUITE main
+deb $MIRROR $SUITE-updates main
+deb $SECURITY_MIRROR $SUITE-security main
+EOF
+# systemd-resolved turned /etc/resolv.conf into a dangling link inside the tree
+rm -f "$ROOT/etc/resolv.conf"
+cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+
+mount -t proc proc "$ROOT/proc"
+mount -t sysfs sysfs "$ROOT/sys"
+mount --bind /dev "$ROOT/dev"
+mount --bind /dev/pts "$ROOT/dev/pts"
+# shellcheck disable=SC2086
+set -- $CHROOT_PKGS $EXTRA
+log "apt-get install $*"
+chroot "$ROOT" apt-get -q update >"$WORK/apt.log" 2>&1 || { tail -n 30 "$WORK/apt.log" >&2; die "apt-get update failed"; }
+chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends "$@" \
+  >>"$WORK/apt.log" 2>&1 || { tail -n 30 "$WORK/apt.log" >&2; die "apt-get install failed"; }
+log "packages done ($(($(date +%s) - T0))s)"
+
+# ---- system configuration ----------------------------------------------------
+echo debian >"$ROOT/etc/hostname"
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n' \
+  >"$ROOT/etc/hosts"
+echo 'LABEL=rootfs / ext4 defaults,errors=remount-ro 0 1' >"$ROOT/etc/fstab"
+
+# networking: cloud-init renders systemd-networkd files; DHCP identities come
+# from each NIC's MAC (DUID-LL) so that clones of this image never collide
+enable() { chroot "$ROOT" systemctl enable "$@" >/dev/null 2>&1; }
+mask() { for u in "$@"; do chroot "$ROOT" systemctl mask "$u" >/dev/null 2>&1 || true; done; }
+enable systemd-networkd.service
+mkdir -p "$ROOT/etc/systemd/networkd.conf.d"
+printf '[DHCPv4]\nDUIDType=link-layer\n\n[DHCPv6]\nDUIDType=link-layer\n' \
+  >"$ROOT/etc/systemd/networkd.conf.d/kubelab.conf"
+ln -sfn /run/systemd/resolve/stub-resolv.conf "$ROOT/etc/resolv.conf"
+# upstream orders systemd-resolved before sysinit.target, which puts it on the
+# boot's critical path; start it alongside the network instead
+sed -e 's/^Before=.*/Before=network.target nss-lookup.target shutdown.target/' \
+    -e 's/^WantedBy=sysinit.target/WantedBy=multi-user.target/' \
+    "$ROOT/lib/systemd/system/systemd-resolved.service" >"$ROOT/etc/systemd/system/systemd-resolved.service"
+rm -f "$ROOT/etc/systemd/system/sysinit.target.wants/systemd-resolved.service"
+enable systemd-resolved.service
+# nothing waits for "network online"; timers and services that only cost time
+mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
+  e2scrub_all.timer e2scrub_reap.service fstrim.timer dpkg-db-backup.timer \
+  systemd-network-generator.service systemd-pstore.service modprobe@drm.service \
+  modprobe@efi_pstore.service modprobe@dm_mod.service modprobe@loop.service modprobe@fuse.service
+# modules udev would load for nothing (TCG's CPU model advertises SVM)
+printf 'blacklist %s\n' kvm kvm_amd kvm_intel irqbypass serio_raw pcspkr floppy \
+  >"$ROOT/etc/modprobe.d/kubelab-blacklist.conf"
+mkdir -p "$ROOT/etc/systemd/journald.conf.d"
+printf '[Journal]\nStorage=volatile\n' >"$ROOT/etc/systemd/journald.conf.d/kubelab.conf"
+
+# sshd: keys only, ed25519 host key only (the one kubelab injects and records)
+mkdir -p "$ROOT/etc/ssh/sshd_config.d"
+printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nUseDNS no\nHostKey /etc/ssh/ssh_host_ed25519_key\n' \
+  >"$ROOT/etc/ssh/sshd_config.d/kubelab.conf"
+
+# sshd starts as soon as cloud-init has written its keys; skip the extra
+# "sshd -t" process before it (a broken config fails the start anyway)
+mkdir -p "$ROOT/etc/systemd/system/ssh.service.d"
+printf '[Service]\nExecStartPre=\n' >"$ROOT/etc/systemd/system/ssh.service.d/kubelab.conf"
+
+# cloud-init: NoCloud only (ds-identify takes a single datasource without
+# probing), no default user, no RSA/ECDSA key generation (RSA alone costs ~8 s
+# under TCG), and only the modules kubelab uses. Growing the root partition
+# and filesystem (~5 s under TCG) runs in the config stage, after sshd started.
+cat >"$ROOT/etc/cloud/cloud.cfg.d/90-kubelab.cfg" <<'EOF'
+# kubelab base image
+datasource_list: [ NoCloud, None ]
+datasource:
+  NoCloud:
+    fs_label: cidata
+system_info:
+  network:
+    renderers: [ networkd ]
+users: []
+disable_root: true
+ssh_pwauth: false
+ssh_deletekeys: true
+ssh_genkeytypes: [ ed25519 ]
+ssh_quiet_keygen: true
+preserve_hostname: false
+manage_etc_hosts: true
+cloud_init_modules:
+  - bootcmd
+  - write_files
+  - set_hostname
+  - update_hostname
+  - update_etc_hosts
+  - users_groups
+  - ssh
+cloud_config_modules:
+  - growpart
+  - resizefs
+  - runcmd
+cloud_final_modules:
+  - scripts_per_once
+  - scripts_per_boot
+  - scripts_per_instance
+  - scripts_user
+  - final_message
+  - power_state_change
+EOF
+# Debian's own datasource list would override ours if it sorted later
+rm -f "$ROOT/etc/cloud/cloud.cfg.d/90_dpkg.cfg"
+
+# ---- cleanup / genericize ---------------------------------------------------------
+chroot "$ROOT" apt-get clean
+rm -f "$ROOT/usr/sbin/policy-rc.d" "$ROOT"/etc/ssh/ssh_host_*
+rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/usr/share/doc/* "$ROOT"/usr/share/man/* \
+  "$ROOT"/usr/share/info/* "$ROOT"/var/log/*.log "$ROOT"/var/cache/debconf/*-old \
+  "$ROOT"/var/lib/cloud/* "$ROOT"/var/log/cloud-init*
+find "$ROOT/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} + 2>/dev/null || true
+# every clone generates its own machine-id at first boot
+: >"$ROOT/etc/machine-id"
+rm -f "$ROOT/var/lib/dbus/machine-id"
+passwd -R "$ROOT" -l root >/dev/null 2>&1 || true
+for m in dev/pts dev sys proc; do umount -l "$ROOT/$m"; done
+
+KVER=$(basename "$(readlink -f "$ROOT/boot/vmlinuz")" | sed 's/^vmlinuz-//')
+[ -f "$ROOT/boot/vmlinuz-$KVER" ] && [ -f "$ROOT/boot/initrd.img-$KVER" ] || die "no kernel/initrd in the image"
+cp "$ROOT/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
+cp "$ROOT/boot/initrd.img-$KVER" "$WORK/initrd.img"
+log "kernel $KVER, rootfs $(du -sh "$ROOT" | cut -f1)"
+
+# ---- assemble the disk: MBR + FAT (syslinux, kernel, initrd) + ext4 ------------------
+ROOT_MIB=$((DISK_MIB - 1 - BOOT_MIB))
+# loglevel=4: kernel warnings and errors still reach the serial console log;
+# the info chatter would cost seconds at 115200 baud under TCG
+CMDLINE="root=LABEL=rootfs ro console=tty0 console=ttyS0,115200n8 fsck.mode=skip loglevel=4"
+mkfs.ext4 -q -F -L rootfs -d "$ROOT" "$WORK/root.img" "${ROOT_MIB}M"
+rm -rf "$ROOT"
+truncate -s "${DISK_MIB}M" "$WORK/disk.raw"
+sfdisk -q "$WORK/disk.raw" <<EOF
+label: dos
+start=2048, size=$((BOOT_MIB * 2048)), type=6, bootable
+start=$(((1 + BOOT_MIB) * 2048)), type=83
+EOF
+dd if=/usr/lib/syslinux/mbr/mbr.bin of="$WORK/disk.raw" bs=440 count=1 conv=notrunc status=none
+mkfs.vfat -F 16 -n BOOT -h 2048 -C "$WORK/boot.img" $((BOOT_MIB * 1024)) >/dev/null
+printf 'DEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n  LINUX /vmlinuz\n  INITRD /initrd.img\n  APPEND %s\n' "$CMDLINE" \
+  >"$WORK/syslinux.cfg"
+MTOOLS_SKIP_CHECK=1 mcopy -i "$WORK/boot.img" "$WORK/syslinux.cfg" "$WORK/vmlinuz" "$WORK/initrd.img" ::/
+dd if="$WORK/boot.img" of="$WORK/disk.raw" bs=1M seek=1 conv=notrunc status=none
+syslinux --offset $((2048 * 512)) --install "$WORK/disk.raw"
+dd if="$WORK/root.img" of="$WORK/disk.raw" bs=1M seek=$((1 + BOOT_MIB)) conv=notrunc,sparse status=none
+qemu-img convert -f raw -O qcow2 -o cluster_size=65536 "$WORK/disk.raw" "$WORK/image.qcow2"
+chmod 644 "$WORK/image.qcow2"
+mv -f "$WORK/image.qcow2" "$OUT"
+log "done in $(($(date +%s) - T0))s: $OUT ($(du -h "$OUT" | cut -f1) on disk, ${DISK_MIB} MiB virtual)"
+echo "$OUT"
