@@ -7,6 +7,9 @@
 //! parts were quoted by the template that produced it. Nothing from a lab
 //! file is ever pasted into a command line unquoted.
 
+pub mod local;
+pub mod ssh;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -38,11 +41,7 @@ impl Command {
     /// The single string handed to the remote `sh -c`.
     pub fn to_shell(&self) -> String {
         match self {
-            Command::Argv(args) => args
-                .iter()
-                .map(|a| quote(a))
-                .collect::<Vec<_>>()
-                .join(" "),
+            Command::Argv(args) => args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "),
             Command::Script(s) => s.clone(),
         }
     }
@@ -60,7 +59,11 @@ impl fmt::Display for Command {
 pub fn quote(word: &str) -> String {
     let safe = !word.is_empty()
         && word.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'@' | b',' | b'+' | b'%')
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'@' | b',' | b'+' | b'%'
+                )
         });
     if safe {
         word.to_string()
@@ -79,6 +82,10 @@ pub struct Exec {
     pub become_root: bool,
     /// Give up (and report a failure) after this long.
     pub timeout: Option<Duration>,
+    /// Running the command twice does no harm. When the connection drops
+    /// while it runs, an idempotent command is run again on a new
+    /// connection; any other fails with `ConnectionLost`.
+    pub idempotent: bool,
 }
 
 impl Exec {
@@ -88,6 +95,7 @@ impl Exec {
             stdin: None,
             become_root: false,
             timeout: None,
+            idempotent: false,
         }
     }
     pub fn become_root(mut self, yes: bool) -> Self {
@@ -100,6 +108,10 @@ impl Exec {
     }
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
+        self
+    }
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        self.idempotent = yes;
         self
     }
 }
@@ -231,8 +243,11 @@ pub trait Transport: Send + Sync {
     async fn exec(&self, req: Exec) -> Result<Output, TransportError>;
 
     /// Read a whole file; `Ok(None)` when it does not exist.
-    async fn read_file(&self, path: &str, become_root: bool)
-    -> Result<Option<Vec<u8>>, TransportError>;
+    async fn read_file(
+        &self,
+        path: &str,
+        become_root: bool,
+    ) -> Result<Option<Vec<u8>>, TransportError>;
 
     /// Write a file atomically with mode and owner.
     async fn write_file(&self, upload: Upload) -> Result<(), TransportError>;
