@@ -44,8 +44,10 @@ pub struct SshTarget {
     pub user: String,
     /// Private keys tried in order (OpenSSH format: ed25519, ecdsa, rsa).
     pub identity_files: Vec<PathBuf>,
-    /// Also try the keys of the agent at `SSH_AUTH_SOCK`.
+    /// Also try the keys of an ssh-agent.
     pub use_agent: bool,
+    /// The agent's socket; `None` means `SSH_AUTH_SOCK`.
+    pub agent_socket: Option<PathBuf>,
     pub host_key_policy: HostKeyPolicy,
     pub known_hosts: PathBuf,
     /// Limit for one connection attempt (TCP connect, handshake and
@@ -78,6 +80,7 @@ impl SshTarget {
             user: user.into(),
             identity_files: Vec::new(),
             use_agent: false,
+            agent_socket: None,
             host_key_policy: HostKeyPolicy::Strict,
             known_hosts: known_hosts.into(),
             connect_timeout: Duration::from_secs(10),
@@ -455,7 +458,11 @@ impl SshTransport {
             tried.push(format!("{} was refused", path.display()));
         }
         if t.use_agent {
-            match russh::keys::agent::client::AgentClient::connect_env().await {
+            let agent = match &t.agent_socket {
+                Some(path) => russh::keys::agent::client::AgentClient::connect_uds(path).await,
+                None => russh::keys::agent::client::AgentClient::connect_env().await,
+            };
+            match agent {
                 Err(e) => tried.push(format!("ssh-agent not usable ({e})")),
                 Ok(mut agent) => {
                     if let Some(binding) = handle.agent_session_binding() {
