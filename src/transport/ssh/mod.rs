@@ -331,18 +331,10 @@ impl SshTransport {
                         .map_err(|e| self.handshake_failure(e, &rejection))
                 }
                 Route::Via(jump) => {
-                    let stream =
-                        jump.tunnel_for_jump(&t.address, t.port)
-                            .await
-                            .map_err(|e| match e {
-                                TransportError::Io { reason, .. } => {
-                                    AttemptFailure::Retry(format!(
-                                        "through jump host {}: {reason}",
-                                        jump.target.host_name
-                                    ))
-                                }
-                                other => AttemptFailure::Fatal(other),
-                            })?;
+                    let stream = jump
+                        .tunnel_for_jump(&t.address, t.port)
+                        .await
+                        .map_err(|e| self.jump_failure(&jump.target.host_name, e))?;
                     client::connect_stream(config, stream, checker)
                         .await
                         .map_err(|e| self.handshake_failure(e, &rejection))
@@ -372,6 +364,26 @@ impl SshTransport {
             handle,
             channels: Arc::new(Semaphore::new(t.max_channels.max(1))),
         })
+    }
+
+    /// A failed `direct-tcpip` channel on the jump host: the jump host
+    /// could not connect (worth retrying), the jump host itself is out of
+    /// reach (so is this host), or its own key or login failed (reported as
+    /// is: it names the jump host).
+    fn jump_failure(&self, jump_name: &str, error: TransportError) -> AttemptFailure {
+        match error {
+            TransportError::Io { reason, .. } => {
+                AttemptFailure::Retry(format!("through jump host {jump_name}: {reason}"))
+            }
+            TransportError::Unreachable { reason, .. }
+            | TransportError::ConnectionLost { reason, .. } => {
+                AttemptFailure::Fatal(TransportError::Unreachable {
+                    host: self.target.host_name.clone(),
+                    reason: format!("jump host {jump_name} is unreachable: {reason}"),
+                })
+            }
+            other => AttemptFailure::Fatal(other),
+        }
     }
 
     fn handshake_failure(
