@@ -152,11 +152,21 @@ async fn timeout_closes_the_channel_and_the_connection_stays_usable() {
     let ssh = connect_root(&lab, &host).await;
     let started = Instant::now();
     let err = ssh
-        .exec(script("sleep 30").timeout(Duration::from_millis(500)))
+        .exec(Exec::new(Command::argv(["sleep", "31"])).timeout(Duration::from_millis(500)))
         .await
         .expect_err("must time out");
     assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
+    // The command was signalled, not left running (checked for at most 10 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host.command_lines().iter().any(|c| c == "sleep 31") {
+        assert!(
+            Instant::now() < deadline,
+            "sleep 31 still runs: {:?}",
+            host.command_lines()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let out = ssh.exec(script("echo still here")).await.expect("exec");
     assert_eq!(out.stdout_str(), "still here\n");
 }
@@ -663,4 +673,36 @@ async fn dropped_connection_is_reestablished_and_idempotent_commands_rerun() {
             .stdout_str(),
         "ok\n"
     );
+}
+
+#[tokio::test]
+async fn silently_vanished_host_is_detected_by_keepalives() {
+    let lab = Lab::new();
+    let host = lab.host();
+    host.pin(&host.address);
+    let mut target = lab.target("node", &host.address, "root");
+    target.keepalive = Duration::from_secs(1);
+    target.connect_timeout = Duration::from_secs(1);
+    target.connect_attempts = 1;
+    let ssh = Arc::new(SshTransport::connect(target).await.expect("connect"));
+    let marker = lab.dir.path().join("long-command-started");
+    let command = format!("touch {} && sleep 60", marker.display());
+    let running = {
+        let ssh = ssh.clone();
+        tokio::spawn(async move { ssh.exec(script(&command)).await })
+    };
+    support::wait_for_file(&marker, Duration::from_secs(10)).await;
+    let started = Instant::now();
+    host.cut_network();
+    // 1 s keepalive interval, 3 unanswered keepalives: well under 15 s.
+    let err = tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .expect("exec hung on a dead connection")
+        .expect("task")
+        .expect_err("the connection is dead");
+    assert!(
+        matches!(err, TransportError::ConnectionLost { .. }),
+        "{err}"
+    );
+    eprintln!("dead connection noticed after {:?}", started.elapsed());
 }

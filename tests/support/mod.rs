@@ -219,6 +219,7 @@ impl Lab {
         run("ip", &["netns", "add", &netns]);
         let mut host = SshHost {
             netns: netns.clone(),
+            bridge_port: None,
             address: String::new(),
             dir: self.dir.path().join(&netns),
             host_key_public: String::new(),
@@ -265,6 +266,7 @@ impl Lab {
                 "ip",
                 &["link", "set", &outside, "master", &self.bridge, "up"],
             );
+            host.bridge_port = Some(outside);
         }
         std::fs::create_dir_all(&host.dir).expect("cannot create the host directory");
         let host_key = host.dir.join("ssh_host_ed25519_key");
@@ -406,6 +408,8 @@ fn client_key(dir: &Path, kind: &str) -> ClientKey {
 /// An sshd in its own network namespace.
 pub struct SshHost {
     pub netns: String,
+    /// The root-namespace end of the host's bridge link.
+    bridge_port: Option<String>,
     /// Address on the lab bridge (empty for isolated hosts).
     pub address: String,
     dir: PathBuf,
@@ -519,6 +523,30 @@ impl SshHost {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Takes the host's bridge link down: from now on its packets vanish
+    /// silently (no reset, no ICMP), like a host that froze.
+    pub fn cut_network(&self) {
+        let port = self
+            .bridge_port
+            .as_ref()
+            .expect("only hosts on the lab bridge can be cut off");
+        run("ip", &["link", "set", port, "down"]);
+    }
+
+    /// Command lines of the processes in this host's namespace.
+    pub fn command_lines(&self) -> Vec<String> {
+        self.pids()
+            .into_iter()
+            .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+            .map(|raw| {
+                String::from_utf8_lossy(&raw)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_string()
+            })
+            .collect()
     }
 
     /// Kills the per-connection sshd processes and commands, keeping the

@@ -131,6 +131,9 @@ enum AttemptFailure {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// How much longer than the client the remote `timeout` lets a command run.
+const REMOTE_TIMEOUT_GRACE: Duration = Duration::from_secs(1);
+
 /// A name for a temporary file next to `path` (same directory, so the final
 /// rename is atomic).
 pub(crate) fn temp_path_beside(path: &str) -> String {
@@ -171,6 +174,12 @@ impl SshTransport {
 
     pub fn target(&self) -> &SshTarget {
         &self.target
+    }
+
+    /// Whether a connection is open right now (no network round trip).
+    pub async fn is_connected(&self) -> bool {
+        let slot = self.connection.lock().await;
+        slot.as_ref().is_some_and(|c| !c.handle.is_closed())
     }
 
     /// Closes the connection politely; a later operation opens a new one.
@@ -519,14 +528,32 @@ impl SshTransport {
     }
 
     /// The command line sent in the `exec` request.
-    fn command_line(&self, command: &Command, become_root: bool) -> String {
+    ///
+    /// With a timeout, the command runs under coreutils `timeout`, one
+    /// second longer than the client waits: when the client gives up and
+    /// closes the channel, the remote side ends the command and its whole
+    /// process group (OpenSSH ignores `signal` requests in many setups,
+    /// root logins included, and closing a channel does not stop a command).
+    fn command_line(
+        &self,
+        command: &Command,
+        become_root: bool,
+        timeout: Option<Duration>,
+    ) -> String {
         let shell = command.to_shell();
+        let limit = timeout.map(|t| {
+            format!(
+                "timeout -k 5 {:.3} ",
+                t.as_secs_f64() + REMOTE_TIMEOUT_GRACE.as_secs_f64()
+            )
+        });
+        let limit = limit.as_deref().unwrap_or("");
         if become_root && !self.is_root() {
-            format!("sudo -n -- sh -c {}", quote(&shell))
+            format!("sudo -n -- {limit}sh -c {}", quote(&shell))
         } else {
-            match command {
-                Command::Argv(_) => shell,
-                Command::Script(_) => format!("sh -c {}", quote(&shell)),
+            match (command, limit) {
+                (Command::Argv(_), "") => shell,
+                _ => format!("{limit}sh -c {}", quote(&shell)),
             }
         }
     }
@@ -548,7 +575,7 @@ impl SshTransport {
             .channel_open_session()
             .await
             .map_err(|e| self.open_failure(&connection, e))?;
-        let line = self.command_line(&req.command, req.become_root);
+        let line = self.command_line(&req.command, req.become_root, req.timeout);
         channel
             .exec(true, line.into_bytes())
             .await
@@ -603,7 +630,11 @@ impl SshTransport {
             }
         };
         if !finished {
-            let _ = writer.signal(Sig::KILL).await;
+            // TERM rather than KILL: with `sudo` in between, sudo relays TERM
+            // to the command but would itself die of KILL and leave the
+            // command running. Then close the channel: sshd closes the
+            // command's pipes.
+            let _ = writer.signal(Sig::TERM).await;
             let _ = writer.close().await;
             return Err(ChannelFailure::Failed(TransportError::Timeout {
                 host: self.target.host_name.clone(),
@@ -835,14 +866,23 @@ mod tests {
             connection: Mutex::new(None),
         };
         let c = Command::argv(["echo", "a b"]);
-        assert_eq!(t.command_line(&c, false), "echo 'a b'");
+        assert_eq!(t.command_line(&c, false, None), "echo 'a b'");
         assert_eq!(
-            t.command_line(&c, true),
+            t.command_line(&c, true, None),
             r"sudo -n -- sh -c 'echo '\''a b'\'''"
         );
         assert_eq!(
-            t.command_line(&Command::script("cd /; ls"), false),
+            t.command_line(&Command::script("cd /; ls"), false, None),
             "sh -c 'cd /; ls'"
+        );
+        let limit = Some(Duration::from_millis(1500));
+        assert_eq!(
+            t.command_line(&c, false, limit),
+            r"timeout -k 5 2.500 sh -c 'echo '\''a b'\'''"
+        );
+        assert_eq!(
+            t.command_line(&c, true, limit),
+            r"sudo -n -- timeout -k 5 2.500 sh -c 'echo '\''a b'\'''"
         );
     }
 }
