@@ -3,9 +3,10 @@
 //! pool, two TCG VMs with seeds and spare disks; SSH with the injected host
 //! key; then teardown by ownership while foreign objects survive.
 //!
-//! Needs root and `scripts/test-deps.sh`; skipped (with a message) otherwise.
+//! Needs root and `scripts/deps.sh test`; skipped (with a message) otherwise.
 //! About 2-4 minutes on 2 cores with a cached image.
 
+#[path = "support/libvirt.rs"]
 mod support;
 
 use std::collections::BTreeMap;

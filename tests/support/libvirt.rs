@@ -2,7 +2,7 @@
 //! running libvirtd and a cached base image, both made by kubelab's own
 //! scripts (`templates/virthost/`).
 //!
-//! Needs root and the packages of `scripts/test-deps.sh`.
+//! Needs root and the packages of `scripts/deps.sh test`.
 
 #![allow(dead_code)]
 
