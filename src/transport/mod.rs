@@ -7,6 +7,9 @@
 //! parts were quoted by the template that produced it. Nothing from a lab
 //! file is ever pasted into a command line unquoted.
 
+pub mod local;
+pub mod ssh;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -79,6 +82,10 @@ pub struct Exec {
     pub become_root: bool,
     /// Give up (and report a failure) after this long.
     pub timeout: Option<Duration>,
+    /// Running the command twice does no harm. When the connection drops
+    /// while it runs, an idempotent command is run again on a new
+    /// connection; any other fails with `ConnectionLost`.
+    pub idempotent: bool,
 }
 
 impl Exec {
@@ -88,6 +95,7 @@ impl Exec {
             stdin: None,
             become_root: false,
             timeout: None,
+            idempotent: false,
         }
     }
     pub fn become_root(mut self, yes: bool) -> Self {
@@ -100,6 +108,10 @@ impl Exec {
     }
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
+        self
+    }
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        self.idempotent = yes;
         self
     }
 }
