@@ -4,11 +4,20 @@
 //! lab file ([`lab`]) → validated model ([`lab::Lab`]) → plan → executor
 //! over a [`transport`] → results → report.
 
+pub mod apply;
 pub mod cli;
 pub mod diagnostic;
+pub mod executor;
+pub mod facts;
+pub mod inventory;
 pub mod lab;
+pub mod output;
+pub mod plan;
+pub mod playbook;
+pub mod redact;
 pub mod report;
 pub mod scenario;
 pub mod schema;
+pub mod template;
 pub mod transport;
 pub mod yaml;
