@@ -37,6 +37,9 @@ impl Templates {
     pub fn new(override_dir: Option<PathBuf>) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Files are configuration, not HTML: never escape (minijinja would
+        // JSON-escape values in `.yaml`/`.json` templates by default).
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
             .keep_trailing_newline(true)
             .build()
@@ -258,5 +261,10 @@ mod tests {
             .unwrap();
         assert_eq!(out, "mine 1\n");
         assert!(t.exists("bench/modules.conf.j2"));
+        std::fs::write(dir.path().join("x.yaml"), "a: {{ v }}\n").unwrap();
+        let out = t
+            .render_file("x.yaml", &ctx(serde_json::json!({"v": "1.2.3.4"})))
+            .unwrap();
+        assert_eq!(out, "a: 1.2.3.4\n", "no auto-escaping");
     }
 }

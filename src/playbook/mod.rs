@@ -324,6 +324,7 @@ fn load_step(
     };
     let mut common = Vec::new();
     let mut module_entry: Option<(&Node, &Node)> = None;
+    let mut unknown_keys = false;
     for (k, v) in entries {
         let key = k.as_str().unwrap_or("");
         if STEP_KEYS.contains(&key) {
@@ -343,6 +344,7 @@ fn load_step(
                 module_entry = Some((k, v));
             }
         } else {
+            unknown_keys = true;
             let all = STEP_KEYS
                 .iter()
                 .chain(modules::MODULE_NAMES.iter())
@@ -372,6 +374,10 @@ fn load_step(
         }
     };
     let Some((key, value)) = module_entry else {
+        if unknown_keys {
+            // The unknown key is most likely the misspelt module.
+            return None;
+        }
         diags.push(
             Diagnostic::error(file, Some(node.span), "this step has no module")
                 .with_help(format!("use one of: {}", modules::MODULE_NAMES.join(", "))),
