@@ -48,7 +48,9 @@ impl LocalTransport {
             p.args(["-c", &shell]);
             p
         };
-        process.kill_on_drop(true);
+        // Its own process group, so that a timeout can end the command's
+        // whole process tree, not only the shell.
+        process.process_group(0).kill_on_drop(true);
         process
     }
 
@@ -64,6 +66,7 @@ impl LocalTransport {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = process.spawn().map_err(|e| self.io_error(&what, e))?;
+        let process_group = child.id();
         let feed = child
             .stdin
             .take()
@@ -78,7 +81,16 @@ impl LocalTransport {
             Some(limit) => match tokio::time::timeout(limit, child.wait_with_output()).await {
                 Ok(r) => r,
                 Err(_) => {
-                    // Dropping the future dropped the child: kill_on_drop.
+                    // TERM to the process group (sudo relays it to a root
+                    // command); dropping the future killed the shell itself
+                    // (kill_on_drop).
+                    if let Some(group) = process_group {
+                        let _ = tokio::process::Command::new("kill")
+                            .args(["-TERM", "--", &format!("-{group}")])
+                            .stderr(Stdio::null())
+                            .status()
+                            .await;
+                    }
                     return Err(TransportError::Timeout {
                         host: self.host_name.clone(),
                         what,
@@ -328,6 +340,31 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+        // A grandchild (the shell does not exec it) is ended too.
+        let marker = format!("sleep {}.5", 30 + std::process::id() % 1000);
+        let script = format!("{marker}; :");
+        t.exec(Exec::new(Command::script(script)).timeout(std::time::Duration::from_millis(300)))
+            .await
+            .unwrap_err();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while running_command_lines().contains(&marker) {
+            assert!(std::time::Instant::now() < deadline, "{marker} still runs");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    fn running_command_lines() -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .map(|raw| {
+                String::from_utf8_lossy(&raw)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_string()
+            })
+            .collect()
     }
 
     #[tokio::test]

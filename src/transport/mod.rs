@@ -10,6 +10,9 @@
 pub mod local;
 pub mod ssh;
 
+pub use local::LocalTransport;
+pub use ssh::{HostKeyPolicy, SshTarget, SshTransport};
+
 use std::fmt;
 use std::time::Duration;
 

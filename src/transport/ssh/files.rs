@@ -47,12 +47,11 @@ pub(super) async fn write_file(
     if upload.become_root && !transport.is_root() {
         return write_through_sudo(transport, upload).await;
     }
-    let temp = temp_path_beside(&upload.path);
     let what = format!("writing {}", upload.path);
     let rename_now = upload.owner.is_none();
-    transport
+    let temp = transport
         .with_connection(&what, true, |connection| {
-            sftp_write(transport, connection, upload, &temp, rename_now)
+            sftp_write(transport, connection, upload, rename_now)
         })
         .await?;
     if let Some(owner) = &upload.owner {
@@ -236,23 +235,28 @@ async fn sftp_read(
     Ok(Some(content))
 }
 
-/// Writes `upload.content` to `temp` with the upload's mode; renames it over
-/// the target when `rename_now` (otherwise the caller does, after `chown`).
+/// Writes `upload.content` to a new temporary file with the upload's mode;
+/// renames it over the target when `rename_now` (otherwise the caller does,
+/// after `chown`). Returns the temporary file's path. Each call uses a new
+/// temporary name, so a re-run after a dropped connection never collides
+/// with a leftover of the first run.
 async fn sftp_write(
     transport: &SshTransport,
     connection: Arc<Connection>,
     upload: &Upload,
-    temp: &str,
     rename_now: bool,
-) -> Result<(), ChannelFailure> {
+) -> Result<String, ChannelFailure> {
     let what = format!("writing {}", upload.path);
+    let temp = temp_path_beside(&upload.path);
     let (_slot, sftp) = sftp_session(transport, &connection).await?;
-    let result = sftp_write_steps(&sftp, upload, temp, rename_now).await;
+    let result = sftp_write_steps(&sftp, upload, &temp, rename_now).await;
     if result.is_err() {
-        let _ = sftp.remove(temp).await;
+        let _ = sftp.remove(temp.as_str()).await;
     }
     let _ = sftp.close_session();
-    result.map_err(|e| sftp_failure(transport, &connection, &what, e))
+    result
+        .map(|()| temp)
+        .map_err(|e| sftp_failure(transport, &connection, &what, e))
 }
 
 async fn sftp_write_steps(

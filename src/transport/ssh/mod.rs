@@ -44,8 +44,10 @@ pub struct SshTarget {
     pub user: String,
     /// Private keys tried in order (OpenSSH format: ed25519, ecdsa, rsa).
     pub identity_files: Vec<PathBuf>,
-    /// Also try the keys of the agent at `SSH_AUTH_SOCK`.
+    /// Also try the keys of an ssh-agent.
     pub use_agent: bool,
+    /// The agent's socket; `None` means `SSH_AUTH_SOCK`.
+    pub agent_socket: Option<PathBuf>,
     pub host_key_policy: HostKeyPolicy,
     pub known_hosts: PathBuf,
     /// Limit for one connection attempt (TCP connect, handshake and
@@ -78,6 +80,7 @@ impl SshTarget {
             user: user.into(),
             identity_files: Vec::new(),
             use_agent: false,
+            agent_socket: None,
             host_key_policy: HostKeyPolicy::Strict,
             known_hosts: known_hosts.into(),
             connect_timeout: Duration::from_secs(10),
@@ -128,6 +131,9 @@ enum AttemptFailure {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// How much longer than the client the remote `timeout` lets a command run.
+const REMOTE_TIMEOUT_GRACE: Duration = Duration::from_secs(1);
+
 /// A name for a temporary file next to `path` (same directory, so the final
 /// rename is atomic).
 pub(crate) fn temp_path_beside(path: &str) -> String {
@@ -168,6 +174,12 @@ impl SshTransport {
 
     pub fn target(&self) -> &SshTarget {
         &self.target
+    }
+
+    /// Whether a connection is open right now (no network round trip).
+    pub async fn is_connected(&self) -> bool {
+        let slot = self.connection.lock().await;
+        slot.as_ref().is_some_and(|c| !c.handle.is_closed())
     }
 
     /// Closes the connection politely; a later operation opens a new one.
@@ -328,18 +340,10 @@ impl SshTransport {
                         .map_err(|e| self.handshake_failure(e, &rejection))
                 }
                 Route::Via(jump) => {
-                    let stream =
-                        jump.tunnel_for_jump(&t.address, t.port)
-                            .await
-                            .map_err(|e| match e {
-                                TransportError::Io { reason, .. } => {
-                                    AttemptFailure::Retry(format!(
-                                        "through jump host {}: {reason}",
-                                        jump.target.host_name
-                                    ))
-                                }
-                                other => AttemptFailure::Fatal(other),
-                            })?;
+                    let stream = jump
+                        .tunnel_for_jump(&t.address, t.port)
+                        .await
+                        .map_err(|e| self.jump_failure(&jump.target.host_name, e))?;
                     client::connect_stream(config, stream, checker)
                         .await
                         .map_err(|e| self.handshake_failure(e, &rejection))
@@ -369,6 +373,26 @@ impl SshTransport {
             handle,
             channels: Arc::new(Semaphore::new(t.max_channels.max(1))),
         })
+    }
+
+    /// A failed `direct-tcpip` channel on the jump host: the jump host
+    /// could not connect (worth retrying), the jump host itself is out of
+    /// reach (so is this host), or its own key or login failed (reported as
+    /// is: it names the jump host).
+    fn jump_failure(&self, jump_name: &str, error: TransportError) -> AttemptFailure {
+        match error {
+            TransportError::Io { reason, .. } => {
+                AttemptFailure::Retry(format!("through jump host {jump_name}: {reason}"))
+            }
+            TransportError::Unreachable { reason, .. }
+            | TransportError::ConnectionLost { reason, .. } => {
+                AttemptFailure::Fatal(TransportError::Unreachable {
+                    host: self.target.host_name.clone(),
+                    reason: format!("jump host {jump_name} is unreachable: {reason}"),
+                })
+            }
+            other => AttemptFailure::Fatal(other),
+        }
     }
 
     fn handshake_failure(
@@ -455,7 +479,11 @@ impl SshTransport {
             tried.push(format!("{} was refused", path.display()));
         }
         if t.use_agent {
-            match russh::keys::agent::client::AgentClient::connect_env().await {
+            let agent = match &t.agent_socket {
+                Some(path) => russh::keys::agent::client::AgentClient::connect_uds(path).await,
+                None => russh::keys::agent::client::AgentClient::connect_env().await,
+            };
+            match agent {
                 Err(e) => tried.push(format!("ssh-agent not usable ({e})")),
                 Ok(mut agent) => {
                     if let Some(binding) = handle.agent_session_binding() {
@@ -500,14 +528,32 @@ impl SshTransport {
     }
 
     /// The command line sent in the `exec` request.
-    fn command_line(&self, command: &Command, become_root: bool) -> String {
+    ///
+    /// With a timeout, the command runs under coreutils `timeout`, one
+    /// second longer than the client waits: when the client gives up and
+    /// closes the channel, the remote side ends the command and its whole
+    /// process group (OpenSSH ignores `signal` requests in many setups,
+    /// root logins included, and closing a channel does not stop a command).
+    fn command_line(
+        &self,
+        command: &Command,
+        become_root: bool,
+        timeout: Option<Duration>,
+    ) -> String {
         let shell = command.to_shell();
+        let limit = timeout.map(|t| {
+            format!(
+                "timeout -k 5 {:.3} ",
+                t.as_secs_f64() + REMOTE_TIMEOUT_GRACE.as_secs_f64()
+            )
+        });
+        let limit = limit.as_deref().unwrap_or("");
         if become_root && !self.is_root() {
-            format!("sudo -n -- sh -c {}", quote(&shell))
+            format!("sudo -n -- {limit}sh -c {}", quote(&shell))
         } else {
-            match command {
-                Command::Argv(_) => shell,
-                Command::Script(_) => format!("sh -c {}", quote(&shell)),
+            match (command, limit) {
+                (Command::Argv(_), "") => shell,
+                _ => format!("{limit}sh -c {}", quote(&shell)),
             }
         }
     }
@@ -529,7 +575,7 @@ impl SshTransport {
             .channel_open_session()
             .await
             .map_err(|e| self.open_failure(&connection, e))?;
-        let line = self.command_line(&req.command, req.become_root);
+        let line = self.command_line(&req.command, req.become_root, req.timeout);
         channel
             .exec(true, line.into_bytes())
             .await
@@ -584,7 +630,11 @@ impl SshTransport {
             }
         };
         if !finished {
-            let _ = writer.signal(Sig::KILL).await;
+            // TERM rather than KILL: with `sudo` in between, sudo relays TERM
+            // to the command but would itself die of KILL and leave the
+            // command running. Then close the channel: sshd closes the
+            // command's pipes.
+            let _ = writer.signal(Sig::TERM).await;
             let _ = writer.close().await;
             return Err(ChannelFailure::Failed(TransportError::Timeout {
                 host: self.target.host_name.clone(),
@@ -816,14 +866,23 @@ mod tests {
             connection: Mutex::new(None),
         };
         let c = Command::argv(["echo", "a b"]);
-        assert_eq!(t.command_line(&c, false), "echo 'a b'");
+        assert_eq!(t.command_line(&c, false, None), "echo 'a b'");
         assert_eq!(
-            t.command_line(&c, true),
+            t.command_line(&c, true, None),
             r"sudo -n -- sh -c 'echo '\''a b'\'''"
         );
         assert_eq!(
-            t.command_line(&Command::script("cd /; ls"), false),
+            t.command_line(&Command::script("cd /; ls"), false, None),
             "sh -c 'cd /; ls'"
+        );
+        let limit = Some(Duration::from_millis(1500));
+        assert_eq!(
+            t.command_line(&c, false, limit),
+            r"timeout -k 5 2.500 sh -c 'echo '\''a b'\'''"
+        );
+        assert_eq!(
+            t.command_line(&c, true, limit),
+            r"sudo -n -- timeout -k 5 2.500 sh -c 'echo '\''a b'\'''"
         );
     }
 }
