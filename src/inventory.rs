@@ -109,3 +109,73 @@ impl Inventory {
         map
     }
 }
+
+/// The transport of a host that could not be reached when connecting:
+/// every operation fails with the original reason as `Unreachable`, so the
+/// executor reports the host as unreachable (exit code 3) while the other
+/// hosts run.
+pub struct UnreachableTransport {
+    host: String,
+    reason: String,
+}
+
+impl UnreachableTransport {
+    pub fn new(host: impl Into<String>, reason: impl Into<String>) -> Self {
+        UnreachableTransport {
+            host: host.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// From a connection error (its text becomes the reason).
+    pub fn from_error(host: impl Into<String>, error: &crate::transport::TransportError) -> Self {
+        let reason = match error {
+            crate::transport::TransportError::Unreachable { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        UnreachableTransport::new(host, reason)
+    }
+
+    fn error(&self) -> crate::transport::TransportError {
+        crate::transport::TransportError::Unreachable {
+            host: self.host.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for UnreachableTransport {
+    fn host(&self) -> &str {
+        &self.host
+    }
+    fn is_root(&self) -> bool {
+        false
+    }
+    async fn exec(
+        &self,
+        _req: crate::transport::Exec,
+    ) -> Result<crate::transport::Output, crate::transport::TransportError> {
+        Err(self.error())
+    }
+    async fn read_file(
+        &self,
+        _path: &str,
+        _become_root: bool,
+    ) -> Result<Option<Vec<u8>>, crate::transport::TransportError> {
+        Err(self.error())
+    }
+    async fn write_file(
+        &self,
+        _upload: crate::transport::Upload,
+    ) -> Result<(), crate::transport::TransportError> {
+        Err(self.error())
+    }
+    async fn open_tunnel(
+        &self,
+        _host: &str,
+        _port: u16,
+    ) -> Result<Box<dyn crate::transport::Tunnel>, crate::transport::TransportError> {
+        Err(self.error())
+    }
+}

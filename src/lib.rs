@@ -16,6 +16,7 @@ pub mod plan;
 pub mod playbook;
 pub mod redact;
 pub mod report;
+pub mod runner;
 pub mod scenario;
 pub mod schema;
 pub mod template;

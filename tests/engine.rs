@@ -791,3 +791,49 @@ async fn bench_playbook_runs_and_second_run_changes_nothing() {
         let _ = std::fs::remove_dir_all(format!("/tmp/kl-bench-work/root/{h}"));
     }
 }
+
+#[tokio::test]
+async fn an_unreachable_host_gives_exit_code_3_and_others_run() {
+    let lab = Lab::new(&["h1"]);
+    let mut inv = lab.inventory(&[]);
+    let mut vars = kubelab::lab::model::Vars::new();
+    vars.insert("root".into(), "/nonexistent".into());
+    inv.add(Host {
+        name: "gone".into(),
+        groups: vec![],
+        vars,
+        transport: Arc::new(kubelab::inventory::UnreachableTransport::new(
+            "gone",
+            "connection refused",
+        )),
+    });
+    let pb = load(
+        r#"
+- name: p
+  hosts: all
+  steps:
+    - name: write
+      copy: { dest: "{{ root }}/f", content: "x" }
+"#,
+    );
+    let r = run_with(&pb, inv, RunOptions::default()).await;
+    assert_eq!(r.report.exit_code(), 3);
+    assert!(lab.root("h1").join("f").exists());
+    let gone = r
+        .report
+        .summary
+        .hosts
+        .iter()
+        .find(|h| h.host == "gone")
+        .unwrap();
+    assert!(gone.unreachable);
+    let f = r
+        .report
+        .summary
+        .failures
+        .iter()
+        .find(|f| f.host == "gone")
+        .unwrap();
+    assert!(f.message.contains("connection refused"), "{}", f.message);
+    assert!(r.report.summary.render().contains("UNREACHABLE"));
+}
