@@ -684,6 +684,14 @@ async fn run_step(
     record.diff = (!diffs.is_empty()).then_some(diffs);
     record.changed = changed;
     record.params = results.last().map(|r| r.params.clone()).unwrap_or_default();
+    if step.secret {
+        // Contents and parameters of a secret step may hold secrets that
+        // were never registered as values: keep them out of every report.
+        if record.diff.is_some() {
+            record.diff = Some("[REDACTED] (diff of a secret step)\n".to_string());
+        }
+        record.params = serde_json::Value::Null;
+    }
     let message = join(&|r| r.outcome.msg.as_str());
     let status = if unreachable {
         Status::Unreachable

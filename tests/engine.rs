@@ -837,3 +837,71 @@ async fn an_unreachable_host_gives_exit_code_3_and_others_run() {
     assert!(f.message.contains("connection refused"), "{}", f.message);
     assert!(r.report.summary.render().contains("UNREACHABLE"));
 }
+
+#[tokio::test]
+async fn wait_for_port_path_and_command_with_bounded_polls() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let lab = Lab::new(&["h1"]);
+    std::fs::write(lab.root("h1").join("ready"), "").unwrap();
+    let pb = load(&format!(
+        r#"
+- name: w
+  hosts: all
+  steps:
+    - name: port
+      wait_for: {{ port: {port}, timeout: 5 }}
+    - name: path
+      wait_for: {{ path: "{{{{ root }}}}/ready", timeout: 5 }}
+    - name: command
+      wait_for: {{ command: [test, -e, "{{{{ root }}}}/ready"], timeout: 5 }}
+    - name: never
+      wait_for: {{ path: "{{{{ root }}}}/never", timeout: 0.3, interval: 0.1 }}
+"#
+    ));
+    let r = run(&pb, &lab).await;
+    for step in ["port", "path", "command"] {
+        assert_eq!(status_of(&r.report, "h1", step), Status::Ok, "{step}");
+    }
+    let never = r
+        .report
+        .host_records("h1")
+        .find(|s| s.step == "never")
+        .unwrap();
+    assert_eq!(never.status, Status::Failed);
+    assert!(never.message.contains("timed out"), "{}", never.message);
+    assert!(never.duration < std::time::Duration::from_secs(5));
+    drop(listener);
+}
+
+#[tokio::test]
+async fn fetched_secret_content_is_redacted_but_usable() {
+    let lab = Lab::new(&["h1"]);
+    std::fs::write(lab.root("h1").join("key"), "PRIVATE-KEY-MATERIAL-123\n").unwrap();
+    let pb = load(
+        r#"
+- name: f
+  hosts: all
+  steps:
+    - name: fetch key
+      fetch: { path: "{{ root }}/key" }
+      register: key
+      secret: true
+    - name: copy key
+      copy: { dest: "{{ root }}/key2", content: "{{ key.content }}" }
+      secret: true
+    - name: show key
+      command: [echo, "{{ key.content | trim }}"]
+"#,
+    );
+    let r = run(&pb, &lab).await;
+    assert!(r.report.success(), "{}", r.report.summary.render());
+    assert_eq!(
+        read(lab.root("h1").join("key2")),
+        "PRIVATE-KEY-MATERIAL-123\n"
+    );
+    let all = serde_json::to_string(&r.events).unwrap();
+    assert!(!all.contains("PRIVATE-KEY-MATERIAL-123"), "{all}");
+    assert!(!r.log.contains("PRIVATE-KEY-MATERIAL-123"), "{}", r.log);
+    assert!(all.contains("diff of a secret step"), "{all}");
+}
