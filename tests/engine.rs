@@ -749,10 +749,16 @@ async fn bench_playbook_runs_and_second_run_changes_nothing() {
     ))
     .unwrap();
     let pb = load(&text);
-    // The bench writes under /tmp/kl-bench-work/root/<host>; unique host names keep runs apart.
-    let unique = format!("klt{}", std::process::id());
-    let hosts = [format!("{unique}a"), format!("{unique}b")];
-    let mut inv = Inventory::new(Default::default());
+    // `bench_root` moves the work tree out of /tmp/kl-bench-work.
+    let work = tempfile::tempdir().unwrap();
+    let hosts = ["bench-a".to_string(), "bench-b".to_string()];
+    let mut inv = Inventory::new(
+        [(
+            "bench_root".to_string(),
+            serde_json::json!(work.path().display().to_string()),
+        )]
+        .into(),
+    );
     for (i, h) in hosts.iter().enumerate() {
         let mut vars = kubelab::lab::model::Vars::new();
         vars.insert("address".into(), format!("10.250.0.{}", 11 + i).into());
@@ -765,7 +771,7 @@ async fn bench_playbook_runs_and_second_run_changes_nothing() {
     }
     let first = run_with(&pb, inv.clone(), RunOptions::default()).await;
     assert!(first.report.success(), "{}", first.report.summary.render());
-    let root = PathBuf::from(format!("/tmp/kl-bench-work/root/{}", hosts[0]));
+    let root = work.path().join(&hosts[0]);
     assert_eq!(first.report.host_records(&hosts[0]).count(), 14);
     assert_eq!(
         read(root.join("etc/hosts")),
@@ -787,9 +793,6 @@ async fn bench_playbook_runs_and_second_run_changes_nothing() {
         "{:?}",
         statuses(&second.report, &hosts[0])
     );
-    for h in &hosts {
-        let _ = std::fs::remove_dir_all(format!("/tmp/kl-bench-work/root/{h}"));
-    }
 }
 
 #[tokio::test]

@@ -33,7 +33,20 @@ async fn bench_playbook_over_ssh_then_idempotent_and_become_as_a_user() {
     b.pin(&b.address);
     let tag = format!("kle{}", std::process::id());
     let names = [format!("{tag}a"), format!("{tag}b")];
-    let mut inv = Inventory::new(Default::default());
+    // The work tree, writable by the test user (who logs in with /bin/sh:
+    // root's login shell may run arbitrary start-up files).
+    let work = tempfile::Builder::new()
+        .prefix("kubelab-engine-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut inv = Inventory::new(
+        [(
+            "bench_root".to_string(),
+            serde_json::json!(work.path().display().to_string()),
+        )]
+        .into(),
+    );
     for (name, host) in names.iter().zip([&a, &b]) {
         let mut vars = kubelab::lab::model::Vars::new();
         vars.insert("address".into(), host.address.clone().into());
@@ -41,7 +54,7 @@ async fn bench_playbook_over_ssh_then_idempotent_and_become_as_a_user() {
             name: name.clone(),
             groups: vec!["node".into()],
             vars,
-            transport: connect(&lab, name, &host.address, "root").await,
+            transport: connect(&lab, name, &host.address, TEST_USER).await,
         });
     }
     // A host that cannot be reached: the others still run, exit code 3.
@@ -80,7 +93,7 @@ async fn bench_playbook_over_ssh_then_idempotent_and_become_as_a_user() {
     let first = run(with_down).await;
     assert_eq!(first.exit_code(), 3, "{}", first.summary.render());
     for n in &names {
-        let root = format!("/tmp/kl-bench-work/root/{n}");
+        let root = work.path().join(n).display().to_string();
         let kubeadm =
             std::fs::read_to_string(format!("{root}/etc/kubernetes/kubeadm.yaml")).unwrap();
         assert!(kubeadm.contains(&format!("name: {n}\n")));
@@ -100,9 +113,6 @@ async fn bench_playbook_over_ssh_then_idempotent_and_become_as_a_user() {
         first.summary.duration_ms, second.summary.duration_ms
     );
     assert_eq!(second.changed_count(), 0);
-    for n in &names {
-        let _ = std::fs::remove_dir_all(format!("/tmp/kl-bench-work/root/{n}"));
-    }
 
     // become: a non-root login user writes a root-owned file through sudo.
     let dir = tempfile::Builder::new()
