@@ -908,3 +908,31 @@ async fn fetched_secret_content_is_redacted_but_usable() {
     assert!(!r.log.contains("PRIVATE-KEY-MATERIAL-123"), "{}", r.log);
     assert!(all.contains("diff of a secret step"), "{all}");
 }
+
+#[tokio::test]
+async fn changed_when_inside_command_parameters() {
+    let lab = Lab::new(&["h1"]);
+    let pb = load(
+        r#"
+- name: c
+  hosts: all
+  steps:
+    - name: read-only
+      command: { argv: [echo, hi], changed_when: false }
+    - name: by output
+      shell: { script: "echo nothing to do", changed_when: "'changed' in result.stdout" }
+"#,
+    );
+    let r = run(&pb, &lab).await;
+    assert_eq!(status_of(&r.report, "h1", "read-only"), Status::Ok);
+    assert_eq!(status_of(&r.report, "h1", "by output"), Status::Ok);
+    let err = playbook::load_str(
+        Path::new("x.yaml"),
+        "- name: p\n  hosts: all\n  steps:\n    - name: s\n      command: { argv: [true], changed_when: \"a ==\" }\n      changed_when: false\n",
+        &Templates::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.0.len(), 1, "{}", err.render(false));
+    assert_eq!(err.0[0].location(), "x.yaml:5:32");
+    assert!(err.0[0].message.contains("both here and on the step"));
+}

@@ -63,3 +63,72 @@ impl<W: Write + Send> Sink for PlainSink<W> {
         let _ = writeln!(self.out, "{line}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{Failure, HostTally, Summary};
+
+    #[test]
+    fn plain_lines_and_summary() {
+        let mut buf = Vec::new();
+        {
+            let mut sink = PlainSink::new(&mut buf, false);
+            sink.handle(&Event::StepEnd {
+                host: "h1".into(),
+                play: "p".into(),
+                step: "write".into(),
+                location: "p.yaml:3:7".into(),
+                module: "copy".into(),
+                status: Status::Changed,
+                changed: true,
+                duration_ms: 12,
+                message: "create".into(),
+                stdout: String::new(),
+                stderr: String::new(),
+                diff: Some("+x\n".into()),
+            });
+            sink.handle(&Event::RunEnd {
+                summary: Summary {
+                    hosts: vec![HostTally {
+                        host: "h1".into(),
+                        ok: 1,
+                        changed: 1,
+                        skipped: 0,
+                        failed: 1,
+                        unreachable: false,
+                    }],
+                    failures: vec![Failure {
+                        host: "h1".into(),
+                        play: "p".into(),
+                        step: "boom".into(),
+                        location: "p.yaml:9:7".into(),
+                        message: "exit code 1".into(),
+                        stderr_tail: "no such file".into(),
+                    }],
+                    check: false,
+                    log: Some("/tmp/run.log".into()),
+                    duration_ms: 1500,
+                    exit_code: 1,
+                },
+            });
+        }
+        let text = String::from_utf8(buf).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with('[')
+                && lines[0].ends_with("] h1 | write: changed (12 ms) — create"),
+            "{text}"
+        );
+        assert_eq!(lines[1], "    +x");
+        assert!(
+            text.contains("  h1  ok=1 changed=1 skipped=0 failed=1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("FAILED h1 | boom (p.yaml:9:7)\n  exit code 1\n  | no such file\n"),
+            "{text}"
+        );
+        assert!(text.contains("took 1.50s; log: /tmp/run.log"), "{text}");
+    }
+}

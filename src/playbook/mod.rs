@@ -397,6 +397,22 @@ fn load_step(
         },
         _ => value.clone(),
     };
+    // `changed_when` may sit in `command:`/`shell:` parameters too; it is
+    // the step's.
+    let mut value = value;
+    let mut module_changed_when = None;
+    if matches!(key_text, "command" | "shell")
+        && let NodeKind::Map(entries) = &mut value.kind
+        && let Some(i) = entries
+            .iter()
+            .position(|(k, _)| k.as_str() == Some("changed_when"))
+    {
+        let (k, v) = entries.remove(i);
+        match crate::lab::load::typed::<Condition>(file, &v) {
+            Ok(c) => module_changed_when = Some((c, k.span, v)),
+            Err(d) => diags.push(d),
+        }
+    }
     let wrapped = Node {
         kind: NodeKind::Map(vec![(key.clone(), value.clone())]),
         span: key.span,
@@ -433,12 +449,30 @@ fn load_step(
             check_expr(file, node, expr, templates, diags);
         }
     }
-    let step_file = step_file?;
+    let mut step_file = step_file?;
+    let changed_when_in_module = module_changed_when.is_some();
+    if let Some((cond, span, node)) = module_changed_when {
+        if step_file.changed_when.is_some() {
+            diags.push(Diagnostic::error(
+                file,
+                Some(span),
+                "changed_when is set both here and on the step; keep one",
+            ));
+        } else {
+            if let Condition::Expr(e) = &cond {
+                check_expr(file, Some(&node), e, templates, diags);
+            }
+            step_file.changed_when = Some(cond);
+        }
+    }
     for (field, cond) in [
         ("when", &step_file.when),
         ("changed_when", &step_file.changed_when),
         ("failed_when", &step_file.failed_when),
     ] {
+        if field == "changed_when" && changed_when_in_module {
+            continue;
+        }
         if let Some(Condition::Expr(e)) = cond {
             check_expr(file, node.get(field), e, templates, diags);
         }
