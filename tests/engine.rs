@@ -719,7 +719,7 @@ async fn secrets_are_redacted_in_events_and_log() {
       register: token_out
       secret: true
     - name: echo it
-      shell: "echo using {{ token_out.stdout }} and {{ admin_password }}"
+      shell: "echo using {{ token_out.stdout | quote }} and {{ admin_password | quote }}"
     - name: write it
       copy: { dest: "{{ root }}/t", content: "{{ token_out.stdout }}\n" }
 "#,
@@ -935,4 +935,22 @@ async fn changed_when_inside_command_parameters() {
     assert_eq!(err.0.len(), 1, "{}", err.render(false));
     assert_eq!(err.0[0].location(), "x.yaml:5:32");
     assert!(err.0[0].message.contains("both here and on the step"));
+}
+
+#[test]
+fn unquoted_values_in_shell_scripts_are_rejected() {
+    let text = "- name: p\n  hosts: all\n  steps:\n    - name: bad\n      shell: \"rm -rf {{ dir }}\"\n    - name: fine\n      shell: \"rm -rf {{ dir | quote }}; sleep {{ n | int }}\"\n    - name: bad unless\n      command: { argv: [\"true\"], unless: \"test -e {{ f }}\" }\n";
+    let err = playbook::load_str(Path::new("s.yaml"), text, &Templates::default()).unwrap_err();
+    let got: Vec<String> = err
+        .0
+        .iter()
+        .map(|d| format!("{} {}", d.location(), d.message))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "s.yaml:5:14 `{{ dir }}` is pasted into a shell script unquoted",
+            "s.yaml:9:42 `{{ f }}` is pasted into a shell script unquoted",
+        ]
+    );
 }

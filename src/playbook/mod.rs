@@ -440,6 +440,22 @@ fn load_step(
             ),
         ));
     }
+    if let Some(Module::Shell(a)) = &module {
+        let span = value.get("script").map_or(value.span, |n| n.span);
+        check_shell_quoting(file, span, &a.script, diags);
+        if let Some(modules::Probe::Script(u)) = &a.unless {
+            let span = value.get("unless").map_or(value.span, |n| n.span);
+            check_shell_quoting(file, span, u, diags);
+        }
+    }
+    if let Some(Module::Command(modules::CommandArgs {
+        unless: Some(modules::Probe::Script(u)),
+        ..
+    })) = &module
+    {
+        let span = value.get("unless").map_or(value.span, |n| n.span);
+        check_shell_quoting(file, span, u, diags);
+    }
     if let Some(Module::Assert(a)) = &module {
         for (i, expr) in a.that.iter().enumerate() {
             let node = value
@@ -576,5 +592,39 @@ fn check_strings(
                 .for_each(|(_, v)| check_strings(file, v, templates, diags))
         }
         NodeKind::Null => {}
+    }
+}
+
+/// Every `{{ … }}` in a shell script must be quoted (`| quote`) or be a
+/// number (`| int`): values are pasted into a script, and a value with a
+/// space, `;` or `$(…)` would otherwise be run as shell code.
+fn check_shell_quoting(file: &Arc<SourceFile>, span: Span, script: &str, diags: &mut Diagnostics) {
+    let mut rest = script;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            break;
+        };
+        let expr = after[..end]
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim();
+        let last_filter = expr.rsplit('|').next().unwrap_or("").trim();
+        let safe =
+            expr.contains("quote") || last_filter == "int" || last_filter.starts_with("int(");
+        if !safe {
+            diags.push(
+                Diagnostic::error(
+                    file,
+                    Some(span),
+                    format!("`{{{{ {expr} }}}}` is pasted into a shell script unquoted"),
+                )
+                .with_help(format!(
+                    "write `{{{{ {expr} | quote }}}}` (or `| int` for a number), or use `command:` with an argument list"
+                )),
+            );
+        }
+        rest = &after[end + 2..];
     }
 }
