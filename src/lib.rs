@@ -4,15 +4,25 @@
 //! lab file ([`lab`]) → validated model ([`lab::Lab`]) → plan → executor
 //! over a [`transport`] → results → report.
 
+pub mod apply;
 pub mod cli;
 pub mod diagnostic;
+pub mod executor;
+pub mod facts;
 pub mod import;
+pub mod inventory;
 pub mod kubernetes;
 pub mod lab;
+pub mod output;
+pub mod plan;
+pub mod playbook;
+pub mod redact;
 pub mod report;
+pub mod runner;
 pub mod scenario;
 pub mod schema;
 pub mod state;
+pub mod template;
 pub mod transport;
 pub mod virthost;
 pub mod yaml;

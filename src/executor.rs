@@ -1,0 +1,865 @@
+//! The executor: runs a playbook over an inventory.
+//!
+//! Hosts of a play run in parallel (one task per host, each host's steps in
+//! order); every host finishes a play before the next play starts, so what
+//! a host registered is visible to all hosts afterwards as
+//! `hostvars[host].name`. A failing step stops its host; the other hosts
+//! finish the play, and the run fails with a summary.
+//!
+//! Variable precedence, lowest first: lab vars, host (VM) vars, play vars,
+//! registered values, `--var` values.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use minijinja::Value;
+use minijinja::value::Serde;
+
+use crate::apply::{self, Outcome, Target};
+use crate::facts::{self, Facts};
+use crate::inventory::Inventory;
+use crate::lab::model::Vars;
+use crate::output::{Event, Failure, HostTally, Reporter, Status, Summary, tail};
+use crate::playbook::{Condition, LoopSpec, Module, Play, Playbook, Step};
+use crate::template::Templates;
+use crate::transport::TransportError;
+
+/// How to run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Change nothing; report what would change.
+    pub check: bool,
+    /// `--var name=value`: wins over every other variable.
+    pub extra_vars: Vars,
+    /// Run only steps with one of these tags (and steps tagged `always`).
+    pub tags: Vec<String>,
+    /// The log file, to name in the summary.
+    pub log_path: Option<String>,
+}
+
+/// What one step did on one host.
+#[derive(Clone, Debug)]
+pub struct StepRecord {
+    pub host: String,
+    pub play: String,
+    pub step: String,
+    pub location: String,
+    pub module: &'static str,
+    pub status: Status,
+    pub changed: bool,
+    pub duration: Duration,
+    pub message: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub diff: Option<String>,
+    /// The module parameters after templating (last loop item).
+    pub params: serde_json::Value,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub summary: Summary,
+    pub records: Vec<StepRecord>,
+}
+
+impl RunReport {
+    /// 0 success, 1 failed steps, 2 invalid input, 3 unreachable hosts.
+    pub fn exit_code(&self) -> i32 {
+        self.summary.exit_code
+    }
+    pub fn success(&self) -> bool {
+        self.summary.exit_code == 0
+    }
+    /// Records of one host, in order.
+    pub fn host_records<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a StepRecord> + 'a {
+        self.records.iter().filter(move |r| r.host == host)
+    }
+    pub fn changed_count(&self) -> usize {
+        self.summary.hosts.iter().map(|h| h.changed).sum()
+    }
+}
+
+#[derive(Default)]
+struct HostState {
+    registered: BTreeMap<String, Value>,
+    facts: Option<Facts>,
+    failed: bool,
+    unreachable: bool,
+    tally: HostTally,
+}
+
+struct Shared {
+    inventory: Inventory,
+    templates: Arc<Templates>,
+    reporter: Arc<Reporter>,
+    options: RunOptions,
+    groups: Value,
+}
+
+/// Runs playbooks over one inventory.
+pub struct Executor {
+    shared: Arc<Shared>,
+}
+
+fn to_value(v: &serde_json::Value) -> Value {
+    Value::from(Serde(v))
+}
+
+fn to_json(v: &Value) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// Render every string inside a JSON value.
+pub fn render_json(
+    templates: &Templates,
+    value: &serde_json::Value,
+    ctx: &Value,
+) -> Result<serde_json::Value, String> {
+    Ok(match value {
+        serde_json::Value::String(s) => serde_json::Value::String(templates.render_str(s, ctx)?),
+        serde_json::Value::Array(a) => serde_json::Value::Array(
+            a.iter()
+                .map(|v| render_json(templates, v, ctx))
+                .collect::<Result<_, _>>()?,
+        ),
+        serde_json::Value::Object(o) => serde_json::Value::Object(
+            o.iter()
+                .map(|(k, v)| Ok((k.clone(), render_json(templates, v, ctx)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+impl Executor {
+    pub fn new(
+        inventory: Inventory,
+        templates: Arc<Templates>,
+        reporter: Arc<Reporter>,
+        options: RunOptions,
+    ) -> Self {
+        let groups = Value::from(Serde(inventory.groups()));
+        Executor {
+            shared: Arc::new(Shared {
+                inventory,
+                templates,
+                reporter,
+                options,
+                groups,
+            }),
+        }
+    }
+
+    pub fn inventory(&self) -> &Inventory {
+        &self.shared.inventory
+    }
+
+    /// Run a playbook; events go to the reporter, the report comes back.
+    pub async fn run(&self, playbook: &Playbook) -> RunReport {
+        let shared = &self.shared;
+        let started = Instant::now();
+        let redactor = shared.reporter.redactor();
+        redactor.add_secret_vars(&shared.inventory.vars);
+        redactor.add_secret_vars(&shared.options.extra_vars);
+        for h in &shared.inventory.hosts {
+            redactor.add_secret_vars(&h.vars);
+        }
+        for p in &playbook.plays {
+            redactor.add_secret_vars(&p.vars);
+        }
+        let host_names: Vec<String> = shared
+            .inventory
+            .hosts
+            .iter()
+            .map(|h| h.name.clone())
+            .collect();
+        shared.reporter.emit(Event::RunStart {
+            playbook: playbook.file.path.display().to_string(),
+            check: shared.options.check,
+            hosts: host_names.clone(),
+        });
+        let mut states: Vec<HostState> = host_names
+            .iter()
+            .map(|n| HostState {
+                tally: HostTally {
+                    host: n.clone(),
+                    ..HostTally::default()
+                },
+                ..HostState::default()
+            })
+            .collect();
+        let mut records = Vec::new();
+        let mut failures = Vec::new();
+        let mut invalid = false;
+        for play in &playbook.plays {
+            let selected = match shared.inventory.select(&play.hosts) {
+                Ok(s) => s,
+                Err(e) => {
+                    invalid = true;
+                    failures.push(Failure {
+                        host: "-".into(),
+                        play: play.name.clone(),
+                        step: "(hosts)".into(),
+                        location: format!(
+                            "{}:{}:{}",
+                            playbook.file.path.display(),
+                            play.span.start.line,
+                            play.span.start.col
+                        ),
+                        message: format!("play {}: hosts: {e}", play.name),
+                        stderr_tail: String::new(),
+                    });
+                    break;
+                }
+            };
+            let active: Vec<usize> = selected
+                .into_iter()
+                .filter(|i| !states[*i].failed && !states[*i].unreachable)
+                .collect();
+            let steps: Vec<usize> = play
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| self.selected_by_tags(s))
+                .map(|(i, _)| i)
+                .collect();
+            shared.reporter.emit(Event::PlayStart {
+                play: play.name.clone(),
+                hosts: active.iter().map(|i| host_names[*i].clone()).collect(),
+                steps: steps.len(),
+            });
+            let hostvars = self.hostvars(&states);
+            let play = Arc::new(play.clone());
+            let steps = Arc::new(steps);
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in active {
+                let state = std::mem::take(&mut states[i]);
+                let shared = shared.clone();
+                let play = play.clone();
+                let steps = steps.clone();
+                let hostvars = hostvars.clone();
+                tasks.spawn(async move {
+                    let mut state = state;
+                    let recs = run_host(&shared, &play, &steps, i, &mut state, hostvars).await;
+                    (i, state, recs)
+                });
+            }
+            let mut play_records = Vec::new();
+            while let Some(joined) = tasks.join_next().await {
+                match joined {
+                    Ok((i, state, recs)) => {
+                        states[i] = state;
+                        play_records.extend(recs);
+                    }
+                    Err(e) => failures.push(Failure {
+                        host: "-".into(),
+                        play: play.name.clone(),
+                        step: "-".into(),
+                        location: String::new(),
+                        message: format!("internal error: a host task ended abnormally: {e}"),
+                        stderr_tail: String::new(),
+                    }),
+                }
+            }
+            // Keep records in inventory order, then step order.
+            play_records.sort_by_key(|r: &(usize, usize, StepRecord)| (r.0, r.1));
+            records.extend(play_records.into_iter().map(|(_, _, r)| r));
+            shared.reporter.emit(Event::PlayEnd {
+                play: play.name.clone(),
+            });
+        }
+        for r in &records {
+            if matches!(r.status, Status::Failed | Status::Unreachable) {
+                failures.push(Failure {
+                    host: r.host.clone(),
+                    play: r.play.clone(),
+                    step: r.step.clone(),
+                    location: r.location.clone(),
+                    message: r.message.clone(),
+                    stderr_tail: tail(&r.stderr, 5),
+                });
+            }
+        }
+        let exit_code = if invalid {
+            2
+        } else if states.iter().any(|s| s.unreachable) {
+            3
+        } else if !failures.is_empty() || states.iter().any(|s| s.failed) {
+            1
+        } else {
+            0
+        };
+        let summary = Summary {
+            hosts: states.into_iter().map(|s| s.tally).collect(),
+            failures,
+            check: shared.options.check,
+            log: shared.options.log_path.clone(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            exit_code,
+        };
+        shared.reporter.emit(Event::RunEnd {
+            summary: summary.clone(),
+        });
+        RunReport { summary, records }
+    }
+
+    fn selected_by_tags(&self, step: &Step) -> bool {
+        let tags = &self.shared.options.tags;
+        tags.is_empty() || step.tags.iter().any(|t| t == "always" || tags.contains(t))
+    }
+
+    /// `hostvars`: every host's variables, registered values and facts,
+    /// as of the start of a play.
+    fn hostvars(&self, states: &[HostState]) -> Value {
+        let inv = &self.shared.inventory;
+        let mut all = BTreeMap::new();
+        for (h, s) in inv.hosts.iter().zip(states) {
+            let mut m: BTreeMap<String, Value> = BTreeMap::new();
+            for (k, v) in inv.vars.iter().chain(h.vars.iter()) {
+                m.insert(k.clone(), to_value(v));
+            }
+            for (k, v) in &s.registered {
+                m.insert(k.clone(), v.clone());
+            }
+            if let Some(f) = &s.facts {
+                m.insert("facts".into(), Value::from(Serde(f)));
+            }
+            m.insert("inventory_hostname".into(), Value::from(h.name.clone()));
+            all.insert(h.name.clone(), Value::from(m));
+        }
+        Value::from(all)
+    }
+}
+
+/// Run a play's steps on one host. Returns `(host index, step index, record)`.
+async fn run_host(
+    shared: &Shared,
+    play: &Play,
+    steps: &[usize],
+    index: usize,
+    state: &mut HostState,
+    hostvars: Value,
+) -> Vec<(usize, usize, StepRecord)> {
+    let host = &shared.inventory.hosts[index];
+    let mut records = Vec::new();
+    let fail_host = |state: &mut HostState,
+                     step: &str,
+                     location: String,
+                     message: String,
+                     unreachable: bool| {
+        let status = if unreachable {
+            Status::Unreachable
+        } else {
+            Status::Failed
+        };
+        state.failed = true;
+        state.unreachable |= unreachable;
+        state.tally.failed += 1;
+        state.tally.unreachable |= unreachable;
+        let record = StepRecord {
+            host: host.name.clone(),
+            play: play.name.clone(),
+            step: step.to_string(),
+            location,
+            module: "-",
+            status,
+            changed: false,
+            duration: Duration::ZERO,
+            message,
+            stdout: String::new(),
+            stderr: String::new(),
+            diff: None,
+            params: serde_json::Value::Null,
+        };
+        shared.reporter.emit(end_event(&record));
+        record
+    };
+    let play_location = |file_hint: &str| format!("{file_hint} (play {})", play.name);
+    if play.gather_facts && state.facts.is_none() {
+        match facts::gather(host.transport.as_ref()).await {
+            Ok(f) => state.facts = Some(f),
+            Err(e) => {
+                let r = fail_host(
+                    state,
+                    "gathering facts",
+                    play_location("facts"),
+                    e.to_string(),
+                    e.is_unreachable(),
+                );
+                records.push((index, 0, r));
+                return records;
+            }
+        }
+    }
+    // Base context: lab vars < host vars < play vars (rendered in order).
+    let mut base: BTreeMap<String, Value> = BTreeMap::new();
+    for (k, v) in shared.inventory.vars.iter().chain(host.vars.iter()) {
+        base.insert(k.clone(), to_value(v));
+    }
+    base.insert("inventory_hostname".into(), Value::from(host.name.clone()));
+    base.insert("groups".into(), shared.groups.clone());
+    base.insert("hostvars".into(), hostvars);
+    for (k, v) in &play.vars {
+        let mut ctx_map = base.clone();
+        overlay(&mut ctx_map, state, &shared.options.extra_vars);
+        let ctx = Value::from(ctx_map);
+        match render_json(&shared.templates, v, &ctx) {
+            Ok(r) => {
+                base.insert(k.clone(), to_value(&r));
+            }
+            Err(e) => {
+                let r = fail_host(
+                    state,
+                    &format!("play variable {k}"),
+                    play_location("vars"),
+                    e,
+                    false,
+                );
+                records.push((index, 0, r));
+                return records;
+            }
+        }
+    }
+    for &si in steps {
+        let step = &play.steps[si];
+        shared.reporter.emit(Event::StepStart {
+            host: host.name.clone(),
+            play: play.name.clone(),
+            step: step.name.clone(),
+            location: step.location.clone(),
+        });
+        let record = run_step(shared, play, step, index, state, &base).await;
+        match record.status {
+            Status::Ok => state.tally.ok += 1,
+            Status::Changed => state.tally.changed += 1,
+            Status::Skipped => state.tally.skipped += 1,
+            Status::Failed => {
+                state.tally.failed += 1;
+                state.failed = true;
+            }
+            Status::Unreachable => {
+                state.tally.failed += 1;
+                state.tally.unreachable = true;
+                state.unreachable = true;
+                state.failed = true;
+            }
+        }
+        shared.reporter.emit(end_event(&record));
+        let stop = state.failed;
+        records.push((index, si, record));
+        if stop {
+            break;
+        }
+    }
+    records
+}
+
+fn end_event(r: &StepRecord) -> Event {
+    Event::StepEnd {
+        host: r.host.clone(),
+        play: r.play.clone(),
+        step: r.step.clone(),
+        location: r.location.clone(),
+        module: r.module.to_string(),
+        status: r.status,
+        changed: r.changed,
+        duration_ms: r.duration.as_millis() as u64,
+        message: r.message.clone(),
+        stdout: r.stdout.clone(),
+        stderr: r.stderr.clone(),
+        diff: r.diff.clone(),
+    }
+}
+
+/// Registered values, then `--var` values, over a context.
+fn overlay(ctx: &mut BTreeMap<String, Value>, state: &HostState, extra: &Vars) {
+    for (k, v) in &state.registered {
+        ctx.insert(k.clone(), v.clone());
+    }
+    for (k, v) in extra {
+        ctx.insert(k.clone(), to_value(v));
+    }
+    if let Some(f) = &state.facts {
+        ctx.insert("facts".into(), Value::from(Serde(f)));
+    }
+}
+
+fn eval_condition(templates: &Templates, cond: &Condition, ctx: &Value) -> Result<bool, String> {
+    match cond {
+        Condition::Always(b) => Ok(*b),
+        Condition::Expr(e) => templates
+            .eval(e, ctx)
+            .map(|v| v.is_true())
+            .map_err(|err| format!("`{e}`: {err}")),
+    }
+}
+
+/// One item's result, as registered.
+fn result_json(
+    o: &Outcome,
+    failed: bool,
+    changed: bool,
+    item: Option<&Value>,
+) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("changed".into(), changed.into());
+    m.insert("failed".into(), failed.into());
+    m.insert("skipped".into(), o.skipped.into());
+    m.insert(
+        "rc".into(),
+        o.rc.map_or(serde_json::Value::Null, Into::into),
+    );
+    m.insert("stdout".into(), o.stdout.trim_end_matches('\n').into());
+    m.insert("stderr".into(), o.stderr.trim_end_matches('\n').into());
+    m.insert(
+        "stdout_lines".into(),
+        o.stdout
+            .lines()
+            .map(|l| serde_json::Value::String(l.into()))
+            .collect(),
+    );
+    m.insert("msg".into(), o.msg.clone().into());
+    if let Some(d) = &o.diff {
+        m.insert("diff".into(), d.clone().into());
+    }
+    for (k, v) in &o.data {
+        m.insert(k.clone(), v.clone());
+    }
+    if let Some(i) = item {
+        m.insert("item".into(), to_json(i));
+    }
+    serde_json::Value::Object(m)
+}
+
+struct ItemResult {
+    outcome: Outcome,
+    failed: bool,
+    changed: bool,
+    unreachable: bool,
+    json: serde_json::Value,
+    params: serde_json::Value,
+}
+
+async fn run_step(
+    shared: &Shared,
+    play: &Play,
+    step: &Step,
+    index: usize,
+    state: &mut HostState,
+    base: &BTreeMap<String, Value>,
+) -> StepRecord {
+    let started = Instant::now();
+    let host = &shared.inventory.hosts[index];
+    let mut record = StepRecord {
+        host: host.name.clone(),
+        play: play.name.clone(),
+        step: step.name.clone(),
+        location: step.location.clone(),
+        module: step.module_name(),
+        status: Status::Ok,
+        changed: false,
+        duration: Duration::ZERO,
+        message: String::new(),
+        stdout: String::new(),
+        stderr: String::new(),
+        diff: None,
+        params: serde_json::Value::Null,
+    };
+    let finish = |mut record: StepRecord, status: Status, message: String| {
+        record.status = status;
+        record.message = message;
+        record.duration = started.elapsed();
+        record
+    };
+    if matches!(step.module, Module::Package(_) | Module::Service(_)) && state.facts.is_none() {
+        match facts::gather(host.transport.as_ref()).await {
+            Ok(f) => state.facts = Some(f),
+            Err(e) => {
+                let status = if e.is_unreachable() {
+                    Status::Unreachable
+                } else {
+                    Status::Failed
+                };
+                return finish(record, status, format!("gathering facts: {e}"));
+            }
+        }
+    }
+    let mut ctx_map = base.clone();
+    overlay(&mut ctx_map, state, &shared.options.extra_vars);
+    let templates = &shared.templates;
+    // Loop items.
+    let items: Vec<Option<Value>> = match &step.loop_over {
+        None => vec![None],
+        Some(LoopSpec::Items(list)) => {
+            let ctx = Value::from(ctx_map.clone());
+            let mut items = Vec::with_capacity(list.len());
+            for v in list {
+                match render_json(templates, v, &ctx) {
+                    Ok(r) => items.push(Some(to_value(&r))),
+                    Err(e) => return finish(record, Status::Failed, format!("loop item: {e}")),
+                }
+            }
+            items
+        }
+        Some(LoopSpec::Expr(e)) => {
+            let ctx = Value::from(ctx_map.clone());
+            match templates.eval(e, &ctx).and_then(|v| {
+                v.try_iter()
+                    .map(|it| it.map(Some).collect::<Vec<_>>())
+                    .map_err(|err| format!("loop `{e}` is not a list: {err}"))
+            }) {
+                Ok(items) => items,
+                Err(err) => return finish(record, Status::Failed, format!("loop: {err}")),
+            }
+        }
+    };
+    let facts = state.facts.clone().unwrap_or_default();
+    let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
+    for item in &items {
+        let mut map = ctx_map.clone();
+        if let Some(i) = item {
+            map.insert("item".into(), i.clone());
+        }
+        let ctx = Value::from(map.clone());
+        let r = run_item(
+            shared,
+            step,
+            host.transport.as_ref(),
+            &facts,
+            &map,
+            &ctx,
+            item.as_ref(),
+        )
+        .await;
+        let stop = r.failed;
+        results.push(r);
+        if stop {
+            break;
+        }
+    }
+    // Secrets first: nothing below may print them.
+    if step.secret {
+        let r = shared.reporter.redactor();
+        for res in &results {
+            r.add(&res.outcome.stdout);
+            r.add(&res.outcome.stderr);
+            for v in res.outcome.data.values() {
+                r.add_json(v);
+            }
+        }
+    }
+    let all_skipped = results.iter().all(|r| r.outcome.skipped);
+    let failed = results.iter().any(|r| r.failed);
+    let unreachable = results.iter().any(|r| r.unreachable);
+    let changed = results.iter().any(|r| r.changed);
+    if let Some(name) = &step.register {
+        let registered = if step.loop_over.is_some() {
+            serde_json::json!({
+                "changed": changed,
+                "failed": failed,
+                "skipped": all_skipped,
+                "results": results.iter().map(|r| r.json.clone()).collect::<Vec<_>>(),
+            })
+        } else {
+            results.first().map(|r| r.json.clone()).unwrap_or_default()
+        };
+        if crate::redact::is_secret_name(name) {
+            shared.reporter.redactor().add_json(&registered);
+        }
+        state.registered.insert(name.clone(), to_value(&registered));
+    }
+    let join = |f: &dyn Fn(&ItemResult) -> &str| {
+        results
+            .iter()
+            .map(f)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    record.stdout = join(&|r| r.outcome.stdout.as_str());
+    record.stderr = join(&|r| r.outcome.stderr.as_str());
+    let diffs = join(&|r| r.outcome.diff.as_deref().unwrap_or(""));
+    record.diff = (!diffs.is_empty()).then_some(diffs);
+    record.changed = changed;
+    record.params = results.last().map(|r| r.params.clone()).unwrap_or_default();
+    if step.secret {
+        // Contents and parameters of a secret step may hold secrets that
+        // were never registered as values: keep them out of every report.
+        if record.diff.is_some() {
+            record.diff = Some("[REDACTED] (diff of a secret step)\n".to_string());
+        }
+        record.params = serde_json::Value::Null;
+    }
+    let message = join(&|r| r.outcome.msg.as_str());
+    let status = if unreachable {
+        Status::Unreachable
+    } else if failed {
+        Status::Failed
+    } else if all_skipped {
+        Status::Skipped
+    } else if changed {
+        Status::Changed
+    } else {
+        Status::Ok
+    };
+    finish(record, status, message)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_item(
+    shared: &Shared,
+    step: &Step,
+    transport: &dyn crate::transport::Transport,
+    facts: &Facts,
+    map: &BTreeMap<String, Value>,
+    ctx: &Value,
+    item: Option<&Value>,
+) -> ItemResult {
+    let templates = &shared.templates;
+    let check = shared.options.check;
+    let failed_result = |msg: String, params: serde_json::Value| {
+        let o = Outcome::failed(msg);
+        ItemResult {
+            json: result_json(&o, true, false, item),
+            outcome: o,
+            failed: true,
+            changed: false,
+            unreachable: false,
+            params,
+        }
+    };
+    if let Some(w) = &step.when {
+        match eval_condition(templates, w, ctx) {
+            Ok(true) => {}
+            Ok(false) => {
+                let o = Outcome::skipped("condition is false");
+                return ItemResult {
+                    json: result_json(&o, false, false, item),
+                    outcome: o,
+                    failed: false,
+                    changed: false,
+                    unreachable: false,
+                    params: serde_json::Value::Null,
+                };
+            }
+            Err(e) => return failed_result(format!("when: {e}"), serde_json::Value::Null),
+        }
+    }
+    let params = match render_json(templates, &step.params, ctx) {
+        Ok(p) => p,
+        Err(e) => {
+            return failed_result(
+                format!("templating parameters: {e}"),
+                serde_json::Value::Null,
+            );
+        }
+    };
+    let module: Module = match serde_json::from_value(params.clone()) {
+        Ok(m) => m,
+        Err(e) => return failed_result(format!("parameters after templating: {e}"), params),
+    };
+    let target = Target {
+        transport,
+        facts,
+        templates,
+        context: ctx,
+        become_root: step.become_root,
+        check,
+        run_commands_in_check: step.changed_when == Some(Condition::Always(false)),
+    };
+    let attempts = step.retries + 1;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = match apply::apply(&module, &target).await {
+            Ok(o) => o,
+            Err(e) => {
+                let unreachable = e.is_unreachable();
+                let mut r = failed_result(transport_message(&e), params);
+                r.unreachable = unreachable;
+                return r;
+            }
+        };
+        let is_command = matches!(module, Module::Command(_) | Module::Shell(_));
+        // The result as the conditions see it, under `result` and the
+        // register name.
+        let provisional = result_json(&outcome, outcome.failed, outcome.changed, item);
+        let mut cmap = map.clone();
+        let pv = to_value(&provisional);
+        cmap.insert("result".into(), pv.clone());
+        if let Some(name) = &step.register {
+            cmap.insert(name.clone(), pv);
+        }
+        let cctx = Value::from(cmap);
+        let mut message = outcome.msg.clone();
+        let failed = if outcome.failed && outcome.rc.is_none() {
+            true
+        } else if let Some(fw) = step.failed_when.as_ref().filter(|_| !outcome.skipped) {
+            match eval_condition(templates, fw, &cctx) {
+                Ok(b) => b,
+                Err(e) => {
+                    message = format!("failed_when: {e}");
+                    true
+                }
+            }
+        } else {
+            outcome.failed || (is_command && outcome.rc.is_some_and(|rc| rc != 0))
+        };
+        let changed = match step.changed_when.as_ref().filter(|_| !outcome.skipped) {
+            Some(cw) => match eval_condition(templates, cw, &cctx) {
+                Ok(b) => b,
+                Err(e) => {
+                    message = format!("changed_when: {e}");
+                    outcome.changed
+                }
+            },
+            None => outcome.changed,
+        };
+        let done = if check {
+            true
+        } else if let Some(u) = &step.until {
+            match templates.eval(u, &cctx) {
+                Ok(v) => v.is_true(),
+                Err(e) => {
+                    message = format!("until `{u}`: {e}");
+                    true
+                }
+            }
+        } else {
+            !failed
+        };
+        if done || attempt >= attempts {
+            let failed = failed || (!done && !check);
+            if !done && step.until.is_some() {
+                message = format!(
+                    "`until: {}` still false after {attempts} attempt(s){}",
+                    step.until.as_deref().unwrap_or(""),
+                    if message.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {message}")
+                    }
+                );
+            }
+            let mut o = outcome;
+            o.msg = message;
+            return ItemResult {
+                json: result_json(&o, failed, changed, item),
+                outcome: o,
+                failed,
+                changed: changed && !failed,
+                unreachable: false,
+                params,
+            };
+        }
+        if !step.delay.is_zero() {
+            tokio::time::sleep(step.delay).await;
+        }
+    }
+}
+
+fn transport_message(e: &TransportError) -> String {
+    e.to_string()
+}

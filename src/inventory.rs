@@ -1,0 +1,181 @@
+//! Inventory: the hosts a playbook can run on, each with its groups, its
+//! variables and the transport that reaches it. Whether a host is a VM or
+//! the virthost makes no difference past this point.
+
+use std::sync::Arc;
+
+use crate::lab::Lab;
+use crate::lab::model::{Vars, Vm};
+use crate::playbook::HostPattern;
+use crate::transport::Transport;
+
+/// One host of a run.
+#[derive(Clone)]
+pub struct Host {
+    pub name: String,
+    /// Groups (roles) the host belongs to.
+    pub groups: Vec<String>,
+    /// The host's own variables (VM vars; `address` when known).
+    pub vars: Vars,
+    pub transport: Arc<dyn Transport>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("name", &self.name)
+            .field("groups", &self.groups)
+            .finish()
+    }
+}
+
+/// Hosts and the variables common to all of them (lab vars).
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    pub hosts: Vec<Host>,
+    pub vars: Vars,
+}
+
+impl Inventory {
+    pub fn new(vars: Vars) -> Self {
+        Inventory {
+            hosts: Vec::new(),
+            vars,
+        }
+    }
+
+    pub fn add(&mut self, host: Host) -> &mut Self {
+        self.hosts.push(host);
+        self
+    }
+
+    /// The lab's VMs; `transport_for` opens (or hands out) each VM's
+    /// transport. Each VM gets `address` (its first IPv4, else IPv6)
+    /// unless its vars set one.
+    pub fn from_lab(lab: &Lab, mut transport_for: impl FnMut(&Vm) -> Arc<dyn Transport>) -> Self {
+        let mut inv = Inventory::new(lab.vars.clone());
+        for vm in &lab.vms {
+            let mut vars = vm.vars.clone();
+            let address = vm
+                .nics
+                .iter()
+                .find_map(|n| n.ipv4.map(|a| a.to_string()))
+                .or_else(|| vm.nics.iter().find_map(|n| n.ipv6.map(|a| a.to_string())));
+            if let Some(a) = address {
+                vars.entry("address".to_string())
+                    .or_insert(serde_json::Value::String(a));
+            }
+            inv.add(Host {
+                name: vm.name.clone(),
+                groups: vm.roles.clone(),
+                vars,
+                transport: transport_for(vm),
+            });
+        }
+        inv
+    }
+
+    /// The lab's virthost as the only host, in group `virthost`.
+    pub fn virthost(lab: &Lab, transport: Arc<dyn Transport>) -> Self {
+        let mut inv = Inventory::new(lab.vars.clone());
+        inv.add(Host {
+            name: transport.host().to_string(),
+            groups: vec!["virthost".to_string()],
+            vars: Vars::new(),
+            transport,
+        });
+        inv
+    }
+
+    /// Indexes of the hosts a pattern selects, in inventory order.
+    pub fn select(&self, pattern: &HostPattern) -> Result<Vec<usize>, String> {
+        let view: Vec<(&str, &[String])> = self
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.groups.as_slice()))
+            .collect();
+        pattern.select(&view)
+    }
+
+    /// Group name → host names, for templates (`groups.worker`).
+    pub fn groups(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut map: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for h in &self.hosts {
+            map.entry("all".into()).or_default().push(h.name.clone());
+            for g in &h.groups {
+                map.entry(g.clone()).or_default().push(h.name.clone());
+            }
+        }
+        map
+    }
+}
+
+/// The transport of a host that could not be reached when connecting:
+/// every operation fails with the original reason as `Unreachable`, so the
+/// executor reports the host as unreachable (exit code 3) while the other
+/// hosts run.
+pub struct UnreachableTransport {
+    host: String,
+    reason: String,
+}
+
+impl UnreachableTransport {
+    pub fn new(host: impl Into<String>, reason: impl Into<String>) -> Self {
+        UnreachableTransport {
+            host: host.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// From a connection error (its text becomes the reason).
+    pub fn from_error(host: impl Into<String>, error: &crate::transport::TransportError) -> Self {
+        let reason = match error {
+            crate::transport::TransportError::Unreachable { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        UnreachableTransport::new(host, reason)
+    }
+
+    fn error(&self) -> crate::transport::TransportError {
+        crate::transport::TransportError::Unreachable {
+            host: self.host.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for UnreachableTransport {
+    fn host(&self) -> &str {
+        &self.host
+    }
+    fn is_root(&self) -> bool {
+        false
+    }
+    async fn exec(
+        &self,
+        _req: crate::transport::Exec,
+    ) -> Result<crate::transport::Output, crate::transport::TransportError> {
+        Err(self.error())
+    }
+    async fn read_file(
+        &self,
+        _path: &str,
+        _become_root: bool,
+    ) -> Result<Option<Vec<u8>>, crate::transport::TransportError> {
+        Err(self.error())
+    }
+    async fn write_file(
+        &self,
+        _upload: crate::transport::Upload,
+    ) -> Result<(), crate::transport::TransportError> {
+        Err(self.error())
+    }
+    async fn open_tunnel(
+        &self,
+        _host: &str,
+        _port: u16,
+    ) -> Result<Box<dyn crate::transport::Tunnel>, crate::transport::TransportError> {
+        Err(self.error())
+    }
+}

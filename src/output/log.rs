@@ -1,0 +1,104 @@
+//! The per-run log file: every event with the full output of every step.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{Event, Sink, timestamp};
+
+pub struct LogSink {
+    path: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl LogSink {
+    /// Create (truncate) the log file, and its directory.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::File::create(path)?;
+        Ok(LogSink {
+            path: path.to_path_buf(),
+            out: std::io::BufWriter::new(file),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn section(out: &mut impl Write, name: &str, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "--- {name}");
+    let _ = write!(out, "{text}");
+    if !text.ends_with('\n') {
+        let _ = writeln!(out);
+    }
+}
+
+impl Sink for LogSink {
+    fn handle(&mut self, event: &Event) {
+        let t = timestamp();
+        let out = &mut self.out;
+        match event {
+            Event::RunStart {
+                playbook,
+                check,
+                hosts,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "[{t}] run {playbook} check={check} hosts={}",
+                    hosts.join(",")
+                );
+            }
+            Event::PlayStart { play, hosts, steps } => {
+                let _ = writeln!(
+                    out,
+                    "[{t}] === play {play} ({steps} steps) on {}",
+                    hosts.join(",")
+                );
+            }
+            Event::StepStart { .. } => {}
+            Event::StepEnd {
+                host,
+                step,
+                location,
+                module,
+                status,
+                duration_ms,
+                message,
+                stdout,
+                stderr,
+                diff,
+                ..
+            } => {
+                let _ = writeln!(
+                    out,
+                    "[{t}] {host} | {step} [{module}] ({location}): {} in {duration_ms} ms",
+                    status.as_str()
+                );
+                section(out, "message", message);
+                section(out, "stdout", stdout);
+                section(out, "stderr", stderr);
+                section(out, "diff", diff.as_deref().unwrap_or(""));
+            }
+            Event::PlayEnd { play } => {
+                let _ = writeln!(out, "[{t}] === end of play {play}");
+            }
+            Event::RunEnd { summary } => {
+                let _ = write!(out, "{}", summary.render());
+                let _ = out.flush();
+            }
+        }
+    }
+}
+
+impl Drop for LogSink {
+    fn drop(&mut self) {
+        let _ = self.out.flush();
+    }
+}

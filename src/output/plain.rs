@@ -1,0 +1,134 @@
+//! Plain timestamped lines, for logs of CI jobs and other non-terminals.
+
+use std::io::Write;
+
+use super::{Event, Sink, Status, timestamp};
+
+pub struct PlainSink<W: Write + Send> {
+    out: W,
+    quiet: bool,
+}
+
+impl<W: Write + Send> PlainSink<W> {
+    pub fn new(out: W, quiet: bool) -> Self {
+        PlainSink { out, quiet }
+    }
+}
+
+impl<W: Write + Send> Sink for PlainSink<W> {
+    fn handle(&mut self, event: &Event) {
+        let t = timestamp();
+        let line = match event {
+            Event::RunStart {
+                playbook,
+                check,
+                hosts,
+            } if !self.quiet => format!(
+                "[{t}] {} {playbook} on {} host(s)",
+                if *check { "checking" } else { "running" },
+                hosts.len()
+            ),
+            Event::PlayStart { play, hosts, .. } if !self.quiet => {
+                format!("[{t}] play {play}: {}", hosts.join(", "))
+            }
+            Event::StepEnd {
+                host,
+                step,
+                status,
+                duration_ms,
+                message,
+                diff,
+                ..
+            } => {
+                if self.quiet && !matches!(status, Status::Failed | Status::Unreachable) {
+                    return;
+                }
+                let mut l = format!(
+                    "[{t}] {host} | {step}: {} ({duration_ms} ms)",
+                    status.as_str()
+                );
+                if !message.is_empty() {
+                    l.push_str(&format!(" — {message}"));
+                }
+                if let Some(d) = diff {
+                    for dl in d.lines() {
+                        l.push_str(&format!("\n    {dl}"));
+                    }
+                }
+                l
+            }
+            Event::RunEnd { summary } => summary.render().trim_end().to_string(),
+            _ => return,
+        };
+        let _ = writeln!(self.out, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{Failure, HostTally, Summary};
+
+    #[test]
+    fn plain_lines_and_summary() {
+        let mut buf = Vec::new();
+        {
+            let mut sink = PlainSink::new(&mut buf, false);
+            sink.handle(&Event::StepEnd {
+                host: "h1".into(),
+                play: "p".into(),
+                step: "write".into(),
+                location: "p.yaml:3:7".into(),
+                module: "copy".into(),
+                status: Status::Changed,
+                changed: true,
+                duration_ms: 12,
+                message: "create".into(),
+                stdout: String::new(),
+                stderr: String::new(),
+                diff: Some("+x\n".into()),
+            });
+            sink.handle(&Event::RunEnd {
+                summary: Summary {
+                    hosts: vec![HostTally {
+                        host: "h1".into(),
+                        ok: 1,
+                        changed: 1,
+                        skipped: 0,
+                        failed: 1,
+                        unreachable: false,
+                    }],
+                    failures: vec![Failure {
+                        host: "h1".into(),
+                        play: "p".into(),
+                        step: "boom".into(),
+                        location: "p.yaml:9:7".into(),
+                        message: "exit code 1".into(),
+                        stderr_tail: "no such file".into(),
+                    }],
+                    check: false,
+                    log: Some("/tmp/run.log".into()),
+                    duration_ms: 1500,
+                    exit_code: 1,
+                },
+            });
+        }
+        let text = String::from_utf8(buf).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with('[')
+                && lines[0].ends_with("] h1 | write: changed (12 ms) — create"),
+            "{text}"
+        );
+        assert_eq!(lines[1], "    +x");
+        assert!(
+            text.contains("  h1  ok=1 changed=1 skipped=0 failed=1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("FAILED h1 | boom (p.yaml:9:7)\n  exit code 1\n  | no such file\n"),
+            "{text}"
+        );
+        assert!(text.contains("took 1.50s; log: /tmp/run.log"), "{text}");
+    }
+}

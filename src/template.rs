@@ -1,0 +1,270 @@
+//! Templates: minijinja with strict undefined variables, the templates
+//! shipped in the binary (everything under `templates/`), an override
+//! directory that wins over them, and the filters playbooks need
+//! (`quote`, `to_json`, `to_yaml`, `b64encode`, `b64decode`, `ipwrap`).
+//!
+//! Everything is rendered on the workstation; hosts only ever receive the
+//! rendered text.
+
+use std::path::PathBuf;
+
+use minijinja::value::Value;
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+
+/// Templates embedded at build time: `(name under templates/, text)`.
+pub const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/embedded_templates.rs"));
+
+/// The template environment shared by every host of a run.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates::new(None)
+    }
+}
+
+impl Templates {
+    /// Embedded templates, overridden by files of the same name under
+    /// `override_dir` (`--template-dir`).
+    pub fn new(override_dir: Option<PathBuf>) -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Files are configuration, not HTML: never escape (minijinja would
+        // JSON-escape values in `.yaml`/`.json` templates by default).
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+        {
+            env.set_syntax(syntax);
+        }
+        env.set_loader(move |name: &str| {
+            if name.split('/').any(|part| part == ".." || part.is_empty()) {
+                return Ok(None);
+            }
+            if let Some(dir) = &override_dir {
+                match std::fs::read_to_string(dir.join(name)) {
+                    Ok(text) => return Ok(Some(text)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Error::new(
+                            ErrorKind::InvalidOperation,
+                            format!("cannot read template {name} from {}: {e}", dir.display()),
+                        ));
+                    }
+                }
+            }
+            Ok(EMBEDDED
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, text)| text.to_string()))
+        });
+        env.add_filter("quote", quote_filter);
+        env.add_filter("to_json", to_json);
+        env.add_filter("to_yaml", to_yaml);
+        env.add_filter("b64encode", b64encode);
+        env.add_filter("b64decode", b64decode);
+        env.add_filter("ipwrap", ipwrap);
+        Templates { env }
+    }
+
+    /// Whether a template of that name exists (embedded or overridden).
+    pub fn exists(&self, name: &str) -> bool {
+        self.env.get_template(name).is_ok()
+    }
+
+    /// Render the template file `name` (path under `templates/`).
+    pub fn render_file(&self, name: &str, ctx: &Value) -> Result<String, String> {
+        let template = self.env.get_template(name).map_err(describe)?;
+        template.render(ctx).map_err(describe)
+    }
+
+    /// Render a template string (a playbook value with `{{ }}` in it).
+    /// Strings without template syntax come back as they are.
+    pub fn render_str(&self, text: &str, ctx: &Value) -> Result<String, String> {
+        if !has_template_syntax(text) {
+            return Ok(text.to_string());
+        }
+        self.env.render_str(text, ctx).map_err(describe)
+    }
+
+    /// Evaluate an expression (`when:`, `until:`, `loop: "<expr>"`).
+    pub fn eval(&self, expr: &str, ctx: &Value) -> Result<Value, String> {
+        let compiled = self.env.compile_expression(expr).map_err(describe)?;
+        compiled.eval(ctx).map_err(describe)
+    }
+
+    /// Check an expression's syntax without evaluating it.
+    pub fn check_expression(&self, expr: &str) -> Result<(), String> {
+        self.env
+            .compile_expression(expr)
+            .map(|_| ())
+            .map_err(describe)
+    }
+
+    /// Check a template string's syntax without rendering it.
+    pub fn check_str(&self, text: &str) -> Result<(), String> {
+        if !has_template_syntax(text) {
+            return Ok(());
+        }
+        self.env
+            .template_from_str(text)
+            .map(|_| ())
+            .map_err(describe)
+    }
+}
+
+/// Whether a string holds template syntax at all.
+pub fn has_template_syntax(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%") || text.contains("{#")
+}
+
+/// A minijinja error as one line, with its cause chain.
+fn describe(e: Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Plain text of a value: strings as they are, everything else as printed.
+fn text_of(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => s.to_string(),
+        None => v.to_string(),
+    }
+}
+
+fn quote_filter(v: &Value) -> Result<String, Error> {
+    if v.is_undefined() || v.is_none() {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "quote: the value is undefined or none",
+        ));
+    }
+    Ok(crate::transport::quote(&text_of(v)))
+}
+
+fn to_json(v: &Value) -> Result<String, Error> {
+    serde_json::to_string(v)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("to_json: {e}")))
+}
+
+fn to_yaml(v: &Value) -> Result<String, Error> {
+    serde_saphyr::to_string(v)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("to_yaml: {e}")))
+}
+
+fn b64encode(v: &Value) -> String {
+    data_encoding::BASE64.encode(text_of(v).as_bytes())
+}
+
+fn b64decode(v: &Value) -> Result<String, Error> {
+    let bytes = data_encoding::BASE64
+        .decode(text_of(v).trim().as_bytes())
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("b64decode: {e}")))?;
+    String::from_utf8(bytes)
+        .map_err(|_| Error::new(ErrorKind::InvalidOperation, "b64decode: not UTF-8 text"))
+}
+
+/// `[addr]` for IPv6 addresses (for URLs and `host:port`), others as they are.
+fn ipwrap(v: &Value) -> String {
+    let text = text_of(v);
+    match text.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{text}]"),
+        Err(_) => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(json: serde_json::Value) -> Value {
+        Value::from(minijinja::value::Serde(&json))
+    }
+
+    #[test]
+    fn strict_undefined_fails() {
+        let t = Templates::default();
+        let err = t
+            .render_str("{{ nope }}", &ctx(serde_json::json!({})))
+            .unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn filters() {
+        let t = Templates::default();
+        let c = ctx(
+            serde_json::json!({"v": "it's; $(x)", "a": "fd00::1", "b": "10.0.0.1", "o": {"k": [1, 2]}}),
+        );
+        assert_eq!(
+            t.render_str("{{ v | quote }}", &c).unwrap(),
+            r"'it'\''s; $(x)'"
+        );
+        assert_eq!(
+            t.render_str("{{ a | ipwrap }}:{{ b | ipwrap }}", &c)
+                .unwrap(),
+            "[fd00::1]:10.0.0.1"
+        );
+        assert_eq!(
+            t.render_str("{{ b | b64encode }}", &c).unwrap(),
+            "MTAuMC4wLjE="
+        );
+        assert_eq!(
+            t.render_str("{{ b | b64encode | b64decode }}", &c).unwrap(),
+            "10.0.0.1"
+        );
+        assert_eq!(
+            t.render_str("{{ o | to_json }}", &c).unwrap(),
+            r#"{"k":[1,2]}"#
+        );
+        assert!(
+            t.render_str("{{ o | to_yaml }}", &c)
+                .unwrap()
+                .contains("k:")
+        );
+    }
+
+    #[test]
+    fn trailing_newline_is_kept_and_embedded_templates_load() {
+        let t = Templates::default();
+        assert_eq!(
+            t.render_str("a\n", &ctx(serde_json::json!({}))).unwrap(),
+            "a\n"
+        );
+        assert!(t.exists("bench/sysctl.conf.j2"));
+        assert!(!t.exists("../Cargo.toml"));
+    }
+
+    #[test]
+    fn override_directory_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("bench")).unwrap();
+        std::fs::write(dir.path().join("bench/sysctl.conf.j2"), "mine {{ x }}\n").unwrap();
+        let t = Templates::new(Some(dir.path().to_path_buf()));
+        let out = t
+            .render_file("bench/sysctl.conf.j2", &ctx(serde_json::json!({"x": 1})))
+            .unwrap();
+        assert_eq!(out, "mine 1\n");
+        assert!(t.exists("bench/modules.conf.j2"));
+        std::fs::write(dir.path().join("x.yaml"), "a: {{ v }}\n").unwrap();
+        let out = t
+            .render_file("x.yaml", &ctx(serde_json::json!({"v": "1.2.3.4"})))
+            .unwrap();
+        assert_eq!(out, "a: 1.2.3.4\n", "no auto-escaping");
+    }
+}
