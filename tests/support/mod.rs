@@ -423,11 +423,18 @@ pub struct SshHost {
 
 impl SshHost {
     fn start_sshd(&mut self, config: &Path) {
+        // `ip netns exec` gives sshd its own mount namespace: an empty
+        // tmpfs over /root there keeps the machine's root shell startup
+        // files (which may do slow or locking things on every login) out of
+        // the test hosts. The mount is not visible outside.
         let mut child = Command::new("ip")
             .args([
                 "netns",
                 "exec",
                 &self.netns,
+                "sh",
+                "-c",
+                "mount -t tmpfs -o mode=0700 kubelab-test-root /root && exec \"$0\" \"$@\"",
                 "/usr/sbin/sshd",
                 "-D",
                 "-e",
