@@ -428,7 +428,8 @@ impl SshTransport {
                 }
             }
         };
-        let mut handle = match tokio::time::timeout(t.connect_timeout, handshake).await {
+        let deadline = tokio::time::Instant::now() + t.connect_timeout;
+        let mut handle = match tokio::time::timeout_at(deadline, handshake).await {
             Ok(result) => result?,
             Err(_) => {
                 return Err(AttemptFailure::Retry(format!(
@@ -437,12 +438,12 @@ impl SshTransport {
                 )));
             }
         };
-        match tokio::time::timeout(t.connect_timeout, self.authenticate(&mut handle)).await {
+        match tokio::time::timeout_at(deadline, self.authenticate(&mut handle)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
             Err(_) => {
                 return Err(AttemptFailure::Retry(format!(
-                    "authentication did not finish within {:?}",
+                    "no authenticated connection within {:?}",
                     t.connect_timeout
                 )));
             }
