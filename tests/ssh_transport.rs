@@ -130,6 +130,7 @@ async fn without_the_channel_limit_max_sessions_refuses_channels() {
     host.pin(&host.address);
     let mut target = lab.target("node", &host.address, "root");
     target.max_channels = 20;
+    target.channel_open_patience = Duration::ZERO;
     let ssh = Arc::new(SshTransport::connect(target).await.expect("connect"));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..20 {
@@ -170,6 +171,38 @@ async fn timeout_closes_the_channel_and_the_connection_stays_usable() {
     }
     let out = ssh.exec(script("echo still here")).await.expect("exec");
     assert_eq!(out.stdout_str(), "still here\n");
+
+    // sshd counts a timed-out session until its command has ended; the
+    // channel budget must too, or the commands right after a burst of
+    // timeouts would be refused (MaxSessions 10).
+    let ssh = Arc::new(ssh);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let ssh = ssh.clone();
+        tasks.spawn(async move {
+            ssh.exec(script("sleep 30").timeout(Duration::from_millis(300)))
+                .await
+                .map(|_| ())
+                .map_err(|e| matches!(e, TransportError::Timeout { .. }))
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        assert_eq!(joined.expect("task"), Err(true), "every one times out");
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let ssh = ssh.clone();
+        tasks.spawn(async move {
+            ssh.exec(Exec::new(Command::argv(["echo", &i.to_string()])))
+                .await
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let out = joined
+            .expect("task")
+            .unwrap_or_else(|e| panic!("after timeouts: {e}"));
+        assert!(out.status.success());
+    }
 }
 
 #[tokio::test]
@@ -706,4 +739,50 @@ async fn silently_vanished_host_is_detected_by_keepalives() {
         "{err}"
     );
     eprintln!("dead connection noticed after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn concurrent_uploads_reads_and_commands_share_the_channel_budget() {
+    let lab = Lab::new();
+    let host = lab.host();
+    let ssh = Arc::new(connect_root(&lab, &host).await);
+    let dir = Arc::new(scratch_dir());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let ssh = ssh.clone();
+        let dir = dir.clone();
+        tasks.spawn(async move {
+            let path = dir.path().join(format!("file-{i}")).display().to_string();
+            let content = format!("content {i}\n").repeat(1000).into_bytes();
+            ssh.write_file(Upload {
+                path: path.clone(),
+                content: content.clone(),
+                mode: 0o640,
+                owner: None,
+                become_root: false,
+            })
+            .await
+            .map_err(|e| format!("write {i}: {e}"))?;
+            let back = ssh
+                .read_file(&path, false)
+                .await
+                .map_err(|e| format!("read {i}: {e}"))?;
+            if back.as_deref() != Some(&content[..]) {
+                return Err(format!("file {i} read back differently"));
+            }
+            let out = ssh
+                .exec(Exec::new(Command::argv(["wc", "-c", path.as_str()])))
+                .await
+                .map_err(|e| format!("exec {i}: {e}"))?;
+            if !out.stdout_str().starts_with(&content.len().to_string()) {
+                return Err(format!("wc {i}: {}", out.stdout_str()));
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("task").unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 30);
+    assert_eq!(host.log().matches("Accepted publickey").count(), 1);
 }

@@ -391,5 +391,24 @@ mod tests {
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        // With an owner (our own uid, so this works as any user).
+        let uid = std::fs::metadata("/proc/self").unwrap().uid();
+        t.write_file(Upload {
+            path: path.clone(),
+            content: b"owned".to_vec(),
+            mode: 0o600,
+            owner: Some(uid.to_string()),
+            become_root: false,
+        })
+        .await
+        .unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.permissions().mode() & 0o7777),
+            (uid, 0o600)
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"owned");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

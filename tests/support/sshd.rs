@@ -100,6 +100,58 @@ fn ensure_test_user() {
     });
 }
 
+/// The test process that created a namespace or interface named by this
+/// module (`kl<pid>x<lab>` followed by `h<n>`, `br`, `v<n>` or `l<n>a|b`).
+fn creator_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("kl")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let rest = rest[digits.len()..].strip_prefix('x')?;
+    let lab: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let suffix = &rest[lab.len()..];
+    let numbered = |prefix: &str| {
+        suffix
+            .strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    };
+    let link_end = suffix
+        .strip_prefix('l')
+        .and_then(|l| l.strip_suffix('a').or_else(|| l.strip_suffix('b')))
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    let known_suffix = suffix == "br" || numbered("h") || numbered("v") || link_end;
+    if digits.is_empty() || lab.is_empty() || !known_suffix {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Removes namespaces and interfaces left by test processes that no longer
+/// exist (killed before their `Drop` ran). Only names of this module's
+/// pattern whose creating process is gone are touched.
+fn sweep_leftovers_of_dead_test_processes() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let dead = |name: &str| {
+            creator_pid(name).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        };
+        for line in run("ip", &["netns", "list"]).lines() {
+            if let Some(name) = line.split_whitespace().next()
+                && dead(name)
+            {
+                run_quietly("ip", &["netns", "del", name]);
+            }
+        }
+        for line in run("ip", &["-o", "link", "show"]).lines() {
+            let Some(name) = line.split(": ").nth(1) else {
+                continue;
+            };
+            let name = name.split('@').next().unwrap_or(name);
+            if dead(name) {
+                run_quietly("ip", &["link", "del", name]);
+            }
+        }
+    });
+}
+
 /// Creates the lab bridge on a 10.213.N.0/24 not routed on this machine
 /// (10.214.N.0/24 is then used for links between namespaces); returns N.
 fn create_bridge(bridge: &str, lab_number: u32) -> u8 {
@@ -155,6 +207,7 @@ impl Lab {
     pub fn new() -> Lab {
         require_root_and_tools();
         ensure_test_user();
+        sweep_leftovers_of_dead_test_processes();
         let n = LAB_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tag = format!("kl{}x{n}", std::process::id());
         let dir = tempfile::Builder::new()
@@ -423,11 +476,18 @@ pub struct SshHost {
 
 impl SshHost {
     fn start_sshd(&mut self, config: &Path) {
+        // `ip netns exec` gives sshd its own mount namespace: an empty
+        // tmpfs over /root there keeps the machine's root shell startup
+        // files (which may do slow or locking things on every login) out of
+        // the test hosts. The mount is not visible outside.
         let mut child = Command::new("ip")
             .args([
                 "netns",
                 "exec",
                 &self.netns,
+                "sh",
+                "-c",
+                "mount -t tmpfs -o mode=0700 kubelab-test-root /root && exec \"$0\" \"$@\"",
                 "/usr/sbin/sshd",
                 "-D",
                 "-e",
@@ -579,4 +639,17 @@ pub async fn wait_for_file(path: &Path, limit: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[test]
+fn creator_pid_reads_only_this_modules_names() {
+    assert_eq!(creator_pid("kl725x0h1"), Some(725));
+    assert_eq!(creator_pid("kl725x12br"), Some(725));
+    assert_eq!(creator_pid("kl725x3v2"), Some(725));
+    assert_eq!(creator_pid("kl725x3l4b"), Some(725));
+    assert_eq!(creator_pid("kl725x3"), None);
+    assert_eq!(creator_pid("kl725br"), None);
+    assert_eq!(creator_pid("klx0h1"), None);
+    assert_eq!(creator_pid("kubelab0"), None);
+    assert_eq!(creator_pid("kl725x0h"), None);
 }

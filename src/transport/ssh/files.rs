@@ -11,9 +11,8 @@ use std::sync::Arc;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
-use tokio::sync::OwnedSemaphorePermit;
 
-use super::{ChannelFailure, Connection, SshTransport, temp_path_beside};
+use super::{ChannelFailure, ChannelSlot, Connection, SshTransport, temp_path_beside};
 use crate::transport::{Command, Exec, Transport, TransportError, Upload, quote};
 
 /// Bytes per SFTP read or write request (OpenSSH accepts up to 256 KiB
@@ -145,29 +144,36 @@ async fn write_through_sudo(
     }
 }
 
-/// An SFTP session on a new channel; the permit holds its channel slot.
+/// The SFTP session of a connection and its place in the channel budget.
+pub(super) struct SftpChannel {
+    session: RawSftpSession,
+    _slot: ChannelSlot,
+}
+
+/// The connection's SFTP session, started on first use.
 async fn sftp_session(
     transport: &SshTransport,
     connection: &Arc<Connection>,
-) -> Result<(OwnedSemaphorePermit, RawSftpSession), ChannelFailure> {
-    let slot = connection
-        .channels
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ChannelFailure::NotStarted("the connection was closed".to_string()))?;
-    let channel = connection
-        .handle
-        .channel_open_session()
-        .await
-        .map_err(|e| transport.open_failure(connection, e))?;
+) -> Result<Arc<SftpChannel>, ChannelFailure> {
+    let mut cached = connection.sftp.lock().await;
+    if let Some(sftp) = cached.as_ref() {
+        return Ok(sftp.clone());
+    }
+    let (slot, channel) = transport.open_session_channel(connection).await?;
     channel
         .request_subsystem(true, "sftp")
         .await
         .map_err(|e| transport.open_failure(connection, e))?;
-    let sftp = RawSftpSession::new(channel.into_stream());
-    match sftp.init().await {
-        Ok(_) => Ok((slot, sftp)),
+    let session = RawSftpSession::new(channel.into_stream());
+    match session.init().await {
+        Ok(_) => {
+            let sftp = Arc::new(SftpChannel {
+                session,
+                _slot: slot,
+            });
+            *cached = Some(sftp.clone());
+            Ok(sftp)
+        }
         Err(e) if connection.handle.is_closed() => Err(ChannelFailure::NotStarted(format!(
             "the connection closed while starting SFTP ({e})"
         ))),
@@ -176,6 +182,15 @@ async fn sftp_session(
             what: "starting SFTP".to_string(),
             reason: e.to_string(),
         })),
+    }
+}
+
+/// Forgets a broken SFTP session so that the next file operation starts a
+/// new one. Status replies (no such file, permission denied…) are answers,
+/// not breakage.
+async fn forget_sftp_if_broken(connection: &Connection, error: &SftpError) {
+    if !matches!(error, SftpError::Status(_)) {
+        connection.sftp.lock().await.take();
     }
 }
 
@@ -206,17 +221,18 @@ async fn sftp_read(
     path: &str,
 ) -> Result<Option<Vec<u8>>, ChannelFailure> {
     let what = format!("reading {path}");
-    let (_slot, sftp) = sftp_session(transport, &connection).await?;
+    let channel = sftp_session(transport, &connection).await?;
+    let sftp = &channel.session;
     let handle = match sftp
         .open(path, OpenFlags::READ, FileAttributes::empty())
         .await
     {
         Ok(h) => h.handle,
-        Err(e) if is_status(&e, StatusCode::NoSuchFile) => {
-            let _ = sftp.close_session();
-            return Ok(None);
+        Err(e) if is_status(&e, StatusCode::NoSuchFile) => return Ok(None),
+        Err(e) => {
+            forget_sftp_if_broken(&connection, &e).await;
+            return Err(sftp_failure(transport, &connection, &what, e));
         }
-        Err(e) => return Err(sftp_failure(transport, &connection, &what, e)),
     };
     let mut content = Vec::new();
     loop {
@@ -227,11 +243,14 @@ async fn sftp_read(
             Ok(data) if data.data.is_empty() => break,
             Ok(data) => content.extend_from_slice(&data.data),
             Err(e) if is_status(&e, StatusCode::Eof) => break,
-            Err(e) => return Err(sftp_failure(transport, &connection, &what, e)),
+            Err(e) => {
+                let _ = sftp.close(handle.as_str()).await;
+                forget_sftp_if_broken(&connection, &e).await;
+                return Err(sftp_failure(transport, &connection, &what, e));
+            }
         }
     }
     let _ = sftp.close(handle).await;
-    let _ = sftp.close_session();
     Ok(Some(content))
 }
 
@@ -248,15 +267,16 @@ async fn sftp_write(
 ) -> Result<String, ChannelFailure> {
     let what = format!("writing {}", upload.path);
     let temp = temp_path_beside(&upload.path);
-    let (_slot, sftp) = sftp_session(transport, &connection).await?;
-    let result = sftp_write_steps(&sftp, upload, &temp, rename_now).await;
-    if result.is_err() {
-        let _ = sftp.remove(temp.as_str()).await;
+    let channel = sftp_session(transport, &connection).await?;
+    let sftp = &channel.session;
+    match sftp_write_steps(sftp, upload, &temp, rename_now).await {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            let _ = sftp.remove(temp.as_str()).await;
+            forget_sftp_if_broken(&connection, &e).await;
+            Err(sftp_failure(transport, &connection, &what, e))
+        }
     }
-    let _ = sftp.close_session();
-    result
-        .map(|()| temp)
-        .map_err(|e| sftp_failure(transport, &connection, &what, e))
 }
 
 async fn sftp_write_steps(

@@ -6,6 +6,7 @@
 mod files;
 pub mod known_hosts;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,8 +15,8 @@ use std::time::Duration;
 
 use russh::client::{self, Handle};
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{ChannelMsg, Sig};
-use tokio::sync::{Mutex, Semaphore};
+use russh::{ChannelId, ChannelMsg, Sig};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::{Command, Exec, ExitStatus, Output, Transport, TransportError, Tunnel, Upload, quote};
 use known_hosts::HostKeyVerdict;
@@ -62,11 +63,15 @@ pub struct SshTarget {
     /// Session channels open at once on the connection (SFTP included).
     /// OpenSSH refuses the 11th with its default `MaxSessions 10`.
     pub max_channels: usize,
+    /// How long a refused channel open is retried (sshd frees a closed
+    /// session a moment after the close).
+    pub channel_open_patience: Duration,
 }
 
 impl SshTarget {
     /// A target with the defaults: port 22, strict host keys, no agent,
-    /// 10 s connect timeout, 3 attempts, 15 s keepalive, 8 channels.
+    /// 10 s connect timeout, 3 attempts, 15 s keepalive, 8 channels, 5 s of
+    /// retrying refused channel opens.
     pub fn new(
         host_name: impl Into<String>,
         address: impl Into<String>,
@@ -87,6 +92,7 @@ impl SshTarget {
             connect_attempts: 3,
             keepalive: Duration::from_secs(15),
             max_channels: 8,
+            channel_open_patience: Duration::from_secs(5),
         }
     }
 }
@@ -102,6 +108,76 @@ enum Route {
 struct Connection {
     handle: Handle<ServerKeyCheck>,
     channels: Arc<Semaphore>,
+    closes: Arc<ChannelCloses>,
+    /// The connection's SFTP session, opened on first use and shared by all
+    /// file operations (it multiplexes requests); it keeps one channel slot.
+    sftp: Mutex<Option<Arc<files::SftpChannel>>>,
+}
+
+/// Whoever waits for the server to close a channel (see [`ChannelSlot`]).
+#[derive(Default)]
+struct ChannelCloses {
+    waiters: std::sync::Mutex<HashMap<ChannelId, oneshot::Sender<()>>>,
+}
+
+impl ChannelCloses {
+    fn watch(&self, id: ChannelId) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut waiters) = self.waiters.lock() {
+            waiters.insert(id, tx);
+        }
+        rx
+    }
+
+    fn closed(&self, id: ChannelId) {
+        if let Some(tx) = self.waiters.lock().ok().and_then(|mut w| w.remove(&id)) {
+            let _ = tx.send(());
+        }
+    }
+
+    /// The connection is gone: nobody needs to wait any more.
+    fn forget_all(&self) {
+        if let Ok(mut waiters) = self.waiters.lock() {
+            waiters.clear();
+        }
+    }
+}
+
+/// Longest wait for the server's close of a channel before its slot is
+/// given back anyway.
+const CHANNEL_CLOSE_LIMIT: Duration = Duration::from_secs(10);
+
+/// A place in the connection's channel budget. The server counts a session
+/// channel until it has closed it (for a command still running after a
+/// timeout, until that command ended), so the slot is given back only when
+/// the server's close arrived, never earlier: otherwise the next channel
+/// could be the server's `MaxSessions + 1`th.
+struct ChannelSlot {
+    permit: Option<OwnedSemaphorePermit>,
+    closed: Option<oneshot::Receiver<()>>,
+}
+
+impl ChannelSlot {
+    /// Gives the slot back without waiting for the server's close (after
+    /// closing a channel from this side, russh does not report the
+    /// server's close).
+    fn release_now(&mut self) {
+        self.closed = None;
+    }
+}
+
+impl Drop for ChannelSlot {
+    fn drop(&mut self) {
+        let permit = self.permit.take();
+        if let Some(closed) = self.closed.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(CHANNEL_CLOSE_LIMIT, closed).await;
+                drop(permit);
+            });
+        }
+    }
 }
 
 /// An SSH connection to one host, opened once and re-opened when it drops.
@@ -315,7 +391,9 @@ impl SshTransport {
     async fn attempt(&self) -> Result<Connection, AttemptFailure> {
         let t = &self.target;
         let rejection = Arc::new(std::sync::Mutex::new(None));
+        let closes = Arc::new(ChannelCloses::default());
         let checker = ServerKeyCheck {
+            closes: closes.clone(),
             address: t.address.clone(),
             port: t.port,
             known_hosts: t.known_hosts.clone(),
@@ -350,7 +428,8 @@ impl SshTransport {
                 }
             }
         };
-        let mut handle = match tokio::time::timeout(t.connect_timeout, handshake).await {
+        let deadline = tokio::time::Instant::now() + t.connect_timeout;
+        let mut handle = match tokio::time::timeout_at(deadline, handshake).await {
             Ok(result) => result?,
             Err(_) => {
                 return Err(AttemptFailure::Retry(format!(
@@ -359,12 +438,12 @@ impl SshTransport {
                 )));
             }
         };
-        match tokio::time::timeout(t.connect_timeout, self.authenticate(&mut handle)).await {
+        match tokio::time::timeout_at(deadline, self.authenticate(&mut handle)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
             Err(_) => {
                 return Err(AttemptFailure::Retry(format!(
-                    "authentication did not finish within {:?}",
+                    "no authenticated connection within {:?}",
                     t.connect_timeout
                 )));
             }
@@ -372,6 +451,8 @@ impl SshTransport {
         Ok(Connection {
             handle,
             channels: Arc::new(Semaphore::new(t.max_channels.max(1))),
+            closes,
+            sftp: Mutex::new(None),
         })
     }
 
@@ -564,17 +645,7 @@ impl SshTransport {
         connection: Arc<Connection>,
         req: &Exec,
     ) -> Result<Output, ChannelFailure> {
-        let _slot = connection
-            .channels
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ChannelFailure::NotStarted("the connection was closed".to_string()))?;
-        let channel = connection
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| self.open_failure(&connection, e))?;
+        let (mut slot, channel) = self.open_session_channel(&connection).await?;
         let line = self.command_line(&req.command, req.become_root, req.timeout);
         channel
             .exec(true, line.into_bytes())
@@ -599,7 +670,10 @@ impl SshTransport {
                     ChannelMsg::ExitSignal { signal_name, .. } => {
                         status = Some(ExitStatus::Signal(signal_text(&signal_name)))
                     }
-                    ChannelMsg::Failure => refused = true,
+                    ChannelMsg::Failure => {
+                        refused = true;
+                        break;
+                    }
                     ChannelMsg::Close => break,
                     _ => {}
                 }
@@ -630,12 +704,30 @@ impl SshTransport {
             }
         };
         if !finished {
-            // TERM rather than KILL: with `sudo` in between, sudo relays TERM
-            // to the command but would itself die of KILL and leave the
-            // command running. Then close the channel: sshd closes the
-            // command's pipes.
+            // The command runs under a remote `timeout` that ends it a
+            // moment later (see `command_line`); TERM now as well, for
+            // servers that honour `signal` requests. The channel is drained
+            // in the background until the server closes it: until then the
+            // server still counts it against MaxSessions, so the slot stays
+            // taken. Should the server never close it, the channel is closed
+            // from here after CHANNEL_CLOSE_LIMIT.
             let _ = writer.signal(Sig::TERM).await;
-            let _ = writer.close().await;
+            let _ = writer.eof().await;
+            tokio::spawn(async move {
+                let drained = tokio::time::timeout(CHANNEL_CLOSE_LIMIT, async {
+                    while let Some(msg) = reader.wait().await {
+                        if matches!(msg, ChannelMsg::Close) {
+                            break;
+                        }
+                    }
+                })
+                .await;
+                if drained.is_err() {
+                    let _ = writer.close().await;
+                    slot.release_now();
+                }
+                drop(slot);
+            });
             return Err(ChannelFailure::Failed(TransportError::Timeout {
                 host: self.target.host_name.clone(),
                 what: describe(&req.command),
@@ -643,6 +735,8 @@ impl SshTransport {
             }));
         }
         if refused {
+            let _ = writer.close().await;
+            slot.release_now();
             return Err(ChannelFailure::Failed(TransportError::Io {
                 host: self.target.host_name.clone(),
                 what: describe(&req.command),
@@ -659,6 +753,44 @@ impl SshTransport {
                 "the channel closed without an exit status (connection dropped)".to_string(),
             )),
         }
+    }
+
+    /// Waits for a free slot in the channel budget, then opens a session
+    /// channel.
+    async fn open_session_channel(
+        &self,
+        connection: &Arc<Connection>,
+    ) -> Result<(ChannelSlot, russh::Channel<client::Msg>), ChannelFailure> {
+        let permit = connection
+            .channels
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ChannelFailure::NotStarted("the connection was closed".to_string()))?;
+        let mut slot = ChannelSlot {
+            permit: Some(permit),
+            closed: None,
+        };
+        // sshd frees a session only some time after both sides sent their
+        // close, so right after a close it may still count it and refuse a
+        // new one although the budget has room. Nothing ran: retry, with
+        // backoff, for a bounded time.
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(20);
+        let channel = loop {
+            match connection.handle.channel_open_session().await {
+                Ok(channel) => break channel,
+                Err(russh::Error::ChannelOpenFailure(_))
+                    if started.elapsed() + pause <= self.target.channel_open_patience =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(self.open_failure(connection, e)),
+            }
+        };
+        slot.closed = Some(connection.closes.watch(channel.id()));
+        Ok((slot, channel))
     }
 
     /// Classifies a failure to open or start a channel.
@@ -784,6 +916,7 @@ enum KeyRejection {
 
 /// The russh client handler: checks the server key against known_hosts.
 struct ServerKeyCheck {
+    closes: Arc<ChannelCloses>,
     address: String,
     port: u16,
     known_hosts: PathBuf,
@@ -819,8 +952,23 @@ impl ServerKeyCheck {
     }
 }
 
+impl Drop for ServerKeyCheck {
+    fn drop(&mut self) {
+        self.closes.forget_all();
+    }
+}
+
 impl client::Handler for ServerKeyCheck {
     type Error = russh::Error;
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.closes.closed(channel);
+        Ok(())
+    }
 
     async fn check_server_key(
         &mut self,
