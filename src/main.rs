@@ -1,10 +1,11 @@
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
 use kubelab::cli::{Cli, ColorChoice, Command, SchemaKind};
-use kubelab::lab::{self, LoadOptions};
+use kubelab::commands;
+use kubelab::lab::LoadOptions;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -16,13 +17,17 @@ fn main() -> ExitCode {
                 && std::io::stderr().is_terminal()
         }
     };
-    let opts = LoadOptions {
-        inventory_dirs: cli.global.inventory_dir.clone(),
+    let ctx = commands::Context {
+        load: LoadOptions {
+            inventory_dirs: cli.global.inventory_dir.clone(),
+        },
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+        verbose: cli.global.verbose,
+        color,
     };
     match cli.command {
-        Command::Validate { labs } => {
-            validate(&labs, &opts, cli.global.json, cli.global.quiet, color)
-        }
+        Command::Validate { labs } => commands::validate::run(&labs, &ctx),
         Command::Schema { kind } => {
             let schema = match kind {
                 SchemaKind::Lab => kubelab::schema::lab(),
@@ -37,7 +42,7 @@ fn main() -> ExitCode {
             output,
             name,
             image_sha256,
-        } => import_ansible(
+        } => commands::import_ansible::run(
             &kubelab::import::ansible::ImportOptions {
                 inventory,
                 extra_vars,
@@ -45,8 +50,7 @@ fn main() -> ExitCode {
                 image_sha256,
                 output,
             },
-            cli.global.json,
-            color,
+            &ctx,
         ),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -58,110 +62,4 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
-}
-
-fn validate(
-    labs: &[std::path::PathBuf],
-    opts: &LoadOptions,
-    json: bool,
-    quiet: bool,
-    color: bool,
-) -> ExitCode {
-    let mut all_ok = true;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for path in labs {
-        let (diags, summary) = match lab::load(path, opts) {
-            Ok((lab, warnings)) => (warnings, Some(kubelab::report::lab_summary(&lab))),
-            Err(errors) => (errors, None),
-        };
-        all_ok &= summary.is_some();
-        if json {
-            for d in &diags.0 {
-                let _ = writeln!(out, "{}", d.to_json());
-            }
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::json!({"event": "validated", "file": path.display().to_string(),
-                    "valid": summary.is_some(), "errors": diags.error_count()})
-            );
-        } else {
-            let rendered = diags.render(color);
-            if !rendered.is_empty() && (!quiet || diags.has_errors()) {
-                eprint!("{rendered}");
-            }
-            match summary {
-                Some(s) if !quiet => {
-                    let _ = writeln!(out, "{}: valid: {s}", path.display());
-                }
-                Some(_) => {}
-                None => eprintln!(
-                    "{}: {} error{}",
-                    path.display(),
-                    diags.error_count(),
-                    if diags.error_count() == 1 { "" } else { "s" }
-                ),
-            }
-        }
-    }
-    if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-fn import_ansible(
-    opts: &kubelab::import::ansible::ImportOptions,
-    json: bool,
-    color: bool,
-) -> ExitCode {
-    use kubelab::import::ansible::Note;
-    let imported = match kubelab::import::ansible::import(opts) {
-        Ok(i) => i,
-        Err(errors) => {
-            if json {
-                for d in &errors.0 {
-                    eprintln!("{}", d.to_json());
-                }
-            } else {
-                eprint!("{}", errors.render(color));
-                eprintln!("import-ansible: no lab written");
-            }
-            return ExitCode::from(1);
-        }
-    };
-    for note in &imported.notes {
-        if json {
-            let (kind, var, text) = match note {
-                Note::NotMapped { var, reason } => ("not-mapped", var, reason),
-                Note::Adjusted { var, message } => ("adjusted", var, message),
-            };
-            eprintln!(
-                "{}",
-                serde_json::json!({"event": "import-note", "kind": kind, "variable": var, "message": text})
-            );
-        } else {
-            eprintln!("{note}");
-        }
-    }
-    match &opts.output {
-        Some(path) => {
-            if let Err(e) = std::fs::write(path, &imported.lab) {
-                eprintln!("error: cannot write {}: {e}", path.display());
-                return ExitCode::from(1);
-            }
-            if !json {
-                eprintln!("wrote {}", path.display());
-            }
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            if out.write_all(imported.lab.as_bytes()).is_err() {
-                return ExitCode::from(1);
-            }
-        }
-    }
-    ExitCode::SUCCESS
 }

@@ -1,0 +1,17 @@
+//! One module per `kubelab` subcommand; `main.rs` only parses and dispatches.
+
+pub mod import_ansible;
+pub mod validate;
+
+use crate::lab::LoadOptions;
+
+/// What every command gets from the global flags.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub load: LoadOptions,
+    pub json: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+    /// Colour on stderr (already decided from `--color`, `NO_COLOR` and the terminal).
+    pub color: bool,
+}
