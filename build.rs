@@ -1,5 +1,6 @@
-//! Embeds every file under `templates/` into the binary: writes a table of
-//! `(name, include_str!(path))` pairs that `src/template.rs` includes.
+//! Embeds every file under `templates/` and `playbooks/` into the binary:
+//! writes tables of `(name, include_str!(path))` pairs that
+//! `src/template.rs` and `src/playbook/mod.rs` include.
 
 use std::path::{Path, PathBuf};
 
@@ -18,12 +19,12 @@ fn collect(dir: &Path, base: &Path, out: &mut Vec<(String, PathBuf)>) {
     }
 }
 
-fn main() {
+fn embed(dir_name: &str, out_name: &str) {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let templates = root.join("templates");
-    println!("cargo:rerun-if-changed=templates");
+    let dir = root.join(dir_name);
+    println!("cargo:rerun-if-changed={dir_name}");
     let mut files = Vec::new();
-    collect(&templates, &templates, &mut files);
+    collect(&dir, &dir, &mut files);
     let mut code = String::from("&[\n");
     for (name, path) in &files {
         println!("cargo:rerun-if-changed={}", path.display());
@@ -33,9 +34,13 @@ fn main() {
         ));
     }
     code.push_str("]\n");
-    let out =
-        PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("embedded_templates.rs");
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join(out_name);
     if let Err(e) = std::fs::write(&out, code) {
         panic!("cannot write {}: {e}", out.display());
     }
+}
+
+fn main() {
+    embed("templates", "embedded_templates.rs");
+    embed("playbooks", "embedded_playbooks.rs");
 }

@@ -35,6 +35,12 @@ pub struct Global {
     /// Also look for inventory files in this directory.
     #[arg(long, global = true, value_name = "DIR")]
     pub inventory_dir: Vec<PathBuf>,
+    /// Playbooks here win over the built-in ones.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub playbook_dir: Option<PathBuf>,
+    /// Templates here win over the built-in ones.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub template_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

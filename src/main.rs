@@ -24,6 +24,8 @@ fn main() -> ExitCode {
         json: cli.global.json,
         quiet: cli.global.quiet,
         verbose: cli.global.verbose,
+        playbook_dir: cli.global.playbook_dir.clone(),
+        template_dir: cli.global.template_dir.clone(),
         color,
     };
     match cli.command {

@@ -12,6 +12,10 @@ pub struct Context {
     pub json: bool,
     pub quiet: bool,
     pub verbose: u8,
+    /// `--playbook-dir`: playbooks here win over the built-in ones.
+    pub playbook_dir: Option<std::path::PathBuf>,
+    /// `--template-dir`: templates here win over the built-in ones.
+    pub template_dir: Option<std::path::PathBuf>,
     /// Colour on stderr (already decided from `--color`, `NO_COLOR` and the terminal).
     pub color: bool,
 }

@@ -25,6 +25,52 @@ use crate::yaml::{self, Node, NodeKind};
 pub use hosts::HostPattern;
 pub use modules::Module;
 
+/// Playbooks shipped inside the binary: `(path under playbooks/, text)`.
+pub const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/embedded_playbooks.rs"));
+
+/// Find a playbook: an existing file path as given, else `NAME` or
+/// `NAME.yaml` in `override_dir` (`--playbook-dir`), else the embedded one.
+/// Returns the name it is reported under and its text.
+pub fn find(
+    name: &str,
+    override_dir: Option<&Path>,
+) -> Result<(std::path::PathBuf, String), String> {
+    let as_path = Path::new(name);
+    if as_path.is_file() {
+        return std::fs::read_to_string(as_path)
+            .map(|t| (as_path.to_path_buf(), t))
+            .map_err(|e| format!("cannot read {name}: {e}"));
+    }
+    let bare = name.strip_prefix("playbooks/").unwrap_or(name);
+    let candidates = [bare.to_string(), format!("{bare}.yaml")];
+    if let Some(dir) = override_dir {
+        for c in &candidates {
+            let p = dir.join(c);
+            if p.is_file() {
+                return std::fs::read_to_string(&p)
+                    .map(|t| (p.clone(), t))
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()));
+            }
+        }
+    }
+    for c in &candidates {
+        if let Some((n, text)) = EMBEDDED.iter().find(|(n, _)| n == c) {
+            return Ok((
+                Path::new("<built-in>/playbooks").join(n),
+                (*text).to_string(),
+            ));
+        }
+    }
+    Err(format!(
+        "no playbook `{name}` (built-in playbooks: {})",
+        EMBEDDED
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
 /// A loaded, checked playbook.
 #[derive(Clone, Debug)]
 pub struct Playbook {
@@ -626,5 +672,29 @@ fn check_shell_quoting(file: &Arc<SourceFile>, span: Span, script: &str, diags: 
             );
         }
         rest = &after[end + 2..];
+    }
+}
+
+#[cfg(test)]
+mod find_tests {
+    use super::*;
+
+    #[test]
+    fn embedded_playbooks_are_found_by_name() {
+        let (path, text) = find("nodeprep-bench", None).unwrap();
+        assert_eq!(path, Path::new("<built-in>/playbooks/nodeprep-bench.yaml"));
+        assert!(text.contains("node prep"));
+        assert!(find("playbooks/nodeprep-bench.yaml", None).is_ok());
+    }
+
+    #[test]
+    fn override_dir_wins_and_unknown_names_list_the_builtins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nodeprep-bench.yaml"), "[]\n").unwrap();
+        let (path, text) = find("nodeprep-bench", Some(dir.path())).unwrap();
+        assert_eq!(path, dir.path().join("nodeprep-bench.yaml"));
+        assert_eq!(text, "[]\n");
+        let e = find("no-such-book", None).unwrap_err();
+        assert!(e.contains("nodeprep-bench.yaml"), "{e}");
     }
 }
