@@ -615,48 +615,53 @@ pub(crate) fn short_hash(s: &str) -> String {
     h.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-fn parse_net4(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv4Net> {
-    match t.parse::<Ipv4Net>() {
-        Ok(n) if n.network() != n.addr() => {
-            c.error_help(
-                path,
-                format!("`{t}` has host bits set"),
-                format!("did you mean {}?", n.trunc()),
-            );
+/// A subnet in CIDR notation without host bits, or an error at `path`.
+fn parse_net(c: &mut Checker<'_>, path: &[Seg], t: &str, v6: bool) -> Option<IpNet> {
+    let (what, example) = if v6 {
+        ("an IPv6 prefix", "write an IPv6 prefix like fd00:150::/64")
+    } else {
+        ("an IPv4 CIDR", "write an IPv4 subnet like 192.168.150.0/24")
+    };
+    match t.parse::<IpNet>() {
+        Ok(n) if matches!(n, IpNet::V6(_)) == v6 => {
+            if n.network() != n.addr() {
+                c.error_help(
+                    path,
+                    format!("`{t}` has host bits set"),
+                    format!("did you mean {}?", n.trunc()),
+                );
+                None
+            } else {
+                Some(n)
+            }
+        }
+        Ok(_) => {
+            let hint = if v6 {
+                "this is an IPv4 subnet; put it under `ipv4`"
+            } else {
+                "this is an IPv6 prefix; put it under `ipv6`"
+            };
+            c.error_help(path, format!("`{t}` is not {what}"), hint);
             None
         }
-        Ok(n) => Some(n),
         Err(_) => {
-            let hint = if t.parse::<Ipv6Net>().is_ok() {
-                "this is an IPv6 prefix; put it under `ipv6`"
-            } else {
-                "write an IPv4 subnet like 192.168.150.0/24"
-            };
-            c.error_help(path, format!("`{t}` is not an IPv4 CIDR"), hint);
+            c.error_help(path, format!("`{t}` is not {what}"), example);
             None
         }
     }
 }
 
+fn parse_net4(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv4Net> {
+    match parse_net(c, path, t, false)? {
+        IpNet::V4(n) => Some(n),
+        IpNet::V6(_) => None,
+    }
+}
+
 fn parse_net6(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv6Net> {
-    match t.parse::<Ipv6Net>() {
-        Ok(n) if n.network() != n.addr() => {
-            c.error_help(
-                path,
-                format!("`{t}` has host bits set"),
-                format!("did you mean {}?", n.trunc()),
-            );
-            None
-        }
-        Ok(n) => Some(n),
-        Err(_) => {
-            c.error_help(
-                path,
-                format!("`{t}` is not an IPv6 prefix"),
-                "write an IPv6 prefix like fd00:150::/64",
-            );
-            None
-        }
+    match parse_net(c, path, t, true)? {
+        IpNet::V6(n) => Some(n),
+        IpNet::V4(_) => None,
     }
 }
 
