@@ -23,10 +23,10 @@ kubelab=$top/target/release/kubelab
 
 fresh() { rm -rf /tmp/kl-bench-work/root; }
 inv=$dir/inventory.$n.ini
-head -n $((n + 1)) "$dir/inventory.ini" > "$inv"; tail -n 2 "$dir/inventory.ini" >> "$inv"
+head -n $((n + 1)) "$dir/inventory.ini" > "$inv"; tail -n 3 "$dir/inventory.ini" >> "$inv"
 
 run_kubelab() {
-  "$kubelab" play -q --inventory "$inv" --known-hosts "$dir/known_hosts" "$top/playbooks/bench-nodeprep.yaml"
+  "$kubelab" play -q -i "$inv" --known-hosts "$dir/known_hosts" "$top/playbooks/nodeprep-bench.yaml"
 }
 run_ansible() {
   ANSIBLE_PIPELINING=1 ANSIBLE_HOST_KEY_CHECKING=1 ANSIBLE_SSH_ARGS="-o UserKnownHostsFile=$dir/known_hosts -o ControlMaster=auto -o ControlPersist=60s -o ControlPath=$dir/cm-%h" \
