@@ -44,6 +44,9 @@ pub struct InventoryHost {
     pub vars: BTreeMap<String, String>,
 }
 
+/// `key=value` as the INI file gives it.
+type TextVar = (String, String);
+
 /// Hosts of an INI inventory, in the order they first appear.
 pub fn hosts_from_ini(text: &str) -> Result<Vec<InventoryHost>, String> {
     let sections = ini::parse(text).map_err(|e| match e.span {
@@ -52,9 +55,9 @@ pub fn hosts_from_ini(text: &str) -> Result<Vec<InventoryHost>, String> {
     })?;
     // Host name → (direct groups, host-line vars) in first-seen order.
     let mut order: Vec<String> = Vec::new();
-    let mut direct: BTreeMap<String, (Vec<String>, Vec<(String, String)>)> = BTreeMap::new();
+    let mut direct: BTreeMap<String, (Vec<String>, Vec<TextVar>)> = BTreeMap::new();
     let mut children: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut group_vars: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    let mut group_vars: Vec<(String, Vec<TextVar>)> = Vec::new();
     for section in &sections {
         match section.kind {
             SectionKind::Hosts => {
