@@ -67,6 +67,11 @@ for tool in floor kubelab pyinfra ansible; do
   med[$tool]=$(printf '%s\n' "${walls[@]}" | median)
   echo "$tool: first run median ${med[$tool]}s over $runs runs (${walls[*]})"
 done
+# No-change runs: first one kubelab run on fresh hosts, then every run must
+# report changed=0 on every host.
+fresh; bash -c run_kubelab >> "$log" 2>&1
+unchanged=$("$kubelab" play -i "$inv" --known-hosts "$dir/known_hosts" "$top/playbooks/nodeprep-bench.yaml" 2>&1 | grep -c ' changed=0 ' || true)
+[ "$unchanged" = "$n" ] || { echo "kubelab: second run changed something on $((n - unchanged)) host(s); see $log" >&2; exit 1; }
 again=()
 for _ in $(seq 1 "$runs"); do
   r=$(measure kubelab again); again+=("${r% *}"); rss+=("${r#* }")
