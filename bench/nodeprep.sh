@@ -55,27 +55,30 @@ measure() { # tool fresh|again -> prints "wall rss"
   echo "$out" | sed -E 's/wall=([0-9.]+) maxrss_kib=([0-9]+).*/\1 \2/'
 }
 
-declare -A med
-rss=()
-for tool in floor kubelab pyinfra ansible; do
-  walls=()
-  for _ in $(seq 1 "$runs"); do
-    r=$(measure "$tool" fresh); walls+=("${r% *}")
+# Rounds: every round runs each tool once (fresh hosts), then kubelab's
+# no-change run, so all tools see the same background load (the machine is
+# shared); medians over the rounds.
+declare -A walls
+rss=(); again=()
+for round in $(seq 1 "$runs"); do
+  for tool in floor kubelab pyinfra ansible; do
+    r=$(measure "$tool" fresh); walls[$tool]+="${r% *} "
+    echo "round $round $tool fresh: $r" >> "$log"
     [ "$tool" = kubelab ] && rss+=("${r#* }")
-    echo "$tool fresh: $r" >> "$log"
   done
-  med[$tool]=$(printf '%s\n' "${walls[@]}" | median)
-  echo "$tool: first run median ${med[$tool]}s over $runs runs (${walls[*]})"
-done
-# No-change runs: first one kubelab run on fresh hosts, then every run must
-# report changed=0 on every host.
-fresh; bash -c run_kubelab >> "$log" 2>&1
-unchanged=$("$kubelab" play -i "$inv" --known-hosts "$dir/known_hosts" "$top/playbooks/nodeprep-bench.yaml" 2>&1 | grep -c ' changed=0 ' || true)
-[ "$unchanged" = "$n" ] || { echo "kubelab: second run changed something on $((n - unchanged)) host(s); see $log" >&2; exit 1; }
-again=()
-for _ in $(seq 1 "$runs"); do
+  # No-change run: a kubelab-prepared tree (Ansible's or pyinfra's output
+  # may differ in details), then the measured run must report changed=0.
+  fresh; bash -c run_kubelab >> "$log" 2>&1
   r=$(measure kubelab again); again+=("${r% *}"); rss+=("${r#* }")
-  echo "kubelab again: $r" >> "$log"
+  echo "round $round kubelab again: $r" >> "$log"
+  unchanged=$("$kubelab" play -i "$inv" --known-hosts "$dir/known_hosts" "$top/playbooks/nodeprep-bench.yaml" 2>&1 | grep -c ' changed=0 ' || true)
+  [ "$unchanged" = "$n" ] || { echo "kubelab: a no-change run changed something on $((n - unchanged)) host(s); see $log" >&2; exit 1; }
+done
+declare -A med
+for tool in floor kubelab pyinfra ansible; do
+  # shellcheck disable=SC2086
+  med[$tool]=$(printf '%s\n' ${walls[$tool]} | median)
+  echo "$tool: first run median ${med[$tool]}s over $runs runs (${walls[$tool]% })"
 done
 med_again=$(printf '%s\n' "${again[@]}" | median)
 max_rss=$(printf '%s\n' "${rss[@]}" | sort -n | tail -n1)
