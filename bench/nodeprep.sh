@@ -23,10 +23,10 @@ kubelab=$top/target/release/kubelab
 
 fresh() { rm -rf /tmp/kl-bench-work/root; }
 inv=$dir/inventory.$n.ini
-head -n $((n + 1)) "$dir/inventory.ini" > "$inv"; tail -n 2 "$dir/inventory.ini" >> "$inv"
+head -n $((n + 1)) "$dir/inventory.ini" > "$inv"; tail -n 3 "$dir/inventory.ini" >> "$inv"
 
 run_kubelab() {
-  "$kubelab" play -q --inventory "$inv" --known-hosts "$dir/known_hosts" "$top/playbooks/bench-nodeprep.yaml"
+  "$kubelab" play -q -i "$inv" --known-hosts "$dir/known_hosts" "$top/playbooks/nodeprep-bench.yaml"
 }
 run_ansible() {
   ANSIBLE_PIPELINING=1 ANSIBLE_HOST_KEY_CHECKING=1 ANSIBLE_SSH_ARGS="-o UserKnownHostsFile=$dir/known_hosts -o ControlMaster=auto -o ControlPersist=60s -o ControlPath=$dir/cm-%h" \
@@ -35,7 +35,7 @@ run_ansible() {
 run_pyinfra() {
   local hosts; hosts=$(head -n "$n" "$dir/hosts.txt" | awk '{print $2}' | paste -sd, -)
   (cd "$here/pyinfra" && "$venv/bin/pyinfra" -y --parallel "$n" --ssh-user klbench --ssh-key "$dir/id_ed25519" \
-     --ssh-known-hosts-file "$dir/known_hosts" "$hosts" nodeprep.py)
+     --data ssh_known_hosts_file="$dir/known_hosts" --data ssh_strict_host_key_checking=yes "$hosts" nodeprep.py)
 }
 run_floor() { "$here/floor.sh" "$n"; }
 
@@ -48,23 +48,43 @@ measure() { # tool fresh|again -> prints "wall rss"
   [ "$mode" = fresh ] && fresh
   out=$(python3 "$here/measure.py" bash -c "run_$tool")
   case "$out" in *" rc=0") ;; *) echo "$tool failed ($out); see $log" >&2; exit 1 ;; esac
+  # A tool that "succeeds" without doing the work (e.g. an inventory that
+  # matched no host) must not count: every host needs its marker file.
+  local done_hosts; done_hosts=$(find /tmp/kl-bench-work/root -mindepth 2 -maxdepth 2 -name prepared 2>/dev/null | wc -l)
+  [ "$done_hosts" = "$n" ] || { echo "$tool: only $done_hosts of $n hosts prepared; see $log" >&2; exit 1; }
   echo "$out" | sed -E 's/wall=([0-9.]+) maxrss_kib=([0-9]+).*/\1 \2/'
 }
 
+# Rounds: every round runs each tool once (fresh hosts), then kubelab's
+# no-change run, so all tools see the same background load (the machine is
+# shared); medians over the rounds.
+declare -A walls
+rss=(); again=()
+for round in $(seq 1 "$runs"); do
+  for tool in floor kubelab pyinfra ansible; do
+    r=$(measure "$tool" fresh); walls[$tool]+="${r% *} "
+    echo "round $round $tool fresh: $r" >> "$log"
+    [ "$tool" = kubelab ] && rss+=("${r#* }")
+  done
+  # No-change run: a kubelab-prepared tree (Ansible's or pyinfra's output
+  # may differ in details), then the measured run must report changed=0.
+  fresh; bash -c run_kubelab >> "$log" 2>&1
+  r=$(measure kubelab again); again+=("${r% *}"); rss+=("${r#* }")
+  echo "round $round kubelab again: $r" >> "$log"
+  unchanged=$("$kubelab" play -i "$inv" --known-hosts "$dir/known_hosts" "$top/playbooks/nodeprep-bench.yaml" 2>&1 | grep -c ' changed=0 ' || true)
+  [ "$unchanged" = "$n" ] || { echo "kubelab: a no-change run changed something on $((n - unchanged)) host(s); see $log" >&2; exit 1; }
+done
 declare -A med
 for tool in floor kubelab pyinfra ansible; do
-  walls=()
-  for _ in $(seq 1 "$runs"); do walls+=("$(measure "$tool" fresh | cut -d' ' -f1)"); done
-  med[$tool]=$(printf '%s\n' "${walls[@]}" | median)
-  echo "$tool: first run median ${med[$tool]}s over $runs runs (${walls[*]})"
-done
-again=(); rss=()
-for _ in $(seq 1 "$runs"); do
-  r=$(measure kubelab again); again+=("${r% *}"); rss+=("${r#* }")
+  # shellcheck disable=SC2086
+  med[$tool]=$(printf '%s\n' ${walls[$tool]} | median)
+  echo "$tool: first run median ${med[$tool]}s over $runs runs (${walls[$tool]% })"
 done
 med_again=$(printf '%s\n' "${again[@]}" | median)
 max_rss=$(printf '%s\n' "${rss[@]}" | sort -n | tail -n1)
-echo "kubelab: no-change run median ${med_again}s; peak RSS $((max_rss / 1024)) MiB"
+echo "kubelab: no-change run median ${med_again}s over $runs runs (${again[*]}); peak RSS $((max_rss / 1024)) MiB (max over first and no-change runs)"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", a/b}'; }
 echo "ratios: ansible/kubelab=$(ratio "${med[ansible]}" "${med[kubelab]}")x pyinfra/kubelab=$(ratio "${med[pyinfra]}" "${med[kubelab]}")x kubelab/floor=$(ratio "${med[kubelab]}" "${med[floor]}")x"
-echo "hosts=$n kubelab=${med[kubelab]} ansible=${med[ansible]} pyinfra=${med[pyinfra]} floor=${med[floor]}"
+echo "ratios: kubelab-again/floor=$(ratio "$med_again" "${med[floor]}")x"
+echo "load: $(uptime)"
+echo "hosts=$n kubelab=${med[kubelab]} kubelab_again=$med_again ansible=${med[ansible]} pyinfra=${med[pyinfra]} floor=${med[floor]}"

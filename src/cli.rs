@@ -86,6 +86,39 @@ pub enum Command {
         #[arg(long, value_name = "HEX")]
         image_sha256: Option<String>,
     },
+    /// Run a playbook on existing hosts of an Ansible-style INI inventory
+    /// over SSH (all hosts in parallel). Exit 0 ok, 1 failed steps, 2
+    /// invalid input, 3 unreachable hosts.
+    Play {
+        /// The playbook (kubelab's playbook format).
+        #[arg(value_name = "PLAYBOOK")]
+        playbook: PathBuf,
+        /// INI inventory: `name ansible_host=... [ansible_port=...]
+        /// [ansible_user=...]`, `[group]`, `[group:vars]`, `[group:children]`;
+        /// kubelab's `<state>/inventory.ini` works too.
+        #[arg(short = 'i', long, value_name = "INVENTORY")]
+        inventory: PathBuf,
+        /// Known hosts file (default: `known_hosts` beside the inventory if
+        /// there is one, else `~/.ssh/known_hosts`).
+        #[arg(long, value_name = "FILE")]
+        known_hosts: Option<PathBuf>,
+        /// Trust and record host keys not yet known (a changed key is still
+        /// refused).
+        #[arg(long)]
+        accept_new: bool,
+        /// Extra variable `name=value` (JSON values parse as JSON); repeatable.
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// Change nothing: print the plan of what would change.
+        #[arg(long)]
+        check: bool,
+        /// Only hosts matching this pattern (`web`, `a:b`, `all:!db`).
+        #[arg(short = 'l', long, value_name = "PATTERN")]
+        limit: Option<String>,
+        /// Templates here win over the embedded ones.
+        #[arg(long, value_name = "DIR")]
+        template_dir: Option<PathBuf>,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]

@@ -616,8 +616,17 @@ async fn run_step(
         }
     };
     let facts = state.facts.clone().unwrap_or_default();
+    let batched = file_items_in_one_round_trip(
+        shared,
+        step,
+        host.transport.as_ref(),
+        &facts,
+        &ctx_map,
+        &items,
+    )
+    .await;
     let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
-    for item in &items {
+    for item in items.iter().filter(|_| batched.is_none()) {
         let mut map = ctx_map.clone();
         if let Some(i) = item {
             map.insert("item".into(), i.clone());
@@ -638,6 +647,9 @@ async fn run_step(
         if stop {
             break;
         }
+    }
+    if let Some(b) = batched {
+        results = b;
     }
     // Secrets first: nothing below may print them.
     if step.secret {
@@ -705,6 +717,87 @@ async fn run_step(
         Status::Ok
     };
     finish(record, status, message)
+}
+
+/// A loop of plain `file` items (no conditions, retries or result
+/// overrides) as ONE remote script instead of one round trip per item; the
+/// per-item results are the same. `None` when the step does not qualify or
+/// an item's parameters do not template: then items run one by one (and
+/// report their own errors).
+async fn file_items_in_one_round_trip(
+    shared: &Shared,
+    step: &Step,
+    transport: &dyn crate::transport::Transport,
+    facts: &Facts,
+    ctx_map: &BTreeMap<String, Value>,
+    items: &[Option<Value>],
+) -> Option<Vec<ItemResult>> {
+    let plain = matches!(step.module, Module::File(_))
+        && items.len() > 1
+        && step.when.is_none()
+        && step.changed_when.is_none()
+        && step.failed_when.is_none()
+        && step.until.is_none()
+        && step.retries == 0;
+    if !plain {
+        return None;
+    }
+    let templates = &shared.templates;
+    let mut rendered = Vec::with_capacity(items.len());
+    for item in items {
+        let mut map = ctx_map.clone();
+        if let Some(i) = item {
+            map.insert("item".into(), i.clone());
+        }
+        let ctx = Value::from(map);
+        let params = render_json(templates, &step.params, &ctx).ok()?;
+        let Ok(Module::File(args)) = serde_json::from_value::<Module>(params.clone()) else {
+            return None;
+        };
+        rendered.push((args, params));
+    }
+    let ctx = Value::from(ctx_map.clone());
+    let target = Target {
+        transport,
+        facts,
+        templates,
+        context: &ctx,
+        become_root: step.become_root,
+        check: shared.options.check,
+        run_commands_in_check: false,
+    };
+    let args: Vec<&crate::playbook::modules::FileArgs> = rendered.iter().map(|(a, _)| a).collect();
+    let results = match apply::file_batch(&args, &target).await {
+        Ok(outcomes) => outcomes
+            .into_iter()
+            .zip(rendered.iter().zip(items))
+            .map(|(outcome, ((_, params), item))| {
+                let failed = outcome.failed;
+                let changed = outcome.changed && !failed;
+                ItemResult {
+                    json: result_json(&outcome, failed, changed, item.as_ref()),
+                    outcome,
+                    failed,
+                    changed,
+                    unreachable: false,
+                    params: params.clone(),
+                }
+            })
+            .collect(),
+        Err(e) => {
+            let o = Outcome::failed(transport_message(&e));
+            let item = items.first().and_then(Option::as_ref);
+            vec![ItemResult {
+                json: result_json(&o, true, false, item),
+                outcome: o,
+                failed: true,
+                changed: false,
+                unreachable: e.is_unreachable(),
+                params: rendered.first().map(|(_, p)| p.clone()).unwrap_or_default(),
+            }]
+        }
+    };
+    Some(results)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -54,6 +54,28 @@ fn main() -> ExitCode {
             },
             &ctx,
         ),
+        Command::Play {
+            playbook,
+            inventory,
+            known_hosts,
+            accept_new,
+            vars,
+            check,
+            limit,
+            template_dir,
+        } => commands::play::run(
+            &commands::play::PlayOptions {
+                playbook,
+                inventory,
+                known_hosts,
+                accept_new,
+                vars,
+                check,
+                limit,
+                template_dir,
+            },
+            &ctx,
+        ),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -954,3 +954,60 @@ fn unquoted_values_in_shell_scripts_are_rejected() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_file_loop_gives_per_item_results_and_stops_at_the_first_failing_item() {
+    let lab = Lab::new(&["h1"]);
+    let root = lab.root("h1");
+    std::fs::write(root.join("blocker"), "a file, not a directory").unwrap();
+    let pb = load(
+        r#"
+- name: dirs
+  hosts: all
+  steps:
+    - name: good directories
+      file: { path: "{{ root }}/{{ item }}", state: directory, mode: "0750" }
+      loop: [a, b/c, a]
+      register: good
+    - name: per item
+      assert:
+        that:
+          - good.results | length == 3
+          - good.results[0].changed
+          - good.results[1].changed
+          - not good.results[2].changed
+          - good.results[1].item == "b/c"
+    - name: blocked directories
+      file: { path: "{{ root }}/{{ item }}", state: directory }
+      loop: [d, blocker, e]
+"#,
+    );
+    let r = run(&pb, &lab).await;
+    assert_eq!(
+        status_of(&r.report, "h1", "good directories"),
+        Status::Changed
+    );
+    assert_eq!(status_of(&r.report, "h1", "per item"), Status::Ok);
+    assert_eq!(mode(root.join("b/c")), 0o750);
+    let blocked = r
+        .report
+        .host_records("h1")
+        .find(|s| s.step == "blocked directories")
+        .unwrap();
+    assert_eq!(blocked.status, Status::Failed);
+    assert!(
+        blocked.message.contains("is not a directory"),
+        "{}",
+        blocked.message
+    );
+    // Items before the failing one ran; the one after it did not.
+    assert!(root.join("d").is_dir());
+    assert!(!root.join("e").exists());
+    assert_eq!(r.report.exit_code(), 1);
+    // A second run of the good loop changes nothing.
+    let again = run(&pb, &lab).await;
+    assert_eq!(
+        status_of(&again.report, "h1", "good directories"),
+        Status::Ok
+    );
+}

@@ -4,7 +4,7 @@ use super::{Outcome, Target, assign, exec, quote, run_converge};
 use crate::playbook::modules::{
     CopyArgs, FetchArgs, FileArgs, FileState, LineArgs, Mode, Presence, TemplateArgs, Text,
 };
-use crate::transport::{Command, TransportError, Upload};
+use crate::transport::{Command, ExitStatus, Output, TransportError, Upload};
 
 /// A path's state: what it is, its mode and owner, a regular file's content.
 #[derive(Debug)]
@@ -296,11 +296,9 @@ pub async fn line(a: &LineArgs, target: &Target<'_>) -> Result<Outcome, Transpor
     .await
 }
 
-pub async fn file(a: &FileArgs, target: &Target<'_>) -> Result<Outcome, TransportError> {
-    let mode = match a.mode.map(Mode::get).transpose() {
-        Ok(m) => m,
-        Err(e) => return Ok(Outcome::failed(e)),
-    };
+/// The check-and-apply script body of one `file` item.
+fn file_body(a: &FileArgs) -> Result<String, String> {
+    let mode = a.mode.map(Mode::get).transpose()?;
     let mut s = assign("p", a.path.as_str());
     match a.state {
         FileState::Directory => s.push_str(
@@ -311,7 +309,7 @@ pub async fn file(a: &FileArgs, target: &Target<'_>) -> Result<Outcome, Transpor
         FileState::File => s.push_str("if [ ! -e \"$p\" ]; then echo \"$p does not exist\" >&2; exit 1; fi\n"),
         FileState::Link => {
             let Some(src) = &a.src else {
-                return Ok(Outcome::failed("file: state link needs src (the link target)"));
+                return Err("file: state link needs src (the link target)".to_string());
             };
             s.push_str(&assign("src", src.as_str()));
             s.push_str("if [ ! -L \"$p\" ] || [ \"$(readlink -- \"$p\")\" != \"$src\" ]; then act ln -sfn -- \"$src\" \"$p\"; fi\n");
@@ -335,7 +333,90 @@ pub async fn file(a: &FileArgs, target: &Target<'_>) -> Result<Outcome, Transpor
             ));
         }
     }
-    run_converge(target, &s).await
+    Ok(s)
+}
+
+pub async fn file(a: &FileArgs, target: &Target<'_>) -> Result<Outcome, TransportError> {
+    match file_body(a) {
+        Ok(body) => run_converge(target, &body).await,
+        Err(e) => Ok(Outcome::failed(e)),
+    }
+}
+
+/// Ends each item's output (stdout: with its exit code) in a batch.
+const ITEM_END: &str = "kl-item-end";
+
+/// Several `file` items (a loop) in ONE round trip: each item's script runs
+/// in its own subshell, in order, and the batch stops at the first failing
+/// item, as item-by-item execution would. One outcome per item that ran.
+pub async fn file_batch(
+    items: &[&FileArgs],
+    target: &Target<'_>,
+) -> Result<Vec<Outcome>, TransportError> {
+    let mut script = super::prelude(target.check);
+    let mut bodies = Vec::with_capacity(items.len());
+    // An item that cannot be turned into a script fails; the items before
+    // it still run, like one by one.
+    let mut invalid = None;
+    for a in items {
+        match file_body(a) {
+            Ok(body) => bodies.push(body),
+            Err(e) => {
+                invalid = Some(Outcome::failed(e));
+                break;
+            }
+        }
+    }
+    if bodies.is_empty() {
+        return Ok(invalid.into_iter().collect());
+    }
+    for body in &bodies {
+        script.push_str("(\n");
+        script.push_str(body);
+        script.push_str(super::EPILOGUE);
+        script.push_str(&format!(
+            ")\nkl_rc=$?; echo \"{ITEM_END} $kl_rc\"; echo {ITEM_END} >&2; [ \"$kl_rc\" = 0 ] || exit \"$kl_rc\"\n"
+        ));
+    }
+    let out = exec(target, Command::Script(script), None).await?;
+    let stdout = out.stdout_str();
+    let stderr = out.stderr_str();
+    let stderr_end = format!("{ITEM_END}\n");
+    let mut err_parts = stderr.split(stderr_end.as_str());
+    let mut ran = Vec::with_capacity(bodies.len());
+    let mut item_stdout = String::new();
+    for line in stdout.lines() {
+        match line.strip_prefix(ITEM_END).map(str::trim) {
+            Some(code) => {
+                let status = code.parse().map_or(ExitStatus::Code(-1), ExitStatus::Code);
+                ran.push(Output {
+                    status,
+                    stdout: std::mem::take(&mut item_stdout).into_bytes(),
+                    stderr: err_parts.next().unwrap_or_default().as_bytes().to_vec(),
+                });
+            }
+            None => {
+                item_stdout.push_str(line);
+                item_stdout.push('\n');
+            }
+        }
+    }
+    let all_reported = ran.len() == bodies.len();
+    let last_failed = ran.last().is_some_and(|o| !o.status.success());
+    if !all_reported && !last_failed {
+        // The batch ended without a word on the next item (killed, …):
+        // that item failed with whatever the batch left.
+        ran.push(Output {
+            status: out.status.clone(),
+            stdout: item_stdout.into_bytes(),
+            stderr: err_parts.collect::<Vec<_>>().join("").into_bytes(),
+        });
+    }
+    let mut outcomes: Vec<Outcome> = ran.iter().map(super::converge_outcome).collect();
+    if all_reported && !outcomes.iter().any(|o| o.failed) {
+        outcomes.extend(invalid);
+    }
+    Ok(outcomes)
 }
 
 pub async fn fetch(a: &FetchArgs, target: &Target<'_>) -> Result<Outcome, TransportError> {

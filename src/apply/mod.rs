@@ -84,6 +84,14 @@ impl Outcome {
     }
 }
 
+/// A loop of `file` items in one round trip (see [`files::file_batch`]).
+pub async fn file_batch(
+    items: &[&crate::playbook::modules::FileArgs],
+    target: &Target<'_>,
+) -> Result<Vec<Outcome>, TransportError> {
+    files::file_batch(items, target).await
+}
+
 /// Apply a (rendered) module on a host.
 pub async fn apply(module: &Module, target: &Target<'_>) -> Result<Outcome, TransportError> {
     match module {
@@ -105,7 +113,7 @@ pub async fn apply(module: &Module, target: &Target<'_>) -> Result<Outcome, Tran
 
 /// Prelude of check-and-apply scripts: `act CMD…` records a change and
 /// runs CMD unless in check mode; the script ends with `changed=0|1`.
-fn prelude(check: bool) -> String {
+pub(crate) fn prelude(check: bool) -> String {
     format!(
         "kl_check={}; kl_changed=0\n\
          act() {{ kl_changed=1; if [ \"$kl_check\" = 0 ]; then \"$@\" || exit 1; fi; }}\n\
@@ -114,7 +122,7 @@ fn prelude(check: bool) -> String {
     )
 }
 
-const EPILOGUE: &str = "\necho \"changed=$kl_changed\"\n";
+pub(crate) const EPILOGUE: &str = "\necho \"changed=$kl_changed\"\n";
 
 /// Run a check-and-apply script; its outcome from `changed=` and exit status.
 async fn run_converge(target: &Target<'_>, body: &str) -> Result<Outcome, TransportError> {
@@ -125,7 +133,7 @@ async fn run_converge(target: &Target<'_>, body: &str) -> Result<Outcome, Transp
     Ok(converge_outcome(&out))
 }
 
-fn converge_outcome(out: &Output) -> Outcome {
+pub(crate) fn converge_outcome(out: &Output) -> Outcome {
     let stdout = out.stdout_str();
     if !out.status.success() {
         let err = out.stderr_str();

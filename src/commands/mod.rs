@@ -1,6 +1,7 @@
 //! One module per `kubelab` subcommand; `main.rs` only parses and dispatches.
 
 pub mod import_ansible;
+pub mod play;
 pub mod validate;
 
 use crate::lab::LoadOptions;
