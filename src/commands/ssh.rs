@@ -1,0 +1,45 @@
+//! `kubelab ssh LAB VM [-- CMD...]`: run a command on a VM (over russh,
+//! through the virthost, with the pinned host key) and relay its output and
+//! exit code. The words of CMD are joined with spaces and run by the VM's
+//! shell, as `ssh` does.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::{Context, fail, load_lab, runtime};
+use crate::provision;
+use crate::transport::ExitStatus;
+
+pub fn run(path: &Path, vm: &str, command: &[String], ctx: &Context) -> ExitCode {
+    let lab = match load_lab(path, ctx) {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    if command.is_empty() {
+        let state = crate::state::state_dir(&lab.name);
+        eprintln!(
+            "kubelab ssh runs commands (kubelab ssh LAB VM -- CMD...); for an interactive shell use:\n  ssh -F {} {vm}",
+            state.join("ssh_config").display()
+        );
+        return ExitCode::from(1);
+    }
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    match rt.block_on(provision::run_on_vm(&lab, vm, command)) {
+        Ok(out) => {
+            let _ = std::io::stdout().write_all(&out.stdout);
+            let _ = std::io::stderr().write_all(&out.stderr);
+            match out.status {
+                ExitStatus::Code(c) => ExitCode::from(u8::try_from(c & 0xff).unwrap_or(1)),
+                ExitStatus::Signal(s) => {
+                    eprintln!("{vm}: command killed by signal {s}");
+                    ExitCode::from(255)
+                }
+            }
+        }
+        Err(e) => fail(ctx, "ssh", &e),
+    }
+}
