@@ -359,7 +359,7 @@ async fn up_locked(
                 &format!("{vm}: SSH answers with its pinned host key"),
             );
         } else {
-            let tail = c.console_log_tail(&name, vm, 3000).unwrap_or_default();
+            let tail = console_tail(&c, &name, vm);
             unreachable.push(format!(
                 "{vm}: no SSH answer with the pinned host key within {}s; serial console (tail):\n{tail}",
                 timeout.as_secs()
@@ -439,6 +439,17 @@ async fn futures_join_all<F: std::future::Future>(
     })
     .await;
     out.into_iter().flatten().collect()
+}
+
+/// The tail of a VM's serial console log, or why there is none.
+fn console_tail(c: &Connection, lab: &LabName, vm: &str) -> String {
+    match c.console_log_tail(lab, vm, 3000) {
+        Ok(t) if t.trim().is_empty() => {
+            "(empty: the guest wrote nothing to its serial console: no boot loader or kernel output)".into()
+        }
+        Ok(t) => t,
+        Err(e) => format!("(cannot read it: {e})"),
+    }
 }
 
 /// Volumes, seed (for a new VM), definition and start of one VM.
@@ -574,7 +585,7 @@ fn wait_addresses(
                 .domain_state(name, &vm.name)
                 .map(|s| format!("{s:?}"))
                 .unwrap_or_else(|e| e.to_string());
-            let tail = c.console_log_tail(name, &vm.name, 3000).unwrap_or_default();
+            let tail = console_tail(c, name, &vm.name);
             Err(failed(format!(
                 "{}: no addresses in time (state {state}): {e}\nserial console (tail):\n{tail}\nthe lab is left in place: `kubelab down {}` removes it",
                 vm.name,
