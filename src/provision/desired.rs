@@ -53,14 +53,15 @@ pub fn lock_path(lab: &Lab) -> PathBuf {
     Path::new(&lab.virthost.storage_dir).join(format!("{}.lock", lab.name))
 }
 
-/// The lab's DHCPv4 range: the lab's, else the second host up to the last.
+/// The lab's DHCPv4 range: the lab's, else the upper half of the subnet
+/// (the lower half is for static addresses).
 fn dhcp4_range(net: Ipv4Net, given: Option<(Ipv4Addr, Ipv4Addr)>) -> Option<(Ipv4Addr, Ipv4Addr)> {
     given.or_else(|| {
-        let mut hosts = net.hosts();
-        let _gateway = hosts.next()?;
-        let first = hosts.next()?;
-        let last = hosts.last().unwrap_or(first);
-        Some((first, last))
+        let base = u32::from(net.network());
+        let size = 1u32.checked_shl(32 - u32::from(net.prefix_len()))?;
+        let last = u32::from(net.broadcast()).checked_sub(1)?;
+        let first = (base + size / 2).max(base + 2);
+        (first <= last).then(|| (Ipv4Addr::from(first), Ipv4Addr::from(last)))
     })
 }
 
@@ -284,4 +285,34 @@ pub fn desired(
         networks: networks(lab, &name),
         vms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_dhcp_range_is_the_upper_half() {
+        let net: Ipv4Net = "192.168.151.0/24".parse().unwrap();
+        assert_eq!(
+            dhcp4_range(net, None),
+            Some((
+                "192.168.151.128".parse().unwrap(),
+                "192.168.151.254".parse().unwrap()
+            ))
+        );
+        let given = (
+            "192.168.151.10".parse().unwrap(),
+            "192.168.151.20".parse().unwrap(),
+        );
+        assert_eq!(dhcp4_range(net, Some(given)), Some(given));
+        let v6: Ipv6Net = "fd00:151::/64".parse().unwrap();
+        assert_eq!(
+            dhcp6_range(v6),
+            Some((
+                "fd00:151::100".parse().unwrap(),
+                "fd00:151::1ff".parse().unwrap()
+            ))
+        );
+    }
 }
