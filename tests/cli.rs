@@ -199,7 +199,7 @@ fn lab_commands_exit_3_when_the_virthost_is_unreachable() {
 }
 
 #[test]
-fn ssh_without_a_command_points_to_ssh_config() {
+fn ssh_without_a_command_on_a_lab_that_is_not_up_points_to_ssh_config() {
     let dir = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_kubelab"))
         .env("KUBELAB_STATE_DIR", dir.path())
@@ -208,6 +208,7 @@ fn ssh_without_a_command_points_to_ssh_config() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = text(&o.stderr);
+    assert!(err.contains("is not up"), "{err}");
     assert!(err.contains("ssh -F "), "{err}");
     assert!(err.contains("/ssh_config node-1"), "{err}");
 }

@@ -1,7 +1,8 @@
 //! `kubelab ssh LAB VM [-- CMD...]`: run a command on a VM (over russh,
 //! through the virthost, with the pinned host key) and relay its output and
 //! exit code. The words of CMD are joined with spaces and run by the VM's
-//! shell, as `ssh` does.
+//! shell, as `ssh` does. Without CMD: an interactive shell through OpenSSH
+//! with the lab's `ssh_config`.
 
 use std::io::Write;
 use std::path::Path;
@@ -17,11 +18,28 @@ pub fn run(path: &Path, vm: &str, command: &[String], ctx: &Context) -> ExitCode
         Err(c) => return c,
     };
     if command.is_empty() {
-        let state = crate::state::state_dir(&lab.name);
-        eprintln!(
-            "kubelab ssh runs commands (kubelab ssh LAB VM -- CMD...); for an interactive shell use:\n  ssh -F {} {vm}",
-            state.join("ssh_config").display()
-        );
+        // An interactive shell: OpenSSH with the lab's ssh_config (pinned
+        // host keys, the lab's login key, through the virthost).
+        let config = crate::state::state_dir(&lab.name).join("ssh_config");
+        if config.is_file() {
+            use std::os::unix::process::CommandExt;
+            let err = std::process::Command::new("ssh")
+                .arg("-F")
+                .arg(&config)
+                .arg(vm)
+                .exec();
+            eprintln!(
+                "cannot run ssh ({err}); for an interactive shell use:\n  ssh -F {} {vm}",
+                config.display()
+            );
+        } else {
+            eprintln!(
+                "lab {} is not up (no {}); after `kubelab up`, an interactive shell is:\n  ssh -F {} {vm}",
+                lab.name,
+                config.display(),
+                config.display()
+            );
+        }
         return ExitCode::from(1);
     }
     let rt = match runtime() {

@@ -333,7 +333,6 @@ async fn up_locked(
     // ---- SSH with the pinned keys, in parallel, bounded -------------------------
     let checks = inv.vms.iter().map(|vm| {
         let target = vm_target(&inv, vm, &state);
-        let name = name.clone();
         async move {
             let ok = poll_until(deadline, Duration::from_secs(2), || {
                 let target = target.clone();
@@ -347,12 +346,12 @@ async fn up_locked(
                 }
             })
             .await;
-            (vm.name.clone(), name, ok.is_some())
+            (vm.name.clone(), ok.is_some())
         }
     });
     let answers = futures_join_all(checks).await;
     let mut unreachable = Vec::new();
-    for (vm, _, ok) in &answers {
+    for (vm, ok) in &answers {
         if *ok {
             progress.step(
                 "ssh",
