@@ -247,3 +247,39 @@ where
 pub fn login_key_path(state: &Path) -> PathBuf {
     state.join("id_ed25519")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_held_lab_lock_refuses_a_second_run_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/lab.lock");
+        let access = VirthostAccess::Local(LocalTransport::new("virthost"));
+        let first = LabLock::acquire(&access, &path).await.unwrap();
+        let second = LabLock::acquire(&access, &path).await;
+        assert!(
+            second
+                .as_ref()
+                .is_err_and(|e| e.contains("holds the lab lock")),
+            "second lock taken while the first is held"
+        );
+        // another lab's lock is independent
+        let other = LabLock::acquire(&access, &dir.path().join("sub/other.lock")).await;
+        assert!(other.is_ok());
+        first.release(&access).await;
+        assert!(LabLock::acquire(&access, &path).await.is_ok());
+    }
+
+    #[test]
+    fn remote_libvirt_uri_carries_key_and_known_hosts() {
+        let text = "name: r\nvirthost: {address: 192.0.2.7, port: 2222, user: ops, identity_file: /k/id key, known_hosts: /k/kh}\nimage: {build: debian-12}\nnetworks:\n  - {name: lan, ipv4: 10.9.0.0/24}\nvms:\n  - {name: a}\n";
+        let (lab, _) = crate::lab::load_str(Path::new("r.yaml"), text, &Default::default())
+            .unwrap_or_else(|d| panic!("{}", d.render(false)));
+        assert_eq!(
+            libvirt_uri(&lab).unwrap(),
+            "qemu+libssh2://ops@192.0.2.7:2222/system?keyfile=/k/id%20key&known_hosts=/k/kh&known_hosts_verify=normal&sshauth=privkey"
+        );
+    }
+}
