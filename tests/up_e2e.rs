@@ -215,7 +215,8 @@ fn up_reaches_every_vm_and_down_removes_exactly_the_lab() {
 
     // ---- up -------------------------------------------------------------------------
     let t0 = Instant::now();
-    let up_out = kubelab(&state_parent, &["--json", "up", lab]);
+    // bounded, with room for a machine that other jobs load (TCG guests)
+    let up_out = kubelab(&state_parent, &["--json", "up", "--timeout", "480", lab]);
     assert!(up_out.status.success(), "up failed");
     let up = event(&up_out, "up");
     eprintln!(
