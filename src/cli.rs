@@ -115,9 +115,45 @@ pub enum Command {
         /// Only hosts matching this pattern (`web`, `a:b`, `all:!db`).
         #[arg(short = 'l', long, value_name = "PATTERN")]
         limit: Option<String>,
-        /// Templates here win over the embedded ones.
-        #[arg(long, value_name = "DIR")]
-        template_dir: Option<PathBuf>,
+    },
+    /// Take a virthost from bare to the lab's VMs running and reachable
+    /// (idempotent: a second run changes nothing).
+    Up {
+        #[arg(value_name = "LAB")]
+        lab: PathBuf,
+        /// Seconds to wait for every VM's addresses and SSH (from their start).
+        #[arg(long, value_name = "S", default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Show what `up` would change, without changing anything.
+    Plan {
+        #[arg(value_name = "LAB")]
+        lab: PathBuf,
+    },
+    /// Remove exactly the lab's libvirt objects and its inventory files.
+    Down {
+        #[arg(value_name = "LAB")]
+        lab: PathBuf,
+    },
+    /// The lab's VMs: state, addresses, disks.
+    Status {
+        #[arg(value_name = "LAB")]
+        lab: PathBuf,
+    },
+    /// Run a command on a VM through the virthost (exit code relayed).
+    Ssh {
+        #[arg(value_name = "LAB")]
+        lab: PathBuf,
+        #[arg(value_name = "VM")]
+        vm: String,
+        /// The command (after `--`).
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Check the virthost for the lab; each finding with a fix.
+    Doctor {
+        #[arg(value_name = "LAB")]
+        lab: PathBuf,
     },
     /// Print a shell completion script.
     Completions {

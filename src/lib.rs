@@ -17,6 +17,7 @@ pub mod lab;
 pub mod output;
 pub mod plan;
 pub mod playbook;
+pub mod provision;
 pub mod redact;
 pub mod report;
 pub mod runner;

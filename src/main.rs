@@ -62,7 +62,6 @@ fn main() -> ExitCode {
             vars,
             check,
             limit,
-            template_dir,
         } => commands::play::run(
             &commands::play::PlayOptions {
                 playbook,
@@ -72,10 +71,18 @@ fn main() -> ExitCode {
                 vars,
                 check,
                 limit,
-                template_dir,
+                template_dir: ctx.template_dir.clone(),
             },
             &ctx,
         ),
+        Command::Up { lab, timeout } => {
+            commands::up::run(&lab, std::time::Duration::from_secs(timeout), &ctx)
+        }
+        Command::Plan { lab } => commands::plan::run(&lab, &ctx),
+        Command::Down { lab } => commands::down::run(&lab, &ctx),
+        Command::Status { lab } => commands::status::run(&lab, &ctx),
+        Command::Ssh { lab, vm, command } => commands::ssh::run(&lab, &vm, &command, &ctx),
+        Command::Doctor { lab } => commands::doctor::run(&lab, &ctx),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

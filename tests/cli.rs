@@ -150,3 +150,65 @@ fn schema_of_inventories() {
         }
     }
 }
+
+#[test]
+fn lab_commands_exit_2_on_an_invalid_lab() {
+    for cmd in ["up", "plan", "down", "status", "doctor"] {
+        let o = kubelab(&["--color", "never", cmd, INVALID]);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("invalid lab"), "{cmd}");
+    }
+}
+
+#[test]
+fn lab_commands_exit_3_when_the_virthost_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    // a port nothing listens on: bind, read the port, close
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let key = dir.path().join("id");
+    std::fs::write(&key, "not a key").unwrap();
+    let lab = dir.path().join("far.yaml");
+    std::fs::write(
+        &lab,
+        format!(
+            "name: far\nvirthost: {{address: 127.0.0.1, port: {port}, user: root, identity_file: {}, known_hosts: {}}}\n\
+             image: {{build: debian-12}}\nnetworks:\n  - {{name: lan, ipv4: 10.77.0.0/24}}\nvms:\n  - {{name: a}}\n",
+            key.display(),
+            dir.path().join("kh").display()
+        ),
+    )
+    .unwrap();
+    for cmd in ["up", "down", "doctor"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_kubelab"))
+            .env("KUBELAB_STATE_DIR", dir.path().join("state"))
+            .args(["--color", "never", cmd])
+            .arg(&lab)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(3), "{cmd}: {}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains("unreachable"),
+            "{cmd}: {}",
+            text(&o.stderr)
+        );
+    }
+}
+
+#[test]
+fn ssh_without_a_command_on_a_lab_that_is_not_up_points_to_ssh_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kubelab"))
+        .env("KUBELAB_STATE_DIR", dir.path())
+        .args(["ssh", VALID, "node-1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.contains("is not up"), "{err}");
+    assert!(err.contains("ssh -F "), "{err}");
+    assert!(err.contains("/ssh_config node-1"), "{err}");
+}

@@ -20,3 +20,75 @@ pub struct Context {
     /// Colour on stderr (already decided from `--color`, `NO_COLOR` and the terminal).
     pub color: bool,
 }
+
+pub mod doctor;
+pub mod down;
+pub mod plan;
+pub mod ssh;
+pub mod status;
+pub mod up;
+
+use std::process::ExitCode;
+
+use crate::lab::Lab;
+use crate::provision::{Progress, ProvisionError};
+
+/// Load and validate a lab file; an invalid lab is exit code 2.
+pub fn load_lab(path: &std::path::Path, ctx: &Context) -> Result<Lab, ExitCode> {
+    match crate::lab::load(path, &ctx.load) {
+        Ok((lab, warnings)) => {
+            if !ctx.quiet && !warnings.0.is_empty() {
+                eprint!("{}", warnings.render(ctx.color));
+            }
+            Ok(lab)
+        }
+        Err(errors) => {
+            eprint!("{}", errors.render(ctx.color));
+            eprintln!("{}: invalid lab", path.display());
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// The tokio runtime of a command.
+pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        })
+}
+
+/// Report a provisioning error on stderr (and as a JSON event) and turn it
+/// into the exit code.
+pub fn fail(ctx: &Context, command: &str, e: &ProvisionError) -> ExitCode {
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "error", "command": command, "message": e.to_string(), "exit_code": e.exit_code()})
+        );
+    }
+    eprintln!("error: {command}: {e}");
+    ExitCode::from(e.exit_code())
+}
+
+/// Progress lines: to stderr for people, as JSON events on stdout with `--json`.
+pub struct ProgressLines<'a> {
+    pub ctx: &'a Context,
+    pub command: &'a str,
+}
+
+impl Progress for ProgressLines<'_> {
+    fn step(&self, event: &str, message: &str) {
+        if self.ctx.json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "step", "command": self.command, "step": event, "message": message})
+            );
+        } else if !self.ctx.quiet {
+            eprintln!("[{event}] {message}");
+        }
+    }
+}

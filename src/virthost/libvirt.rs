@@ -493,6 +493,16 @@ impl Connection {
         Ok(dom)
     }
 
+    /// The persistent (inactive) XML of a lab's domain: what its next boot
+    /// uses, so a redefinition shows even while it runs.
+    pub fn domain_xml(&self, lab: &LabName, vm: &str) -> Result<String> {
+        let dom = self.owned_domain(lab, vm)?;
+        call(
+            || format!("read XML of domain {}", lab.object_name(vm)),
+            dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE),
+        )
+    }
+
     /// Define (or redefine) a domain. Redefining a running domain changes
     /// its next boot only. A same-named domain of someone else is an error.
     pub fn define_domain(&self, spec: &DomainSpec) -> Result<()> {

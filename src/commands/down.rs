@@ -1,0 +1,46 @@
+//! `kubelab down LAB`: remove exactly the lab's objects and its inventory files.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::{Context, fail, load_lab, runtime};
+use crate::provision;
+
+pub fn run(path: &Path, ctx: &Context) -> ExitCode {
+    let lab = match load_lab(path, ctx) {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    match rt.block_on(provision::down(&lab)) {
+        Ok(r) => {
+            if ctx.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "down", "lab": r.lab, "was_absent": r.was_absent,
+                        "domains": r.domains, "networks": r.networks, "volumes": r.volumes,
+                        "pool": r.pool, "state_files_removed": r.state_files_removed})
+                );
+            } else if r.was_absent {
+                println!("lab {}: nothing of it is on the virthost", r.lab);
+            } else {
+                println!(
+                    "lab {}: removed {} domain(s), {} network(s), {} volume(s){}",
+                    r.lab,
+                    r.domains.len(),
+                    r.networks.len(),
+                    r.volumes.len(),
+                    r.pool
+                        .as_deref()
+                        .map(|p| format!(", pool {p}"))
+                        .unwrap_or_default()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(ctx, "down", &e),
+    }
+}

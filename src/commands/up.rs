@@ -1,0 +1,59 @@
+//! `kubelab up LAB [--timeout S]`: a bare virthost to running, reachable VMs.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{Context, ProgressLines, fail, load_lab, runtime};
+use crate::provision;
+
+pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
+    let lab = match load_lab(path, ctx) {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let progress = ProgressLines { ctx, command: "up" };
+    match rt.block_on(provision::up(&lab, timeout, &progress)) {
+        Ok(r) => {
+            if ctx.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "up", "lab": r.lab, "changes": r.changes,
+                        "virthost_changes": r.virthost_changes, "actions": r.plan.actions,
+                        "domain_type": r.domain_type, "base_image": r.base_image,
+                        "vms": r.vms, "restart_needed": r.restart_needed,
+                        "state_dir": r.state_dir, "boot_to_ssh_secs": r.boot_to_ssh_secs,
+                        "total_secs": r.total_secs})
+                );
+            } else {
+                print!("{}", provision::table(&r.vms));
+                for vm in &r.restart_needed {
+                    println!(
+                        "RESTART NEEDED: {vm} runs with its old definition (the new one applies at its next boot)"
+                    );
+                }
+                println!(
+                    "lab {}: {} change{} (virthost: {} changed), all VMs answer SSH after {:.0}s, {:.0}s in all",
+                    r.lab,
+                    r.changes,
+                    if r.changes == 1 { "" } else { "s" },
+                    r.virthost_changes,
+                    r.boot_to_ssh_secs,
+                    r.total_secs
+                );
+                println!("state: {}", r.state_dir.display());
+                println!(
+                    "ssh:   ssh -F {} <vm>   or   kubelab ssh {} <vm>",
+                    r.state_dir.join("ssh_config").display(),
+                    path.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(ctx, "up", &e),
+    }
+}

@@ -1,0 +1,892 @@
+//! From a [`Lab`] to running, reachable VMs, and back: `up`, `down`,
+//! `plan`, `status`.
+//!
+//! `up`: connect to the virthost (its transport), take the lab lock, run
+//! `prepare.sh`, check (doctor's blocking checks), get the base image, decide
+//! the domain type, compare the desired state with the lab's objects
+//! ([`plan`]), apply the plan (every VM in parallel), wait — bounded — for
+//! each VM's addresses and for SSH with the host key kubelab generated and
+//! pinned before boot, then write the state directory.
+
+pub mod access;
+pub mod desired;
+pub mod doctor;
+pub mod plan;
+pub mod prepare;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use self::access::{LabLock, VirthostAccess, libvirt_uri, login_key_path, poll_until};
+use self::desired::{Desired, DesiredVm};
+use self::plan::{Action, Plan};
+use crate::lab::Lab;
+use crate::lab::model::NetworkKind;
+use crate::state::{Inventory, VmRecord};
+use crate::transport::ssh::known_hosts::{parse_public_key, pin_host_key};
+use crate::transport::{Command, Exec, SshTarget, SshTransport, Transport, TransportError};
+use crate::virthost::libvirt::{Connection, NicAddresses, VmState};
+use crate::virthost::seed::{HostKey, SeedSpec, SeedUser, seed_files};
+use crate::virthost::spec::{DomainType, LabName, VolumeFormat};
+
+/// Why a provisioning command failed; decides the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// The virthost (or libvirt on it) could not be reached: exit 3.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Anything else: exit 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ProvisionError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ProvisionError::Unreachable(_) => 3,
+            ProvisionError::Failed(_) => 1,
+        }
+    }
+}
+
+fn failed(e: impl ToString) -> ProvisionError {
+    ProvisionError::Failed(e.to_string())
+}
+
+fn from_transport(e: TransportError) -> ProvisionError {
+    if e.is_unreachable() {
+        ProvisionError::Unreachable(e.to_string())
+    } else {
+        ProvisionError::Failed(e.to_string())
+    }
+}
+
+/// Progress of a run, one line per step (the command decides how to show it).
+pub trait Progress: Sync {
+    fn step(&self, event: &str, message: &str);
+}
+
+/// Open libvirt on the lab's virthost.
+pub fn open_libvirt(lab: &Lab) -> Result<Connection, ProvisionError> {
+    let uri = libvirt_uri(lab).map_err(failed)?;
+    Connection::open(&uri)
+        .map_err(|e| ProvisionError::Unreachable(format!("libvirt at {uri}: {e}")))
+}
+
+fn lab_name(lab: &Lab) -> Result<LabName, ProvisionError> {
+    LabName::new(&lab.name).map_err(failed)
+}
+
+/// A VM as `up` and `status` report it.
+#[derive(Clone, Debug, Serialize)]
+pub struct VmStatus {
+    pub name: String,
+    pub state: String,
+    pub addresses: Vec<IpAddr>,
+    pub disks: Vec<String>,
+}
+
+/// What `up` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct UpReport {
+    pub lab: String,
+    /// Changes to libvirt objects (the plan's actions applied).
+    pub changes: usize,
+    /// Things `prepare.sh` changed on the virthost.
+    pub virthost_changes: usize,
+    pub plan: Plan,
+    pub domain_type: String,
+    pub base_image: String,
+    pub vms: Vec<VmStatus>,
+    pub state_dir: PathBuf,
+    /// Running VMs whose definition changed: they need a restart.
+    pub restart_needed: Vec<String>,
+    /// Seconds from starting the VMs until every one answered SSH.
+    pub boot_to_ssh_secs: f64,
+    pub total_secs: f64,
+}
+
+/// The state directory's host key file of a VM (public key).
+fn host_key_path(state: &Path, vm: &str) -> PathBuf {
+    state.join("host_keys").join(format!("{vm}.pub"))
+}
+
+/// The lab's VM login key, generated once per lab (mode 0600); returns the
+/// public key line.
+pub fn ensure_login_key(state: &Path, lab: &Lab) -> Result<String, ProvisionError> {
+    let key = login_key_path(state);
+    let public = state.join("id_ed25519.pub");
+    if key.is_file() && public.is_file() {
+        return std::fs::read_to_string(&public)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| failed(format!("{}: {e}", public.display())));
+    }
+    std::fs::create_dir_all(state).map_err(|e| failed(format!("{}: {e}", state.display())))?;
+    let k = HostKey::generate(&format!("kubelab-{}", lab.name)).map_err(failed)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&key)
+        .map_err(|e| failed(format!("{}: {e}", key.display())))?;
+    f.write_all(k.private_key_openssh().as_bytes())
+        .map_err(|e| failed(format!("{}: {e}", key.display())))?;
+    let line = k.public_key_openssh();
+    std::fs::write(&public, format!("{line}\n"))
+        .map_err(|e| failed(format!("{}: {e}", public.display())))?;
+    Ok(line)
+}
+
+/// The run's tokio runtime plus the virthost access and the lab lock.
+struct Session {
+    access: VirthostAccess,
+    lock: Option<LabLock>,
+}
+
+async fn open_session(lab: &Lab, lock: bool) -> Result<Session, ProvisionError> {
+    let access = VirthostAccess::connect(lab).await.map_err(from_transport)?;
+    let lock = if lock {
+        Some(
+            LabLock::acquire(&access, &desired::lock_path(lab))
+                .await
+                .map_err(failed)?,
+        )
+    } else {
+        None
+    };
+    Ok(Session { access, lock })
+}
+
+impl Session {
+    async fn close(mut self) {
+        if let Some(l) = self.lock.take() {
+            l.release(&self.access).await;
+        }
+    }
+}
+
+/// `kubelab plan`: the desired state compared with the virthost; changes
+/// nothing (no prepare, no image build: the base image path is left out).
+pub async fn plan(lab: &Lab) -> Result<(Plan, String), ProvisionError> {
+    let session = open_session(lab, false).await?;
+    let c = open_libvirt(lab)?;
+    let (dt, why) = prepare::domain_type(&session.access, lab, &c)
+        .await
+        .map_err(failed)?;
+    let d =
+        desired::desired(lab, Path::new("/base-image"), VolumeFormat::Qcow2, dt).map_err(failed)?;
+    let p = plan::plan(&c, &d).map_err(failed)?;
+    session.close().await;
+    Ok((p, why))
+}
+
+/// `kubelab up`.
+pub async fn up(
+    lab: &Lab,
+    timeout: Duration,
+    progress: &dyn Progress,
+) -> Result<UpReport, ProvisionError> {
+    let t0 = Instant::now();
+    let session = open_session(lab, true).await?;
+    let r = up_locked(lab, timeout, progress, &session.access, t0).await;
+    session.close().await;
+    r
+}
+
+async fn up_locked(
+    lab: &Lab,
+    timeout: Duration,
+    progress: &dyn Progress,
+    access: &VirthostAccess,
+    t0: Instant,
+) -> Result<UpReport, ProvisionError> {
+    let name = lab_name(lab)?;
+    let state = crate::state::state_dir(&lab.name);
+    progress.step("prepare", "preparing the virthost (prepare.sh)");
+    let virthost_changes = prepare::prepare(access, lab).await.map_err(failed)?;
+    progress.step(
+        "prepare",
+        &format!("virthost ready ({virthost_changes} changed)"),
+    );
+    let c = open_libvirt(lab)?;
+
+    let findings = doctor::check(access, lab, Some(&c), None).await;
+    let blocking: Vec<String> = findings
+        .iter()
+        .filter(|f| f.severity == doctor::Severity::Blocking)
+        .map(|f| format!("{}: {} (fix: {})", f.check, f.message, f.fix))
+        .collect();
+    if !blocking.is_empty() {
+        return Err(failed(format!(
+            "the virthost is not ready for lab {}:\n  {}",
+            lab.name,
+            blocking.join("\n  ")
+        )));
+    }
+
+    progress.step("image", "base image (cached on the virthost)");
+    let base = prepare::base_image(access, lab).await.map_err(failed)?;
+    progress.step("image", &format!("base image {}", base.path.display()));
+    let (dt, why) = prepare::domain_type(access, lab, &c)
+        .await
+        .map_err(failed)?;
+    progress.step("domain-type", &format!("domain type {dt:?} ({why})"));
+
+    let d = desired::desired(lab, &base.path, base.format, dt).map_err(failed)?;
+    let p = plan::plan(&c, &d).map_err(failed)?;
+    for a in &p.actions {
+        progress.step("plan", &a.to_string());
+    }
+    let login_pub = ensure_login_key(&state, lab)?;
+
+    // ---- apply: pool, networks, then every VM in parallel --------------------
+    c.ensure_pool(&d.pool).map_err(failed)?;
+    for n in &d.networks {
+        c.ensure_network(n).map_err(failed)?;
+    }
+    let t_boot = Instant::now();
+    let results: Vec<Result<(), ProvisionError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = d
+            .vms
+            .iter()
+            .map(|vm| {
+                let c = c.clone();
+                let (d, p, state, login_pub) = (&d, &p, &state, &login_pub);
+                s.spawn(move || apply_vm(&c, lab, d, p, vm, state, login_pub))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(failed("a VM worker panicked")))
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    for vm in &d.vms {
+        if p.actions
+            .iter()
+            .any(|a| matches!(a, Action::StartDomain { vm: v } if *v == vm.name))
+        {
+            progress.step("start", &format!("{} started", vm.name));
+        }
+    }
+
+    // ---- addresses (leases, then agent), bounded ----------------------------
+    let deadline = t_boot + timeout;
+    let addressed: Vec<Result<Vec<IpAddr>, ProvisionError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = d
+            .vms
+            .iter()
+            .map(|vm| {
+                let c = c.clone();
+                let name = &name;
+                s.spawn(move || wait_addresses(&c, lab, name, vm, deadline))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(failed("a VM worker panicked")))
+            })
+            .collect()
+    });
+    let mut records = Vec::new();
+    for (vm, r) in d.vms.iter().zip(addressed) {
+        let addrs = r?;
+        progress.step(
+            "addresses",
+            &format!(
+                "{}: {}",
+                vm.name,
+                addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        );
+        records.push(record(lab, vm, &addrs, &state)?);
+    }
+    let inv = Inventory {
+        lab: lab.name.clone(),
+        user: lab.image.user().to_string(),
+        virthost: match &lab.virthost.connection {
+            crate::lab::model::Connection::Local => "local".into(),
+            crate::lab::model::Connection::Ssh(h) => format!("{}@{}:{}", h.user, h.address, h.port),
+        },
+        vms: records,
+    };
+    write_state(lab, &inv, &state)?;
+
+    // ---- SSH with the pinned keys, in parallel, bounded -------------------------
+    let checks = inv.vms.iter().map(|vm| {
+        let target = vm_target(&inv, vm, &state);
+        async move {
+            let ok = poll_until(deadline, Duration::from_secs(2), || {
+                let target = target.clone();
+                async move {
+                    let t = access.vm(target).await.ok()?;
+                    let out = t
+                        .exec(Exec::new(Command::argv(["true"])).timeout(Duration::from_secs(30)))
+                        .await;
+                    t.disconnect().await;
+                    out.ok().filter(|o| o.status.success()).map(|_| ())
+                }
+            })
+            .await;
+            (vm.name.clone(), ok.is_some())
+        }
+    });
+    let answers = futures_join_all(checks).await;
+    let mut unreachable = Vec::new();
+    for (vm, ok) in &answers {
+        if *ok {
+            progress.step(
+                "ssh",
+                &format!("{vm}: SSH answers with its pinned host key"),
+            );
+        } else {
+            let tail = console_tail(&c, &name, vm);
+            unreachable.push(format!(
+                "{vm}: no SSH answer with the pinned host key within {}s; serial console (tail):\n{tail}",
+                timeout.as_secs()
+            ));
+        }
+    }
+    if !unreachable.is_empty() {
+        return Err(failed(format!(
+            "{}\nthe lab is left in place: `kubelab down {}` removes it",
+            unreachable.join("\n"),
+            lab.file.display()
+        )));
+    }
+    let boot_to_ssh_secs = t_boot.elapsed().as_secs_f64();
+    let vms = inv
+        .vms
+        .iter()
+        .map(|r| VmStatus {
+            name: r.name.clone(),
+            state: "running".into(),
+            addresses: r
+                .ipv4
+                .iter()
+                .map(|a| IpAddr::V4(*a))
+                .chain(r.ipv6.iter().map(|a| IpAddr::V6(*a)))
+                .collect(),
+            disks: r.disks.clone(),
+        })
+        .collect();
+    let restart_needed = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::RestartNeeded { vm, .. } => Some(vm.clone()),
+            _ => None,
+        })
+        .collect();
+    Ok(UpReport {
+        lab: lab.name.clone(),
+        changes: p.changes(),
+        virthost_changes,
+        domain_type: format!("{dt:?}").to_lowercase(),
+        base_image: base.path.display().to_string(),
+        plan: p,
+        vms,
+        state_dir: state,
+        restart_needed,
+        boot_to_ssh_secs,
+        total_secs: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Await every future (they run concurrently on this task).
+async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// The tail of a VM's serial console log, or why there is none.
+fn console_tail(c: &Connection, lab: &LabName, vm: &str) -> String {
+    match c.console_log_tail(lab, vm, 3000) {
+        Ok(t) if t.trim().is_empty() => {
+            "(empty: the guest wrote nothing to its serial console: no boot loader or kernel output)".into()
+        }
+        Ok(t) => t,
+        Err(e) => format!("(cannot read it: {e})"),
+    }
+}
+
+/// Volumes, seed (for a new VM), definition and start of one VM.
+fn apply_vm(
+    c: &Connection,
+    lab: &Lab,
+    d: &Desired,
+    p: &Plan,
+    vm: &DesiredVm,
+    state: &Path,
+    login_pub: &str,
+) -> Result<(), ProvisionError> {
+    for v in &vm.volumes {
+        c.ensure_volume(v).map_err(failed)?;
+    }
+    if p.vm_is_new(&vm.name) {
+        let host_key = HostKey::generate(&d.lab.object_name(&vm.name)).map_err(failed)?;
+        let seed = seed_files(
+            &SeedSpec {
+                instance_id: format!("{}-{}", d.lab.object_name(&vm.name), unique_suffix()),
+                hostname: vm.name.clone(),
+                fqdn: Some(format!("{}.{}.test", vm.name, lab.name)),
+                user: SeedUser {
+                    name: lab.image.user().to_string(),
+                    authorized_keys: vec![login_pub.to_string()],
+                    sudo: true,
+                    shell: None,
+                },
+                nics: vm.seed_nics.clone(),
+                extra_user_data: BTreeMap::new(),
+            },
+            &host_key,
+        )
+        .map_err(failed)?;
+        let image = seed.to_vfat().map_err(failed)?;
+        // pin the key BEFORE boot: connections to the VM are strict from the start
+        let public = host_key.public_key_openssh();
+        let path = host_key_path(state, &vm.name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| failed(format!("{}: {e}", parent.display())))?;
+        }
+        std::fs::write(&path, format!("{public}\n"))
+            .map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        let key = parse_public_key(&public).map_err(failed)?;
+        pin_host_key(&state.join("known_hosts"), &vm.name, 22, &key)
+            .map_err(|e| failed(format!("known_hosts: {e}")))?;
+        c.put_volume_bytes(&d.lab, &vm.seed_volume, image.as_bytes())
+            .map_err(failed)?;
+    }
+    if p.vm_needs_definition(&vm.name) {
+        c.define_domain(&vm.domain).map_err(failed)?;
+    }
+    c.start_domain(&d.lab, &vm.name).map_err(failed)?;
+    Ok(())
+}
+
+/// A suffix that makes each new VM's cloud-init instance id unique.
+fn unique_suffix() -> String {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Wait (until `deadline`) for the first NIC's addresses: IPv4 and IPv6 from
+/// leases or the guest agent where the lab does not give them statically.
+/// Returns the VM's addresses inside the lab's subnets, static ones included.
+fn wait_addresses(
+    c: &Connection,
+    lab: &Lab,
+    name: &LabName,
+    vm: &DesiredVm,
+    deadline: Instant,
+) -> Result<Vec<IpAddr>, ProvisionError> {
+    let Some(lvm) = lab.vm(&vm.name) else {
+        return Err(failed(format!("vm {} vanished from the lab", vm.name)));
+    };
+    let subnets: Vec<ipnet::IpNet> = lab
+        .networks
+        .iter()
+        .flat_map(|n| {
+            n.ipv4
+                .map(ipnet::IpNet::V4)
+                .into_iter()
+                .chain(n.ipv6.map(ipnet::IpNet::V6))
+        })
+        .collect();
+    let statics: Vec<IpAddr> = lvm
+        .nics
+        .iter()
+        .flat_map(|n| {
+            n.ipv4
+                .map(IpAddr::V4)
+                .into_iter()
+                .chain(n.ipv6.map(IpAddr::V6))
+        })
+        .collect();
+    let first = lvm.nics.first();
+    let net = first.and_then(|n| lab.network(&n.network));
+    let bridged = net.is_some_and(|n| matches!(n.kind, NetworkKind::Bridged { .. }));
+    let need4 =
+        first.is_some_and(|n| n.ipv4.is_none()) && net.is_some_and(|n| n.ipv4.is_some() || bridged);
+    let need6 = first.is_some_and(|n| n.ipv6.is_none())
+        && net.is_some_and(|n| n.ipv6.is_some() && !bridged);
+    let mac = first
+        .map(|n| n.mac.to_ascii_lowercase())
+        .unwrap_or_default();
+    let inside =
+        |ip: &IpAddr| subnets.is_empty() || subnets.iter().any(|s| s.contains(ip)) || bridged;
+    let want = |nics: &[NicAddresses]| {
+        let Some(n) = nics.iter().find(|n| n.mac == mac) else {
+            return !need4 && !need6;
+        };
+        let has4 = n.addresses.iter().any(|(ip, _)| ip.is_ipv4() && inside(ip));
+        let has6 = n.addresses.iter().any(|(ip, _)| ip.is_ipv6() && inside(ip));
+        (!need4 || has4) && (!need6 || has6)
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    match c.wait_for_addresses(name, &vm.name, left, want) {
+        Ok(nics) => {
+            let mut out = statics;
+            for n in &nics {
+                for (ip, _) in &n.addresses {
+                    if inside(ip) && !out.contains(ip) {
+                        out.push(*ip);
+                    }
+                }
+            }
+            Ok(out)
+        }
+        Err(e) => {
+            let state = c
+                .domain_state(name, &vm.name)
+                .map(|s| format!("{s:?}"))
+                .unwrap_or_else(|e| e.to_string());
+            let tail = console_tail(c, name, &vm.name);
+            Err(failed(format!(
+                "{}: no addresses in time (state {state}): {e}\nserial console (tail):\n{tail}\nthe lab is left in place: `kubelab down {}` removes it",
+                vm.name,
+                lab.file.display()
+            )))
+        }
+    }
+}
+
+fn record(
+    lab: &Lab,
+    vm: &DesiredVm,
+    addrs: &[IpAddr],
+    state: &Path,
+) -> Result<VmRecord, ProvisionError> {
+    let path = host_key_path(state, &vm.name);
+    let host_key = std::fs::read_to_string(&path)
+        .map_err(|e| {
+            failed(format!(
+                "{}: the VM's host key is not in the state directory ({e}); kubelab cannot check the VM's identity: `kubelab down` then `up` recreates it",
+                path.display()
+            ))
+        })?
+        .trim()
+        .to_string();
+    let lvm = lab.vm(&vm.name);
+    let ipv4: Vec<_> = addrs
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(v) => Some(*v),
+            _ => None,
+        })
+        .collect();
+    let ipv6: Vec<_> = addrs
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V6(v) => Some(*v),
+            _ => None,
+        })
+        .collect();
+    let address = ipv4
+        .first()
+        .map(|a| a.to_string())
+        .or_else(|| ipv6.first().map(|a| a.to_string()))
+        .unwrap_or_default();
+    Ok(VmRecord {
+        name: vm.name.clone(),
+        roles: lvm.map(|v| v.roles.clone()).unwrap_or_default(),
+        address,
+        ipv4,
+        ipv6,
+        macs: vm.domain.nics.iter().map(|n| n.mac.clone()).collect(),
+        disks: vm.disks.clone(),
+        host_key,
+    })
+}
+
+/// The state directory's inventory files.
+pub const STATE_FILES: [&str; 4] = [
+    "inventory.yaml",
+    "inventory.ini",
+    "ssh_config",
+    "known_hosts",
+];
+
+fn write_state(lab: &Lab, inv: &Inventory, state: &Path) -> Result<(), ProvisionError> {
+    let yaml = serde_saphyr::to_string(inv).map_err(failed)?;
+    for (file, text) in [
+        ("inventory.yaml", yaml),
+        ("inventory.ini", crate::state::ansible_ini(lab, inv, state)),
+        ("ssh_config", crate::state::ssh_config(lab, inv, state)),
+        ("known_hosts", crate::state::known_hosts(inv)),
+    ] {
+        let path = state.join(file);
+        let tmp = state.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| failed(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Read `<state>/inventory.yaml`.
+pub fn read_inventory(lab: &Lab) -> Result<Option<Inventory>, ProvisionError> {
+    let path = crate::state::state_dir(&lab.name).join("inventory.yaml");
+    match std::fs::read_to_string(&path) {
+        Ok(t) => serde_saphyr::from_str(&t)
+            .map(Some)
+            .map_err(|e| failed(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(failed(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// The SSH target of a VM: the lab's login key, the pinned host keys, strict.
+pub fn vm_target(inv: &Inventory, vm: &VmRecord, state: &Path) -> SshTarget {
+    let mut t = SshTarget::new(&vm.name, &vm.address, &inv.user, state.join("known_hosts"));
+    t.identity_files = vec![login_key_path(state)];
+    t.connect_timeout = Duration::from_secs(10);
+    t.connect_attempts = 1;
+    t
+}
+
+/// Connect to a VM of an `up` lab.
+pub async fn connect_vm(lab: &Lab, vm: &str) -> Result<SshTransport, ProvisionError> {
+    let inv = read_inventory(lab)?.ok_or_else(|| {
+        failed(format!(
+            "lab {} is not up (no inventory in the state directory)",
+            lab.name
+        ))
+    })?;
+    let rec = inv
+        .vms
+        .iter()
+        .find(|v| v.name == vm)
+        .ok_or_else(|| failed(format!("lab {} has no VM {vm:?}", lab.name)))?;
+    let state = crate::state::state_dir(&lab.name);
+    let access = VirthostAccess::connect(lab).await.map_err(from_transport)?;
+    let mut target = vm_target(&inv, rec, &state);
+    target.connect_attempts = 3;
+    access.vm(target).await.map_err(from_transport)
+}
+
+/// What `down` removed.
+#[derive(Clone, Debug, Serialize)]
+pub struct DownReport {
+    pub lab: String,
+    pub domains: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+    pub pool: Option<String>,
+    /// Nothing of the lab was on the virthost.
+    pub was_absent: bool,
+    pub state_files_removed: Vec<String>,
+}
+
+/// `kubelab down`: exactly the lab's objects, then the state's inventory files.
+pub async fn down(lab: &Lab) -> Result<DownReport, ProvisionError> {
+    let session = open_session(lab, true).await?;
+    let r = down_locked(lab);
+    session.close().await;
+    r
+}
+
+fn down_locked(lab: &Lab) -> Result<DownReport, ProvisionError> {
+    let name = lab_name(lab)?;
+    let c = open_libvirt(lab)?;
+    let objects = c.lab_objects(&name).map_err(failed)?;
+    let was_absent = objects.is_empty();
+    let report = if was_absent {
+        None
+    } else {
+        Some(c.teardown(&name).map_err(failed)?)
+    };
+    if let Some(r) = &report
+        && !r.failures.is_empty()
+    {
+        return Err(failed(format!(
+            "teardown of lab {} incomplete (run down again):\n  {}",
+            lab.name,
+            r.failures.join("\n  ")
+        )));
+    }
+    let state = crate::state::state_dir(&lab.name);
+    let mut removed_files = Vec::new();
+    for f in STATE_FILES {
+        if std::fs::remove_file(state.join(f)).is_ok() {
+            removed_files.push(f.to_string());
+        }
+    }
+    if std::fs::remove_dir_all(state.join("host_keys")).is_ok() {
+        removed_files.push("host_keys/".into());
+    }
+    let removed = report.map(|r| r.removed).unwrap_or_default();
+    Ok(DownReport {
+        lab: lab.name.clone(),
+        domains: removed.domains,
+        networks: removed.networks,
+        volumes: removed.volumes,
+        pool: removed.pool,
+        was_absent,
+        state_files_removed: removed_files,
+    })
+}
+
+/// `kubelab status`: every VM of the lab, from libvirt and the state dir.
+pub fn status(lab: &Lab) -> Result<Vec<VmStatus>, ProvisionError> {
+    let name = lab_name(lab)?;
+    let c = open_libvirt(lab)?;
+    let objects = c.lab_objects(&name).map_err(failed)?;
+    let inv = read_inventory(lab).ok().flatten();
+    let mut out = Vec::new();
+    for vm in &lab.vms {
+        let exists = objects.domains.contains(&name.object_name(&vm.name));
+        let state = if exists {
+            c.domain_state(&name, &vm.name).map_err(failed)?
+        } else {
+            VmState::Unknown
+        };
+        let mut addresses: Vec<IpAddr> = Vec::new();
+        if state == VmState::Running
+            && let Ok(nics) = c.domain_addresses_any(&name, &vm.name)
+        {
+            for n in nics {
+                addresses.extend(n.addresses.iter().map(|(ip, _)| *ip));
+            }
+        }
+        if let Some(rec) = inv
+            .as_ref()
+            .and_then(|i| i.vms.iter().find(|r| r.name == vm.name))
+        {
+            for ip in rec
+                .ipv4
+                .iter()
+                .map(|a| IpAddr::V4(*a))
+                .chain(rec.ipv6.iter().map(|a| IpAddr::V6(*a)))
+            {
+                if !addresses.contains(&ip) {
+                    addresses.push(ip);
+                }
+            }
+        }
+        let disks = std::iter::once("vda".to_string())
+            .chain(vm.spare_disks.iter().map(|d| d.dev.clone()))
+            .collect();
+        out.push(VmStatus {
+            name: vm.name.clone(),
+            state: if exists {
+                format!("{state:?}").to_lowercase()
+            } else {
+                "absent".into()
+            },
+            addresses,
+            disks,
+        });
+    }
+    Ok(out)
+}
+
+/// `kubelab doctor`.
+pub async fn doctor(lab: &Lab) -> Result<Vec<doctor::Finding>, ProvisionError> {
+    let access = VirthostAccess::connect(lab).await.map_err(from_transport)?;
+    let (c, err) = match open_libvirt(lab) {
+        Ok(c) => (Some(c), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Ok(doctor::check(&access, lab, c.as_ref(), err).await)
+}
+
+/// The domain type as a word.
+pub fn domain_type_word(d: DomainType) -> &'static str {
+    match d {
+        DomainType::Kvm => "kvm",
+        DomainType::Qemu => "qemu",
+    }
+}
+
+/// A VM table: name, state, addresses, disks.
+pub fn table(vms: &[VmStatus]) -> String {
+    let mut rows = vec![[
+        "VM".to_string(),
+        "STATE".into(),
+        "ADDRESSES".into(),
+        "DISKS".into(),
+    ]];
+    for v in vms {
+        rows.push([
+            v.name.clone(),
+            v.state.clone(),
+            v.addresses
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            v.disks.join(","),
+        ]);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            let line = (0..4)
+                .map(|i| format!("{:w$}", r[i], w = widths[i]))
+                .collect::<Vec<_>>()
+                .join("  ");
+            format!("{}\n", line.trim_end())
+        })
+        .collect()
+}
+
+/// Run a command on a VM: (exit code, stdout, stderr).
+pub async fn run_on_vm(
+    lab: &Lab,
+    vm: &str,
+    command: &[String],
+) -> Result<crate::transport::Output, ProvisionError> {
+    let t = connect_vm(lab, vm).await?;
+    let out = t
+        .exec(Exec::new(Command::script(command.join(" "))))
+        .await
+        .map_err(from_transport);
+    t.disconnect().await;
+    out
+}

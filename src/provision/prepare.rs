@@ -1,0 +1,224 @@
+//! Preparing a virthost for a lab, through its transport: `prepare.sh`
+//! (packages, a running libvirtd), the base image (built or downloaded,
+//! cached on the virthost) and the domain type.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::access::VirthostAccess;
+use crate::lab::Lab;
+use crate::lab::model::{DomainType as LabDomainType, Image};
+use crate::transport::Command;
+use crate::virthost::libvirt::Connection;
+use crate::virthost::scripts::{BUILD_IMAGE_DEBIAN, PREPARE, script};
+use crate::virthost::spec::{DomainType, VolumeFormat};
+
+/// Run `prepare.sh` on the virthost; returns how many things it changed.
+pub async fn prepare(access: &VirthostAccess, lab: &Lab) -> Result<usize, String> {
+    let image_tools = if matches!(lab.image, Image::Build { .. }) {
+        "1"
+    } else {
+        "0"
+    };
+    let text = script(
+        PREPARE,
+        &[
+            ("KUBELAB_INSTALL", "1"),
+            ("KUBELAB_IMAGE_TOOLS", image_tools),
+        ],
+    );
+    let out = access
+        .run(Command::script(text), Duration::from_secs(1800))
+        .await
+        .map_err(|e| e.to_string())?;
+    let stdout = out.stdout_str();
+    if !out.status.success() {
+        return Err(format!(
+            "prepare.sh failed ({}):\n{}{}",
+            out.status,
+            tail(&stdout, 20),
+            out.stderr_str()
+        ));
+    }
+    Ok(stdout
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("changed="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let from = all.len().saturating_sub(lines);
+    all[from..].iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// The base image on the virthost.
+#[derive(Clone, Debug)]
+pub struct BaseImage {
+    pub path: PathBuf,
+    pub format: VolumeFormat,
+}
+
+/// Downloads `KUBELAB_URL` into the cache, checks `KUBELAB_SHA256`,
+/// decompresses `.xz`/`.gz`; prints the format, then the path.
+const DOWNLOAD_IMAGE: &str = r#"set -eu
+dir=$KUBELAB_IMAGE_DIR
+mkdir -p "$dir"
+out="$dir/$KUBELAB_SHA256.img"
+if [ ! -f "$out" ]; then
+  tmp="$out.part.$$"
+  trap 'rm -f "$tmp" "$tmp.dl"' EXIT
+  echo "downloading $KUBELAB_URL" >&2
+  curl -fsSL --retry 3 -o "$tmp.dl" "$KUBELAB_URL"
+  got=$(sha256sum < "$tmp.dl" | cut -d' ' -f1)
+  if [ "$got" != "$KUBELAB_SHA256" ]; then
+    echo "error: sha256 of $KUBELAB_URL is $got, the lab says $KUBELAB_SHA256" >&2
+    exit 1
+  fi
+  case "$KUBELAB_URL" in
+    *.xz) xz -dc "$tmp.dl" > "$tmp"; rm -f "$tmp.dl" ;;
+    *.gz) gzip -dc "$tmp.dl" > "$tmp"; rm -f "$tmp.dl" ;;
+    *) mv "$tmp.dl" "$tmp" ;;
+  esac
+  mv "$tmp" "$out"
+fi
+qemu-img info --output=json "$out" | sed -n 's/.*"format": *"\([a-z0-9]*\)".*/\1/p' | head -n 1
+echo "$out"
+"#;
+
+/// The lab's base image: built from a recipe (`build-image-debian.sh`,
+/// cached by recipe hash) or downloaded (cached by checksum), on the
+/// virthost, under `<storage_dir>/images`.
+pub async fn base_image(access: &VirthostAccess, lab: &Lab) -> Result<BaseImage, String> {
+    let dir = super::desired::image_dir(lab).display().to_string();
+    let (text, what) = match &lab.image {
+        Image::Build {
+            recipe, packages, ..
+        } => {
+            if recipe != "debian-12" {
+                return Err(format!(
+                    "image recipe {recipe:?} is not known (known: debian-12)"
+                ));
+            }
+            let packages = packages.join(" ");
+            (
+                script(
+                    BUILD_IMAGE_DEBIAN,
+                    &[
+                        ("KUBELAB_IMAGE_DIR", dir.as_str()),
+                        ("KUBELAB_EXTRA_PACKAGES", packages.as_str()),
+                    ],
+                ),
+                "build-image-debian.sh",
+            )
+        }
+        Image::Download { url, sha256, .. } => (
+            script(
+                DOWNLOAD_IMAGE,
+                &[
+                    ("KUBELAB_IMAGE_DIR", dir.as_str()),
+                    ("KUBELAB_URL", url.as_str()),
+                    ("KUBELAB_SHA256", sha256.to_ascii_lowercase().as_str()),
+                ],
+            ),
+            "image download",
+        ),
+    };
+    let out = access
+        .run(Command::script(text), Duration::from_secs(3600))
+        .await
+        .map_err(|e| e.to_string())?;
+    let stdout = out.stdout_str();
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed ({}):\n{}",
+            out.status,
+            tail(&out.stderr_str(), 30)
+        ));
+    }
+    let mut lines = stdout.lines().rev().filter(|l| !l.trim().is_empty());
+    let path = lines.next().map(str::trim).unwrap_or_default();
+    if !path.starts_with('/') {
+        return Err(format!(
+            "{what} printed no image path:\n{}",
+            tail(&stdout, 10)
+        ));
+    }
+    let format = match &lab.image {
+        Image::Build { .. } => VolumeFormat::Qcow2,
+        Image::Download { .. } => match lines.next().map(str::trim) {
+            Some("qcow2") => VolumeFormat::Qcow2,
+            Some("raw") => VolumeFormat::Raw,
+            other => {
+                return Err(format!(
+                    "image {path}: format {other:?} is not supported (qcow2 or raw)"
+                ));
+            }
+        },
+    };
+    Ok(BaseImage {
+        path: PathBuf::from(path),
+        format,
+    })
+}
+
+/// The domain type for the lab's VMs, and why.
+///
+/// `auto` takes `kvm` only when libvirt offers it AND the virthost's CPU
+/// flags (`/proc/cpuinfo`) have `vmx` or `svm`: a `/dev/kvm` without them
+/// (e.g. paravirtualized KVM such as kvm_pvm, where libvirt offers kvm but
+/// guests hang) means plain QEMU emulation (TCG).
+pub async fn domain_type(
+    access: &VirthostAccess,
+    lab: &Lab,
+    libvirt: &Connection,
+) -> Result<(DomainType, String), String> {
+    match lab.virthost.domain_type {
+        LabDomainType::Kvm => return Ok((DomainType::Kvm, "domain_type: kvm".into())),
+        LabDomainType::Qemu => return Ok((DomainType::Qemu, "domain_type: qemu".into())),
+        LabDomainType::Auto => {}
+    }
+    let probe = kvm_probe(access).await?;
+    let offered = libvirt.kvm_offered();
+    Ok(match (probe, offered) {
+        (KvmProbe::Usable, true) => (
+            DomainType::Kvm,
+            "auto: /dev/kvm and vmx/svm CPU flags".into(),
+        ),
+        (KvmProbe::Usable, false) => (DomainType::Qemu, "auto: libvirt does not offer kvm".into()),
+        (KvmProbe::NoDevice, _) => (DomainType::Qemu, "auto: no /dev/kvm".into()),
+        (KvmProbe::NoCpuFlags, _) => (
+            DomainType::Qemu,
+            "auto: /dev/kvm without vmx/svm CPU flags (KVM guests would hang)".into(),
+        ),
+    })
+}
+
+/// What the virthost says about KVM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvmProbe {
+    Usable,
+    NoDevice,
+    NoCpuFlags,
+}
+
+pub async fn kvm_probe(access: &VirthostAccess) -> Result<KvmProbe, String> {
+    let out = access
+        .run(
+            Command::script(
+                "if [ ! -c /dev/kvm ]; then echo no-device; \
+                 elif grep -Eqw 'vmx|svm' /proc/cpuinfo; then echo usable; \
+                 else echo no-cpu-flags; fi",
+            ),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(match out.stdout_str().trim() {
+        "usable" => KvmProbe::Usable,
+        "no-device" => KvmProbe::NoDevice,
+        _ => KvmProbe::NoCpuFlags,
+    })
+}

@@ -1,0 +1,404 @@
+//! `kubelab up` / `down` end to end with the real binary, a real libvirtd and
+//! QEMU (TCG) guests: the lab of `tests/labs/e2e/lab.yaml` (3 VMs, NAT IPv4 +
+//! IPv6, a static address, a spare disk) next to FOREIGN objects on the same
+//! libvirtd; and a lab whose image cannot boot.
+//!
+//! Needs root and `scripts/deps.sh test`; skipped (with a message) otherwise.
+//! About 3-5 minutes on 2 cores with a cached base image.
+
+#[path = "support/libvirt.rs"]
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use kubelab::virthost::libvirt::Connection;
+use kubelab::virthost::spec::{LabName, METADATA_NAMESPACE};
+
+const URI: &str = "qemu:///system";
+const KUBELAB: &str = env!("CARGO_BIN_EXE_kubelab");
+
+fn lab_file() -> PathBuf {
+    support::repo().join("tests/labs/e2e/lab.yaml")
+}
+
+fn kubelab(state: &Path, args: &[&str]) -> Output {
+    let out = Command::new(KUBELAB)
+        .env("KUBELAB_STATE_DIR", state)
+        .args(args)
+        .output()
+        .expect("run kubelab");
+    eprintln!(
+        "[kubelab {}] {}\n{}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The last JSON event of a `--json` run with `event == name`.
+fn event(out: &Output, name: &str) -> serde_json::Value {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == name)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {name} event in {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+}
+
+fn virsh(args: &[&str]) -> (bool, String) {
+    let out = Command::new("virsh")
+        .arg("-c")
+        .arg(URI)
+        .args(args)
+        .output()
+        .expect("virsh");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn virsh_ok(args: &[&str]) -> String {
+    let (ok, out) = virsh(args);
+    assert!(ok, "virsh {args:?} failed: {out}");
+    out
+}
+
+/// Objects that are not the lab's, named like them on purpose.
+struct Foreign {
+    domain: String,
+    network: String,
+    pool: String,
+    volume: String,
+}
+
+fn define_foreign(lab: &LabName, dir: &Path) -> Foreign {
+    let f = Foreign {
+        domain: lab.object_name("foreign"),
+        network: lab.object_name("fnet"),
+        pool: format!("kltest-foreign-{lab}"),
+        volume: lab.object_name("foreign.img"),
+    };
+    remove_foreign(&f);
+    let dom = format!(
+        r#"<domain type="qemu"><name>{}</name>
+<metadata><kubelab:lab xmlns:kubelab="{METADATA_NAMESPACE}" name="{lab}-x" object="foreign"/></metadata>
+<memory unit="MiB">64</memory><vcpu>1</vcpu><os><type arch="x86_64" machine="pc">hvm</type></os></domain>"#,
+        f.domain
+    );
+    let net = format!(
+        r#"<network><name>{}</name><bridge name="klf{lab}" stp="off" delay="0"/></network>"#,
+        f.network
+    );
+    let pool = format!(
+        r#"<pool type="dir"><name>{}</name><target><path>{}</path></target></pool>"#,
+        f.pool,
+        dir.join("foreign-pool").display()
+    );
+    for (kind, xml) in [("domain", dom), ("network", net), ("pool", pool)] {
+        let path = dir.join(format!("foreign-{kind}.xml"));
+        std::fs::write(&path, xml).unwrap();
+        let p = path.to_str().unwrap();
+        match kind {
+            "domain" => virsh_ok(&["define", p]),
+            "network" => virsh_ok(&["net-define", p]),
+            _ => virsh_ok(&["pool-define", p]),
+        };
+    }
+    virsh_ok(&["net-start", &f.network]);
+    virsh_ok(&["pool-build", &f.pool]);
+    virsh_ok(&["pool-start", &f.pool]);
+    virsh_ok(&["vol-create-as", &f.pool, &f.volume, "1M", "--format", "raw"]);
+    f
+}
+
+fn remove_foreign(f: &Foreign) {
+    let _ = virsh(&["undefine", &f.domain]);
+    let _ = virsh(&["net-destroy", &f.network]);
+    let _ = virsh(&["net-undefine", &f.network]);
+    let _ = virsh(&["vol-delete", "--pool", &f.pool, &f.volume]);
+    let _ = virsh(&["pool-destroy", &f.pool]);
+    let _ = virsh(&["pool-delete", &f.pool]);
+    let _ = virsh(&["pool-undefine", &f.pool]);
+}
+
+/// `kubelab down` and removal of the foreign objects, even when the test panics.
+struct Cleanup {
+    lab: PathBuf,
+    state: PathBuf,
+    foreign: Option<Foreign>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new(KUBELAB)
+            .env("KUBELAB_STATE_DIR", &self.state)
+            .arg("down")
+            .arg(&self.lab)
+            .output();
+        if let Some(f) = &self.foreign {
+            remove_foreign(f);
+        }
+    }
+}
+
+fn lab_is_gone(lab: &LabName, pool_dir: &Path) {
+    let c = Connection::open(URI).unwrap();
+    let left = c.lab_objects(lab).unwrap();
+    assert!(left.is_empty(), "left after down: {left:?}");
+    assert!(!pool_dir.exists(), "{} left after down", pool_dir.display());
+    let dnsmasq: Vec<String> = std::fs::read_dir("/var/lib/libvirt/dnsmasq")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&lab.prefix()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(dnsmasq.is_empty(), "dnsmasq files left: {dnsmasq:?}");
+}
+
+fn ssh_config_run(state: &Path, vm: &str, cmd: &str) -> String {
+    let out = Command::new("ssh")
+        .arg("-F")
+        .arg(state.join("ssh_config"))
+        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=20"])
+        .arg(vm)
+        .arg(cmd)
+        .output()
+        .expect("ssh");
+    assert!(
+        out.status.success(),
+        "ssh -F ssh_config {vm} {cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn up_reaches_every_vm_and_down_removes_exactly_the_lab() {
+    if let Some(why) = support::skip_reason() {
+        eprintln!("SKIPPED: real-libvirt test: {why}");
+        return;
+    }
+    support::libvirt_ready();
+    support::base_image();
+    let lab_path = lab_file();
+    let lab = lab_path.to_str().unwrap();
+    let name = LabName::new("e2e").unwrap();
+    let pool_dir = PathBuf::from("/var/cache/kubelab-test/e2e");
+    let work = tempfile::tempdir().unwrap();
+    let state_parent = work.path().join("state");
+    let state = state_parent.join("e2e");
+    let mut cleanup = Cleanup {
+        lab: lab_path.clone(),
+        state: state_parent.clone(),
+        foreign: None,
+    };
+    // a leftover of an interrupted run would make the first up change less
+    kubelab(&state_parent, &["down", lab]);
+    cleanup.foreign = Some(define_foreign(&name, work.path()));
+
+    // ---- up -------------------------------------------------------------------------
+    let t0 = Instant::now();
+    // bounded, with room for a machine that other jobs load (TCG guests)
+    let up_out = kubelab(&state_parent, &["--json", "up", "--timeout", "480", lab]);
+    assert!(up_out.status.success(), "up failed");
+    let up = event(&up_out, "up");
+    eprintln!(
+        "[e2e] up: {:.1}s in all, boot to SSH of all 3 VMs {:.1}s",
+        t0.elapsed().as_secs_f64(),
+        up["boot_to_ssh_secs"].as_f64().unwrap_or(-1.0)
+    );
+    assert!(up["changes"].as_u64().unwrap() >= 12, "{up}");
+    assert_eq!(up["domain_type"], "qemu", "auto must pick qemu here: {up}");
+
+    // every VM by kubelab's own ssh, and by ssh -F ssh_config
+    for vm in ["web-1", "web-2", "db"] {
+        let out = kubelab(&state_parent, &["ssh", lab, vm, "--", "hostname"]);
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), vm);
+        let addrs = ssh_config_run(&state, vm, "ip -o addr show dev eth0");
+        assert!(addrs.contains("inet 192.168.213."), "{vm}: {addrs}");
+        assert!(addrs.contains("inet6 fd42:6b6c:d5:"), "{vm}: {addrs}");
+    }
+    // exit codes are relayed
+    let out = kubelab(&state_parent, &["ssh", lab, "web-1", "--", "exit", "7"]);
+    assert_eq!(out.status.code(), Some(7));
+    // the static address and the spare disk
+    let out = kubelab(
+        &state_parent,
+        &[
+            "ssh",
+            lab,
+            "db",
+            "--",
+            "test -b /dev/vdb && ip -o -4 addr show dev eth0",
+        ],
+    );
+    assert!(out.status.success(), "no /dev/vdb on db");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("192.168.213.50/24"));
+    let out = kubelab(
+        &state_parent,
+        &["ssh", lab, "web-1", "--", "test -b /dev/vdb"],
+    );
+    assert_eq!(out.status.code(), Some(1), "web-1 has no spare disk");
+
+    // state directory
+    let ini = std::fs::read_to_string(state.join("inventory.ini")).unwrap();
+    assert!(ini.contains("[storage]\ndb\n"), "{ini}");
+    assert!(ini.contains("[worker]\nweb-1\nweb-2\n"), "{ini}");
+    assert!(ini.contains("db ansible_host=192.168.213.50\n"), "{ini}");
+    let cfg = std::fs::read_to_string(state.join("ssh_config")).unwrap();
+    assert!(cfg.contains("Host db 192.168.213.50\n"), "{cfg}");
+    assert!(cfg.contains("StrictHostKeyChecking yes"), "{cfg}");
+    let known = std::fs::read_to_string(state.join("known_hosts")).unwrap();
+    assert_eq!(known.lines().count(), 6, "{known}");
+    let mode = std::fs::metadata(state.join("id_ed25519"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // secrets are never logged
+    assert!(!String::from_utf8_lossy(&up_out.stdout).contains("PRIVATE KEY"));
+    assert!(!String::from_utf8_lossy(&up_out.stderr).contains("PRIVATE KEY"));
+
+    // ---- a second up changes nothing -------------------------------------------------
+    let out = kubelab(&state_parent, &["--json", "up", lab]);
+    assert!(out.status.success());
+    assert_eq!(event(&out, "up")["changes"], 0);
+    let out = kubelab(&state_parent, &["up", lab]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("lab e2e: 0 changes"));
+
+    // ---- status ------------------------------------------------------------------------
+    let out = kubelab(&state_parent, &["status", "--json", lab]);
+    assert!(out.status.success());
+    let st = event(&out, "status");
+    let vms = st["vms"].as_array().unwrap();
+    assert_eq!(vms.len(), 3);
+    assert!(vms.iter().all(|v| v["state"] == "running"), "{st}");
+
+    // ---- a changed lab shows in plan: running VMs need a restart ----------------------
+    let changed = work.path().join("e2e-more-memory.yaml");
+    std::fs::write(
+        &changed,
+        std::fs::read_to_string(&lab_path)
+            .unwrap()
+            .replace("memory: 640MiB", "memory: 700MiB"),
+    )
+    .unwrap();
+    let out = kubelab(
+        &state_parent,
+        &["--json", "plan", changed.to_str().unwrap()],
+    );
+    let plan = event(&out, "plan");
+    assert_eq!(plan["changes"], 3, "{plan}");
+    assert!(
+        plan["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["action"] == "restart-needed"),
+        "{plan}"
+    );
+
+    // ---- down: exactly the lab --------------------------------------------------------
+    let out = kubelab(&state_parent, &["--json", "down", lab]);
+    assert!(out.status.success());
+    let down = event(&out, "down");
+    assert_eq!(down["domains"].as_array().unwrap().len(), 3, "{down}");
+    lab_is_gone(&name, &pool_dir);
+    for f in [
+        "inventory.yaml",
+        "inventory.ini",
+        "ssh_config",
+        "known_hosts",
+    ] {
+        assert!(!state.join(f).exists(), "{f} left after down");
+    }
+    let f = cleanup.foreign.as_ref().unwrap();
+    virsh_ok(&["dominfo", &f.domain]);
+    virsh_ok(&["net-info", &f.network]);
+    virsh_ok(&["vol-info", "--pool", &f.pool, &f.volume]);
+
+    // down of a lab that is not there: says so, exit 0
+    let out = kubelab(&state_parent, &["--json", "down", lab]);
+    assert!(out.status.success());
+    assert_eq!(event(&out, "down")["was_absent"], true);
+}
+
+#[test]
+fn vm_that_never_boots_fails_in_time_with_console_and_down_cleans() {
+    if let Some(why) = support::skip_reason() {
+        eprintln!("SKIPPED: real-libvirt test: {why}");
+        return;
+    }
+    support::libvirt_ready();
+    let work = tempfile::tempdir().unwrap();
+    // a blank disk as the base image: no boot loader, the VM never gets an address
+    let blank = work.path().join("blank.qcow2");
+    let st = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&blank)
+        .arg("64M")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sum = Command::new("sha256sum").arg(&blank).output().unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let lab_path = work.path().join("noboot.yaml");
+    std::fs::write(
+        &lab_path,
+        format!(
+            "name: e2e-noboot\nvirthost: {{local: true, domain_type: qemu, tcg_cache: 64MiB, storage_dir: /var/cache/kubelab-test}}\n\
+             image: {{url: \"file://{}\", sha256: {sum}, user: kubelab}}\n\
+             networks:\n  - {{name: lan, kind: nat, ipv4: 192.168.214.0/24}}\n\
+             vms:\n  - {{name: dud, cpus: 1, memory: 256MiB, disk: 1GiB}}\n",
+            blank.display()
+        ),
+    )
+    .unwrap();
+    let lab = lab_path.to_str().unwrap();
+    let state_parent = work.path().join("state");
+    let _cleanup = Cleanup {
+        lab: lab_path.clone(),
+        state: state_parent.clone(),
+        foreign: None,
+    };
+    let t0 = Instant::now();
+    let out = kubelab(&state_parent, &["up", "--timeout", "40", lab]);
+    let took = t0.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dud: no addresses in time"), "{err}");
+    assert!(err.contains("serial console (tail)"), "{err}");
+    assert!(err.contains("wrote nothing to its serial console"), "{err}");
+    assert!(err.contains("kubelab down"), "{err}");
+    assert!(took < Duration::from_secs(40 + 90), "up took {took:?}");
+    // the lab is left in place for down
+    let name = LabName::new("e2e-noboot").unwrap();
+    let c = Connection::open(URI).unwrap();
+    assert_eq!(c.lab_objects(&name).unwrap().domains.len(), 1);
+
+    let out = kubelab(&state_parent, &["down", lab]);
+    assert!(out.status.success());
+    lab_is_gone(&name, Path::new("/var/cache/kubelab-test/e2e-noboot"));
+}
