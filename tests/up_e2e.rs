@@ -191,10 +191,7 @@ fn ssh_config_run(state: &Path, vm: &str, cmd: &str) -> String {
 
 #[test]
 fn up_reaches_every_vm_and_down_removes_exactly_the_lab() {
-    if let Some(why) = support::skip_reason() {
-        eprintln!("SKIPPED: real-libvirt test: {why}");
-        return;
-    }
+    support::require_root();
     support::libvirt_ready();
     support::base_image();
     let lab_path = lab_file();
@@ -343,10 +340,7 @@ fn up_reaches_every_vm_and_down_removes_exactly_the_lab() {
 
 #[test]
 fn vm_that_never_boots_fails_in_time_with_console_and_down_cleans() {
-    if let Some(why) = support::skip_reason() {
-        eprintln!("SKIPPED: real-libvirt test: {why}");
-        return;
-    }
+    support::require_root();
     support::libvirt_ready();
     let work = tempfile::tempdir().unwrap();
     // a blank disk as the base image: no boot loader, the VM never gets an address

@@ -342,10 +342,7 @@ fn boot(c: &Connection, lab: &LabName, name: &str, mac: &str) -> (IpAddr, Durati
 
 #[test]
 fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
-    if let Some(why) = support::skip_reason() {
-        eprintln!("SKIPPED: real-libvirt test: {why}");
-        return;
-    }
+    support::require_root();
     let t_all = Instant::now();
     support::libvirt_ready();
     let t_img = Instant::now();
@@ -753,140 +750,10 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
     eprintln!("[test] total {:.1}s", t_all.elapsed().as_secs_f64());
 }
 
-/// One VM alone, for boot timing: start -> lease -> TCP/22 -> first SSH
-/// login, then where the boot spent its time. Opt-in:
-/// `cargo test --test virthost_libvirt single_vm_boot_timing -- --ignored --nocapture`
-#[test]
-#[ignore = "timing measurement; run on demand"]
-fn single_vm_boot_timing() {
-    if let Some(why) = support::skip_reason() {
-        eprintln!("SKIPPED: real-libvirt test: {why}");
-        return;
-    }
-    support::libvirt_ready();
-    let base = support::base_image();
-    let tag = format!("{:x}", std::process::id() % 0xfffff);
-    let lab = LabName::new(&format!("tm{tag}")).unwrap();
-    let keep = std::env::var("KUBELAB_TEST_KEEP").is_ok_and(|v| v == "1");
-    let work = tempfile::tempdir().unwrap();
-    let work = if keep {
-        work.keep()
-    } else {
-        work.path().to_path_buf()
-    };
-    let c = Connection::open(URI).unwrap();
-    let _cleanup = Cleanup {
-        lab: lab.clone(),
-        foreign: None,
-        bridge: None,
-        armed: !keep,
-    };
-    let (n, v4, v6) = support::free_subnets(150);
-    let net = NetworkSpec {
-        lab: lab.clone(),
-        name: "nat".into(),
-        mode: NetworkMode::Nat,
-        bridge: None,
-        mtu: None,
-        dns_domain: None,
-        ipv4: Some(Ipv4Subnet {
-            address: format!("{v4}.1/24").parse().unwrap(),
-            dhcp_range: Some((
-                format!("{v4}.100").parse().unwrap(),
-                format!("{v4}.199").parse().unwrap(),
-            )),
-        }),
-        ipv6: Some(Ipv6Subnet {
-            address: format!("{v6}::1/64").parse().unwrap(),
-            dhcp_range: None,
-        }),
-        reservations: vec![],
-    };
-    c.ensure_network(&net).unwrap();
-    let pool = PoolSpec {
-        lab: lab.clone(),
-        path: PathBuf::from(format!("/var/lib/kubelab/test-pools/{lab}")),
-    };
-    c.ensure_pool(&pool).unwrap();
-    let user_key = HostKey::generate("kubelab-test").unwrap();
-    let key_path = work.join("id_ed25519");
-    std::fs::write(&key_path, user_key.private_key_openssh()).unwrap();
-    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let vm = Vm {
-        name: "vm1",
-        mac: format!("52:54:00:6c:{n:02x}:01"),
-        spare: VolumeFormat::Qcow2,
-        static_nic: None,
-    };
-    let public = create_vm(&c, &lab, &pool, &base, &vm, &user_key.public_key_openssh());
-    let t0 = Instant::now();
-    let (ip, t_lease, t_tcp) = boot(&c, &lab, vm.name, &vm.mac);
-    let kh = work.join("known_hosts");
-    std::fs::write(
-        &kh,
-        format!("{}\n", public.known_hosts_line(&[ip.to_string()])),
-    )
-    .unwrap();
-    if keep {
-        eprintln!(
-            "[timing] kept lab {lab}: ssh -i {} -o UserKnownHostsFile={} kubelab@{ip}; \
-             remove with KUBELAB_TEST_LAB={lab} cargo test --test virthost_libvirt teardown_lab -- --ignored",
-            key_path.display(),
-            kh.display()
-        );
-    }
-    if std::env::var_os("KUBELAB_TEST_BASE_IMAGE").is_some() {
-        // a foreign image: no cloud-init, so no user and no injected key
-        eprintln!(
-            "[timing] start -> lease {:.1}s, -> TCP/22 {:.1}s (image without cloud-init: no login)",
-            t_lease.as_secs_f64(),
-            t_tcp.as_secs_f64()
-        );
-        return;
-    }
-    let (ok, out) = ssh(&key_path, &kh, "kubelab", ip, "true");
-    assert!(ok, "ssh: {out}");
-    let t_ssh = t0.elapsed();
-    eprintln!(
-        "[timing] start -> lease {:.1}s, -> TCP/22 {:.1}s, -> first SSH login {:.1}s",
-        t_lease.as_secs_f64(),
-        t_tcp.as_secs_f64(),
-        t_ssh.as_secs_f64()
-    );
-    let (_, out) = ssh(
-        &key_path,
-        &kh,
-        "kubelab",
-        ip,
-        "timeout 120 cloud-init status --wait >/dev/null; sleep 2; systemd-analyze; \
-         systemd-analyze critical-chain ssh.service; systemd-analyze blame | head -n 30; \
-         sudo cloud-init analyze blame 2>&1 | head -n 40; sudo journalctl -b -o short-monotonic --no-pager | grep -iE 'cloud-init|ssh|networkd|Reached target' | head -n 60",
-    );
-    eprintln!("{out}");
-}
-
-/// Remove a lab left behind (e.g. by `KUBELAB_TEST_KEEP=1`):
-/// `KUBELAB_TEST_LAB=<lab> cargo test --test virthost_libvirt teardown_lab -- --ignored`
-#[test]
-#[ignore = "maintenance; run on demand"]
-fn teardown_lab() {
-    let Ok(name) = std::env::var("KUBELAB_TEST_LAB") else {
-        eprintln!("set KUBELAB_TEST_LAB");
-        return;
-    };
-    let lab = LabName::new(&name).unwrap();
-    let report = Connection::open(URI).unwrap().teardown(&lab).unwrap();
-    eprintln!("removed {:?}", report.removed);
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-}
-
 /// The async wrapper runs on tokio's blocking pool and sees the same daemon.
 #[tokio::test]
 async fn async_connection_finds_nothing_for_an_unknown_lab() {
-    if let Some(why) = support::skip_reason() {
-        eprintln!("SKIPPED: real-libvirt test: {why}");
-        return;
-    }
+    support::require_root();
     support::libvirt_ready();
     let c = AsyncConnection::open(URI).await.unwrap();
     let lab = LabName::new("no-such-lab-here").unwrap();

@@ -11,17 +11,17 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// Why a real-component test cannot run here (then it is skipped, loudly),
-/// or `None` when it can.
-pub fn skip_reason() -> Option<String> {
-    if std::env::var("KUBELAB_TEST_LIBVIRT").is_ok_and(|v| v == "0") {
-        return Some("KUBELAB_TEST_LIBVIRT=0".into());
-    }
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root (libvirt qemu:///system, debootstrap)".into());
-    }
-    None
+/// These tests drive the real libvirt daemon (`qemu:///system`) and build
+/// an image with debootstrap: they need root. Fail loudly otherwise.
+pub fn require_root() {
+    let uid = Command::new("id").arg("-u").output().map(|o| o.stdout);
+    assert_eq!(
+        uid.as_deref()
+            .map(|u| String::from_utf8_lossy(u).trim().to_string())
+            .ok(),
+        Some("0".to_string()),
+        "this test needs root (libvirt qemu:///system, debootstrap); CI runs as root"
+    );
 }
 
 /// The repository root.
