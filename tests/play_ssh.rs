@@ -9,8 +9,18 @@ use std::process::{Command, Output};
 
 use support::{Lab, TEST_USER};
 
+/// Where the runs of this test process keep their state (logs).
+fn state_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("kubelab-play-test-state-{}", std::process::id()))
+}
+
 fn play(args: &[&str]) -> Output {
+    play_in(&state_dir(), args)
+}
+
+fn play_in(state: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kubelab"))
+        .env("KUBELAB_STATE_DIR", state)
         .arg("play")
         .args(args)
         .output()
@@ -89,7 +99,8 @@ fn play_runs_the_bench_playbook_from_an_ini_inventory_then_changes_nothing() {
         &root_var,
     ];
 
-    let first = play(&args);
+    let state = work.path().join("state");
+    let first = play_in(&state, &args);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     let counts = step_counts(&first);
     assert_eq!(counts.len(), 2, "{}", text(&first));
@@ -103,6 +114,17 @@ fn play_runs_the_bench_playbook_from_an_ini_inventory_then_changes_nothing() {
     assert_eq!(hosts_file, format!("{} beta\n", b.address));
     let kubeadm = std::fs::read_to_string(root.join("alpha/etc/kubernetes/kubeadm.yaml")).unwrap();
     assert!(kubeadm.contains(&format!("advertiseAddress: {}", a.address)));
+    // One log per run under the state directory, with every step, and no
+    // private key material.
+    let logs: Vec<_> = std::fs::read_dir(state.join("play/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let log = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(log.contains("kubeadm config"), "{log}");
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
 
     let second = play(&args);
     assert_eq!(second.status.code(), Some(0), "{}", text(&second));

@@ -311,6 +311,15 @@ fn play(opts: &PlayOptions, ctx: &Context) -> i32 {
         quiet: ctx.quiet,
         color: ctx.color,
         verbose: ctx.verbose > 0,
+        // One log per run, with every step's full output (secrets redacted).
+        log_path: Some(crate::runner::log_path(
+            &crate::state::state_dir("play").join("runs"),
+            &opts
+                .playbook
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "play".into()),
+        )),
         ..Default::default()
     };
     runtime.block_on(async move {
