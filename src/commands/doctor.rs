@@ -3,17 +3,13 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{Context, fail, load_lab, runtime};
+use super::{Context, fail, lab_and_runtime};
 use crate::provision;
 use crate::provision::doctor::Severity;
 
 pub fn run(path: &Path, ctx: &Context) -> ExitCode {
-    let lab = match load_lab(path, ctx) {
-        Ok(l) => l,
-        Err(c) => return c,
-    };
-    let rt = match runtime() {
-        Ok(r) => r,
+    let (lab, rt) = match lab_and_runtime(path, ctx) {
+        Ok(x) => x,
         Err(c) => return c,
     };
     match rt.block_on(provision::doctor(&lab)) {

@@ -61,6 +61,15 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
+/// The lab and a runtime to drive it: what every lab command starts with.
+pub fn lab_and_runtime(
+    path: &std::path::Path,
+    ctx: &Context,
+) -> Result<(Lab, tokio::runtime::Runtime), ExitCode> {
+    let lab = load_lab(path, ctx)?;
+    Ok((lab, runtime()?))
+}
+
 /// Report a provisioning error on stderr (and as a JSON event) and turn it
 /// into the exit code.
 pub fn fail(ctx: &Context, command: &str, e: &ProvisionError) -> ExitCode {

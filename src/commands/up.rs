@@ -4,16 +4,12 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{Context, ProgressLines, fail, load_lab, runtime};
+use super::{Context, ProgressLines, fail, lab_and_runtime};
 use crate::provision;
 
 pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
-    let lab = match load_lab(path, ctx) {
-        Ok(l) => l,
-        Err(c) => return c,
-    };
-    let rt = match runtime() {
-        Ok(r) => r,
+    let (lab, rt) = match lab_and_runtime(path, ctx) {
+        Ok(x) => x,
         Err(c) => return c,
     };
     let progress = ProgressLines { ctx, command: "up" };
