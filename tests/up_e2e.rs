@@ -15,7 +15,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kubelab::virthost::libvirt::Connection;
-use kubelab::virthost::spec::{LabName, METADATA_NAMESPACE};
+use kubelab::virthost::spec::LabName;
+use support::{Foreign, define_foreign, remove_foreign, virsh_ok};
 
 const URI: &str = "qemu:///system";
 const KUBELAB: &str = env!("CARGO_BIN_EXE_kubelab");
@@ -53,87 +54,6 @@ fn event(out: &Output, name: &str) -> serde_json::Value {
                 String::from_utf8_lossy(&out.stdout)
             )
         })
-}
-
-fn virsh(args: &[&str]) -> (bool, String) {
-    let out = Command::new("virsh")
-        .arg("-c")
-        .arg(URI)
-        .args(args)
-        .output()
-        .expect("virsh");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn virsh_ok(args: &[&str]) -> String {
-    let (ok, out) = virsh(args);
-    assert!(ok, "virsh {args:?} failed: {out}");
-    out
-}
-
-/// Objects that are not the lab's, named like them on purpose.
-struct Foreign {
-    domain: String,
-    network: String,
-    pool: String,
-    volume: String,
-}
-
-fn define_foreign(lab: &LabName, dir: &Path) -> Foreign {
-    let f = Foreign {
-        domain: lab.object_name("foreign"),
-        network: lab.object_name("fnet"),
-        pool: format!("kltest-foreign-{lab}"),
-        volume: lab.object_name("foreign.img"),
-    };
-    remove_foreign(&f);
-    let dom = format!(
-        r#"<domain type="qemu"><name>{}</name>
-<metadata><kubelab:lab xmlns:kubelab="{METADATA_NAMESPACE}" name="{lab}-x" object="foreign"/></metadata>
-<memory unit="MiB">64</memory><vcpu>1</vcpu><os><type arch="x86_64" machine="pc">hvm</type></os></domain>"#,
-        f.domain
-    );
-    let net = format!(
-        r#"<network><name>{}</name><bridge name="klf{lab}" stp="off" delay="0"/></network>"#,
-        f.network
-    );
-    let pool = format!(
-        r#"<pool type="dir"><name>{}</name><target><path>{}</path></target></pool>"#,
-        f.pool,
-        dir.join("foreign-pool").display()
-    );
-    for (kind, xml) in [("domain", dom), ("network", net), ("pool", pool)] {
-        let path = dir.join(format!("foreign-{kind}.xml"));
-        std::fs::write(&path, xml).unwrap();
-        let p = path.to_str().unwrap();
-        match kind {
-            "domain" => virsh_ok(&["define", p]),
-            "network" => virsh_ok(&["net-define", p]),
-            _ => virsh_ok(&["pool-define", p]),
-        };
-    }
-    virsh_ok(&["net-start", &f.network]);
-    virsh_ok(&["pool-build", &f.pool]);
-    virsh_ok(&["pool-start", &f.pool]);
-    virsh_ok(&["vol-create-as", &f.pool, &f.volume, "1M", "--format", "raw"]);
-    f
-}
-
-fn remove_foreign(f: &Foreign) {
-    let _ = virsh(&["undefine", &f.domain]);
-    let _ = virsh(&["net-destroy", &f.network]);
-    let _ = virsh(&["net-undefine", &f.network]);
-    let _ = virsh(&["vol-delete", "--pool", &f.pool, &f.volume]);
-    let _ = virsh(&["pool-destroy", &f.pool]);
-    let _ = virsh(&["pool-delete", &f.pool]);
-    let _ = virsh(&["pool-undefine", &f.pool]);
 }
 
 /// `kubelab down` and removal of the foreign objects, even when the test panics.
@@ -208,7 +128,7 @@ fn up_reaches_every_vm_and_down_removes_exactly_the_lab() {
     };
     // a leftover of an interrupted run would make the first up change less
     kubelab(&state_parent, &["down", lab]);
-    cleanup.foreign = Some(define_foreign(&name, work.path()));
+    cleanup.foreign = Some(define_foreign(&name, "e2e", work.path()));
 
     // ---- up -------------------------------------------------------------------------
     let t0 = Instant::now();

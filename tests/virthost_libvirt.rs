@@ -22,6 +22,7 @@ use kubelab::virthost::libvirt::{
 };
 use kubelab::virthost::seed::{HostKey, SeedNic, SeedSpec, SeedUser, seed_files};
 use kubelab::virthost::spec::*;
+use support::{Foreign, define_foreign, remove_foreign, virsh};
 
 const URI: &str = "qemu:///system";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
@@ -42,90 +43,6 @@ struct StaticNic {
     /// The virthost's addresses on that segment (pinged from the VM).
     peer4: String,
     peer6: String,
-}
-
-/// Objects that are not the lab's. They look like it on purpose: the domain
-/// and network carry the lab's name prefix, the volume name too.
-struct Foreign {
-    domain: String,
-    network: String,
-    pool: String,
-    pool_dir: PathBuf,
-    volume: String,
-}
-
-fn virsh(args: &[&str]) -> (bool, String) {
-    let out = Command::new("virsh")
-        .arg("-c")
-        .arg(URI)
-        .args(args)
-        .output()
-        .expect("virsh");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn virsh_ok(args: &[&str]) -> String {
-    let (ok, out) = virsh(args);
-    assert!(ok, "virsh {args:?} failed: {out}");
-    out
-}
-
-fn define_foreign(lab: &LabName, tag: &str, dir: &Path) -> Foreign {
-    let f = Foreign {
-        domain: lab.object_name("foreign"),
-        network: lab.object_name("fnet"),
-        pool: format!("kltest-foreign-{tag}"),
-        pool_dir: dir.join("foreign-pool"),
-        volume: lab.object_name("foreign.img"),
-    };
-    // a domain of lab "<lab>-x": same prefix, other metadata
-    let dom = format!(
-        r#"<domain type="qemu"><name>{}</name>
-<metadata><kubelab:lab xmlns:kubelab="{METADATA_NAMESPACE}" name="{}-x" object="foreign"/></metadata>
-<memory unit="MiB">64</memory><vcpu>1</vcpu><os><type arch="x86_64" machine="pc">hvm</type></os></domain>"#,
-        f.domain, lab
-    );
-    let net = format!(
-        r#"<network><name>{}</name><bridge name="klf{tag}" stp="off" delay="0"/></network>"#,
-        f.network
-    );
-    let pool = format!(
-        r#"<pool type="dir"><name>{}</name><target><path>{}</path></target></pool>"#,
-        f.pool,
-        f.pool_dir.display()
-    );
-    for (kind, xml) in [("domain", dom), ("network", net), ("pool", pool)] {
-        let path = dir.join(format!("foreign-{kind}.xml"));
-        std::fs::write(&path, xml).unwrap();
-        let p = path.to_str().unwrap();
-        match kind {
-            "domain" => virsh_ok(&["define", p]),
-            "network" => virsh_ok(&["net-define", p]),
-            _ => virsh_ok(&["pool-define", p]),
-        };
-    }
-    virsh_ok(&["net-start", &f.network]);
-    virsh_ok(&["pool-build", &f.pool]);
-    virsh_ok(&["pool-start", &f.pool]);
-    virsh_ok(&["vol-create-as", &f.pool, &f.volume, "1M", "--format", "raw"]);
-    f
-}
-
-fn remove_foreign(f: &Foreign) {
-    let _ = virsh(&["undefine", &f.domain]);
-    let _ = virsh(&["net-destroy", &f.network]);
-    let _ = virsh(&["net-undefine", &f.network]);
-    let _ = virsh(&["vol-delete", "--pool", &f.pool, &f.volume]);
-    let _ = virsh(&["pool-destroy", &f.pool]);
-    let _ = virsh(&["pool-delete", &f.pool]);
-    let _ = virsh(&["pool-undefine", &f.pool]);
 }
 
 /// Tears the lab (and the foreign objects) down even when the test panics.

@@ -7,6 +7,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+
+use kubelab::virthost::spec::{LabName, METADATA_NAMESPACE};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -124,4 +126,93 @@ pub fn free_subnets(start: u8) -> (u8, String, String) {
         }
     }
     panic!("no free 192.168.x.0/24 on this machine");
+}
+
+/// Objects that are not a lab's, named like its objects on purpose.
+pub struct Foreign {
+    pub domain: String,
+    pub network: String,
+    pub pool: String,
+    pub pool_dir: PathBuf,
+    pub volume: String,
+}
+
+/// Run virsh on qemu:///system: success and its output.
+pub fn virsh(args: &[&str]) -> (bool, String) {
+    let out = Command::new("virsh")
+        .arg("-c")
+        .arg("qemu:///system")
+        .args(args)
+        .output()
+        .expect("virsh");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Run virsh; the test fails if it fails.
+pub fn virsh_ok(args: &[&str]) -> String {
+    let (ok, out) = virsh(args);
+    assert!(ok, "virsh {args:?} failed: {out}");
+    out
+}
+
+/// Define (and start) a foreign domain, network, pool and volume that a lab
+/// must leave alone; leftovers of an earlier run are removed first.
+pub fn define_foreign(lab: &LabName, tag: &str, dir: &Path) -> Foreign {
+    let f = Foreign {
+        domain: lab.object_name("foreign"),
+        network: lab.object_name("fnet"),
+        pool: format!("kltest-foreign-{tag}"),
+        pool_dir: dir.join("foreign-pool"),
+        volume: lab.object_name("foreign.img"),
+    };
+    remove_foreign(&f);
+    // a domain of lab "<lab>-x": same prefix, other metadata
+    let dom = format!(
+        r#"<domain type="qemu"><name>{}</name>
+<metadata><kubelab:lab xmlns:kubelab="{METADATA_NAMESPACE}" name="{}-x" object="foreign"/></metadata>
+<memory unit="MiB">64</memory><vcpu>1</vcpu><os><type arch="x86_64" machine="pc">hvm</type></os></domain>"#,
+        f.domain, lab
+    );
+    let net = format!(
+        r#"<network><name>{}</name><bridge name="klf{tag}" stp="off" delay="0"/></network>"#,
+        f.network
+    );
+    let pool = format!(
+        r#"<pool type="dir"><name>{}</name><target><path>{}</path></target></pool>"#,
+        f.pool,
+        f.pool_dir.display()
+    );
+    for (kind, xml) in [("domain", dom), ("network", net), ("pool", pool)] {
+        let path = dir.join(format!("foreign-{kind}.xml"));
+        std::fs::write(&path, xml).unwrap();
+        let p = path.to_str().unwrap();
+        match kind {
+            "domain" => virsh_ok(&["define", p]),
+            "network" => virsh_ok(&["net-define", p]),
+            _ => virsh_ok(&["pool-define", p]),
+        };
+    }
+    virsh_ok(&["net-start", &f.network]);
+    virsh_ok(&["pool-build", &f.pool]);
+    virsh_ok(&["pool-start", &f.pool]);
+    virsh_ok(&["vol-create-as", &f.pool, &f.volume, "1M", "--format", "raw"]);
+    f
+}
+
+/// Remove what `define_foreign` made.
+pub fn remove_foreign(f: &Foreign) {
+    let _ = virsh(&["undefine", &f.domain]);
+    let _ = virsh(&["net-destroy", &f.network]);
+    let _ = virsh(&["net-undefine", &f.network]);
+    let _ = virsh(&["vol-delete", "--pool", &f.pool, &f.volume]);
+    let _ = virsh(&["pool-destroy", &f.pool]);
+    let _ = virsh(&["pool-delete", &f.pool]);
+    let _ = virsh(&["pool-undefine", &f.pool]);
 }
