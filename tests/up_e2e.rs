@@ -193,6 +193,21 @@ fn up_reaches_every_vm_and_down_removes_exactly_the_lab() {
     // secrets are never logged
     assert!(!String::from_utf8_lossy(&up_out.stdout).contains("PRIVATE KEY"));
     assert!(!String::from_utf8_lossy(&up_out.stderr).contains("PRIVATE KEY"));
+    // The run's log: every progress line, timestamped, no key material.
+    let logs: Vec<_> = std::fs::read_dir(state.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with("-up.log"))
+        .collect();
+    assert!(!logs.is_empty(), "no up log in {}", state.display());
+    let log = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(log.lines().count() >= 3, "{log}");
+    assert!(
+        log.lines().all(|l| l.as_bytes().get(2) == Some(&b':')),
+        "{log}"
+    );
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
 
     // ---- a second up changes nothing -------------------------------------------------
     let out = kubelab(&state_parent, &["--json", "up", lab]);

@@ -83,21 +83,85 @@ pub fn fail(ctx: &Context, command: &str, e: &ProvisionError) -> ExitCode {
     ExitCode::from(e.exit_code())
 }
 
-/// Progress lines: to stderr for people, as JSON events on stdout with `--json`.
+/// Progress of a lab command: plain lines on stderr for people (with a
+/// UTC timestamp when stderr is not a terminal, e.g. in CI), JSON events on
+/// stdout with `--json`, and every line in the run's log file
+/// `<state>/runs/<unix time>-<command>.log`.
 pub struct ProgressLines<'a> {
-    pub ctx: &'a Context,
-    pub command: &'a str,
+    ctx: &'a Context,
+    command: &'a str,
+    timestamps: bool,
+    log: Option<std::sync::Mutex<std::io::BufWriter<std::fs::File>>>,
+    log_path: Option<std::path::PathBuf>,
+}
+
+impl<'a> ProgressLines<'a> {
+    pub fn new(ctx: &'a Context, command: &'a str, lab: &Lab) -> Self {
+        use std::io::IsTerminal;
+        let path =
+            crate::runner::log_path(&crate::state::state_dir(&lab.name).join("runs"), command);
+        let file = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::File::create(&path));
+        let (log, log_path) = match file {
+            Ok(f) => (
+                Some(std::sync::Mutex::new(std::io::BufWriter::new(f))),
+                Some(path),
+            ),
+            Err(e) => {
+                eprintln!("warning: cannot write the run log {}: {e}", path.display());
+                (None, None)
+            }
+        };
+        ProgressLines {
+            ctx,
+            command,
+            timestamps: !std::io::stderr().is_terminal(),
+            log,
+            log_path,
+        }
+    }
+
+    /// Where this run's log is (printed at the end and on failure).
+    pub fn log_path(&self) -> Option<&std::path::Path> {
+        self.log_path.as_deref()
+    }
+}
+
+/// `HH:MM:SS` (UTC) of now.
+fn clock() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 impl Progress for ProgressLines<'_> {
     fn step(&self, event: &str, message: &str) {
+        if let Some(log) = &self.log
+            && let Ok(mut out) = log.lock()
+        {
+            use std::io::Write;
+            let _ = writeln!(out, "{} [{event}] {message}", clock());
+            let _ = out.flush();
+        }
         if self.ctx.json {
             println!(
                 "{}",
                 serde_json::json!({"event": "step", "command": self.command, "step": event, "message": message})
             );
         } else if !self.ctx.quiet {
-            eprintln!("[{event}] {message}");
+            if self.timestamps {
+                eprintln!("{} [{event}] {message}", clock());
+            } else {
+                eprintln!("[{event}] {message}");
+            }
         }
     }
 }

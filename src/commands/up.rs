@@ -12,7 +12,7 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
         Ok(x) => x,
         Err(c) => return c,
     };
-    let progress = ProgressLines { ctx, command: "up" };
+    let progress = ProgressLines::new(ctx, "up", &lab);
     match rt.block_on(provision::up(&lab, timeout, &progress)) {
         Ok(r) => {
             if ctx.json {
@@ -42,6 +42,9 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                     r.total_secs
                 );
                 println!("state: {}", r.state_dir.display());
+                if let Some(log) = progress.log_path() {
+                    println!("log:   {}", log.display());
+                }
                 println!(
                     "ssh:   ssh -F {} <vm>   or   kubelab ssh {} <vm>",
                     r.state_dir.join("ssh_config").display(),
@@ -50,6 +53,11 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(ctx, "up", &e),
+        Err(e) => {
+            if let Some(log) = progress.log_path() {
+                eprintln!("log: {}", log.display());
+            }
+            fail(ctx, "up", &e)
+        }
     }
 }
