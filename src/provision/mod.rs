@@ -72,6 +72,24 @@ pub trait Progress: Sync {
     fn step(&self, event: &str, message: &str);
 }
 
+/// Run `work` for every VM at once, one thread each (libvirt calls block),
+/// and collect the results in VM order; a panicking worker is an error.
+fn for_each_vm<V: Sync, T: Send>(
+    vms: &[V],
+    work: impl Fn(&V) -> Result<T, ProvisionError> + Sync,
+) -> Vec<Result<T, ProvisionError>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = vms.iter().map(|vm| s.spawn(|| work(vm))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(failed("a VM worker panicked")))
+            })
+            .collect()
+    })
+}
+
 /// Open libvirt on the lab's virthost.
 pub fn open_libvirt(lab: &Lab) -> Result<Connection, ProvisionError> {
     let uri = libvirt_uri(lab).map_err(failed)?;
@@ -252,23 +270,8 @@ async fn up_locked(
         c.ensure_network(n).map_err(failed)?;
     }
     let t_boot = Instant::now();
-    let results: Vec<Result<(), ProvisionError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = d
-            .vms
-            .iter()
-            .map(|vm| {
-                let c = c.clone();
-                let (d, p, state, login_pub) = (&d, &p, &state, &login_pub);
-                s.spawn(move || apply_vm(&c, lab, d, p, vm, state, login_pub))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(failed("a VM worker panicked")))
-            })
-            .collect()
+    let results = for_each_vm(&d.vms, |vm| {
+        apply_vm(&c, lab, &d, &p, vm, &state, &login_pub)
     });
     for r in results {
         r?;
@@ -284,24 +287,7 @@ async fn up_locked(
 
     // ---- addresses (leases, then agent), bounded ----------------------------
     let deadline = t_boot + timeout;
-    let addressed: Vec<Result<Vec<IpAddr>, ProvisionError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = d
-            .vms
-            .iter()
-            .map(|vm| {
-                let c = c.clone();
-                let name = &name;
-                s.spawn(move || wait_addresses(&c, lab, name, vm, deadline))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(failed("a VM worker panicked")))
-            })
-            .collect()
-    });
+    let addressed = for_each_vm(&d.vms, |vm| wait_addresses(&c, lab, &name, vm, deadline));
     let mut records = Vec::new();
     for (vm, r) in d.vms.iter().zip(addressed) {
         let addrs = r?;

@@ -541,15 +541,7 @@ impl SshTransport {
                     continue;
                 }
             };
-            let hash = if key.algorithm().is_rsa() {
-                handle
-                    .best_supported_rsa_hash()
-                    .await
-                    .map_err(dropped)?
-                    .flatten()
-            } else {
-                None
-            };
+            let hash = rsa_hash(handle, key.algorithm()).await.map_err(dropped)?;
             let result = handle
                 .authenticate_publickey(&t.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
                 .await
@@ -578,15 +570,7 @@ impl SshTransport {
                             continue;
                         };
                         offered += 1;
-                        let hash = if key.algorithm().is_rsa() {
-                            handle
-                                .best_supported_rsa_hash()
-                                .await
-                                .map_err(dropped)?
-                                .flatten()
-                        } else {
-                            None
-                        };
+                        let hash = rsa_hash(handle, key.algorithm()).await.map_err(dropped)?;
                         match handle
                             .authenticate_publickey_with(&t.user, key, hash, &mut agent)
                             .await
@@ -990,6 +974,19 @@ impl client::Handler for ServerKeyCheck {
                 Ok(false)
             }
         }
+    }
+}
+
+/// The signature hash to use with an RSA key (the best the server offers);
+/// `None` for other key types.
+async fn rsa_hash(
+    handle: &Handle<ServerKeyCheck>,
+    algorithm: russh::keys::Algorithm,
+) -> Result<Option<russh::keys::HashAlg>, russh::Error> {
+    if algorithm.is_rsa() {
+        Ok(handle.best_supported_rsa_hash().await?.flatten())
+    } else {
+        Ok(None)
     }
 }
 
