@@ -90,7 +90,8 @@ pub enum Command {
     /// over SSH (all hosts in parallel). Exit 0 ok, 1 failed steps, 2
     /// invalid input, 3 unreachable hosts.
     Play {
-        /// The playbook (kubelab's playbook format).
+        /// The playbook: a file, or the name of a built-in playbook
+        /// (`--playbook-dir` entries win over built-ins).
         #[arg(value_name = "PLAYBOOK")]
         playbook: PathBuf,
         /// INI inventory: `name ansible_host=... [ansible_port=...]

@@ -19,7 +19,10 @@ use crate::template::Templates;
 /// What to run and how to report it.
 #[derive(Clone, Debug, Default)]
 pub struct PlaybookRun {
+    /// A playbook file, or the name of a built-in one (`nodeprep-bench`).
     pub playbook: PathBuf,
+    /// `--playbook-dir`: playbooks here win over the built-in ones.
+    pub playbook_dir: Option<PathBuf>,
     /// `--template-dir`: templates here win over the embedded ones.
     pub template_dir: Option<PathBuf>,
     /// `--check` / `kubelab plan`.
@@ -64,7 +67,16 @@ pub fn log_path(dir: &std::path::Path, name: &str) -> PathBuf {
 /// Load, run (or plan) and report; returns the process exit code.
 pub async fn run_playbook(inventory: Inventory, req: &PlaybookRun) -> i32 {
     let templates = Arc::new(Templates::new(req.template_dir.clone()));
-    let playbook = match crate::playbook::load(&req.playbook, &templates) {
+    let found = crate::playbook::find(&req.playbook.to_string_lossy(), req.playbook_dir.as_deref())
+        .map_err(|message| {
+            crate::diagnostic::Diagnostics(vec![crate::diagnostic::Diagnostic::error(
+                &crate::diagnostic::SourceFile::new(&req.playbook, String::new()),
+                None,
+                message,
+            )])
+        });
+    let loaded = found.and_then(|(path, text)| crate::playbook::load_str(&path, &text, &templates));
+    let playbook = match loaded {
         Ok(p) => p,
         Err(diags) => {
             if req.json {

@@ -212,3 +212,59 @@ fn ssh_without_a_command_on_a_lab_that_is_not_up_points_to_ssh_config() {
     assert!(err.contains("ssh -F "), "{err}");
     assert!(err.contains("/ssh_config node-1"), "{err}");
 }
+
+/// `play` resolves a playbook by name among the built-ins, and a
+/// `--playbook-dir` entry of that name wins over the built-in one.
+#[test]
+fn play_finds_playbooks_by_name_and_playbook_dir_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    // A host that refuses at once: the run gets as far as loading the playbook.
+    let inventory = dir.path().join("hosts.ini");
+    std::fs::write(&inventory, "h1 ansible_host=127.0.0.1 ansible_port=1\n").unwrap();
+    let inv = inventory.to_str().unwrap();
+    let state = dir.path().join("state");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kubelab"))
+            .env("KUBELAB_STATE_DIR", &state)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let unknown = run(&["play", "no-such-book", "-i", inv]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown.stderr));
+    assert!(
+        text(&unknown.stderr).contains("built-in playbooks: nodeprep-bench.yaml"),
+        "{}",
+        text(&unknown.stderr)
+    );
+
+    // The built-in loads (the host is unreachable: exit 3, not 2).
+    let builtin = run(&["play", "nodeprep-bench", "-i", inv]);
+    assert_eq!(builtin.status.code(), Some(3), "{}", text(&builtin.stderr));
+
+    // An override of the same name is used instead: its error names its file.
+    let books = dir.path().join("books");
+    std::fs::create_dir(&books).unwrap();
+    std::fs::write(
+        books.join("nodeprep-bench.yaml"),
+        "- name: x\n  hosts: all\n  stepz: []\n",
+    )
+    .unwrap();
+    let overridden = run(&[
+        "--playbook-dir",
+        books.to_str().unwrap(),
+        "play",
+        "nodeprep-bench",
+        "-i",
+        inv,
+    ]);
+    assert_eq!(
+        overridden.status.code(),
+        Some(2),
+        "{}",
+        text(&overridden.stderr)
+    );
+    let err = text(&overridden.stderr);
+    assert!(err.contains("books/nodeprep-bench.yaml:3:3"), "{err}");
+}

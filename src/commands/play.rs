@@ -305,6 +305,7 @@ fn play(opts: &PlayOptions, ctx: &Context) -> i32 {
     let req = PlaybookRun {
         playbook: opts.playbook.clone(),
         template_dir: opts.template_dir.clone(),
+        playbook_dir: ctx.playbook_dir.clone(),
         check: opts.check,
         extra_vars,
         json: ctx.json,
