@@ -1,6 +1,6 @@
 //! The node-prep benchmark with kubelab's engine: runs
 //! `playbooks/nodeprep-bench.yaml` over SSH on the hosts started by
-//! `/work/shared/bench/hosts.sh up N` (user `klbench`, keys and
+//! `bench/hosts.sh up N` (user `klbench`, keys and
 //! `hosts.txt` under `$KL_BENCH_DIR`, default `/tmp/kl-bench`).
 //!
 //! `cargo run --release --example nodeprep_bench -- N [--check] [--json]`
