@@ -23,6 +23,7 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod schema;
+pub mod stage;
 pub mod state;
 pub mod template;
 pub mod transport;

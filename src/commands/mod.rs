@@ -165,3 +165,60 @@ impl Progress for ProgressLines<'_> {
         }
     }
 }
+
+impl Context {
+    /// How the lab commands run playbooks: this context's sinks and
+    /// override directories, the run's log file.
+    pub fn playbook_run(
+        &self,
+        check: bool,
+        log_path: Option<&std::path::Path>,
+    ) -> crate::runner::PlaybookRun {
+        crate::runner::PlaybookRun {
+            playbook: std::path::PathBuf::new(),
+            playbook_dir: self.playbook_dir.clone(),
+            template_dir: self.template_dir.clone(),
+            check,
+            extra_vars: Default::default(),
+            tags: Vec::new(),
+            json: self.json,
+            quiet: self.quiet,
+            color: self.color,
+            log_path: log_path.map(|p| p.to_path_buf()),
+            verbose: self.verbose > 0,
+        }
+    }
+}
+
+/// Connect to an `up` lab's VMs and run `stages` in order (check mode for
+/// `plan`); progress through the engine's sinks, the log in `log_path`.
+/// The exit code is the first failing stage's (1 failed steps, 2 invalid
+/// playbook, 3 unreachable).
+pub async fn run_stages(
+    ctx: &Context,
+    lab: &Lab,
+    stages: &[crate::stage::Stage],
+    check: bool,
+    log_path: Option<&std::path::Path>,
+) -> Result<(), (u8, String)> {
+    if stages.is_empty() {
+        return Ok(());
+    }
+    let hosts = crate::stage::LabHosts::connect(lab)
+        .await
+        .map_err(|e| (e.exit_code(), e.to_string()))?;
+    let base = ctx.playbook_run(check, log_path);
+    let r = crate::stage::run_all(lab, &hosts, stages, &base, |s| {
+        if !ctx.quiet && !ctx.json {
+            eprintln!("== {} ({})", s.title, s.playbook);
+        }
+    })
+    .await;
+    hosts.close().await;
+    r.map_err(|(code, title)| {
+        (
+            u8::try_from(code).unwrap_or(1),
+            format!("stage `{title}` failed (exit code {code})"),
+        )
+    })
+}

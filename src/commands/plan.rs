@@ -30,8 +30,41 @@ pub fn run(path: &Path, ctx: &Context) -> ExitCode {
                     if p.changes() == 1 { "" } else { "s" }
                 );
             }
-            ExitCode::SUCCESS
+            plan_stages(&lab, &rt, ctx)
         }
         Err(e) => fail(ctx, "plan", &e),
+    }
+}
+
+/// The playbooks `up` would run, in check mode, when the VMs exist: per
+/// host what would change, with diffs of templated files.
+fn plan_stages(lab: &crate::lab::Lab, rt: &tokio::runtime::Runtime, ctx: &Context) -> ExitCode {
+    let stages = crate::stage::after_up(lab);
+    if stages.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    match provision::read_inventory(lab) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            if !ctx.json {
+                println!(
+                    "playbooks ({}): shown once the VMs exist (after the first `kubelab up`)",
+                    stages
+                        .iter()
+                        .map(|s| s.title.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(ctx, "plan", &e),
+    }
+    match rt.block_on(super::run_stages(ctx, lab, &stages, true, None)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code)
+        }
     }
 }

@@ -15,6 +15,14 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
     let progress = ProgressLines::new(ctx, "up", &lab);
     match rt.block_on(provision::up(&lab, timeout, &progress)) {
         Ok(r) => {
+            let stages = crate::stage::after_up(&lab);
+            let staged = rt.block_on(super::run_stages(
+                ctx,
+                &lab,
+                &stages,
+                false,
+                progress.log_path(),
+            ));
             if ctx.json {
                 println!(
                     "{}",
@@ -51,7 +59,16 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                     path.display()
                 );
             }
-            ExitCode::SUCCESS
+            match staged {
+                Ok(()) => ExitCode::SUCCESS,
+                Err((code, message)) => {
+                    eprintln!("error: {message}");
+                    if let Some(log) = progress.log_path() {
+                        eprintln!("log: {}", log.display());
+                    }
+                    ExitCode::from(code)
+                }
+            }
         }
         Err(e) => {
             if let Some(log) = progress.log_path() {

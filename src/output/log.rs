@@ -16,7 +16,12 @@ impl LogSink {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::File::create(path)?;
+        // Appended: one run's log may collect several playbooks (every stage
+        // of an `up`).
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         Ok(LogSink {
             path: path.to_path_buf(),
             out: std::io::BufWriter::new(file),

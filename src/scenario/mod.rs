@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::yaml::Seg;
 
 /// `{name: ..., params: {...}}` in a lab file's `scenarios:` list.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(
     tag = "name",
     content = "params",
@@ -125,7 +125,7 @@ pub enum Engine {
     Netns,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceChainParams {
     /// The VM running the chain (default: the first worker, else the first VM).
@@ -145,7 +145,7 @@ pub enum OverlaySwitch {
     Linux,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OverlayParams {
     /// Two or more VMs (default: all workers, else all VMs).
@@ -167,7 +167,7 @@ pub struct OverlayParams {
     pub encrypt: bool,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantsParams {
     /// The two VMs the tenant networks span.
@@ -181,14 +181,14 @@ pub struct TenantsParams {
     pub tenants: Vec<TenantParams>,
 }
 
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantParams {
     pub name: String,
     pub vni: u32,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RatchetPairsParams {
     /// `kubelab` links the workloads itself; `ratchet-cni` installs the
@@ -207,14 +207,14 @@ pub enum RatchetMode {
     RatchetCni,
 }
 
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RatchetPair {
     pub primary: RatchetEnd,
     pub pair: RatchetEnd,
 }
 
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RatchetEnd {
     /// Workload name (container or pod).
@@ -228,7 +228,7 @@ pub struct RatchetEnd {
     pub ifname: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloudRouterParams {
     /// The two VMs hosting router-a/A and router-b/B.
@@ -236,7 +236,7 @@ pub struct CloudRouterParams {
     pub hosts: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ipv6Ping6Params {
     /// Nodes to ping between (default: the first two workers).
@@ -247,7 +247,7 @@ pub struct Ipv6Ping6Params {
     pub through_nat64: Option<bool>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GlusterfsParams {
     /// `host`: glusterd on the storage VMs; `kubernetes`: heketi + StorageClass.
@@ -271,7 +271,7 @@ pub enum ClusterMode {
     Kubernetes,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CrioBuildahParams {
     /// The node that builds and runs the image (default: the first worker).

@@ -10,7 +10,8 @@
 #   KUBELAB_MIRROR=URL              Debian mirror; default: the one this
 #                                   machine's apt sources use, else deb.debian.org
 #   KUBELAB_SECURITY_MIRROR=URL     default: likewise for debian-security
-#   KUBELAB_EXTRA_PACKAGES="a b"    more packages for the image (space or comma)
+#   KUBELAB_EXTRA_PACKAGES="a b"    more packages for the image (space or comma);
+#                                   their services are installed disabled
 #   KUBELAB_DISK_MIB=3072           virtual disk size (overlays may be bigger:
 #                                   cloud-init grows the root partition)
 #   KUBELAB_IMAGE_DIR=/var/lib/kubelab/images   where images are kept
@@ -136,12 +137,27 @@ mount -t proc proc "$ROOT/proc"
 mount -t sysfs sysfs "$ROOT/sys"
 mount --bind /dev "$ROOT/dev"
 mount --bind /dev/pts "$ROOT/dev/pts"
-# shellcheck disable=SC2086
-set -- $CHROOT_PKGS $EXTRA
-log "apt-get install $*"
 chroot "$ROOT" apt-get -q update >"$WORK/apt.log" 2>&1 || { tail -n 30 "$WORK/apt.log" >&2; die "apt-get update failed"; }
-chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends "$@" \
-  >>"$WORK/apt.log" 2>&1 || { tail -n 30 "$WORK/apt.log" >&2; die "apt-get install failed"; }
+install_pkgs() {
+  log "apt-get install $*"
+  chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends "$@" \
+    >>"$WORK/apt.log" 2>&1 || { tail -n 30 "$WORK/apt.log" >&2; die "apt-get install failed"; }
+}
+enabled_units() { find "$ROOT/etc/systemd/system" -path '*.wants/*' -type l 2>/dev/null | sort; }
+# shellcheck disable=SC2086
+install_pkgs $CHROOT_PKGS
+if [ -n "$EXTRA" ]; then
+  enabled_units >"$WORK/units.before"
+  # shellcheck disable=SC2086
+  install_pkgs $EXTRA
+  # The extra packages' services are left disabled (docker, glusterd, frr,
+  # named, ovs...): a VM boots as fast as without them, and the playbook that
+  # uses a service enables and starts it.
+  enabled_units | comm -13 "$WORK/units.before" - | while read -r link; do
+    log "left disabled: ${link#"$ROOT"}"
+    rm -f "$link"
+  done
+fi
 log "packages done ($(($(date +%s) - T0))s)"
 
 # ---- system configuration ----------------------------------------------------
