@@ -5,7 +5,7 @@
 //! A [`Stage`] names a playbook (built-in, or from `--playbook-dir`) and what
 //! it needs beyond the lab: extra variables, extra groups (a scenario's VMs
 //! are the group `scenario`), whether the virthost takes part (group
-//! `virthost`, never in `all`). [`LabHosts`] holds one SSH connection per VM
+//! `virthost`). [`LabHosts`] holds one SSH connection per VM
 //! (through the virthost) for a whole command, so every stage of one `up`
 //! reuses them. [`lab_vars`] and [`vm_vars`] are what every playbook sees
 //! about the lab; they are pure, so offline renderings (golden plans) use the
@@ -69,8 +69,8 @@ pub struct Stage {
     pub host_vars: BTreeMap<String, Vars>,
     /// Extra groups: name → VM names.
     pub groups: BTreeMap<String, Vec<String>>,
-    /// Add the virthost as host `virthost` in group `virthost` (not in `all`
-    /// patterns of VM groups: plays must name it).
+    /// Add the virthost as host `virthost` in group `virthost`. It is then
+    /// part of `all`: such a stage's plays name their groups.
     pub virthost: bool,
 }
 

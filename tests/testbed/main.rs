@@ -1,0 +1,158 @@
+//! The shared test bed: the lab of `tests/labs/e2e/testbed.yaml` (three
+//! Debian VMs under QEMU/TCG on a real libvirtd, NAT IPv4 + IPv6, a spare
+//! disk each, every scenario package in the base image) brought up ONCE with
+//! the real binary; then every area runs on it in turn — Kubernetes node
+//! preparation and runtimes, networking scenarios, cluster scenarios — and
+//! the lab goes down at the end. One lab for all areas keeps CI's VM boots
+//! to one round.
+//!
+//! Each area is a module with `pub fn run(tb: &Testbed)` that panics on
+//! failure; an area's failure does not stop the others, the test fails with
+//! the list at the end.
+//!
+//! For development:
+//! - `KUBELAB_TESTBED_AREAS=network,cluster` runs only those areas;
+//! - `KUBELAB_TESTBED_KEEP=1` leaves the lab up afterwards (the next run's
+//!   `up` then changes nothing and takes seconds).
+//!
+//! Needs root and `scripts/deps.sh test`. About 5 minutes for the first boot
+//! on 2 cores with a cached base image (the first image build takes longer).
+
+#[path = "../support/libvirt.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const KUBELAB: &str = env!("CARGO_BIN_EXE_kubelab");
+
+/// The areas, in the order they run.
+const AREAS: &[(&str, fn(&Testbed))] = &[("lab", lab_area)];
+
+/// The running test bed and ways to drive it.
+pub struct Testbed {
+    pub lab: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Testbed {
+    /// Run `kubelab ARGS` with the test bed's state directory; output echoed
+    /// to the test log.
+    pub fn kubelab(&self, args: &[&str]) -> Output {
+        self.kubelab_in(&support::repo(), args)
+    }
+
+    /// Same, from another working directory.
+    pub fn kubelab_in(&self, dir: &Path, args: &[&str]) -> Output {
+        let out = Command::new(KUBELAB)
+            .current_dir(dir)
+            .env("KUBELAB_STATE_DIR", &self.state)
+            .args(args)
+            .output()
+            .expect("run kubelab");
+        eprintln!(
+            "[kubelab {}] {}\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `kubelab ARGS` on the test bed lab file, which must succeed.
+    pub fn kubelab_ok(&self, args: &[&str]) -> String {
+        let out = self.kubelab(args);
+        assert!(out.status.success(), "kubelab {} failed", args.join(" "));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The lab file's path as an argument.
+    pub fn lab_arg(&self) -> &str {
+        self.lab.to_str().expect("UTF-8 path")
+    }
+
+    /// Run a shell script as root on a VM (through the virthost, natively):
+    /// the whole output.
+    pub fn sh(&self, vm: &str, script: &str) -> Output {
+        let wrapped = format!("sudo sh -c {}", shell_quote(script));
+        self.kubelab(&["ssh", self.lab_arg(), vm, "--", &wrapped])
+    }
+
+    /// Like [`Testbed::sh`], which must exit 0: its stdout.
+    pub fn sh_ok(&self, vm: &str, script: &str) -> String {
+        let out = self.sh(vm, script);
+        assert!(out.status.success(), "on {vm}: `{script}` failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Single-quote a string for sh.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The lab itself: a second `up` changes nothing, `plan` is empty, every VM
+/// answers with its spare disk.
+fn lab_area(tb: &Testbed) {
+    let out = tb.kubelab(&["--json", "up", tb.lab_arg()]);
+    assert!(out.status.success());
+    let up = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "up")
+        .expect("up event");
+    assert_eq!(up["changes"], 0, "second up changed something: {up}");
+    for vm in ["node-1", "node-2", "node-3"] {
+        let lsblk = tb.sh_ok(vm, "lsblk -dn -o NAME");
+        assert!(lsblk.lines().any(|l| l.trim() == "vdb"), "{vm}: {lsblk}");
+    }
+}
+
+/// Take the lab down at the end unless asked to keep it.
+struct Down<'a>(&'a Testbed);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        if std::env::var_os("KUBELAB_TESTBED_KEEP").is_some() {
+            eprintln!("[testbed] KUBELAB_TESTBED_KEEP: the lab stays up");
+            return;
+        }
+        let out = self.0.kubelab(&["down", self.0.lab_arg()]);
+        if !out.status.success() && !std::thread::panicking() {
+            panic!("kubelab down failed");
+        }
+    }
+}
+
+#[test]
+fn testbed() {
+    support::require_root();
+    support::libvirt_ready();
+    let tb = Testbed {
+        lab: support::repo().join("tests/labs/e2e/testbed.yaml"),
+        state: support::cache_dir().join("state"),
+    };
+    let only: Option<Vec<String>> = std::env::var("KUBELAB_TESTBED_AREAS")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    let _down = Down(&tb);
+    tb.kubelab_ok(&["up", tb.lab_arg()]);
+    let mut failed = Vec::new();
+    for (name, area) in AREAS {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|a| a == name)) {
+            continue;
+        }
+        eprintln!("[testbed] === area {name}");
+        let t0 = std::time::Instant::now();
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| area(&tb))).is_err() {
+            failed.push(*name);
+        }
+        eprintln!(
+            "[testbed] === area {name}: {} in {:.0}s",
+            if failed.last() == Some(name) { "FAILED" } else { "ok" },
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    assert!(failed.is_empty(), "test-bed areas failed: {failed:?}");
+}
