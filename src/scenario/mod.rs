@@ -190,11 +190,11 @@ pub struct OverlayParams {
     /// network).
     #[serde(default)]
     pub outside: Option<String>,
-    /// Encrypt the tunnels with IPsec (ESP in transport mode between the
-    /// hosts): with `switch: ovs` through openvswitch-ipsec and strongSwan
-    /// (installed from the distribution, pre-shared key), with
-    /// `switch: linux` through kernel security associations with keys set
-    /// by kubelab. The key is generated on the first host and never logged.
+    /// Encrypt the tunnels with IPsec: ESP in transport mode between the
+    /// hosts, kernel security associations keyed by kubelab from a random
+    /// key generated on the first host (never logged), for either switch
+    /// and any UDP port. (Debian 12's openvswitch-ipsec protects only UDP
+    /// 4789, so it is not used.)
     #[serde(default)]
     pub encrypt: bool,
 }
