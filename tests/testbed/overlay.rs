@@ -225,7 +225,21 @@ true
     )
 }
 
+/// On a failure, take the scenarios down anyway: the VMs are shared.
+struct Teardown<'a>(&'a Testbed);
+
+impl Drop for Teardown<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (lab, scenario) in [(OVS, "overlay"), (OVS, "tenants"), (LINUX, "overlay")] {
+                k(self.0, &["scenario", lab, scenario, "teardown"]);
+            }
+        }
+    }
+}
+
 pub fn run(tb: &Testbed) {
+    let _teardown = Teardown(tb);
     ovs_overlay_and_tenants(tb);
     linux_overlay(tb);
 }
