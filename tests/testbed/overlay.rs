@@ -96,7 +96,7 @@ fn unescape(s: &str) -> String {
 
 /// The attribute `name` of an XML start tag's text.
 fn attr(tag: &str, name: &str) -> String {
-    let key = format!("{name}=\"");
+    let key = format!(" {name}=\"");
     tag.split_once(&key)
         .and_then(|(_, rest)| rest.split_once('"'))
         .map(|(v, _)| unescape(v))
@@ -106,7 +106,7 @@ fn attr(tag: &str, name: &str) -> String {
 /// The failed test cases of a JUnit file: `(classname, name, failure text)`.
 fn failures(junit: &str) -> Vec<(String, String, String)> {
     junit
-        .split("<testcase ")
+        .split("<testcase")
         .skip(1)
         .filter_map(|case| {
             let body = case.split("</testcase>").next().unwrap_or(case);
