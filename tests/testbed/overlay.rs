@@ -231,6 +231,8 @@ struct Teardown<'a>(&'a Testbed);
 impl Drop for Teardown<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            self.0
+                .sh("node-1", "ip link del tnleak-a 2>/dev/null; true");
             for (lab, scenario) in [(OVS, "overlay"), (OVS, "tenants"), (LINUX, "overlay")] {
                 k(self.0, &["scenario", lab, scenario, "teardown"]);
             }
@@ -340,7 +342,9 @@ fn ovs_overlay_and_tenants(tb: &Testbed) {
     sh(
         tb,
         "node-1",
-        "ip link add tnleak-a type veth peer name tnleak-b && ip link set tnleak-a master tn1-br up && ip link set tnleak-b master tn2-br up",
+        "ip link add tnleak-a type veth peer name tnleak-b \
+         && ip link set tnleak-a master tn1-br up && ip link set tnleak-b master tn2-br up \
+         || { ip link del tnleak-a; exit 1; }",
     );
     let isolation = "the identical address in another tenant is unreachable (ARP and TCP answered only within the tenant)";
     verify_fails(
