@@ -422,6 +422,48 @@ async fn run_host(
             }
         }
     }
+    if let Some(cond) = &play.when {
+        let mut ctx_map = base.clone();
+        overlay(&mut ctx_map, state, &shared.options.extra_vars);
+        match eval_condition(&shared.templates, cond, &Value::from(ctx_map)) {
+            Ok(true) => {}
+            Ok(false) => {
+                for &si in steps {
+                    let step = &play.steps[si];
+                    let record = StepRecord {
+                        host: host.name.clone(),
+                        play: play.name.clone(),
+                        step: step.name.clone(),
+                        location: step.location.clone(),
+                        module: step.module_name(),
+                        status: Status::Skipped,
+                        changed: false,
+                        duration: Duration::ZERO,
+                        message: "play condition is false".into(),
+                        stdout: String::new(),
+                        stderr: String::new(),
+                        diff: None,
+                        params: serde_json::Value::Null,
+                    };
+                    state.tally.skipped += 1;
+                    shared.reporter.emit(Event::StepStart {
+                        host: host.name.clone(),
+                        play: play.name.clone(),
+                        step: step.name.clone(),
+                        location: step.location.clone(),
+                    });
+                    shared.reporter.emit(end_event(&record));
+                    records.push((index, si, record));
+                }
+                return records;
+            }
+            Err(e) => {
+                let r = fail_host(state, "play condition", play_location("when"), e, false);
+                records.push((index, 0, r));
+                return records;
+            }
+        }
+    }
     for &si in steps {
         let step = &play.steps[si];
         shared.reporter.emit(Event::StepStart {

@@ -550,6 +550,55 @@ async fn plays_are_barriers_and_registered_values_flow_between_hosts() {
 }
 
 #[tokio::test]
+async fn play_when_skips_the_play_per_host() {
+    let lab = Lab::new(&["h1", "h2"]);
+    let pb = load(
+        r#"
+- name: only where asked
+  hosts: all
+  gather_facts: false
+  vars:
+    wanted: "{{ 'yes' if inventory_hostname == 'h1' else 'no' }}"
+  when: wanted == 'yes'
+  steps:
+    - name: marker
+      copy: {dest: "{{ root }}/marker", content: "x\n"}
+    - name: second
+      command: [true]
+- name: everywhere
+  hosts: all
+  gather_facts: false
+  steps:
+    - name: other
+      copy: {dest: "{{ root }}/other", content: "y\n"}
+"#,
+    );
+    let r = run(&pb, &lab).await;
+    assert!(r.report.success(), "{}", r.report.summary.render());
+    assert!(lab.root("h1").join("marker").exists(), "{:?}", statuses(&r.report, "h1"));
+    assert!(!lab.root("h2").join("marker").exists());
+    assert!(lab.root("h2").join("other").exists());
+    assert_eq!(
+        statuses(&r.report, "h2"),
+        [
+            ("marker".to_string(), Status::Skipped),
+            ("second".to_string(), Status::Skipped),
+            ("other".to_string(), Status::Changed),
+        ]
+    );
+    assert_eq!(status_of(&r.report, "h1", "marker"), Status::Changed);
+    // A broken play condition is reported with its position.
+    let err = playbook::load_str(
+        Path::new("bad.yaml"),
+        "- name: p\n  hosts: all\n  when: \"a ==\"\n  steps: []\n",
+        &Templates::default(),
+    )
+    .unwrap_err()
+    .render(false);
+    assert!(err.contains("bad.yaml:3:9"), "{err}");
+}
+
+#[tokio::test]
 async fn a_failing_host_stops_but_others_finish() {
     let lab = Lab::new(&["h1", "h2"]);
     let pb = load(
