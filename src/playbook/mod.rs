@@ -89,9 +89,10 @@ pub struct Play {
     /// Gather facts before the first step (default true); modules that
     /// need facts (`package`, `service`) gather them anyway.
     pub gather_facts: bool,
-    /// Evaluated per host with the play's variables: when false, every
-    /// step of the play is skipped on that host (one playbook can then hold
-    /// alternatives, e.g. a scenario's host and Kubernetes modes).
+    /// Evaluated once before the play, with the run's variables (lab and
+    /// stage variables, `groups`, `--var`; no host's): when false the play
+    /// is skipped whole and its `hosts` are not resolved. One playbook can
+    /// then hold alternatives, e.g. a scenario's host and Kubernetes modes.
     pub when: Option<Condition>,
     pub steps: Vec<Step>,
     pub span: Span,
