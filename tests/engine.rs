@@ -577,7 +577,10 @@ async fn play_when_skips_a_whole_play_before_resolving_its_hosts() {
     for h in ["h1", "h2"] {
         assert!(lab.root(h).join("marker").exists());
         assert!(!lab.root(h).join("never").exists());
-        assert_eq!(statuses(&r.report, h), [("marker".to_string(), Status::Changed)]);
+        assert_eq!(
+            statuses(&r.report, h),
+            [("marker".to_string(), Status::Changed)]
+        );
     }
     // The skipped play is announced with no hosts.
     assert!(r.events.iter().any(|e| e["event"] == "play_start"
@@ -596,7 +599,9 @@ async fn play_when_skips_a_whole_play_before_resolving_its_hosts() {
     .await;
     assert_eq!(r.report.exit_code(), 2);
     assert!(
-        r.report.summary.failures[0].message.contains("control-plane"),
+        r.report.summary.failures[0]
+            .message
+            .contains("control-plane"),
         "{}",
         r.report.summary.render()
     );

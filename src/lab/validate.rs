@@ -1624,9 +1624,7 @@ fn check_ping6(
                 c.error(&at("nat64_target"), format!("`{t}` is not an IPv4 address"));
             }
         }
-    } else if p.through_nat64 == Some(true)
-        && !networks.iter().any(|n| n.gateway4().is_some())
-    {
+    } else if p.through_nat64 == Some(true) && !networks.iter().any(|n| n.gateway4().is_some()) {
         c.error_help(
             &at("through_nat64"),
             "no IPv4 address to ping through NAT64: no NAT or isolated network has `ipv4`",
@@ -1677,6 +1675,13 @@ fn check_glusterfs(
             c.error(&storage_at, "glusterfs needs at least two storage VMs");
         }
     }
+    if p.mode == crate::scenario::ClusterMode::Kubernetes && storage_names.len() == 2 {
+        c.error_help(
+            &storage_at,
+            "glusterfs in Kubernetes mode needs three storage VMs: heketi keeps its own database on a replica-3 volume",
+            "add a third storage VM, or use `mode: host`",
+        );
+    }
     for (k, name) in storage_names.iter().enumerate() {
         if storage_names[..k].contains(name) {
             c.error(&storage_at, format!("storage VM `{name}` is listed twice"));
@@ -1722,7 +1727,12 @@ fn check_glusterfs(
         );
     }
     if let Some(v) = &p.volume {
-        c.label(&path!["scenarios", i, "params", "volume"], "volume name", v, 40);
+        c.label(
+            &path!["scenarios", i, "params", "volume"],
+            "volume name",
+            v,
+            40,
+        );
     }
 }
 
@@ -1746,11 +1756,17 @@ fn check_crio_buildah(
     if let Some(image) = &p.image
         && let Some(why) = crate::scenario::image_reference_problem(image)
     {
-        c.error(&at("image"), format!("`{image}` is not an image reference: {why}"));
+        c.error(
+            &at("image"),
+            format!("`{image}` is not an image reference: {why}"),
+        );
     }
     if let Some(label) = &p.node_label
         && let Some(why) = crate::scenario::node_label_problem(label)
     {
-        c.error(&at("node_label"), format!("`{label}` is not a node label: {why}"));
+        c.error(
+            &at("node_label"),
+            format!("`{label}` is not a node label: {why}"),
+        );
     }
 }

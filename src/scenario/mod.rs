@@ -101,10 +101,16 @@ impl ScenarioFile {
         match self {
             ScenarioFile::Glusterfs(p) => vec![
                 ("gluster_storage".into(), owned(p.storage_vms(vms))),
-                ("gluster_client".into(), owned(p.client_vm(vms).into_iter().collect())),
+                (
+                    "gluster_client".into(),
+                    owned(p.client_vm(vms).into_iter().collect()),
+                ),
             ],
             ScenarioFile::CrioBuildah(p) => {
-                vec![("crio_node".into(), owned(p.node_vm(vms).into_iter().collect()))]
+                vec![(
+                    "crio_node".into(),
+                    owned(p.node_vm(vms).into_iter().collect()),
+                )]
             }
             ScenarioFile::Ipv6Ping6(p) => vec![("ping6_nodes".into(), owned(p.node_vms(vms)))],
             _ => Vec::new(),
@@ -452,11 +458,16 @@ pub fn node_label_problem(label: &str) -> Option<String> {
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
         {
-            return Some(format!("`{}` is not allowed in the {what}", c.escape_debug()));
+            return Some(format!(
+                "`{}` is not allowed in the {what}",
+                c.escape_debug()
+            ));
         }
         let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
         if !edge_ok(s.chars().next()) || !edge_ok(s.chars().last()) {
-            return Some(format!("the {what} must start and end with a letter or digit"));
+            return Some(format!(
+                "the {what} must start and end with a letter or digit"
+            ));
         }
         None
     };
