@@ -133,7 +133,10 @@ fn play_context(
         ctx.insert(k.clone(), to_value(v));
     }
     ctx.insert("inventory_hostname".into(), Value::from(host));
-    ctx.insert("groups".into(), Value::from(minijinja::value::Serde(inv.groups())));
+    ctx.insert(
+        "groups".into(),
+        Value::from(minijinja::value::Serde(inv.groups())),
+    );
     ctx.insert("hostvars".into(), Value::from(hostvars));
     let book = builtin(&stage.playbook);
     let p = book

@@ -1711,7 +1711,8 @@ fn check_glusterfs(
         }
     }
     let replica = p.replica_count(vms) as usize;
-    if replica >= 2 && storage_names.len() > replica && storage_names.len() % replica != 0 {
+    if replica >= 2 && storage_names.len() > replica && !storage_names.len().is_multiple_of(replica)
+    {
         let at = if p.replica.is_some() {
             path!["scenarios", i, "params", "replica"].to_vec()
         } else {
