@@ -116,8 +116,10 @@ pub fn run(tb: &Testbed) {
     }
     assert!(!xml.contains("<failure"), "{xml}");
 
-    // Each verify fails when what it checks is broken, and passes after repair.
-    for s in SCENARIOS {
+    // Each verify fails when what it checks is broken, and passes after
+    // repair: `chaos` for two of them (glusterfs the same way by hand below,
+    // with its evidence).
+    for s in ["crio-buildah", "ipv6-ping6"] {
         let (code, events) = json_run(tb, &["chaos", LAB, s]);
         let chaos = events.iter().find(|e| e["event"] == "chaos");
         assert_eq!(code, Some(0), "chaos {s}: {chaos:?}");
@@ -157,7 +159,10 @@ pub fn run(tb: &Testbed) {
         "the other node answers ping6 on the lab&apos;s IPv6 network",
         "100% packet loss",
     );
-    phase(tb, "ipv6-ping6", "repair");
+    assert!(
+        phase(tb, "ipv6-ping6", "repair") > 0,
+        "repair deletes the rule"
+    );
     verify_passes(tb, "ipv6-ping6");
 
     gluster_survives_a_reboot(tb);
@@ -239,6 +244,19 @@ fn gluster_survives_a_reboot(tb: &Testbed) {
     wait_until("node-2 is back", Duration::from_secs(600), || {
         boot_id(tb, "node-2").is_some_and(|id| id != before)
     });
+    // Nothing is repaired by hand: the brick comes back by itself (fstab,
+    // glusterd enabled), in a bounded time.
+    wait_until(
+        "node-2's brick online again",
+        Duration::from_secs(600),
+        || {
+            let out = tb.sh(
+                "node-1",
+                "gluster volume status kubelab-testbed detail | grep -c '^Online *: Y'",
+            );
+            String::from_utf8_lossy(&out.stdout).trim() == "2"
+        },
+    );
     verify_passes(tb, "glusterfs");
     let healed = tb.sh_ok(
         "node-2",
