@@ -486,3 +486,53 @@ pub fn node_label_problem(label: &str) -> Option<String> {
     };
     name_problem("key", name, false).or_else(|| name_problem("value", value, true))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references() {
+        for ok in [
+            "localhost/kubelab/crio-demo:latest",
+            "localhost/demo:1.0",
+            "localhost/a.b_c-d/e:v2",
+        ] {
+            assert_eq!(image_reference_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("docker.io/library/demo:1", "localhost/"),
+            ("localhost/demo", "needs a tag"),
+            ("localhost/Demo:1", "`D` is not allowed"),
+            ("localhost//demo:1", "empty part"),
+            ("localhost/demo:", "is not a tag"),
+            ("localhost/demo:1;rm", "`;` is not allowed"),
+        ] {
+            let got = image_reference_problem(bad).unwrap_or_default();
+            assert!(got.contains(why), "{bad}: {got}");
+        }
+    }
+
+    #[test]
+    fn node_labels() {
+        for ok in [
+            "beefylevel=expert",
+            "example.com/tier=a-b",
+            "k=",
+            "a.b_c=x.Y",
+        ] {
+            assert_eq!(node_label_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("beefylevel", "key=value"),
+            ("=x", "key is empty"),
+            ("k=a b", "` ` is not allowed in the value"),
+            ("-k=v", "start and end"),
+            ("Bad_Prefix/k=v", "not a DNS name"),
+            ("k=$(x)", "`$` is not allowed"),
+        ] {
+            let got = node_label_problem(bad).unwrap_or_default();
+            assert!(got.contains(why), "{bad}: {got}");
+        }
+    }
+}
