@@ -544,3 +544,28 @@ fn crio_pod_runs_the_local_image_on_the_labelled_node() {
         json!({"example.com/tier": "a-b"})
     );
 }
+
+#[test]
+fn heketi_key_only_passes_through_secret_steps() {
+    let book = builtin("scenarios/glusterfs/setup");
+    let mut touching = 0;
+    for play in &book.plays {
+        for step in &play.steps {
+            let params = step.params.to_string();
+            let handles_key = step.register.as_deref() == Some("heketi_admin_secret")
+                || params.contains("heketi.json.j2")
+                || params.contains("heketi-admin-secret.yaml.j2");
+            if handles_key {
+                touching += 1;
+                assert!(
+                    step.secret,
+                    "step `{}` handles heketi's key but is not secret",
+                    step.name
+                );
+            }
+        }
+    }
+    assert_eq!(touching, 3, "read, heketi.json, the Secret manifest");
+    // The register name alone makes the value redacted too.
+    assert!(kubelab::redact::is_secret_name("heketi_admin_secret"));
+}
