@@ -1,11 +1,16 @@
 //! `kubelab up` / `down` end to end with the real binary, a real libvirtd and
 //! QEMU (TCG) guests: the lab of `tests/labs/e2e/lab.yaml` (3 VMs, NAT IPv4 +
 //! IPv6, a static address, a spare disk) next to FOREIGN objects on the same
-//! libvirtd; and a lab whose image cannot boot.
+//! libvirtd; a lab whose image cannot boot; and a 1-VM lab on a REMOTE
+//! virthost (its own network and mount namespaces, its own libvirtd, reached
+//! over SSH only: libvirt through kubelab's SSH connection, the VM through
+//! the virthost as jump host).
 //!
 //! Needs root and `scripts/deps.sh test`; skipped (with a message) otherwise.
 //! About 3-5 minutes on 2 cores with a cached base image.
 
+#[path = "support/netns_virthost.rs"]
+mod netns_virthost;
 #[path = "support/libvirt.rs"]
 mod support;
 
@@ -330,4 +335,110 @@ fn vm_that_never_boots_fails_in_time_with_console_and_down_cleans() {
     let out = kubelab(&state_parent, &["down", lab]);
     assert!(out.status.success());
     lab_is_gone(&name, Path::new("/var/cache/kubelab-test/e2e-noboot"));
+}
+
+/// `kubelab ARGS` that must succeed; its stdout.
+fn kubelab_ok(state: &Path, args: &[&str]) -> String {
+    let out = kubelab(state, args);
+    assert!(out.status.success(), "kubelab {} failed", args.join(" "));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn remote_virthost_over_ssh_only() {
+    support::require_root();
+    support::base_image();
+    let virthost = netns_virthost::NetnsVirthost::start();
+    let work = tempfile::tempdir().unwrap();
+    let storage = support::cache_dir();
+    let lab_path = work.path().join("e2e-remote.yaml");
+    std::fs::write(
+        &lab_path,
+        format!(
+            "name: e2e-remote\n{}image: {{build: debian-12}}\n\
+             networks:\n  - {{name: lan, kind: nat, ipv4: 192.168.215.0/24, ipv6: \"fd42:6b6c:d7::/64\"}}\n\
+             defaults: {{cpus: 1, memory: 640MiB, disk: 4GiB}}\n\
+             vms:\n  - {{name: rvm, roles: [worker], spare_disks: [{{size: 256MiB}}]}}\n",
+            virthost.lab_virthost(&storage)
+        ),
+    )
+    .unwrap();
+    let lab = lab_path.to_str().unwrap();
+    let state_parent = work.path().join("state");
+    let state = state_parent.join("e2e-remote");
+    let pool_dir = storage.join("e2e-remote");
+    // a leftover pool directory of a killed run: no daemon knows it any more
+    let _ = std::fs::remove_dir_all(&pool_dir);
+    let _cleanup = Cleanup {
+        lab: lab_path.clone(),
+        state: state_parent.clone(),
+        foreign: None,
+    };
+
+    // ---- up: prepare.sh starts the virthost's own libvirtd ---------------------------
+    let t0 = Instant::now();
+    let out = kubelab(&state_parent, &["--json", "up", "--timeout", "480", lab]);
+    assert!(out.status.success(), "remote up failed");
+    let up = event(&out, "up");
+    eprintln!(
+        "[e2e-remote] up: {:.1}s in all, boot to SSH {:.1}s",
+        t0.elapsed().as_secs_f64(),
+        up["boot_to_ssh_secs"].as_f64().unwrap_or(-1.0)
+    );
+    assert!(up["virthost_changes"].as_u64().unwrap() >= 2, "{up}");
+    assert_eq!(up["domain_type"], "qemu", "{up}");
+    // the VM exists on the virthost's libvirtd only
+    let listed = virthost.ssh_ok("virsh -c qemu:///system list --name");
+    assert!(listed.contains("kl-e2e-remote-rvm"), "{listed}");
+    let (_, here) = support::virsh(&["list", "--all", "--name"]);
+    assert!(!here.contains("kl-e2e-remote"), "{here}");
+    // the lab subnet is not routed on this machine: the VM is reachable only
+    // through the virthost
+    let routes = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["route", "get", "192.168.215.200"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(!routes.contains("virbr"), "{routes}");
+    let out = kubelab(
+        &state_parent,
+        &[
+            "ssh",
+            lab,
+            "rvm",
+            "--",
+            "hostname; ip -o addr show dev eth0; test -b /dev/vdb",
+        ],
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("rvm\n"), "{text}");
+    assert!(text.contains("inet 192.168.215."), "{text}");
+    assert!(text.contains("inet6 fd42:6b6c:d7:"), "{text}");
+    // OpenSSH with the state's ssh_config: ProxyJump through the virthost
+    let hostname = ssh_config_run(&state, "rvm", "hostname");
+    assert_eq!(hostname.trim(), "rvm");
+
+    // ---- idempotent; status ----------------------------------------------------------
+    let out = kubelab(&state_parent, &["--json", "up", lab]);
+    assert!(out.status.success());
+    assert_eq!(event(&out, "up")["changes"], 0);
+    let out = kubelab(&state_parent, &["--json", "status", lab]);
+    let st = event(&out, "status");
+    assert_eq!(st["vms"][0]["state"], "running", "{st}");
+
+    // ---- down ------------------------------------------------------------------------
+    kubelab_ok(&state_parent, &["down", lab]);
+    let left = virthost.ssh_ok(
+        "virsh -c qemu:///system list --all --name; virsh -c qemu:///system net-list --all --name; \
+         virsh -c qemu:///system pool-list --all --name; ls /var/lib/libvirt/dnsmasq",
+    );
+    assert!(
+        !left.contains("kl-e2e-remote"),
+        "left on the virthost: {left}"
+    );
+    assert!(!pool_dir.exists(), "{} left after down", pool_dir.display());
 }

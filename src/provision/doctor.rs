@@ -124,7 +124,7 @@ pub async fn check(
             format!(
                 "{} answers (libvirt {})",
                 c.uri(),
-                c.libvirt_version()
+                super::access::blocking(|| c.libvirt_version())
                     .map(|(a, b, m)| format!("{a}.{b}.{m}"))
                     .unwrap_or_else(|_| "?".into())
             ),
@@ -217,7 +217,9 @@ pub async fn check(
                 (Some(c), Some(n)) => lab
                     .networks
                     .iter()
-                    .filter_map(|net| c.network_bridge(n, &net.name).ok())
+                    .filter_map(|net| {
+                        super::access::blocking(|| c.network_bridge(n, &net.name)).ok()
+                    })
                     .collect(),
                 _ => Vec::new(),
             };

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use self::access::{LabLock, VirthostAccess, libvirt_uri, login_key_path, poll_until};
+use self::access::{LabLock, Libvirt, VirthostAccess, blocking, login_key_path, poll_until};
 use self::desired::{Desired, DesiredVm};
 use self::plan::{Action, Plan};
 use crate::lab::Lab;
@@ -90,11 +90,12 @@ fn for_each_vm<V: Sync, T: Send>(
     })
 }
 
-/// Open libvirt on the lab's virthost.
-pub fn open_libvirt(lab: &Lab) -> Result<Connection, ProvisionError> {
-    let uri = libvirt_uri(lab).map_err(failed)?;
-    Connection::open(&uri)
-        .map_err(|e| ProvisionError::Unreachable(format!("libvirt at {uri}: {e}")))
+/// Open libvirt on the lab's virthost (through the access's SSH connection
+/// when it is remote).
+pub async fn open_libvirt(access: &VirthostAccess) -> Result<Libvirt, ProvisionError> {
+    Libvirt::open(access)
+        .await
+        .map_err(ProvisionError::Unreachable)
 }
 
 fn lab_name(lab: &Lab) -> Result<LabName, ProvisionError> {
@@ -194,13 +195,14 @@ impl Session {
 /// nothing (no prepare, no image build: the base image path is left out).
 pub async fn plan(lab: &Lab) -> Result<(Plan, String), ProvisionError> {
     let session = open_session(lab, false).await?;
-    let c = open_libvirt(lab)?;
+    let c = open_libvirt(&session.access).await?;
     let (dt, why) = prepare::domain_type(&session.access, lab, &c)
         .await
         .map_err(failed)?;
     let d =
         desired::desired(lab, Path::new("/base-image"), VolumeFormat::Qcow2, dt).map_err(failed)?;
-    let p = plan::plan(&c, &d).map_err(failed)?;
+    let p = blocking(|| plan::plan(&c, &d)).map_err(failed)?;
+    drop(c);
     session.close().await;
     Ok((p, why))
 }
@@ -233,19 +235,19 @@ async fn up_locked(
         "prepare",
         &format!("virthost ready ({virthost_changes} changed)"),
     );
-    let c = open_libvirt(lab)?;
+    let c = open_libvirt(access).await?;
 
     let findings = doctor::check(access, lab, Some(&c), None).await;
-    let blocking: Vec<String> = findings
+    let blockers: Vec<String> = findings
         .iter()
         .filter(|f| f.severity == doctor::Severity::Blocking)
         .map(|f| format!("{}: {} (fix: {})", f.check, f.message, f.fix))
         .collect();
-    if !blocking.is_empty() {
+    if !blockers.is_empty() {
         return Err(failed(format!(
             "the virthost is not ready for lab {}:\n  {}",
             lab.name,
-            blocking.join("\n  ")
+            blockers.join("\n  ")
         )));
     }
 
@@ -258,20 +260,25 @@ async fn up_locked(
     progress.step("domain-type", &format!("domain type {dt:?} ({why})"));
 
     let d = desired::desired(lab, &base.path, base.format, dt).map_err(failed)?;
-    let p = plan::plan(&c, &d).map_err(failed)?;
+    let p = blocking(|| plan::plan(&c, &d)).map_err(failed)?;
     for a in &p.actions {
         progress.step("plan", &a.to_string());
     }
     let login_pub = ensure_login_key(&state, lab)?;
 
     // ---- apply: pool, networks, then every VM in parallel --------------------
-    c.ensure_pool(&d.pool).map_err(failed)?;
-    for n in &d.networks {
-        c.ensure_network(n).map_err(failed)?;
-    }
+    blocking(|| -> Result<(), ProvisionError> {
+        c.ensure_pool(&d.pool).map_err(failed)?;
+        for n in &d.networks {
+            c.ensure_network(n).map_err(failed)?;
+        }
+        Ok(())
+    })?;
     let t_boot = Instant::now();
-    let results = for_each_vm(&d.vms, |vm| {
-        apply_vm(&c, lab, &d, &p, vm, &state, &login_pub)
+    let results = blocking(|| {
+        for_each_vm(&d.vms, |vm| {
+            apply_vm(&c, lab, &d, &p, vm, &state, &login_pub)
+        })
     });
     for r in results {
         r?;
@@ -287,7 +294,8 @@ async fn up_locked(
 
     // ---- addresses (leases, then agent), bounded ----------------------------
     let deadline = t_boot + timeout;
-    let addressed = for_each_vm(&d.vms, |vm| wait_addresses(&c, lab, &name, vm, deadline));
+    let addressed =
+        blocking(|| for_each_vm(&d.vms, |vm| wait_addresses(&c, lab, &name, vm, deadline)));
     let mut records = Vec::new();
     for (vm, r) in d.vms.iter().zip(addressed) {
         let addrs = r?;
@@ -344,7 +352,7 @@ async fn up_locked(
                 &format!("{vm}: SSH answers with its pinned host key"),
             );
         } else {
-            let tail = console_tail(&c, &name, vm);
+            let tail = blocking(|| console_tail(&c, &name, vm));
             unreachable.push(format!(
                 "{vm}: no SSH answer with the pinned host key within {}s; serial console (tail):\n{tail}",
                 timeout.as_secs()
@@ -710,21 +718,25 @@ pub struct DownReport {
 /// `kubelab down`: exactly the lab's objects, then the state's inventory files.
 pub async fn down(lab: &Lab) -> Result<DownReport, ProvisionError> {
     let session = open_session(lab, true).await?;
-    let r = down_locked(lab);
+    let r = down_locked(lab, &session.access).await;
     session.close().await;
     r
 }
 
-fn down_locked(lab: &Lab) -> Result<DownReport, ProvisionError> {
+async fn down_locked(lab: &Lab, access: &VirthostAccess) -> Result<DownReport, ProvisionError> {
     let name = lab_name(lab)?;
-    let c = open_libvirt(lab)?;
-    let objects = c.lab_objects(&name).map_err(failed)?;
-    let was_absent = objects.is_empty();
-    let report = if was_absent {
-        None
-    } else {
-        Some(c.teardown(&name).map_err(failed)?)
-    };
+    let c = open_libvirt(access).await?;
+    let (was_absent, report) = blocking(|| -> Result<_, ProvisionError> {
+        let objects = c.lab_objects(&name).map_err(failed)?;
+        let was_absent = objects.is_empty();
+        let report = if was_absent {
+            None
+        } else {
+            Some(c.teardown(&name).map_err(failed)?)
+        };
+        Ok((was_absent, report))
+    })?;
+    drop(c);
     if let Some(r) = &report
         && !r.failures.is_empty()
     {
@@ -757,9 +769,19 @@ fn down_locked(lab: &Lab) -> Result<DownReport, ProvisionError> {
 }
 
 /// `kubelab status`: every VM of the lab, from libvirt and the state dir.
-pub fn status(lab: &Lab) -> Result<Vec<VmStatus>, ProvisionError> {
+pub async fn status(lab: &Lab) -> Result<Vec<VmStatus>, ProvisionError> {
+    let access = VirthostAccess::connect(lab).await.map_err(from_transport)?;
+    let c = open_libvirt(&access).await?;
+    let r = blocking(|| status_of(lab, &c));
+    drop(c);
+    if let VirthostAccess::Remote(t) = &access {
+        t.disconnect().await;
+    }
+    r
+}
+
+fn status_of(lab: &Lab, c: &Connection) -> Result<Vec<VmStatus>, ProvisionError> {
     let name = lab_name(lab)?;
-    let c = open_libvirt(lab)?;
     let objects = c.lab_objects(&name).map_err(failed)?;
     let inv = read_inventory(lab).ok().flatten();
     let mut out = Vec::new();
@@ -813,11 +835,16 @@ pub fn status(lab: &Lab) -> Result<Vec<VmStatus>, ProvisionError> {
 /// `kubelab doctor`.
 pub async fn doctor(lab: &Lab) -> Result<Vec<doctor::Finding>, ProvisionError> {
     let access = VirthostAccess::connect(lab).await.map_err(from_transport)?;
-    let (c, err) = match open_libvirt(lab) {
+    let (c, err) = match open_libvirt(&access).await {
         Ok(c) => (Some(c), None),
         Err(e) => (None, Some(e.to_string())),
     };
-    Ok(doctor::check(&access, lab, c.as_ref(), err).await)
+    let findings = doctor::check(&access, lab, c.as_deref(), err).await;
+    drop(c);
+    if let VirthostAccess::Remote(t) = &access {
+        t.disconnect().await;
+    }
+    Ok(findings)
 }
 
 /// The domain type as a word.

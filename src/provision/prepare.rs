@@ -181,7 +181,7 @@ pub async fn domain_type(
         LabDomainType::Auto => {}
     }
     let probe = kvm_probe(access).await?;
-    let offered = libvirt.kvm_offered();
+    let offered = super::access::blocking(|| libvirt.kvm_offered());
     Ok(match (probe, offered) {
         (KvmProbe::Usable, true) => (
             DomainType::Kvm,
