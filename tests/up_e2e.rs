@@ -352,17 +352,14 @@ fn remote_virthost_over_ssh_only() {
     let work = tempfile::tempdir().unwrap();
     let storage = support::cache_dir();
     let lab_path = work.path().join("e2e-remote.yaml");
-    std::fs::write(
-        &lab_path,
-        format!(
-            "name: e2e-remote\n{}image: {{build: debian-12}}\n\
-             networks:\n  - {{name: lan, kind: nat, ipv4: 192.168.215.0/24, ipv6: \"fd42:6b6c:d7::/64\"}}\n\
-             defaults: {{cpus: 1, memory: 640MiB, disk: 4GiB}}\n\
-             vms:\n  - {{name: rvm, roles: [worker], spare_disks: [{{size: 256MiB}}]}}\n",
-            virthost.lab_virthost(&storage)
-        ),
-    )
-    .unwrap();
+    let lab_text = format!(
+        "name: e2e-remote\n{}image: {{build: debian-12}}\n\
+         networks:\n  - {{name: lan, kind: nat, ipv4: 192.168.215.0/24, ipv6: \"fd42:6b6c:d7::/64\"}}\n\
+         defaults: {{cpus: 1, memory: 640MiB, disk: 4GiB}}\n\
+         vms:\n  - {{name: rvm, roles: [worker], spare_disks: [{{size: 256MiB}}]}}\n",
+        virthost.lab_virthost(&storage)
+    );
+    std::fs::write(&lab_path, &lab_text).unwrap();
     let lab = lab_path.to_str().unwrap();
     let state_parent = work.path().join("state");
     let state = state_parent.join("e2e-remote");
@@ -429,6 +426,74 @@ fn remote_virthost_over_ssh_only() {
     let out = kubelab(&state_parent, &["--json", "status", lab]);
     let st = event(&out, "status");
     assert_eq!(st["vms"][0]["state"], "running", "{st}");
+
+    // ---- a changed lab: network settings, memory, a bigger disk ------------------------
+    let changed_path = work.path().join("e2e-remote-changed.yaml");
+    std::fs::write(
+        &changed_path,
+        lab_text
+            .replace(
+                "ipv4: 192.168.215.0/24,",
+                "ipv4: 192.168.215.0/24, mtu: 1400,",
+            )
+            .replace("memory: 640MiB", "memory: 700MiB")
+            .replace("size: 256MiB", "size: 384MiB"),
+    )
+    .unwrap();
+    let changed = changed_path.to_str().unwrap();
+    let out = kubelab(&state_parent, &["--json", "plan", changed]);
+    assert!(out.status.success());
+    let plan = event(&out, "plan");
+    assert_eq!(plan["changes"], 3, "{plan}");
+    let actions = plan["actions"].as_array().unwrap();
+    let find = |kind: &str| {
+        actions
+            .iter()
+            .find(|a| a["action"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {plan}"))
+    };
+    let net = find("replace-network");
+    assert_eq!(net["network"], "lan", "{net}");
+    assert!(
+        net["why"].as_str().unwrap().contains("mtu none -> 1400"),
+        "{net}"
+    );
+    assert_eq!(net["vms"], serde_json::json!(["rvm"]), "{net}");
+    assert_eq!(find("grow-volume")["dev"], "vdb");
+    // the guest's MTU comes from its seed: reported, not applied
+    assert!(
+        find("not-applied")["subject"]
+            .as_str()
+            .unwrap()
+            .contains("guest settings of vm rvm")
+    );
+    assert!(
+        find("restart-needed")["why"]
+            .as_str()
+            .unwrap()
+            .contains("memory 640 MiB -> 700 MiB")
+    );
+    let out = kubelab(&state_parent, &["--json", "up", changed]);
+    assert!(out.status.success(), "up of the changed lab failed");
+    let up = event(&out, "up");
+    assert_eq!(up["changes"], 3, "{up}");
+    assert_eq!(up["restart_needed"], serde_json::json!(["rvm"]), "{up}");
+    assert_eq!(up["not_applied"].as_array().unwrap().len(), 1, "{up}");
+    let xml = virthost.ssh_ok("virsh -c qemu:///system net-dumpxml kl-e2e-remote-lan");
+    assert!(xml.contains("<mtu size='1400'/>"), "{xml}");
+    // the running VM is back on its restarted network and sees the bigger disk
+    let out = kubelab(
+        &state_parent,
+        &["ssh", changed, "rvm", "--", "cat /sys/block/vdb/size"],
+    );
+    assert!(out.status.success());
+    // 512-byte sectors: 384 MiB
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "786432");
+    // applied: nothing left to change; the guest settings are still reported
+    let out = kubelab(&state_parent, &["--json", "plan", changed]);
+    let plan = event(&out, "plan");
+    assert_eq!(plan["changes"], 0, "{plan}");
+    assert_eq!(plan["actions"][0]["action"], "not-applied", "{plan}");
 
     // ---- down ------------------------------------------------------------------------
     kubelab_ok(&state_parent, &["down", lab]);

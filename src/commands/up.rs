@@ -29,7 +29,7 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                     serde_json::json!({"event": "up", "lab": r.lab, "changes": r.changes,
                         "virthost_changes": r.virthost_changes, "actions": r.plan.actions,
                         "domain_type": r.domain_type, "base_image": r.base_image,
-                        "vms": r.vms, "restart_needed": r.restart_needed,
+                        "vms": r.vms, "restart_needed": r.restart_needed, "not_applied": r.not_applied,
                         "state_dir": r.state_dir, "boot_to_ssh_secs": r.boot_to_ssh_secs,
                         "total_secs": r.total_secs})
                 );
@@ -37,8 +37,11 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                 print!("{}", provision::table(&r.vms));
                 for vm in &r.restart_needed {
                     println!(
-                        "RESTART NEEDED: {vm} runs with its old definition (the new one applies at its next boot)"
+                        "RESTART NEEDED: {vm} runs with its old settings (the new ones apply at its next boot)"
                     );
+                }
+                for line in &r.not_applied {
+                    println!("{line}");
                 }
                 println!(
                     "lab {}: {} change{} (virthost: {} changed), all VMs answer SSH after {:.0}s, {:.0}s in all",

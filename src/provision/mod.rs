@@ -126,6 +126,8 @@ pub struct UpReport {
     pub state_dir: PathBuf,
     /// Running VMs whose definition changed: they need a restart.
     pub restart_needed: Vec<String>,
+    /// Changes of the lab `up` did not make (the plan's NOT APPLIED lines).
+    pub not_applied: Vec<String>,
     /// Seconds from starting the VMs until every one answered SSH.
     pub boot_to_ssh_secs: f64,
     pub total_secs: f64,
@@ -199,9 +201,15 @@ pub async fn plan(lab: &Lab) -> Result<(Plan, String), ProvisionError> {
     let (dt, why) = prepare::domain_type(&session.access, lab, &c)
         .await
         .map_err(failed)?;
-    let d =
-        desired::desired(lab, Path::new("/base-image"), VolumeFormat::Qcow2, dt).map_err(failed)?;
-    let p = blocking(|| plan::plan(&c, &d)).map_err(failed)?;
+    let base = prepare::expected_base_image(lab);
+    let d = desired::desired(
+        lab,
+        base.as_deref().unwrap_or(Path::new("/base-image")),
+        VolumeFormat::Qcow2,
+        dt,
+    )
+    .map_err(failed)?;
+    let p = blocking(|| plan::plan(&c, &d, base.as_deref())).map_err(failed)?;
     drop(c);
     session.close().await;
     Ok((p, why))
@@ -260,20 +268,43 @@ async fn up_locked(
     progress.step("domain-type", &format!("domain type {dt:?} ({why})"));
 
     let d = desired::desired(lab, &base.path, base.format, dt).map_err(failed)?;
-    let p = blocking(|| plan::plan(&c, &d)).map_err(failed)?;
+    let p = blocking(|| plan::plan(&c, &d, Some(&base.path))).map_err(failed)?;
     for a in &p.actions {
         progress.step("plan", &a.to_string());
     }
     let login_pub = ensure_login_key(&state, lab)?;
 
     // ---- apply: pool, networks, then every VM in parallel --------------------
-    blocking(|| -> Result<(), ProvisionError> {
-        c.ensure_pool(&d.pool).map_err(failed)?;
-        for n in &d.networks {
-            c.ensure_network(n).map_err(failed)?;
+    let reattach = blocking(|| apply_lab_objects(&c, &d, &p, &state))?;
+    if !reattach.is_empty() {
+        // NICs of running VMs on a restarted network, back onto its bridge
+        let script = reattach
+            .iter()
+            .map(|(dev, bridge)| {
+                format!(
+                    "ip link set dev {} master {} && ip link set dev {} up",
+                    crate::transport::quote(dev),
+                    crate::transport::quote(bridge),
+                    crate::transport::quote(dev)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" && ");
+        let out = access
+            .run(Command::script(script), Duration::from_secs(60))
+            .await
+            .map_err(from_transport)?;
+        if !out.status.success() {
+            return Err(failed(format!(
+                "cannot plug the running VMs back into their restarted network: {}",
+                out.stderr_str().trim()
+            )));
         }
-        Ok(())
-    })?;
+        progress.step(
+            "network",
+            &format!("{} running NIC(s) plugged back in", reattach.len()),
+        );
+    }
     let t_boot = Instant::now();
     let results = blocking(|| {
         for_each_vm(&d.vms, |vm| {
@@ -382,14 +413,8 @@ async fn up_locked(
             disks: r.disks.clone(),
         })
         .collect();
-    let restart_needed = p
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::RestartNeeded { vm, .. } => Some(vm.clone()),
-            _ => None,
-        })
-        .collect();
+    let restart_needed = p.restart_needed();
+    let not_applied = p.not_applied().iter().map(|a| a.to_string()).collect();
     Ok(UpReport {
         lab: lab.name.clone(),
         changes: p.changes(),
@@ -400,6 +425,7 @@ async fn up_locked(
         vms,
         state_dir: state,
         restart_needed,
+        not_applied,
         boot_to_ssh_secs,
         total_secs: t0.elapsed().as_secs_f64(),
     })
@@ -443,6 +469,57 @@ fn console_tail(c: &Connection, lab: &LabName, vm: &str) -> String {
         Ok(t) => t,
         Err(e) => format!("(cannot read it: {e})"),
     }
+}
+
+/// What the plan does outside the VMs' own work, in its order: objects the
+/// lab no longer has, the pool, networks (created or replaced), grown disks.
+/// Returns the NICs to plug back into restarted networks (device, bridge).
+fn apply_lab_objects(
+    c: &Connection,
+    d: &Desired,
+    p: &Plan,
+    state: &Path,
+) -> Result<Vec<(String, String)>, ProvisionError> {
+    for a in &p.actions {
+        match a {
+            Action::RemoveDomain { vm } => {
+                c.remove_domain(&d.lab, vm).map_err(failed)?;
+                let _ = std::fs::remove_file(host_key_path(state, vm));
+            }
+            Action::RemoveVolume { volume } => c.delete_volume(&d.lab, volume).map_err(failed)?,
+            Action::RemoveNetwork { network } => {
+                c.remove_network(&d.lab, network).map_err(failed)?
+            }
+            _ => {}
+        }
+    }
+    c.ensure_pool(&d.pool).map_err(failed)?;
+    let mut reattach = Vec::new();
+    for n in &d.networks {
+        let replace = p
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::ReplaceNetwork { network, .. } if *network == n.name));
+        if replace {
+            reattach.extend(c.replace_network(n).map_err(failed)?);
+        } else {
+            c.ensure_network(n).map_err(failed)?;
+        }
+    }
+    for a in &p.actions {
+        if let Action::GrowVolume {
+            vm,
+            volume,
+            dev,
+            to_bytes,
+            ..
+        } = a
+        {
+            c.grow_volume(&d.lab, volume, *to_bytes, Some((vm, dev)))
+                .map_err(failed)?;
+        }
+    }
+    Ok(reattach)
 }
 
 /// Volumes, seed (for a new VM), definition and start of one VM.
@@ -494,7 +571,16 @@ fn apply_vm(
             .map_err(failed)?;
     }
     if p.vm_needs_definition(&vm.name) {
-        c.define_domain(&vm.domain).map_err(failed)?;
+        let mut spec = vm.domain.clone();
+        if !p.vm_is_new(&vm.name) {
+            // the seed stays as it is: so does what the metadata says it holds
+            spec.seed_digest = c
+                .domain_xml(&d.lab, &vm.name)
+                .ok()
+                .and_then(|x| crate::virthost::shape::domain_shape(&x))
+                .and_then(|s| s.seed_digest);
+        }
+        c.define_domain(&spec).map_err(failed)?;
     }
     c.start_domain(&d.lab, &vm.name).map_err(failed)?;
     Ok(())

@@ -88,6 +88,37 @@ qemu-img info --output=json "$out" | sed -n 's/.*"format": *"\([a-z0-9]*\)".*/\1
 echo "$out"
 "#;
 
+/// Where [`base_image`] puts the lab's base image, without building or
+/// downloading it (for `plan`): `<images>/<sha256>.img` for a download; for
+/// a build, the name `build-image-debian.sh` derives from its recipe (its
+/// text, suite, packages, disk size: see the script's "Cache" note).
+pub fn expected_base_image(lab: &Lab) -> Option<PathBuf> {
+    let dir = super::desired::image_dir(lab);
+    match &lab.image {
+        Image::Download { sha256, .. } => {
+            Some(dir.join(format!("{}.img", sha256.to_ascii_lowercase())))
+        }
+        Image::Build {
+            recipe, packages, ..
+        } => {
+            if recipe != "debian-12" {
+                return None;
+            }
+            let extra = packages
+                .iter()
+                .flat_map(|p| p.split([',', ' ']))
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let key = crate::virthost::scripts::sha256_hex(&format!(
+                "{}\n\nbookworm|{extra}|3072\n",
+                crate::virthost::scripts::sha256_hex(BUILD_IMAGE_DEBIAN)
+            ));
+            Some(dir.join(format!("debian-bookworm-{}.qcow2", &key[..16])))
+        }
+    }
+}
+
 /// The lab's base image: built from a recipe (`build-image-debian.sh`,
 /// cached by recipe hash) or downloaded (cached by checksum), on the
 /// virthost, under `<storage_dir>/images`.
@@ -194,6 +225,39 @@ pub async fn domain_type(
             "auto: /dev/kvm without vmx/svm CPU flags (KVM guests would hang)".into(),
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The name the script itself derives: its KEY line run by sh.
+    #[test]
+    fn expected_build_image_name_is_the_scripts() {
+        let text = "name: t\nvirthost: {local: true, storage_dir: /s}\nimage: {build: debian-12, packages: [jq, tcpdump]}\nnetworks: [{name: lan, ipv4: 10.9.0.0/24}]\nvms: [{name: a}]\n";
+        let (lab, _) =
+            crate::lab::load_str(std::path::Path::new("t.yaml"), text, &Default::default())
+                .unwrap_or_else(|d| panic!("{}", d.render(false)));
+        let line = BUILD_IMAGE_DEBIAN
+            .lines()
+            .find(|l| l.starts_with("KEY="))
+            .expect("the script's KEY line");
+        let sh = format!(
+            "SCRIPT_SHA256={}; SUITE=bookworm; EXTRA='jq tcpdump'; DISK_MIB=3072; {line}; echo \"$KEY\"",
+            crate::virthost::scripts::sha256_hex(BUILD_IMAGE_DEBIAN)
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(sh)
+            .output()
+            .unwrap();
+        let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(key.len(), 16, "{out:?}");
+        assert_eq!(
+            expected_base_image(&lab).unwrap(),
+            PathBuf::from(format!("/s/images/debian-bookworm-{key}.qcow2"))
+        );
+    }
 }
 
 /// What the virthost says about KVM.
