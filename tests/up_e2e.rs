@@ -337,13 +337,6 @@ fn vm_that_never_boots_fails_in_time_with_console_and_down_cleans() {
     lab_is_gone(&name, Path::new("/var/cache/kubelab-test/e2e-noboot"));
 }
 
-/// `kubelab ARGS` that must succeed; its stdout.
-fn kubelab_ok(state: &Path, args: &[&str]) -> String {
-    let out = kubelab(state, args);
-    assert!(out.status.success(), "kubelab {} failed", args.join(" "));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn remote_virthost_over_ssh_only() {
     support::require_root();
@@ -495,15 +488,46 @@ fn remote_virthost_over_ssh_only() {
     assert_eq!(plan["changes"], 0, "{plan}");
     assert_eq!(plan["actions"][0]["action"], "not-applied", "{plan}");
 
-    // ---- down ------------------------------------------------------------------------
-    kubelab_ok(&state_parent, &["down", lab]);
+    // ---- down: the lab's objects, then what kubelab changed on the virthost -----------
+    let forwarding = "sysctl -n net.ipv4.ip_forward net.ipv6.conf.all.forwarding";
+    // libvirt turned forwarding on for the NAT network (the virthost had it off)
+    assert_eq!(virthost.ssh_ok(forwarding), "1\n1\n");
+    let out = kubelab(&state_parent, &["--json", "down", lab]);
+    assert!(out.status.success(), "remote down failed");
+    let down = event(&out, "down");
+    let released = down["virthost_released"].to_string();
+    for what in [
+        "libvirtd stopped",
+        "virtlogd stopped",
+        "empty chain LIBVIRT_INP removed",
+        "net.ipv4.ip_forward=0",
+        "net.ipv6.conf.all.forwarding=0",
+    ] {
+        assert!(released.contains(what), "{what} not in {down}");
+    }
+    assert_eq!(virthost.ssh_ok(forwarding), "0\n0\n");
+    let rules = virthost
+        .ssh_ok("for t in filter nat mangle; do iptables -t $t -S; ip6tables -t $t -S; done");
+    assert!(!rules.contains("LIBVIRT"), "{rules}");
     let left = virthost.ssh_ok(
-        "virsh -c qemu:///system list --all --name; virsh -c qemu:///system net-list --all --name; \
-         virsh -c qemu:///system pool-list --all --name; ls /var/lib/libvirt/dnsmasq",
+        "ls /etc/libvirt/qemu /etc/libvirt/qemu/networks /etc/libvirt/storage \
+         /var/lib/libvirt/dnsmasq 2>/dev/null; cat /run/libvirtd.pid 2>/dev/null | xargs -r ps -p || true",
     );
     assert!(
         !left.contains("kl-e2e-remote"),
         "left on the virthost: {left}"
     );
+    assert!(!left.contains("libvirtd"), "libvirtd still runs: {left}");
     assert!(!pool_dir.exists(), "{} left after down", pool_dir.display());
+    // again: nothing of the lab there (libvirtd started to look, stopped again)
+    let out = kubelab(&state_parent, &["--json", "down", lab]);
+    assert!(out.status.success());
+    let again = event(&out, "down");
+    assert_eq!(again["was_absent"], true, "{again}");
+    assert!(
+        again["virthost_released"]
+            .to_string()
+            .contains("libvirtd stopped"),
+        "{again}"
+    );
 }

@@ -238,7 +238,7 @@ async fn up_locked(
     let name = lab_name(lab)?;
     let state = crate::state::state_dir(&lab.name);
     progress.step("prepare", "preparing the virthost (prepare.sh)");
-    let virthost_changes = prepare::prepare(access, lab).await.map_err(failed)?;
+    let virthost_changes = prepare::prepare(access, lab, true).await.map_err(failed)?;
     progress.step(
         "prepare",
         &format!("virthost ready ({virthost_changes} changed)"),
@@ -799,6 +799,9 @@ pub struct DownReport {
     /// Nothing of the lab was on the virthost.
     pub was_absent: bool,
     pub state_files_removed: Vec<String>,
+    /// What `release.sh` gave back on the virthost (nothing while other
+    /// labs or VMs use it).
+    pub virthost_released: Vec<String>,
 }
 
 /// `kubelab down`: exactly the lab's objects, then the state's inventory files.
@@ -811,7 +814,15 @@ pub async fn down(lab: &Lab) -> Result<DownReport, ProvisionError> {
 
 async fn down_locked(lab: &Lab, access: &VirthostAccess) -> Result<DownReport, ProvisionError> {
     let name = lab_name(lab)?;
-    let c = open_libvirt(access).await?;
+    let c = match open_libvirt(access).await {
+        Ok(c) => c,
+        // a libvirtd that a former `down` stopped (release.sh): start it
+        // again (nothing is installed) to see what of the lab is defined
+        Err(e) => match prepare::prepare(access, lab, false).await {
+            Ok(_) => open_libvirt(access).await?,
+            Err(_) => return Err(e),
+        },
+    };
     let (was_absent, report) = blocking(|| -> Result<_, ProvisionError> {
         let objects = c.lab_objects(&name).map_err(failed)?;
         let was_absent = objects.is_empty();
@@ -823,6 +834,11 @@ async fn down_locked(lab: &Lab, access: &VirthostAccess) -> Result<DownReport, P
         Ok((was_absent, report))
     })?;
     drop(c);
+    let virthost_released = if report.as_ref().is_some_and(|r| !r.failures.is_empty()) {
+        Vec::new()
+    } else {
+        prepare::release(access, lab).await.map_err(failed)?
+    };
     if let Some(r) = &report
         && !r.failures.is_empty()
     {
@@ -851,6 +867,7 @@ async fn down_locked(lab: &Lab, access: &VirthostAccess) -> Result<DownReport, P
         pool: removed.pool,
         was_absent,
         state_files_removed: removed_files,
+        virthost_released,
     })
 }
 

@@ -10,11 +10,12 @@ use crate::lab::Lab;
 use crate::lab::model::{DomainType as LabDomainType, Image};
 use crate::transport::Command;
 use crate::virthost::libvirt::Connection;
-use crate::virthost::scripts::{BUILD_IMAGE_DEBIAN, PREPARE, script};
+use crate::virthost::scripts::{BUILD_IMAGE_DEBIAN, PREPARE, RELEASE, VIRTHOST_STATE, script};
 use crate::virthost::spec::{DomainType, VolumeFormat};
 
 /// Run `prepare.sh` on the virthost; returns how many things it changed.
-pub async fn prepare(access: &VirthostAccess, lab: &Lab) -> Result<usize, String> {
+/// Without `install` it only configures and starts what is installed.
+pub async fn prepare(access: &VirthostAccess, lab: &Lab, install: bool) -> Result<usize, String> {
     let image_tools = if matches!(lab.image, Image::Build { .. }) {
         "1"
     } else {
@@ -23,8 +24,9 @@ pub async fn prepare(access: &VirthostAccess, lab: &Lab) -> Result<usize, String
     let text = script(
         PREPARE,
         &[
-            ("KUBELAB_INSTALL", "1"),
+            ("KUBELAB_INSTALL", if install { "1" } else { "0" }),
             ("KUBELAB_IMAGE_TOOLS", image_tools),
+            ("KUBELAB_VIRTHOST_STATE", VIRTHOST_STATE),
         ],
     );
     let out = access
@@ -46,6 +48,39 @@ pub async fn prepare(access: &VirthostAccess, lab: &Lab) -> Result<usize, String
         .and_then(|l| l.strip_prefix("changed="))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0))
+}
+
+/// Run `release.sh` on the virthost after a lab went down; returns what it
+/// changed (one line each). It changes nothing while anything else uses the
+/// virthost.
+pub async fn release(access: &VirthostAccess, lab: &Lab) -> Result<Vec<String>, String> {
+    let own_lock = super::desired::lock_path(lab).display().to_string();
+    let text = script(
+        RELEASE,
+        &[
+            ("KUBELAB_VIRTHOST_STATE", VIRTHOST_STATE),
+            ("KUBELAB_STORAGE_DIR", lab.virthost.storage_dir.as_str()),
+            ("KUBELAB_OWN_LOCK", own_lock.as_str()),
+        ],
+    );
+    let out = access
+        .run(Command::script(text), Duration::from_secs(120))
+        .await
+        .map_err(|e| e.to_string())?;
+    let stdout = out.stdout_str();
+    if !out.status.success() {
+        return Err(format!(
+            "release.sh failed ({}):\n{}{}",
+            out.status,
+            tail(&stdout, 20),
+            out.stderr_str()
+        ));
+    }
+    Ok(stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("changed: "))
+        .map(str::to_string)
+        .collect())
 }
 
 fn tail(text: &str, lines: usize) -> String {
