@@ -341,16 +341,22 @@ fn vm_that_never_boots_fails_in_time_with_console_and_down_cleans() {
 fn remote_virthost_over_ssh_only() {
     support::require_root();
     support::base_image();
-    let virthost = netns_virthost::NetnsVirthost::start();
+    let mut virthost = netns_virthost::NetnsVirthost::start();
+    // a NIC of the virthost for a bridged network that kubelab makes
+    let lan = virthost.add_lan();
+    let vm_on_lan = format!("10.217.{}.50", virthost.n);
     let work = tempfile::tempdir().unwrap();
     let storage = support::cache_dir();
     let lab_path = work.path().join("e2e-remote.yaml");
     let lab_text = format!(
         "name: e2e-remote\n{}image: {{build: debian-12}}\n\
          networks:\n  - {{name: lan, kind: nat, ipv4: 192.168.215.0/24, ipv6: \"fd42:6b6c:d7::/64\"}}\n\
+         \x20 - {{name: ext, kind: bridged, nic: lan0, ipv4: {}}}\n\
          defaults: {{cpus: 1, memory: 640MiB, disk: 4GiB}}\n\
-         vms:\n  - {{name: rvm, roles: [worker], spare_disks: [{{size: 256MiB}}]}}\n",
-        virthost.lab_virthost(&storage)
+         vms:\n  - {{name: rvm, roles: [worker], spare_disks: [{{size: 256MiB}}], \
+         nics: [{{network: lan}}, {{network: ext, ipv4: {vm_on_lan}}}]}}\n",
+        virthost.lab_virthost(&storage),
+        lan.subnet
     );
     std::fs::write(&lab_path, &lab_text).unwrap();
     let lab = lab_path.to_str().unwrap();
@@ -411,6 +417,44 @@ fn remote_virthost_over_ssh_only() {
     // OpenSSH with the state's ssh_config: ProxyJump through the virthost
     let hostname = ssh_config_run(&state, "rvm", "hostname");
     assert_eq!(hostname.trim(), "rvm");
+    // kubelab's own interactive session, through the virthost
+    interactive_ssh(&state_parent, lab, "rvm");
+    // the first NIC's address is the one kubelab connects to
+    assert!(
+        up["vms"][0]["addresses"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("192.168.215."),
+        "{up}"
+    );
+
+    // the bridge made from lan0 carries lan0's address and route; the VM's
+    // second NIC is on the LAN
+    let bridge = virthost
+        .ssh_ok("basename \"$(readlink /sys/class/net/lan0/master)\"")
+        .trim()
+        .to_string();
+    assert!(
+        bridge.starts_with("klbr-"),
+        "lan0 is not in a bridge: {bridge}"
+    );
+    let on_bridge = virthost.ssh_ok(&format!(
+        "ip -o -4 addr show dev {bridge}; ip -o -4 addr show dev lan0; ip route show {}",
+        lan.routed
+    ));
+    assert!(
+        on_bridge.contains(&format!("{bridge}    inet {}/24", lan.virthost)),
+        "{on_bridge}"
+    );
+    assert!(!on_bridge.contains("lan0    inet"), "{on_bridge}");
+    assert!(
+        on_bridge.contains(&format!("via {} dev {bridge}", lan.router)),
+        "{on_bridge}"
+    );
+    assert!(
+        lan.reaches(&vm_on_lan, 22),
+        "the VM does not answer on the bridged LAN"
+    );
 
     // ---- idempotent; status ----------------------------------------------------------
     let out = kubelab(&state_parent, &["--json", "up", lab]);
@@ -506,6 +550,23 @@ fn remote_virthost_over_ssh_only() {
         assert!(released.contains(what), "{what} not in {down}");
     }
     assert_eq!(virthost.ssh_ok(forwarding), "0\n0\n");
+    assert!(
+        released.contains(&format!("bridge {bridge} removed")),
+        "{down}"
+    );
+    let lan0 = virthost.ssh_ok(&format!(
+        "ip -o -4 addr show dev lan0; ip route show {}; ip -o link show type bridge",
+        lan.routed
+    ));
+    assert!(
+        lan0.contains(&format!("lan0    inet {}/24", lan.virthost)),
+        "{lan0}"
+    );
+    assert!(
+        lan0.contains(&format!("via {} dev lan0", lan.router)),
+        "{lan0}"
+    );
+    assert!(!lan0.contains("klbr-"), "{lan0}");
     let rules = virthost
         .ssh_ok("for t in filter nat mangle; do iptables -t $t -S; ip6tables -t $t -S; done");
     assert!(!rules.contains("LIBVIRT"), "{rules}");
@@ -530,4 +591,134 @@ fn remote_virthost_over_ssh_only() {
             .contains("libvirtd stopped"),
         "{again}"
     );
+}
+
+/// `kubelab ssh LAB VM` without a command on a real pseudo-terminal (the
+/// child is its session leader, so size changes reach it as SIGWINCH): a
+/// login shell with the terminal's size, a size change followed, the exit
+/// status relayed, and the terminal out of raw mode afterwards.
+fn interactive_ssh(state: &Path, lab: &str, vm: &str) {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    use std::sync::{Arc, Mutex};
+
+    let mut master = -1;
+    let mut slave = -1;
+    let size = libc::winsize {
+        ws_row: 37,
+        ws_col: 111,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty fills two fds; the termios pointer may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(rc, 0, "openpty");
+    // SAFETY: both fds were just opened and are owned here.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let modes = |fd: &OwnedFd| {
+        // SAFETY: tcgetattr fills the termios owned here.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }, 0);
+        t.c_lflag & (libc::ICANON | libc::ECHO)
+    };
+    let cooked = modes(&slave);
+    assert_ne!(cooked, 0, "a new terminal is in cooked mode");
+
+    let mut cmd = Command::new(KUBELAB);
+    cmd.env("KUBELAB_STATE_DIR", state)
+        .env("TERM", "xterm")
+        .args(["ssh", lab, vm])
+        .stdin(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stdout(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(slave.try_clone().unwrap()));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("kubelab ssh");
+    let seen = Arc::new(Mutex::new(String::new()));
+    {
+        let seen = seen.clone();
+        let mut from = std::fs::File::from(master.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+    }
+    let mut to = std::fs::File::from(master.try_clone().unwrap());
+    let wait_for = |what: &str, limit: Duration, mut again: Box<dyn FnMut() + '_>| {
+        let deadline = Instant::now() + limit;
+        loop {
+            if seen.lock().unwrap().contains(what) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} within {limit:?}:\n{}",
+                seen.lock().unwrap()
+            );
+            again();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for("$ ", Duration::from_secs(60), Box::new(|| {}));
+    to.write_all(b"stty size; tty\n").unwrap();
+    wait_for("37 111", Duration::from_secs(20), Box::new(|| {}));
+    wait_for("/dev/pts/", Duration::from_secs(20), Box::new(|| {}));
+    let bigger = libc::winsize {
+        ws_row: 41,
+        ws_col: 121,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: sets the size of the terminal we own; the kernel sends SIGWINCH
+    // to its foreground process group (kubelab).
+    assert_eq!(
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &bigger) },
+        0
+    );
+    let mut tries = 0;
+    wait_for(
+        "41 121",
+        Duration::from_secs(20),
+        Box::new(|| {
+            // every second, ask again (the change travels asynchronously)
+            if tries % 5 == 0 {
+                to.write_all(b"stty size\n").unwrap();
+            }
+            tries += 1;
+        }),
+    );
+    let mut to = std::fs::File::from(master.try_clone().unwrap());
+    to.write_all(b"exit 7\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "kubelab ssh did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(7), "{}", seen.lock().unwrap());
+    assert_eq!(modes(&slave), cooked, "the terminal was left in raw mode");
 }

@@ -9,6 +9,7 @@
 //! pinned before boot, then write the state directory.
 
 pub mod access;
+pub mod bridges;
 pub mod desired;
 pub mod doctor;
 pub mod plan;
@@ -209,8 +210,10 @@ pub async fn plan(lab: &Lab) -> Result<(Plan, String), ProvisionError> {
         dt,
     )
     .map_err(failed)?;
-    let p = blocking(|| plan::plan(&c, &d, base.as_deref())).map_err(failed)?;
+    let mut p = blocking(|| plan::plan(&c, &d, base.as_deref())).map_err(failed)?;
     drop(c);
+    let bridge_actions = bridges::plan(&session.access, lab).await.map_err(failed)?;
+    p.actions.splice(0..0, bridge_actions);
     session.close().await;
     Ok((p, why))
 }
@@ -268,13 +271,21 @@ async fn up_locked(
     progress.step("domain-type", &format!("domain type {dt:?} ({why})"));
 
     let d = desired::desired(lab, &base.path, base.format, dt).map_err(failed)?;
-    let p = blocking(|| plan::plan(&c, &d, Some(&base.path))).map_err(failed)?;
+    let mut p = blocking(|| plan::plan(&c, &d, Some(&base.path))).map_err(failed)?;
+    let bridge_actions = bridges::plan(access, lab).await.map_err(failed)?;
+    p.actions.splice(0..0, bridge_actions);
     for a in &p.actions {
         progress.step("plan", &a.to_string());
     }
     let login_pub = ensure_login_key(&state, lab)?;
 
     // ---- apply: pool, networks, then every VM in parallel --------------------
+    for line in bridges::apply(access, lab, &p.actions)
+        .await
+        .map_err(failed)?
+    {
+        progress.step("bridge", &line);
+    }
     let reattach = blocking(|| apply_lab_objects(&c, &d, &p, &state))?;
     if !reattach.is_empty() {
         // NICs of running VMs on a restarted network, back onto its bridge
@@ -649,12 +660,32 @@ fn wait_addresses(
     let left = deadline.saturating_duration_since(Instant::now());
     match c.wait_for_addresses(name, &vm.name, left, want) {
         Ok(nics) => {
-            let mut out = statics;
-            for n in &nics {
-                for (ip, _) in &n.addresses {
-                    if inside(ip) && !out.contains(ip) {
-                        out.push(*ip);
-                    }
+            // the first NIC's addresses first: the first one is how kubelab
+            // reaches the VM
+            let first_statics = first
+                .map(|n| {
+                    n.ipv4
+                        .map(IpAddr::V4)
+                        .into_iter()
+                        .chain(n.ipv6.map(IpAddr::V6))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            let found = |first: bool| -> Vec<IpAddr> {
+                nics.iter()
+                    .filter(|n| (n.mac == mac) == first)
+                    .flat_map(|n| n.addresses.iter().map(|(ip, _)| *ip))
+                    .collect()
+            };
+            let mut out = Vec::new();
+            for ip in first_statics
+                .into_iter()
+                .chain(found(true))
+                .chain(statics)
+                .chain(found(false))
+            {
+                if inside(&ip) && !out.contains(&ip) {
+                    out.push(ip);
                 }
             }
             Ok(out)
@@ -837,7 +868,9 @@ async fn down_locked(lab: &Lab, access: &VirthostAccess) -> Result<DownReport, P
     let virthost_released = if report.as_ref().is_some_and(|r| !r.failures.is_empty()) {
         Vec::new()
     } else {
-        prepare::release(access, lab).await.map_err(failed)?
+        let mut released = bridges::remove_all(access, lab).await.map_err(failed)?;
+        released.extend(prepare::release(access, lab).await.map_err(failed)?);
+        released
     };
     if let Some(r) = &report
         && !r.failures.is_empty()

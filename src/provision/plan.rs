@@ -39,6 +39,18 @@ pub enum Action {
     RemoveNetwork {
         network: String,
     },
+    /// A bridge the lab makes from a NIC of the virthost (its addresses and
+    /// routes move onto the bridge).
+    CreateBridge {
+        network: String,
+        bridge: String,
+        nic: String,
+    },
+    /// A bridge of the lab that no network of it uses any more (the NIC gets
+    /// its addresses and routes back).
+    RemoveBridge {
+        bridge: String,
+    },
     CreateNetwork {
         network: String,
     },
@@ -111,6 +123,20 @@ impl fmt::Display for Action {
             }
             Action::RemoveNetwork { network } => {
                 write!(f, "remove network {network} (no longer in the lab)")
+            }
+            Action::CreateBridge {
+                network,
+                bridge,
+                nic,
+            } => write!(
+                f,
+                "create bridge {bridge} from {nic} for network {network} (its addresses and routes move onto the bridge)"
+            ),
+            Action::RemoveBridge { bridge } => {
+                write!(
+                    f,
+                    "remove bridge {bridge} (no longer in the lab; its NIC gets its addresses back)"
+                )
             }
             Action::CreateNetwork { network } => write!(f, "create network {network}"),
             Action::ReplaceNetwork { network, why, vms } => {

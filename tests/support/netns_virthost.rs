@@ -46,7 +46,7 @@ fn creator_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix("klv")?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     let suffix = &rest[digits.len()..];
-    if digits.is_empty() || !matches!(suffix, "" | "a" | "l" | "m") {
+    if digits.is_empty() || !matches!(suffix, "" | "a" | "b" | "l" | "m") {
         return None;
     }
     digits.parse().ok()
@@ -137,6 +137,23 @@ pub struct NetnsVirthost {
     /// known_hosts with the virthost's key pinned (by kubelab's own API).
     pub known_hosts: PathBuf,
     sshd: Option<Child>,
+    /// The number in the namespace's subnets (10.216.N.0/30, 10.217.N.0/24).
+    pub n: u32,
+    /// The LAN namespace of [`Self::add_lan`].
+    lan: Option<String>,
+}
+
+/// A LAN behind the virthost: its router in a namespace of its own.
+pub struct Lan {
+    pub netns: String,
+    /// The LAN: 10.217.N.0/24.
+    pub subnet: String,
+    /// The router's address (10.217.N.1).
+    pub router: String,
+    /// The virthost's address on it (10.217.N.2, on `lan0`).
+    pub virthost: String,
+    /// A subnet behind the router that the virthost routes to (10.218.N.0/24).
+    pub routed: String,
 }
 
 impl NetnsVirthost {
@@ -285,6 +302,8 @@ impl NetnsVirthost {
             key,
             known_hosts,
             sshd: None,
+            n,
+            lan: None,
         };
         if rx.recv_timeout(Duration::from_secs(20)).is_err() {
             let _ = child.kill();
@@ -292,6 +311,76 @@ impl NetnsVirthost {
         }
         v.sshd = Some(child);
         v
+    }
+
+    /// A NIC `lan0` on the virthost with an address (10.217.N.2/24) and a
+    /// route (10.218.N.0/24 via 10.217.N.1), wired to a router in a
+    /// namespace of its own: what a bridged network is made from.
+    pub fn add_lan(&mut self) -> Lan {
+        let pid = std::process::id();
+        let netns = format!("klv{pid}l");
+        let n = self.n;
+        run("ip", &["netns", "add", &netns]);
+        self.lan = Some(netns.clone());
+        let inside = format!("klv{pid}b");
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                "lan0",
+                "netns",
+                &self.netns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &inside,
+                "netns",
+                &netns,
+            ],
+        );
+        let router = format!("10.217.{n}.1");
+        let virthost = format!("10.217.{n}.2");
+        run(
+            "ip",
+            &[
+                "-n",
+                &netns,
+                "addr",
+                "add",
+                &format!("{router}/24"),
+                "dev",
+                &inside,
+            ],
+        );
+        run("ip", &["-n", &netns, "link", "set", &inside, "up"]);
+        run("ip", &["-n", &netns, "link", "set", "lo", "up"]);
+        run(
+            "ip",
+            &[
+                "-n",
+                &self.netns,
+                "addr",
+                "add",
+                &format!("{virthost}/24"),
+                "dev",
+                "lan0",
+            ],
+        );
+        run("ip", &["-n", &self.netns, "link", "set", "lan0", "up"]);
+        let routed = format!("10.218.{n}.0/24");
+        run(
+            "ip",
+            &["-n", &self.netns, "route", "add", &routed, "via", &router],
+        );
+        Lan {
+            netns,
+            subnet: format!("10.217.{n}.0/24"),
+            router,
+            virthost,
+            routed,
+        }
     }
 
     /// The `virthost:` block of a lab file for this virthost.
@@ -332,8 +421,24 @@ impl NetnsVirthost {
     }
 }
 
+impl Lan {
+    /// Whether a TCP connection from the LAN's router to `address:port`
+    /// succeeds within 5 s.
+    pub fn reaches(&self, address: &str, port: u16) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", &self.netns, "timeout", "5", "bash", "-c"])
+            .arg(format!("exec 3<>/dev/tcp/{address}/{port}"))
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
 impl Drop for NetnsVirthost {
     fn drop(&mut self) {
+        if let Some(lan) = self.lan.take() {
+            empty_netns(&lan);
+            run_quietly("ip", &["netns", "del", &lan]);
+        }
         empty_netns(&self.netns);
         if let Some(mut c) = self.sshd.take() {
             let _ = c.kill();

@@ -5,6 +5,7 @@
 
 mod files;
 pub mod known_hosts;
+pub mod shell;
 
 use std::collections::HashMap;
 use std::future::Future;
