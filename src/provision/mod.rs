@@ -803,8 +803,10 @@ pub fn vm_target(inv: &Inventory, vm: &VmRecord, state: &Path) -> SshTarget {
 pub async fn connect_vm(lab: &Lab, vm: &str) -> Result<SshTransport, ProvisionError> {
     let inv = read_inventory(lab)?.ok_or_else(|| {
         failed(format!(
-            "lab {} is not up (no inventory in the state directory)",
-            lab.name
+            "lab {} is not up (no inventory in the state directory {}): run `kubelab up {}` first",
+            lab.name,
+            crate::state::state_dir(&lab.name).display(),
+            lab.file.display()
         ))
     })?;
     let rec = inv
