@@ -97,6 +97,26 @@ fn lab_is_gone(lab: &LabName, pool_dir: &Path) {
     assert!(dnsmasq.is_empty(), "dnsmasq files left: {dnsmasq:?}");
 }
 
+/// An `up` run's log: the engine's log format (timestamped lines, each
+/// step's message), the virthost's and the VMs' phases, no key material.
+fn check_up_log(log: &str, vm: &str) {
+    assert!(log.contains("=== play virthost"), "{log}");
+    assert!(log.contains("=== play vms"), "{log}");
+    assert!(log.contains(&format!("] {vm} | addresses [up]")), "{log}");
+    assert!(
+        log.contains(&format!("] {vm} | SSH with the pinned host key [up]")),
+        "{log}"
+    );
+    assert!(log.contains("] virthost | plan [up]"), "{log}");
+    assert!(
+        log.lines()
+            .filter(|l| l.starts_with('['))
+            .all(|l| l.as_bytes().get(3) == Some(&b':') && l.as_bytes().get(9) == Some(&b']')),
+        "{log}"
+    );
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+}
+
 fn ssh_config_run(state: &Path, vm: &str, cmd: &str) -> String {
     let out = Command::new("ssh")
         .arg("-F")
@@ -207,12 +227,7 @@ fn up_reaches_every_vm_and_down_removes_exactly_the_lab() {
         .collect();
     assert!(!logs.is_empty(), "no up log in {}", state.display());
     let log = std::fs::read_to_string(&logs[0]).unwrap();
-    assert!(log.lines().count() >= 3, "{log}");
-    assert!(
-        log.lines().all(|l| l.as_bytes().get(2) == Some(&b':')),
-        "{log}"
-    );
-    assert!(!log.contains("PRIVATE KEY"), "{log}");
+    check_up_log(&log, "web-1");
 
     // ---- a second up changes nothing -------------------------------------------------
     let out = kubelab(&state_parent, &["--json", "up", lab]);
@@ -340,13 +355,21 @@ fn vm_that_never_boots_fails_in_time_with_console_and_down_cleans() {
 #[test]
 fn remote_virthost_over_ssh_only() {
     support::require_root();
-    support::base_image();
     let mut virthost = netns_virthost::NetnsVirthost::start();
     // a NIC of the virthost for a bridged network that kubelab makes
     let lan = virthost.add_lan();
     let vm_on_lan = format!("10.217.{}.50", virthost.n);
     let work = tempfile::tempdir().unwrap();
-    let storage = support::cache_dir();
+    // a storage directory of its own: on this machine the virthost shares the
+    // file system with other labs, whose runs' locks would (rightly) keep
+    // down from giving the virthost back; the base image is linked in
+    let storage = support::cache_dir().join("netns-virthost");
+    let image = support::base_image();
+    std::fs::create_dir_all(storage.join("images")).unwrap();
+    let linked = storage.join("images").join(image.file_name().unwrap());
+    if !linked.exists() {
+        std::fs::hard_link(&image, &linked).unwrap();
+    }
     let lab_path = work.path().join("e2e-remote.yaml");
     let lab_text = format!(
         "name: e2e-remote\n{}image: {{build: debian-12}}\n\
@@ -456,10 +479,38 @@ fn remote_virthost_over_ssh_only() {
         "the VM does not answer on the bridged LAN"
     );
 
+    // the run's log, in the engine's format
+    let logs: Vec<_> = std::fs::read_dir(state.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with("-up.log"))
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    check_up_log(&std::fs::read_to_string(&logs[0]).unwrap(), "rvm");
+
     // ---- idempotent; status ----------------------------------------------------------
     let out = kubelab(&state_parent, &["--json", "up", lab]);
     assert!(out.status.success());
     assert_eq!(event(&out, "up")["changes"], 0);
+    // the JSON events are the engine's: a run, plays, steps per host
+    let steps = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "step_end" && e["host"] == "rvm")
+        .count();
+    assert_eq!(steps, 3, "one step_end per VM step");
+    // off a terminal: plain timestamped lines, like the playbook stages
+    let out = kubelab(&state_parent, &["up", lab]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("] rvm | SSH with the pinned host key: ok ("),
+        "{err}"
+    );
+    assert!(err.contains("] virthost | plan: ok ("), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("lab e2e-remote: 0 changes"));
+    up_on_a_terminal(&state_parent, lab, "rvm");
     let out = kubelab(&state_parent, &["--json", "status", lab]);
     let st = event(&out, "status");
     assert_eq!(st["vms"][0]["state"], "running", "{st}");
@@ -593,65 +644,61 @@ fn remote_virthost_over_ssh_only() {
     );
 }
 
-/// `kubelab ssh LAB VM` without a command on a real pseudo-terminal (the
-/// child is its session leader, so size changes reach it as SIGWINCH): a
-/// login shell with the terminal's size, a size change followed, the exit
-/// status relayed, and the terminal out of raw mode afterwards.
-fn interactive_ssh(state: &Path, lab: &str, vm: &str) {
-    use std::io::{Read, Write};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::unix::process::CommandExt;
-    use std::sync::{Arc, Mutex};
+/// `kubelab ARGS` on a real pseudo-terminal of 37 rows and 111 columns,
+/// as its session leader (so size changes reach it as SIGWINCH); everything
+/// it writes is collected.
+struct PtyRun {
+    child: std::process::Child,
+    master: std::os::fd::OwnedFd,
+    slave: std::os::fd::OwnedFd,
+    seen: std::sync::Arc<std::sync::Mutex<String>>,
+}
 
-    let mut master = -1;
-    let mut slave = -1;
-    let size = libc::winsize {
-        ws_row: 37,
-        ws_col: 111,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: openpty fills two fds; the termios pointer may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &size,
-        )
-    };
-    assert_eq!(rc, 0, "openpty");
-    // SAFETY: both fds were just opened and are owned here.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    let modes = |fd: &OwnedFd| {
-        // SAFETY: tcgetattr fills the termios owned here.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }, 0);
-        t.c_lflag & (libc::ICANON | libc::ECHO)
-    };
-    let cooked = modes(&slave);
-    assert_ne!(cooked, 0, "a new terminal is in cooked mode");
-
-    let mut cmd = Command::new(KUBELAB);
-    cmd.env("KUBELAB_STATE_DIR", state)
-        .env("TERM", "xterm")
-        .args(["ssh", lab, vm])
-        .stdin(std::process::Stdio::from(slave.try_clone().unwrap()))
-        .stdout(std::process::Stdio::from(slave.try_clone().unwrap()))
-        .stderr(std::process::Stdio::from(slave.try_clone().unwrap()));
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            libc::ioctl(0, libc::TIOCSCTTY, 0);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().expect("kubelab ssh");
-    let seen = Arc::new(Mutex::new(String::new()));
-    {
-        let seen = seen.clone();
+impl PtyRun {
+    fn spawn(state: &Path, args: &[&str]) -> PtyRun {
+        use std::io::Read;
+        use std::os::fd::{FromRawFd, OwnedFd};
+        use std::os::unix::process::CommandExt;
+        let mut master = -1;
+        let mut slave = -1;
+        let size = libc::winsize {
+            ws_row: 37,
+            ws_col: 111,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty fills two fds; the termios pointer may be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            )
+        };
+        assert_eq!(rc, 0, "openpty");
+        // SAFETY: both fds were just opened and are owned here.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let mut cmd = Command::new(KUBELAB);
+        cmd.env("KUBELAB_STATE_DIR", state)
+            .env("TERM", "xterm")
+            .args(args)
+            .stdin(std::process::Stdio::from(slave.try_clone().unwrap()))
+            .stdout(std::process::Stdio::from(slave.try_clone().unwrap()))
+            .stderr(std::process::Stdio::from(slave.try_clone().unwrap()));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                libc::ioctl(0, libc::TIOCSCTTY, 0);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("kubelab on a terminal");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let collected = seen.clone();
         let mut from = std::fs::File::from(master.try_clone().unwrap());
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -659,32 +706,85 @@ fn interactive_ssh(state: &Path, lab: &str, vm: &str) {
                 if n == 0 {
                     break;
                 }
-                seen.lock()
+                collected
+                    .lock()
                     .unwrap()
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
+        PtyRun {
+            child,
+            master,
+            slave,
+            seen,
+        }
     }
-    let mut to = std::fs::File::from(master.try_clone().unwrap());
-    let wait_for = |what: &str, limit: Duration, mut again: Box<dyn FnMut() + '_>| {
+
+    fn seen(&self) -> String {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn type_in(&self, text: &str) {
+        use std::io::Write;
+        let mut to = std::fs::File::from(self.master.try_clone().unwrap());
+        to.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Wait (bounded) until the output holds `what`; `again` runs every
+    /// 200 ms meanwhile.
+    fn wait_for(&self, what: &str, limit: Duration, mut again: impl FnMut(&PtyRun)) {
         let deadline = Instant::now() + limit;
-        loop {
-            if seen.lock().unwrap().contains(what) {
-                return;
-            }
+        while !self.seen().contains(what) {
             assert!(
                 Instant::now() < deadline,
                 "no {what:?} within {limit:?}:\n{}",
-                seen.lock().unwrap()
+                self.seen()
             );
-            again();
+            again(self);
             std::thread::sleep(Duration::from_millis(200));
         }
-    };
-    wait_for("$ ", Duration::from_secs(60), Box::new(|| {}));
-    to.write_all(b"stty size; tty\n").unwrap();
-    wait_for("37 111", Duration::from_secs(20), Box::new(|| {}));
-    wait_for("/dev/pts/", Duration::from_secs(20), Box::new(|| {}));
+    }
+
+    fn exit_status(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kubelab did not end:\n{}",
+                self.seen()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// ICANON and ECHO of the terminal (both set: cooked mode).
+    fn modes(&self) -> libc::tcflag_t {
+        use std::os::fd::AsRawFd;
+        // SAFETY: tcgetattr fills the termios owned here.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { libc::tcgetattr(self.slave.as_raw_fd(), &mut t) },
+            0
+        );
+        t.c_lflag & (libc::ICANON | libc::ECHO)
+    }
+}
+
+/// `kubelab ssh LAB VM` without a command on a real terminal: a login
+/// shell with the terminal's size, a size change followed, the exit status
+/// relayed, and the terminal out of raw mode afterwards.
+fn interactive_ssh(state: &Path, lab: &str, vm: &str) {
+    use std::os::fd::AsRawFd;
+    let mut run = PtyRun::spawn(state, &["ssh", lab, vm]);
+    let cooked = run.modes();
+    assert_eq!(cooked, libc::ICANON | libc::ECHO);
+    run.wait_for("$ ", Duration::from_secs(60), |_| {});
+    run.type_in("stty size; tty\n");
+    run.wait_for("37 111", Duration::from_secs(20), |_| {});
+    run.wait_for("/dev/pts/", Duration::from_secs(20), |_| {});
     let bigger = libc::winsize {
         ws_row: 41,
         ws_col: 121,
@@ -694,31 +794,59 @@ fn interactive_ssh(state: &Path, lab: &str, vm: &str) {
     // SAFETY: sets the size of the terminal we own; the kernel sends SIGWINCH
     // to its foreground process group (kubelab).
     assert_eq!(
-        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &bigger) },
+        unsafe { libc::ioctl(run.master.as_raw_fd(), libc::TIOCSWINSZ, &bigger) },
         0
     );
     let mut tries = 0;
-    wait_for(
-        "41 121",
-        Duration::from_secs(20),
-        Box::new(|| {
-            // every second, ask again (the change travels asynchronously)
-            if tries % 5 == 0 {
-                to.write_all(b"stty size\n").unwrap();
-            }
-            tries += 1;
-        }),
-    );
-    let mut to = std::fs::File::from(master.try_clone().unwrap());
-    to.write_all(b"exit 7\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
+    run.wait_for("41 121", Duration::from_secs(20), |r| {
+        // every second, ask again (the change travels asynchronously)
+        if tries % 5 == 0 {
+            r.type_in("stty size\n");
         }
-        assert!(Instant::now() < deadline, "kubelab ssh did not end");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(status.code(), Some(7), "{}", seen.lock().unwrap());
-    assert_eq!(modes(&slave), cooked, "the terminal was left in raw mode");
+        tries += 1;
+    });
+    run.type_in("exit 7\n");
+    let status = run.exit_status(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(7), "{}", run.seen());
+    assert_eq!(run.modes(), cooked, "the terminal was left in raw mode");
+}
+
+/// `kubelab up` on a terminal: a progress bar per host (indicatif), the
+/// summary after them.
+fn up_on_a_terminal(state: &Path, lab: &str, vm: &str) {
+    let mut run = PtyRun::spawn(state, &["up", lab]);
+    let status = run.exit_status(Duration::from_secs(300));
+    let seen = strip_ansi(&run.seen());
+    assert!(status.success(), "{seen}");
+    // the template right-aligns the host in 16 columns, then the bar and
+    // the step counter
+    assert!(
+        seen.contains(&format!("{vm:>16} [====================] 3/3")),
+        "no bar for {vm}:\n{seen}"
+    );
+    assert!(
+        seen.contains(&format!("{:>16} [====================] 6/6", "virthost")),
+        "{seen}"
+    );
+    assert!(seen.contains("Summary:"), "{seen}");
+    assert!(seen.contains("lab e2e-remote: 0 changes"), "{seen}");
+}
+
+/// The text without terminal escape sequences (`ESC [ ... letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -29,6 +29,7 @@ use self::desired::{Desired, DesiredVm};
 use self::plan::{Action, Plan};
 use crate::lab::Lab;
 use crate::lab::model::NetworkKind;
+use crate::output::Status;
 use crate::state::{Inventory, VmRecord};
 use crate::transport::ssh::known_hosts::{parse_public_key, pin_host_key};
 use crate::transport::{Command, Exec, SshTarget, SshTransport, Transport, TransportError};
@@ -68,9 +69,76 @@ fn from_transport(e: TransportError) -> ProvisionError {
     }
 }
 
-/// Progress of a run, one line per step (the command decides how to show it).
+/// Progress of `up` in the engine's terms (the command decides how to show
+/// it; `kubelab up` sends it through the engine's output sinks): phases like
+/// plays — the virthost, then the VMs — each over its hosts and made of
+/// steps that start and end on a host.
 pub trait Progress: Sync {
-    fn step(&self, event: &str, message: &str);
+    fn phase(&self, name: &str, hosts: &[String], steps: usize);
+    fn start(&self, host: &str, step: &str);
+    /// `status` is ok, changed or failed; `message` says what happened.
+    fn end(&self, host: &str, step: &str, status: Status, message: &str);
+    fn phase_end(&self, name: &str);
+}
+
+/// Progress that is not shown.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn phase(&self, _: &str, _: &[String], _: usize) {}
+    fn start(&self, _: &str, _: &str) {}
+    fn end(&self, _: &str, _: &str, _: Status, _: &str) {}
+    fn phase_end(&self, _: &str) {}
+}
+
+/// The host name of the virthost in `up`'s progress.
+pub const VIRTHOST_HOST: &str = "virthost";
+
+/// Run one step of `up` on `host`: start, then end as `done` says (ok or
+/// changed, and a message), or failed with the error.
+async fn step<T>(
+    progress: &dyn Progress,
+    host: &str,
+    name: &str,
+    work: impl std::future::Future<Output = Result<T, ProvisionError>>,
+    done: impl FnOnce(&T) -> (bool, String),
+) -> Result<T, ProvisionError> {
+    progress.start(host, name);
+    match work.await {
+        Ok(v) => {
+            let (changed, message) = done(&v);
+            let status = if changed { Status::Changed } else { Status::Ok };
+            progress.end(host, name, status, &message);
+            Ok(v)
+        }
+        Err(e) => {
+            progress.end(host, name, Status::Failed, &e.to_string());
+            Err(e)
+        }
+    }
+}
+
+/// [`step`] for blocking work, in a VM's own thread.
+fn step_blocking<T>(
+    progress: &dyn Progress,
+    host: &str,
+    name: &str,
+    work: impl FnOnce() -> Result<T, ProvisionError>,
+    done: impl FnOnce(&T) -> (bool, String),
+) -> Result<T, ProvisionError> {
+    progress.start(host, name);
+    match work() {
+        Ok(v) => {
+            let (changed, message) = done(&v);
+            let status = if changed { Status::Changed } else { Status::Ok };
+            progress.end(host, name, status, &message);
+            Ok(v)
+        }
+        Err(e) => {
+            progress.end(host, name, Status::Failed, &e.to_string());
+            Err(e)
+        }
+    }
 }
 
 /// Run `work` for every VM at once, one thread each (libvirt calls block),
@@ -240,120 +308,169 @@ async fn up_locked(
 ) -> Result<UpReport, ProvisionError> {
     let name = lab_name(lab)?;
     let state = crate::state::state_dir(&lab.name);
-    progress.step("prepare", "preparing the virthost (prepare.sh)");
-    let virthost_changes = prepare::prepare(access, lab, true).await.map_err(failed)?;
-    progress.step(
-        "prepare",
-        &format!("virthost ready ({virthost_changes} changed)"),
-    );
-    let c = open_libvirt(access).await?;
-
-    let findings = doctor::check(access, lab, Some(&c), None).await;
-    let blockers: Vec<String> = findings
-        .iter()
-        .filter(|f| f.severity == doctor::Severity::Blocking)
-        .map(|f| format!("{}: {} (fix: {})", f.check, f.message, f.fix))
-        .collect();
-    if !blockers.is_empty() {
-        return Err(failed(format!(
-            "the virthost is not ready for lab {}:\n  {}",
-            lab.name,
-            blockers.join("\n  ")
-        )));
-    }
-
-    progress.step("image", "base image (cached on the virthost)");
-    let base = prepare::base_image(access, lab).await.map_err(failed)?;
-    progress.step("image", &format!("base image {}", base.path.display()));
-    let (dt, why) = prepare::domain_type(access, lab, &c)
-        .await
-        .map_err(failed)?;
-    progress.step("domain-type", &format!("domain type {dt:?} ({why})"));
-
+    let vh = VIRTHOST_HOST;
+    progress.phase("virthost", &[vh.to_string()], 6);
+    let virthost_changes = step(
+        progress,
+        vh,
+        "prepare (packages, libvirtd)",
+        async { prepare::prepare(access, lab, true).await.map_err(failed) },
+        |n| (*n > 0, format!("{n} changed")),
+    )
+    .await?;
+    let c = step(
+        progress,
+        vh,
+        "checks",
+        async {
+            let c = open_libvirt(access).await?;
+            let findings = doctor::check(access, lab, Some(&c), None).await;
+            let blockers: Vec<String> = findings
+                .iter()
+                .filter(|f| f.severity == doctor::Severity::Blocking)
+                .map(|f| format!("{}: {} (fix: {})", f.check, f.message, f.fix))
+                .collect();
+            if blockers.is_empty() {
+                Ok(c)
+            } else {
+                Err(failed(format!(
+                    "the virthost is not ready for lab {}:\n  {}",
+                    lab.name,
+                    blockers.join("\n  ")
+                )))
+            }
+        },
+        |c| (false, format!("libvirt at {}", c.uri())),
+    )
+    .await?;
+    let base = step(
+        progress,
+        vh,
+        "base image",
+        async { prepare::base_image(access, lab).await.map_err(failed) },
+        |b| (false, b.path.display().to_string()),
+    )
+    .await?;
+    let (dt, _) = step(
+        progress,
+        vh,
+        "domain type",
+        async { prepare::domain_type(access, lab, &c).await.map_err(failed) },
+        |(dt, why)| (false, format!("{} ({why})", domain_type_word(*dt))),
+    )
+    .await?;
     let d = desired::desired(lab, &base.path, base.format, dt).map_err(failed)?;
-    let mut p = blocking(|| plan::plan(&c, &d, Some(&base.path))).map_err(failed)?;
-    let bridge_actions = bridges::plan(access, lab).await.map_err(failed)?;
-    p.actions.splice(0..0, bridge_actions);
-    for a in &p.actions {
-        progress.step("plan", &a.to_string());
-    }
+    let p = step(
+        progress,
+        vh,
+        "plan",
+        async {
+            let mut p = blocking(|| plan::plan(&c, &d, Some(&base.path))).map_err(failed)?;
+            let bridge_actions = bridges::plan(access, lab).await.map_err(failed)?;
+            p.actions.splice(0..0, bridge_actions);
+            Ok(p)
+        },
+        |p| {
+            let lines: Vec<String> = p.actions.iter().map(|a| a.to_string()).collect();
+            (
+                false,
+                format!(
+                    "{} change(s){}",
+                    p.changes(),
+                    lines.iter().map(|l| format!("\n  {l}")).collect::<String>()
+                ),
+            )
+        },
+    )
+    .await?;
     let login_pub = ensure_login_key(&state, lab)?;
 
-    // ---- apply: pool, networks, then every VM in parallel --------------------
-    for line in bridges::apply(access, lab, &p.actions)
-        .await
-        .map_err(failed)?
-    {
-        progress.step("bridge", &line);
-    }
-    let reattach = blocking(|| apply_lab_objects(&c, &d, &p, &state))?;
-    if !reattach.is_empty() {
-        // NICs of running VMs on a restarted network, back onto its bridge
-        let script = reattach
-            .iter()
-            .map(|(dev, bridge)| {
-                format!(
-                    "ip link set dev {} master {} && ip link set dev {} up",
-                    crate::transport::quote(dev),
-                    crate::transport::quote(bridge),
-                    crate::transport::quote(dev)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" && ");
-        let out = access
-            .run(Command::script(script), Duration::from_secs(60))
-            .await
-            .map_err(from_transport)?;
-        if !out.status.success() {
-            return Err(failed(format!(
-                "cannot plug the running VMs back into their restarted network: {}",
-                out.stderr_str().trim()
-            )));
-        }
-        progress.step(
-            "network",
-            &format!("{} running NIC(s) plugged back in", reattach.len()),
-        );
-    }
+    // ---- apply: bridges, pool, networks, then every VM in parallel -------------
+    let lab_objects_changed = p.actions.iter().any(|a| {
+        !matches!(
+            a,
+            Action::CreateVolume { .. }
+                | Action::DefineDomain { .. }
+                | Action::RedefineDomain { .. }
+                | Action::RestartNeeded { .. }
+                | Action::StartDomain { .. }
+                | Action::NotApplied { .. }
+        )
+    });
+    step(
+        progress,
+        vh,
+        "bridges, pool and networks",
+        async {
+            let mut done = bridges::apply(access, lab, &p.actions)
+                .await
+                .map_err(failed)?;
+            let reattach = blocking(|| apply_lab_objects(&c, &d, &p, &state))?;
+            if !reattach.is_empty() {
+                reattach_nics(access, &reattach).await?;
+                done.push(format!(
+                    "{} running NIC(s) plugged back into their restarted network",
+                    reattach.len()
+                ));
+            }
+            Ok(done)
+        },
+        |done| (lab_objects_changed, done.join("\n")),
+    )
+    .await?;
+    progress.phase_end("virthost");
+
+    let vm_names: Vec<String> = d.vms.iter().map(|v| v.name.clone()).collect();
+    progress.phase("vms", &vm_names, 3);
     let t_boot = Instant::now();
     let results = blocking(|| {
         for_each_vm(&d.vms, |vm| {
-            apply_vm(&c, lab, &d, &p, vm, &state, &login_pub)
+            step_blocking(
+                progress,
+                &vm.name,
+                "volumes, seed, definition, start",
+                || apply_vm(&c, lab, &d, &p, vm, &state, &login_pub),
+                |()| {
+                    let mine: Vec<String> = p
+                        .actions
+                        .iter()
+                        .filter(|a| action_vm(a) == Some(vm.name.as_str()))
+                        .map(|a| a.to_string())
+                        .collect();
+                    (!mine.is_empty(), mine.join("\n"))
+                },
+            )
         })
     });
     for r in results {
         r?;
     }
-    for vm in &d.vms {
-        if p.actions
-            .iter()
-            .any(|a| matches!(a, Action::StartDomain { vm: v } if *v == vm.name))
-        {
-            progress.step("start", &format!("{} started", vm.name));
-        }
-    }
 
     // ---- addresses (leases, then agent), bounded ----------------------------
     let deadline = t_boot + timeout;
-    let addressed =
-        blocking(|| for_each_vm(&d.vms, |vm| wait_addresses(&c, lab, &name, vm, deadline)));
+    let addressed = blocking(|| {
+        for_each_vm(&d.vms, |vm| {
+            step_blocking(
+                progress,
+                &vm.name,
+                "addresses",
+                || wait_addresses(&c, lab, &name, vm, deadline),
+                |addrs| {
+                    (
+                        false,
+                        addrs
+                            .iter()
+                            .map(|a| a.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    )
+                },
+            )
+        })
+    });
     let mut records = Vec::new();
     for (vm, r) in d.vms.iter().zip(addressed) {
-        let addrs = r?;
-        progress.step(
-            "addresses",
-            &format!(
-                "{}: {}",
-                vm.name,
-                addrs
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-        );
-        records.push(record(lab, vm, &addrs, &state)?);
+        records.push(record(lab, vm, &r?, &state)?);
     }
     let inv = Inventory {
         lab: lab.name.clone(),
@@ -367,8 +484,10 @@ async fn up_locked(
     write_state(lab, &inv, &state)?;
 
     // ---- SSH with the pinned keys, in parallel, bounded -------------------------
+    let ssh_step = "SSH with the pinned host key";
     let checks = inv.vms.iter().map(|vm| {
         let target = vm_target(&inv, vm, &state);
+        progress.start(&vm.name, ssh_step);
         async move {
             let ok = poll_until(deadline, Duration::from_secs(2), || {
                 let target = target.clone();
@@ -389,18 +508,18 @@ async fn up_locked(
     let mut unreachable = Vec::new();
     for (vm, ok) in &answers {
         if *ok {
-            progress.step(
-                "ssh",
-                &format!("{vm}: SSH answers with its pinned host key"),
-            );
+            progress.end(vm, ssh_step, Status::Ok, "answers");
         } else {
             let tail = blocking(|| console_tail(&c, &name, vm));
-            unreachable.push(format!(
+            let message = format!(
                 "{vm}: no SSH answer with the pinned host key within {}s; serial console (tail):\n{tail}",
                 timeout.as_secs()
-            ));
+            );
+            progress.end(vm, ssh_step, Status::Failed, &message);
+            unreachable.push(message);
         }
     }
+    progress.phase_end("vms");
     if !unreachable.is_empty() {
         return Err(failed(format!(
             "{}\nthe lab is left in place: `kubelab down {}` removes it",
@@ -479,6 +598,50 @@ fn console_tail(c: &Connection, lab: &LabName, vm: &str) -> String {
         }
         Ok(t) => t,
         Err(e) => format!("(cannot read it: {e})"),
+    }
+}
+
+/// The VM an action is about, if any.
+fn action_vm(a: &Action) -> Option<&str> {
+    match a {
+        Action::CreateVolume { vm, .. }
+        | Action::GrowVolume { vm, .. }
+        | Action::DefineDomain { vm }
+        | Action::RedefineDomain { vm, .. }
+        | Action::RestartNeeded { vm, .. }
+        | Action::StartDomain { vm } => Some(vm),
+        _ => None,
+    }
+}
+
+/// Put NICs of running VMs back on the bridge of their restarted network.
+async fn reattach_nics(
+    access: &VirthostAccess,
+    nics: &[(String, String)],
+) -> Result<(), ProvisionError> {
+    let script = nics
+        .iter()
+        .map(|(dev, bridge)| {
+            format!(
+                "ip link set dev {} master {} && ip link set dev {} up",
+                crate::transport::quote(dev),
+                crate::transport::quote(bridge),
+                crate::transport::quote(dev)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" && ");
+    let out = access
+        .run(Command::script(script), Duration::from_secs(60))
+        .await
+        .map_err(from_transport)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "cannot plug the running VMs back into their restarted network: {}",
+            out.stderr_str().trim()
+        )))
     }
 }
 

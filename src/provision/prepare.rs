@@ -51,8 +51,8 @@ pub async fn prepare(access: &VirthostAccess, lab: &Lab, install: bool) -> Resul
 }
 
 /// Run `release.sh` on the virthost after a lab went down; returns what it
-/// changed (one line each). It changes nothing while anything else uses the
-/// virthost.
+/// changed (one line each), or why it left the virthost as it is (something
+/// else uses it).
 pub async fn release(access: &VirthostAccess, lab: &Lab) -> Result<Vec<String>, String> {
     let own_lock = super::desired::lock_path(lab).display().to_string();
     let text = script(
@@ -78,8 +78,12 @@ pub async fn release(access: &VirthostAccess, lab: &Lab) -> Result<Vec<String>, 
     }
     Ok(stdout
         .lines()
-        .filter_map(|l| l.strip_prefix("changed: "))
-        .map(str::to_string)
+        .filter_map(|l| {
+            l.strip_prefix("changed: ").map(str::to_string).or_else(|| {
+                l.strip_prefix("kept: ")
+                    .map(|why| format!("left as it is: {why}"))
+            })
+        })
         .collect())
 }
 

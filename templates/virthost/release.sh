@@ -15,8 +15,8 @@
 #     without them;
 #   * the forwarding sysctls get back the values noted before the first
 #     libvirt network ran ($KUBELAB_VIRTHOST_STATE/forwarding).
-# Idempotent. Output: "changed: WHAT" and "info: ..." lines, last line
-# "changed=N".
+# Idempotent. Output: "changed: WHAT" and "info: ..." lines, or one line
+# "kept: WHY" when it leaves the virthost as it is; last line "changed=N".
 #
 # Parameters (environment variables):
 #   KUBELAB_VIRTHOST_STATE=DIR  what prepare.sh noted (required)
@@ -36,7 +36,7 @@ URI=${KUBELAB_LIBVIRT_URI:-qemu:///system}
 CHANGED=0
 changed() { CHANGED=$((CHANGED + 1)); echo "changed: $*"; }
 info() { echo "info: $*"; }
-done_here() { info "$*: the virthost is left as it is"; echo "changed=$CHANGED"; exit 0; }
+done_here() { echo "kept: $*"; echo "changed=$CHANGED"; exit 0; }
 
 [ "$(id -u)" = 0 ] || { echo "error: must run as root" >&2; echo "changed=0"; exit 1; }
 
