@@ -489,7 +489,7 @@ async fn up_locked(
         let target = vm_target(&inv, vm, &state);
         progress.start(&vm.name, ssh_step);
         async move {
-            let ok = poll_until(deadline, Duration::from_secs(2), || {
+            let ok = poll_until(deadline, Duration::from_millis(500), || {
                 let target = target.clone();
                 async move {
                     let t = access.vm(target).await.ok()?;
