@@ -46,7 +46,7 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
-echo "# boot benchmark: $n VM(s), $rounds round(s), $(nproc) CPUs; load before: $(load)"
+echo "# boot benchmark: $n VM(s), $rounds round(s), $(nproc) CPUs; load before: $(load); other QEMU guests running: $(pgrep -c qemu-system || true)"
 "$kubelab" -q down "$lab" >/dev/null 2>&1 || true
 kl_all=(); plain_one=()
 for r in $(seq 1 "$rounds"); do

@@ -178,15 +178,19 @@ pub fn seed_nics(lab: &Lab, vm: &Vm) -> Vec<SeedNic> {
         .collect()
 }
 
+/// A VM's fully qualified name in its guest: `<vm>.<lab>.test`.
+pub fn fqdn(lab: &Lab, vm: &str) -> String {
+    format!("{vm}.{}.test", lab.name)
+}
+
 /// A digest of what a VM's seed configures besides its secrets: host name,
 /// login user, guest network settings (16 hex digits).
 pub fn seed_digest(lab: &Lab, vm: &Vm, nics: &[SeedNic]) -> String {
     use sha2::{Digest, Sha256};
     let text = format!(
-        "{}\n{}.{}.test\n{}\n{nics:?}",
+        "{}\n{}\n{}\n{nics:?}",
         vm.name,
-        vm.name,
-        lab.name,
+        fqdn(lab, &vm.name),
         lab.image.user()
     );
     Sha256::digest(text.as_bytes())

@@ -94,8 +94,27 @@ impl Progress for NoProgress {
 /// The host name of the virthost in `up`'s progress.
 pub const VIRTHOST_HOST: &str = "virthost";
 
-/// Run one step of `up` on `host`: start, then end as `done` says (ok or
-/// changed, and a message), or failed with the error.
+/// The end of one step of `up` on `host`: ok or changed (as `done` says,
+/// with its message) when `result` is a value, failed with the error.
+fn end_step<T>(
+    progress: &dyn Progress,
+    host: &str,
+    name: &str,
+    result: Result<T, ProvisionError>,
+    done: impl FnOnce(&T) -> (bool, String),
+) -> Result<T, ProvisionError> {
+    match &result {
+        Ok(v) => {
+            let (changed, message) = done(v);
+            let status = if changed { Status::Changed } else { Status::Ok };
+            progress.end(host, name, status, &message);
+        }
+        Err(e) => progress.end(host, name, Status::Failed, &e.to_string()),
+    }
+    result
+}
+
+/// One step of `up` on `host`: started, `work` awaited, ended ([`end_step`]).
 async fn step<T>(
     progress: &dyn Progress,
     host: &str,
@@ -104,21 +123,10 @@ async fn step<T>(
     done: impl FnOnce(&T) -> (bool, String),
 ) -> Result<T, ProvisionError> {
     progress.start(host, name);
-    match work.await {
-        Ok(v) => {
-            let (changed, message) = done(&v);
-            let status = if changed { Status::Changed } else { Status::Ok };
-            progress.end(host, name, status, &message);
-            Ok(v)
-        }
-        Err(e) => {
-            progress.end(host, name, Status::Failed, &e.to_string());
-            Err(e)
-        }
-    }
+    end_step(progress, host, name, work.await, done)
 }
 
-/// [`step`] for blocking work, in a VM's own thread.
+/// [`step`] for blocking work (a VM's own thread).
 fn step_blocking<T>(
     progress: &dyn Progress,
     host: &str,
@@ -127,18 +135,7 @@ fn step_blocking<T>(
     done: impl FnOnce(&T) -> (bool, String),
 ) -> Result<T, ProvisionError> {
     progress.start(host, name);
-    match work() {
-        Ok(v) => {
-            let (changed, message) = done(&v);
-            let status = if changed { Status::Changed } else { Status::Ok };
-            progress.end(host, name, status, &message);
-            Ok(v)
-        }
-        Err(e) => {
-            progress.end(host, name, Status::Failed, &e.to_string());
-            Err(e)
-        }
-    }
+    end_step(progress, host, name, work(), done)
 }
 
 /// Run `work` for every VM at once, one thread each (libvirt calls block),
@@ -715,7 +712,7 @@ fn apply_vm(
             &SeedSpec {
                 instance_id: format!("{}-{}", d.lab.object_name(&vm.name), unique_suffix()),
                 hostname: vm.name.clone(),
-                fqdn: Some(format!("{}.{}.test", vm.name, lab.name)),
+                fqdn: Some(desired::fqdn(lab, &vm.name)),
                 user: SeedUser {
                     name: lab.image.user().to_string(),
                     authorized_keys: vec![login_pub.to_string()],

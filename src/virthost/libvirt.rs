@@ -343,17 +343,17 @@ impl Connection {
     /// (`ip link set DEV master BRIDGE` on the virthost).
     pub fn replace_network(&self, spec: &NetworkSpec) -> Result<Vec<(String, String)>> {
         let name = spec.lab.object_name(&spec.name);
-        let Some(old) = self.network_xml(&spec.lab, &spec.name)? else {
+        if self.network_xml(&spec.lab, &spec.name)?.is_none() {
             self.ensure_network(spec)?;
             return Ok(Vec::new());
+        }
+        let uuid = match self.find_network(&name)? {
+            Some(net) => Some(call(
+                || format!("UUID of network {name}"),
+                net.uuid_string(),
+            )?),
+            None => None,
         };
-        let uuid = roxmltree::Document::parse(&old).ok().and_then(|d| {
-            d.root_element()
-                .children()
-                .find(|n| n.has_tag_name("uuid"))
-                .and_then(|n| n.text())
-                .map(|t| t.trim().to_string())
-        });
         let xml = with_uuid(xml::render_network(spec)?, uuid.as_deref());
         let net = call(
             || format!("redefine network {name}"),
