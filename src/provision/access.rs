@@ -1,6 +1,7 @@
 //! Reaching a lab's virthost: the transport for commands (this machine, or
 //! SSH honouring the lab's identity files, host-key policy and jump hosts),
-//! the libvirt URI, the lab lock, the VMs behind the virthost.
+//! libvirt on it (through that same SSH connection when it is remote), the
+//! lab lock, the VMs behind the virthost.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

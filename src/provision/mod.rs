@@ -81,16 +81,6 @@ pub trait Progress: Sync {
     fn phase_end(&self, name: &str);
 }
 
-/// Progress that is not shown.
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn phase(&self, _: &str, _: &[String], _: usize) {}
-    fn start(&self, _: &str, _: &str) {}
-    fn end(&self, _: &str, _: &str, _: Status, _: &str) {}
-    fn phase_end(&self, _: &str) {}
-}
-
 /// The host name of the virthost in `up`'s progress.
 pub const VIRTHOST_HOST: &str = "virthost";
 
@@ -260,7 +250,8 @@ impl Session {
 }
 
 /// `kubelab plan`: the desired state compared with the virthost; changes
-/// nothing (no prepare, no image build: the base image path is left out).
+/// nothing (no prepare, no image build: the base image is where the build
+/// or download would put it).
 pub async fn plan(lab: &Lab) -> Result<(Plan, String), ProvisionError> {
     let session = open_session(lab, false).await?;
     let c = open_libvirt(&session.access).await?;
