@@ -220,7 +220,7 @@ pub fn check(
     c.label(&path!["name"], "lab name", &file.name, 30);
 
     let vh = check_virthost(virthost.0, virthost.1, &mut c.diags);
-    let networks = check_networks(&mut c, &file.networks);
+    let networks = check_networks(&mut c, &file.name, &file.networks);
     let image = check_image(&mut c, &file.image);
     let vms = check_vms(&mut c, file, &networks);
     let kubernetes = file
@@ -409,7 +409,7 @@ fn check_address(c: &mut Checker<'_>, path: &[Seg], addr: &str) {
     }
 }
 
-fn check_networks(c: &mut Checker<'_>, nets: &[NetworkFile]) -> Vec<Network> {
+fn check_networks(c: &mut Checker<'_>, lab: &str, nets: &[NetworkFile]) -> Vec<Network> {
     let mut out: Vec<Network> = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, n) in nets.iter().enumerate() {
@@ -482,7 +482,10 @@ fn check_networks(c: &mut Checker<'_>, nets: &[NetworkFile]) -> Vec<Network> {
                 let bridge = n
                     .bridge
                     .clone()
-                    .unwrap_or_else(|| format!("klbr-{}", &short_hash(&n.name)[..8]));
+                    // per lab and network: two labs' bridges never share a name
+                    .unwrap_or_else(|| {
+                        format!("klbr-{}", &short_hash(&format!("{lab}/{}", n.name))[..8])
+                    });
                 NetworkKind::Bridged {
                     bridge,
                     nic: n.nic.clone(),
