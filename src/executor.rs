@@ -167,7 +167,7 @@ impl Executor {
             redactor.add_secret_vars(&h.vars);
         }
         for p in &playbook.plays {
-            redactor.add_secret_vars(&p.vars);
+            redactor.add_secret_vars(p.vars.iter());
         }
         let host_names: Vec<String> = shared
             .inventory
@@ -443,7 +443,8 @@ async fn run_host(
             }
         }
     }
-    // Base context: lab vars < host vars < play vars (rendered in order).
+    // Base context: lab vars < host vars < play vars (rendered in the
+    // order written, each seeing the ones before).
     let mut base: BTreeMap<String, Value> = BTreeMap::new();
     for (k, v) in shared.inventory.vars.iter().chain(host.vars.iter()) {
         base.insert(k.clone(), to_value(v));
@@ -451,7 +452,7 @@ async fn run_host(
     base.insert("inventory_hostname".into(), Value::from(host.name.clone()));
     base.insert("groups".into(), shared.groups.clone());
     base.insert("hostvars".into(), hostvars);
-    for (k, v) in &play.vars {
+    for (k, v) in play.vars.iter() {
         let mut ctx_map = base.clone();
         overlay(&mut ctx_map, state, &shared.options.extra_vars);
         let ctx = Value::from(ctx_map);

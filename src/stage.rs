@@ -77,8 +77,9 @@ pub struct Stage {
 impl Stage {
     /// The stage of a scenario's phase: var `scenario` holds its parameters
     /// (as written, defaults left to the playbook), group `scenario` the VMs
-    /// it names (all VMs when it names none), plus the scenario's own groups
-    /// ([`ScenarioFile::groups`]).
+    /// it names (when it names none, [`ScenarioFile::default_vms`]), each of
+    /// those VMs its 1-based position in the group as `scenario_index`,
+    /// plus the scenario's own groups ([`ScenarioFile::groups`]).
     pub fn scenario(lab: &Lab, scenario: &ScenarioFile, phase: Phase) -> Stage {
         let mut members: Vec<String> = Vec::new();
         for (_, vm) in scenario.vm_refs() {
@@ -87,8 +88,16 @@ impl Stage {
             }
         }
         if members.is_empty() {
-            members = lab.vms.iter().map(|v| v.name.clone()).collect();
+            members = scenario.default_vms(&lab.vms);
         }
+        let host_vars = members
+            .iter()
+            .enumerate()
+            .map(|(i, vm)| {
+                let vars = Vars::from([("scenario_index".to_string(), Value::from(i + 1))]);
+                (vm.clone(), vars)
+            })
+            .collect();
         let params = serde_json::to_value(scenario)
             .ok()
             .and_then(|v| v.get("params").cloned())
@@ -103,7 +112,7 @@ impl Stage {
             title: format!("{} {}", scenario.name(), phase.as_str()),
             playbook: scenario_playbook(scenario.name(), phase),
             vars,
-            host_vars: BTreeMap::new(),
+            host_vars,
             groups,
             virthost: false,
         }
@@ -444,6 +453,8 @@ scenarios:
         );
         let groups = inv.groups();
         assert_eq!(groups["scenario"], vec!["a", "b"]);
+        assert_eq!(inv.hosts[1].vars["scenario_index"], 2);
+        assert!(!inv.hosts[2].vars.contains_key("scenario_index"));
         assert_eq!(groups["node"], vec!["a", "b"]);
         assert_eq!(groups["all"], vec!["a", "b", "c"]);
         assert_eq!(inv.vars["lab"]["networks"][0]["gateway4"], "10.9.0.1");

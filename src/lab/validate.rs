@@ -602,6 +602,18 @@ pub fn default_dhcp_range(net: Ipv4Net) -> Option<(Ipv4Addr, Ipv4Addr)> {
     (start < end).then(|| (Ipv4Addr::from(start), Ipv4Addr::from(end)))
 }
 
+/// A scenario's VXLAN UDP port and published port: 0 is no port.
+fn scenario_ports(c: &mut Checker<'_>, i: usize, vxlan: Option<u16>, ingress: Option<u16>) {
+    for (key, port) in [("port", vxlan), ("ingress_port", ingress)] {
+        if port == Some(0) {
+            c.error(
+                &path!["scenarios", i, "params", key],
+                "port 0 is not a port (1-65535)",
+            );
+        }
+    }
+}
+
 /// Linux interface names: at most 15 bytes, no `/`, spaces or shell specials.
 fn ifname_problem(s: &str) -> Option<String> {
     if s.is_empty() || s.len() > 15 {
@@ -1484,12 +1496,26 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vm
         }
         match s {
             ScenarioFile::Overlay(p) => {
-                if !p.hosts.is_empty() && p.hosts.len() < 2 {
-                    c.error(
-                        &path!["scenarios", i, "params", "hosts"],
-                        "an overlay needs two or more hosts",
-                    );
-                }
+                let hosts = if p.hosts.is_empty() {
+                    let n = s.default_vms(vms).len();
+                    if n < 2 && !vms.is_empty() {
+                        c.error(
+                            &path!["scenarios", i, "name"],
+                            format!(
+                                "an overlay needs two or more hosts; this lab has {n} VM(s) for it"
+                            ),
+                        );
+                    }
+                    n
+                } else {
+                    if p.hosts.len() < 2 {
+                        c.error(
+                            &path!["scenarios", i, "params", "hosts"],
+                            "an overlay needs two or more hosts",
+                        );
+                    }
+                    p.hosts.len()
+                };
                 if let Some(v) = p.vni
                     && (v == 0 || v > 0xFF_FFFF)
                 {
@@ -1498,21 +1524,67 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vm
                         format!("VNI {v} is outside 1..16777215"),
                     );
                 }
-                if let Some(sn) = &p.subnet {
-                    parse_net4(c, &path!["scenarios", i, "params", "subnet"], sn);
+                if let Some(sn) = &p.subnet
+                    && let Some(net) = parse_net4(c, &path!["scenarios", i, "params", "subnet"], sn)
+                {
+                    // Gateways take host numbers 1..=n, containers 101..=100+n.
+                    let room = 1u64 << (32 - u32::from(net.prefix_len()));
+                    if room < 100 + hosts as u64 + 2 {
+                        c.error_help(
+                            &path!["scenarios", i, "params", "subnet"],
+                            format!("{net} is too small for an overlay of {hosts} hosts"),
+                            "gateways take addresses .1, .2, …, containers .101, .102, …: use a /24 or larger",
+                        );
+                    }
+                }
+                scenario_ports(c, i, p.port, p.ingress_port);
+                if let Some(o) = &p.outside {
+                    parse_ip4(c, &path!["scenarios", i, "params", "outside"], o);
                 }
             }
             ScenarioFile::Tenants(p) => {
-                if !p.hosts.is_empty() && p.hosts.len() != 2 {
+                if p.hosts.is_empty() {
+                    let n = s.default_vms(vms).len();
+                    if n < 2 && !vms.is_empty() {
+                        c.error(
+                            &path!["scenarios", i, "name"],
+                            format!(
+                                "tenant networks span two hosts; this lab has {n} VM(s) for them"
+                            ),
+                        );
+                    }
+                } else if p.hosts.len() != 2 {
                     c.error(
                         &path!["scenarios", i, "params", "hosts"],
                         "tenant networks span exactly two hosts",
                     );
+                } else if p.hosts[0] == p.hosts[1] {
+                    c.error(
+                        &path!["scenarios", i, "params", "hosts", 1],
+                        format!(
+                            "`{}` is named twice; tenant networks span two different hosts",
+                            p.hosts[1]
+                        ),
+                    );
                 }
-                if let Some(sn) = &p.subnet {
-                    parse_net4(c, &path!["scenarios", i, "params", "subnet"], sn);
+                if let Some(sn) = &p.subnet
+                    && let Some(net) = parse_net4(c, &path!["scenarios", i, "params", "subnet"], sn)
+                    && net.prefix_len() > 28
+                {
+                    c.error_help(
+                        &path!["scenarios", i, "params", "subnet"],
+                        format!("{net} is too small for a tenant network"),
+                        "the gateway takes .1, workloads .11 and .12: use a /28 or larger",
+                    );
+                }
+                if p.tenants.len() == 1 {
+                    c.error(
+                        &path!["scenarios", i, "params", "tenants"],
+                        "isolation needs two or more tenants",
+                    );
                 }
                 let mut vnis = HashMap::new();
+                let mut names: HashMap<&str, usize> = HashMap::new();
                 for (t, tenant) in p.tenants.iter().enumerate() {
                     c.label(
                         &path!["scenarios", i, "params", "tenants", t, "name"],
@@ -1520,6 +1592,15 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vm
                         &tenant.name,
                         12,
                     );
+                    if let Some(first) = names.insert(tenant.name.as_str(), t) {
+                        c.error(
+                            &path!["scenarios", i, "params", "tenants", t, "name"],
+                            format!(
+                                "tenant `{}` is listed twice (also tenants[{first}])",
+                                tenant.name
+                            ),
+                        );
+                    }
                     if tenant.vni == 0 || tenant.vni > 0xFF_FFFF {
                         c.error(
                             &path!["scenarios", i, "params", "tenants", t, "vni"],
@@ -1531,6 +1612,24 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vm
                             format!("VNI {} is also used by tenant `{other}`", tenant.vni),
                         );
                     }
+                }
+                if let Some(tr) = &p.transit
+                    && let Some(net) =
+                        parse_net4(c, &path!["scenarios", i, "params", "transit"], tr)
+                {
+                    let tenants = p.tenants.len().max(2) as u64;
+                    let room = 1u64 << (32 - u32::from(net.prefix_len()));
+                    if room < 4 * tenants {
+                        c.error_help(
+                            &path!["scenarios", i, "params", "transit"],
+                            format!("{net} is too small for {tenants} tenants"),
+                            "each tenant's gateway takes a /30 of it",
+                        );
+                    }
+                }
+                scenario_ports(c, i, p.port, None);
+                if let Some(o) = &p.outside {
+                    parse_ip4(c, &path!["scenarios", i, "params", "outside"], o);
                 }
             }
             ScenarioFile::CloudRouter(p) if !p.hosts.is_empty() && p.hosts.len() != 2 => {

@@ -20,7 +20,6 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, Span, unreadable};
-use crate::lab::model::Vars;
 use crate::template::Templates;
 use crate::yaml::{self, Node, NodeKind};
 pub use hosts::HostPattern;
@@ -85,7 +84,8 @@ pub struct Playbook {
 pub struct Play {
     pub name: String,
     pub hosts: HostPattern,
-    pub vars: Vars,
+    /// In the order written: each is rendered seeing the ones before it.
+    pub vars: PlayVars,
     /// Gather facts before the first step (default true); modules that
     /// need facts (`package`, `service`) gather them anyway.
     pub gather_facts: bool,
@@ -224,6 +224,39 @@ const STEP_KEYS: &[&str] = &[
     "tags",
 ];
 
+/// A play's variables in the order written.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlayVars(pub Vec<(String, serde_json::Value)>);
+
+impl PlayVars {
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &serde_json::Value)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<'de> Deserialize<'de> for PlayVars {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PlayVars;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mapping of variable names to values")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<PlayVars, A::Error> {
+                let mut vars: Vec<(String, serde_json::Value)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                    if vars.iter().any(|(seen, _)| *seen == k) {
+                        return Err(de::Error::custom(format!("variable `{k}` is set twice")));
+                    }
+                    vars.push((k, v));
+                }
+                Ok(PlayVars(vars))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// The keys of a play.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -231,7 +264,7 @@ struct PlayFile {
     name: String,
     hosts: String,
     #[serde(default)]
-    vars: Vars,
+    vars: PlayVars,
     gather_facts: Option<bool>,
     when: Option<Condition>,
     #[allow(dead_code)]

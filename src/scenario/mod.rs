@@ -52,6 +52,26 @@ impl ScenarioFile {
         }
     }
 
+    /// The VMs the scenario runs on when its parameters name none: for
+    /// `overlay` the workers (all VMs when there are none), for `tenants`
+    /// the first two of those; for the others every VM.
+    pub fn default_vms(&self, vms: &[crate::lab::model::Vm]) -> Vec<String> {
+        let all = || vms.iter().map(|v| v.name.clone()).collect::<Vec<_>>();
+        let workers_else_all = || {
+            let workers: Vec<String> = vms
+                .iter()
+                .filter(|v| v.roles.iter().any(|r| r == "worker"))
+                .map(|v| v.name.clone())
+                .collect();
+            if workers.is_empty() { all() } else { workers }
+        };
+        match self {
+            ScenarioFile::Overlay(_) => workers_else_all(),
+            ScenarioFile::Tenants(_) => workers_else_all().into_iter().take(2).collect(),
+            _ => all(),
+        }
+    }
+
     /// Every VM name the parameters refer to, with its path under `params`,
     /// so that the validator can check they exist.
     pub fn vm_refs(&self) -> Vec<(Vec<Seg>, &str)> {
@@ -202,7 +222,19 @@ pub struct OverlayParams {
     /// Container port published through the host's address (default 9000).
     #[serde(default)]
     pub ingress_port: Option<u16>,
-    /// IPsec-encrypt the tunnels (OVS only, needs openvswitch-ipsec).
+    /// VXLAN UDP destination port (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// An IPv4 address outside the overlay that containers must reach
+    /// through their host's gateway (default: the gateway of the lab's first
+    /// network).
+    #[serde(default)]
+    pub outside: Option<String>,
+    /// Encrypt the tunnels with IPsec: ESP in transport mode between the
+    /// hosts, kernel security associations keyed by kubelab from a random
+    /// key generated on the first host (never logged), for either switch
+    /// and any UDP port. (Debian 12's openvswitch-ipsec protects only UDP
+    /// 4789, so it is not used.)
     #[serde(default)]
     pub encrypt: bool,
 }
@@ -219,6 +251,18 @@ pub struct TenantsParams {
     /// Tenants and their VNIs (default blue/5001 and red/5002).
     #[serde(default)]
     pub tenants: Vec<TenantParams>,
+    /// VXLAN UDP destination port (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Addresses between each tenant's gateway (on the first host) and that
+    /// host: one /30 per tenant, in order (default 100.64.71.0/24).
+    #[serde(default)]
+    pub transit: Option<String>,
+    /// An IPv4 address outside the tenant networks that workloads must
+    /// reach through their tenant's gateway (default: the gateway of the
+    /// lab's first network).
+    #[serde(default)]
+    pub outside: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, serde::Serialize, JsonSchema)]

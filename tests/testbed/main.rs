@@ -23,6 +23,7 @@ mod support;
 
 mod framework;
 mod storage;
+mod overlay;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -37,6 +38,7 @@ const AREAS: &[Area] = &[
     ("lab", lab_area),
     ("framework", framework::run),
     ("storage", storage::run),
+    ("overlay", overlay::run),
 ];
 
 /// The running test bed and ways to drive it.
