@@ -150,7 +150,11 @@ fn testbed() {
         }
         eprintln!(
             "[testbed] === area {name}: {} in {:.0}s",
-            if failed.last() == Some(name) { "FAILED" } else { "ok" },
+            if failed.last() == Some(name) {
+                "FAILED"
+            } else {
+                "ok"
+            },
             t0.elapsed().as_secs_f64()
         );
     }
