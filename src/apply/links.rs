@@ -128,12 +128,12 @@ fn resolve_script(e: &Endpoint) -> String {
     let missing = |why: &str| format!("ns={}", quote(&format!("missing:{why}")));
     match e {
         Endpoint::Host => "ns=''\n".to_string(),
-        Endpoint::Netns(n) => format!(
+        Endpoint::Netns { name: n } => format!(
             "ns={}\n[ -e \"$ns\" ] || {}\n",
             quote(&format!("/run/netns/{n}")),
             missing(&format!("network namespace {n} does not exist"))
         ),
-        Endpoint::Pid(p) => format!(
+        Endpoint::Pid { pid: p } => format!(
             "ns=/proc/{p}/ns/net\n[ -e \"$ns\" ] || {}\n",
             missing(&format!("no process {p}"))
         ),
@@ -384,7 +384,7 @@ fn where_(e: &End) -> String {
 fn end_ns(end: &End, seen: &Seen, fix: &mut Fix) -> Result<String, String> {
     match (&seen.ns, &end.endpoint) {
         (Ns::Found(p), _) => Ok(p.clone()),
-        (Ns::Missing(_), Endpoint::Netns(n)) => {
+        (Ns::Missing(_), Endpoint::Netns { name: n }) => {
             fix.push(
                 format!("created network namespace {n}"),
                 vec![Action::new("", &["ip", "netns", "add", n])],
@@ -991,9 +991,9 @@ mod tests {
     #[test]
     fn an_intact_veth_needs_nothing_and_a_new_one_everything() {
         let spec = veth(
-            end(Endpoint::Netns("x".into()), "e1", &["10.0.0.1/24"]),
+            end(Endpoint::Netns { name: "x".into() }, "e1", &["10.0.0.1/24"]),
             end(
-                Endpoint::Netns("y".into()),
+                Endpoint::Netns { name: "y".into() },
                 "e2",
                 &["10.0.0.2/24", "fd00::2/64"],
             ),
@@ -1046,7 +1046,7 @@ mod tests {
     fn a_veth_with_another_peer_is_replaced_and_other_kinds_are_refused() {
         let spec = veth(
             end(Endpoint::Host, "e1", &[]),
-            end(Endpoint::Netns("y".into()), "e2", &[]),
+            end(Endpoint::Netns { name: "y".into() }, "e2", &[]),
         );
         let a = link(
             r#"{"ifindex":3,"ifname":"e1","link":"zz","flags":[],"linkinfo":{"info_kind":"veth"}}"#,
@@ -1096,7 +1096,7 @@ mod tests {
                 "e1",
                 &[],
             ),
-            end(Endpoint::Netns("y".into()), "e2", &[]),
+            end(Endpoint::Netns { name: "y".into() }, "e2", &[]),
         );
         let seen = vec![
             Seen {
@@ -1117,8 +1117,8 @@ mod tests {
     #[test]
     fn deleting_a_veth_takes_its_peer() {
         let mut spec = veth(
-            end(Endpoint::Netns("x".into()), "e1", &[]),
-            end(Endpoint::Netns("y".into()), "e2", &[]),
+            end(Endpoint::Netns { name: "x".into() }, "e1", &[]),
+            end(Endpoint::Netns { name: "y".into() }, "e2", &[]),
         );
         spec.state = Presence::Absent;
         let a =
@@ -1147,7 +1147,7 @@ mod tests {
     fn a_vxlan_with_another_vni_is_replaced() {
         let spec = LinkSpec {
             kind: LinkKind::Vxlan,
-            a: end(Endpoint::Netns("x".into()), "vx0", &[]),
+            a: end(Endpoint::Netns { name: "x".into() }, "vx0", &[]),
             b: None,
             state: Presence::Present,
             vni: Some(6100),
@@ -1188,7 +1188,7 @@ mod tests {
     #[test]
     fn routes_are_compared_by_destination_gateway_and_device() {
         let spec = RouteSpec {
-            endpoint: Endpoint::Netns("x".into()),
+            endpoint: Endpoint::Netns { name: "x".into() },
             dest: "0.0.0.0/0".parse().unwrap(),
             via: Some("10.0.1.2".parse().unwrap()),
             dev: None,

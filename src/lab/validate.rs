@@ -228,6 +228,7 @@ pub fn check(
         .as_ref()
         .and_then(|k| check_kubernetes(&mut c, k, &networks, &vms, lab_path));
     check_scenarios(&mut c, file, &vms);
+    let links = check_links(&mut c, file, &vms);
     for key in file.vars.keys() {
         if !is_identifier(key) {
             c.error(
@@ -253,6 +254,7 @@ pub fn check(
             image,
             vms,
             kubernetes,
+            links,
             scenarios: file.scenarios.clone(),
             vars: file.vars.clone(),
         },
@@ -1610,4 +1612,199 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
             _ => {}
         }
     }
+}
+
+/// A VNI for a link across VMs that gives none: from a hash of the lab's
+/// name and both endpoints, in 100000..16000000 (clear of the small VNIs
+/// people pick by hand), stable across runs.
+pub fn derived_vni(lab: &str, a: &LinkEndpoint, b: &LinkEndpoint) -> u32 {
+    use sha2::{Digest, Sha256};
+    let key = format!(
+        "{lab}/{}/{}/{}/{}/{}/{}",
+        a.vm, a.endpoint, a.ifname, b.vm, b.endpoint, b.ifname
+    );
+    let h = Sha256::digest(key.as_bytes());
+    let n = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+    100_000 + n % 15_900_000
+}
+
+fn check_links(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) -> Vec<Link> {
+    use crate::playbook::links::{EndpointKeys, ifname_problem};
+    use crate::playbook::modules::{Count, Text};
+    let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
+    let mut links = Vec::new();
+    // (vm, endpoint, ifname) → where it was first used.
+    let mut used: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    let mut vnis: BTreeMap<u32, usize> = BTreeMap::new();
+    for (i, l) in file.links.iter().enumerate() {
+        if l.endpoints.len() != 2 {
+            c.error_help(
+                &path!["links", i, "endpoints"],
+                format!(
+                    "a link has exactly two endpoints, this one has {}",
+                    l.endpoints.len()
+                ),
+                "one VM twice: a veth pair; two VMs: a VXLAN tunnel",
+            );
+            continue;
+        }
+        let mut ends = Vec::new();
+        for (k, e) in l.endpoints.iter().enumerate() {
+            let base = path!["links", i, "endpoints", k];
+            let at = |key: &str| {
+                let mut p = base.clone();
+                p.push(Seg::Key(key.into()));
+                p
+            };
+            let mut ok = true;
+            if !names.contains(&e.vm.as_str()) && !c.unreadable.vms {
+                let mut help = format!("VMs of this lab: {}", names.join(", "));
+                if let Some(best) = crate::yaml::closest(&e.vm, names.iter().copied()) {
+                    help = format!("did you mean `{best}`? ({help})");
+                }
+                c.error_help(&at("vm"), format!("unknown VM `{}`", e.vm), help);
+                ok = false;
+            }
+            let text = |s: &Option<String>| s.as_ref().map(|v| Text(v.clone()));
+            let (netns, container, pod) = (text(&e.netns), text(&e.container), text(&e.pod));
+            let runtime = e.runtime.map(|r| {
+                Text(
+                    match r {
+                        ContainerRuntimeFile::Podman => "podman",
+                        ContainerRuntimeFile::Docker => "docker",
+                        ContainerRuntimeFile::Crio => "crio",
+                    }
+                    .into(),
+                )
+            });
+            let keys = EndpointKeys {
+                netns: netns.as_ref(),
+                container: container.as_ref(),
+                runtime: runtime.as_ref(),
+                pod: pod.as_ref(),
+                pid: None::<Count>,
+            };
+            let mut problems = Vec::new();
+            keys.problems(&base, &mut problems);
+            for (p, m) in problems {
+                c.error(&p, m);
+                ok = false;
+            }
+            if let Some(why) = ifname_problem(&e.ifname) {
+                c.error(&at("ifname"), why);
+                ok = false;
+            }
+            let mut addresses = Vec::new();
+            for (j, a) in e.addresses.iter().enumerate() {
+                match a.parse::<IpNet>() {
+                    Ok(n) => addresses.push(n),
+                    Err(_) => {
+                        let mut p = at("addresses");
+                        p.push(Seg::Index(j));
+                        c.error(
+                            &p,
+                            format!("`{a}` is not an address with prefix length (e.g. 10.0.1.1/24 or fd00::1/64)"),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            for (key, mtu) in [("mtu", e.mtu)] {
+                if let Some(m) = mtu
+                    && !(68..=65535).contains(&m)
+                {
+                    c.error(&at(key), format!("MTU {m} is outside 68..65535"));
+                    ok = false;
+                }
+            }
+            let endpoint = if ok { keys.endpoint().ok() } else { None };
+            if let Some(endpoint) = endpoint {
+                let id = (e.vm.clone(), endpoint.to_string(), e.ifname.clone());
+                if let Some(first) = used.insert(id, i)
+                    && first != i
+                {
+                    c.error(
+                        &at("ifname"),
+                        format!(
+                            "{} on {} ({endpoint}) is already an end of links[{first}]",
+                            e.ifname, e.vm
+                        ),
+                    );
+                }
+                ends.push(LinkEndpoint {
+                    vm: e.vm.clone(),
+                    endpoint,
+                    ifname: e.ifname.clone(),
+                    addresses,
+                    mtu: e.mtu.or(l.mtu),
+                });
+            }
+        }
+        if let Some(m) = l.mtu
+            && !(68..=65535).contains(&m)
+        {
+            c.error(
+                &path!["links", i, "mtu"],
+                format!("MTU {m} is outside 68..65535"),
+            );
+        }
+        if l.port == Some(0) {
+            c.error(&path!["links", i, "port"], "UDP port 0 is not a port");
+        }
+        let [a, b]: [LinkEndpoint; 2] = match ends.try_into() {
+            Ok(pair) => pair,
+            Err(_) => continue,
+        };
+        let local = a.vm == b.vm;
+        if local && a.endpoint == b.endpoint && a.ifname == b.ifname {
+            c.error(
+                &path!["links", i, "endpoints", 1, "ifname"],
+                "both ends of this veth are the same interface",
+            );
+            continue;
+        }
+        let vni = if local {
+            if l.vni.is_some() || l.port.is_some() {
+                c.warning(
+                    &path!["links", i],
+                    "both ends are on one VM (a veth pair): `vni` and `port` are not used",
+                );
+            }
+            None
+        } else {
+            let vni = match l.vni {
+                Some(v) if v == 0 || v > 0xFF_FFFF => {
+                    c.error(
+                        &path!["links", i, "vni"],
+                        format!("VNI {v} is outside 1..16777215"),
+                    );
+                    continue;
+                }
+                Some(v) => {
+                    if let Some(first) = vnis.get(&v) {
+                        c.error(
+                            &path!["links", i, "vni"],
+                            format!("VNI {v} is also used by links[{first}]"),
+                        );
+                    }
+                    v
+                }
+                None => {
+                    let mut v = derived_vni(&file.name, &a, &b);
+                    while vnis.contains_key(&v) {
+                        v += 1;
+                    }
+                    v
+                }
+            };
+            vnis.insert(vni, i);
+            Some(vni)
+        };
+        links.push(Link {
+            ends: [a, b],
+            vni,
+            port: l.port.unwrap_or(4789),
+        });
+    }
+    links
 }

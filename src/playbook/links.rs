@@ -213,11 +213,14 @@ impl ContainerRuntime {
 }
 
 /// Where an interface or route lives on the host, checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
 pub enum Endpoint {
     /// The host's own network namespace.
     Host,
-    Netns(String),
+    Netns {
+        name: String,
+    },
     Container {
         runtime: ContainerRuntime,
         name: String,
@@ -226,17 +229,19 @@ pub enum Endpoint {
         namespace: String,
         name: String,
     },
-    Pid(u32),
+    Pid {
+        pid: u32,
+    },
 }
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Endpoint::Host => f.write_str("host"),
-            Endpoint::Netns(n) => write!(f, "netns {n}"),
+            Endpoint::Netns { name } => write!(f, "netns {name}"),
             Endpoint::Container { runtime, name } => write!(f, "{} {name}", runtime.as_str()),
             Endpoint::Pod { namespace, name } => write!(f, "pod {namespace}/{name}"),
-            Endpoint::Pid(p) => write!(f, "pid {p}"),
+            Endpoint::Pid { pid } => write!(f, "pid {pid}"),
         }
     }
 }
@@ -396,7 +401,7 @@ impl EndpointKeys<'_> {
                 .filter(|s| !s.is_empty())
         };
         if let Some(n) = text(self.netns) {
-            return Ok(Endpoint::Netns(n));
+            return Ok(Endpoint::Netns { name: n });
         }
         if let Some(name) = text(self.container) {
             let runtime = match text(self.runtime) {
@@ -416,7 +421,7 @@ impl EndpointKeys<'_> {
         if let Some(pid) = self.pid {
             let pid = pid.get()?;
             return u32::try_from(pid)
-                .map(Endpoint::Pid)
+                .map(|pid| Endpoint::Pid { pid })
                 .map_err(|_| format!("pid {pid} is out of range"));
         }
         Ok(Endpoint::Host)
