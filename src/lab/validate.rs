@@ -1441,6 +1441,24 @@ fn check_kubernetes(
     })
 }
 
+/// `vni` and `port` of a scenario's VXLAN links.
+fn check_vxlan_params(c: &mut Checker<'_>, i: usize, vni: Option<u32>, port: Option<u16>) {
+    if let Some(v) = vni
+        && (v == 0 || v > 0xFF_FFFF)
+    {
+        c.error(
+            &path!["scenarios", i, "params", "vni"],
+            format!("VNI {v} is outside 1..16777215"),
+        );
+    }
+    if port == Some(0) {
+        c.error(
+            &path!["scenarios", i, "params", "port"],
+            "UDP port 0 is not a port",
+        );
+    }
+}
+
 fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
     let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -1531,13 +1549,58 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
                     }
                 }
             }
-            ScenarioFile::CloudRouter(p) if !p.hosts.is_empty() && p.hosts.len() != 2 => {
-                c.error(
-                    &path!["scenarios", i, "params", "hosts"],
-                    "the cloud router spans exactly two hosts",
-                );
+            ScenarioFile::CloudRouter(p) => {
+                if !p.hosts.is_empty() && p.hosts.len() != 2 {
+                    c.error(
+                        &path!["scenarios", i, "params", "hosts"],
+                        "the cloud router spans exactly two hosts",
+                    );
+                } else if p.hosts.is_empty() && vms.len() < 2 && !c.unreadable.vms {
+                    c.error(
+                        &path!["scenarios", i, "name"],
+                        "the cloud router spans two hosts: the lab needs two VMs",
+                    );
+                } else if p.hosts.len() == 2 && p.hosts[0] == p.hosts[1] {
+                    c.error(
+                        &path!["scenarios", i, "params", "hosts", 1],
+                        "the cloud router spans two different hosts",
+                    );
+                }
+                check_vxlan_params(c, i, p.vni, p.port);
             }
             ScenarioFile::RatchetPairs(p) => {
+                check_vxlan_params(c, i, p.vni, p.port);
+                if let Some(v) = p.vni
+                    && u64::from(v) + p.pairs.len() as u64 > 0xFF_FFFF
+                {
+                    c.error(
+                        &path!["scenarios", i, "params", "vni"],
+                        format!("VNI {v} + {} pairs goes past 16777215", p.pairs.len()),
+                    );
+                }
+                if p.pairs.is_empty() && vms.len() < 2 && !c.unreadable.vms {
+                    c.error_help(
+                        &path!["scenarios", i, "name"],
+                        "the default ratchet pair spans two VMs: the lab needs two, or give `pairs`",
+                        "pairs: [{primary: {name: a, vm: node-1, ip: 192.168.2.100/24}, pair: {name: b, vm: node-1, ip: 192.168.2.101/24}}]",
+                    );
+                }
+                let mut names: BTreeMap<(&str, &str), (usize, &str)> = BTreeMap::new();
+                for (k, pair) in p.pairs.iter().enumerate() {
+                    for (side, end) in [("primary", &pair.primary), ("pair", &pair.pair)] {
+                        if let Some((first, first_side)) =
+                            names.insert((end.vm.as_str(), end.name.as_str()), (k, side))
+                        {
+                            c.error(
+                                &path!["scenarios", i, "params", "pairs", k, side, "name"],
+                                format!(
+                                    "workload `{}` on {} is also pairs[{first}].{first_side}: one link per workload",
+                                    end.name, end.vm
+                                ),
+                            );
+                        }
+                    }
+                }
                 for (k, pair) in p.pairs.iter().enumerate() {
                     for (side, end) in [("primary", &pair.primary), ("pair", &pair.pair)] {
                         let base = path!["scenarios", i, "params", "pairs", k, side].to_vec();

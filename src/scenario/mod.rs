@@ -195,8 +195,18 @@ pub struct RatchetPairsParams {
     /// Ratchet CNI plugin on the cluster (needs `kubernetes`).
     #[serde(default)]
     pub mode: RatchetMode,
+    /// The workloads and their links (default: one pair, `rp-primary`
+    /// 192.168.2.100/24 `in1` on the first VM and `rp-pair`
+    /// 192.168.2.101/24 `in2` on the second, as in Ratchet's example).
     #[serde(default)]
     pub pairs: Vec<RatchetPair>,
+    /// VNI of the first pair across hosts; pair k uses `vni + k`
+    /// (default 11, as Ratchet counted).
+    #[serde(default)]
+    pub vni: Option<u32>,
+    /// UDP port of the VXLAN links (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
@@ -231,9 +241,16 @@ pub struct RatchetEnd {
 #[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloudRouterParams {
-    /// The two VMs hosting router-a/A and router-b/B.
+    /// The two VMs hosting router-a/A and router-b/B (default: the lab's
+    /// first two VMs).
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// VNI of the VXLAN link between the routers (default 4242).
+    #[serde(default)]
+    pub vni: Option<u32>,
+    /// Its UDP port (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
