@@ -1570,6 +1570,46 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
             }
             ScenarioFile::RatchetPairs(p) => {
                 check_vxlan_params(c, i, p.vni, p.port);
+                if p.mode == crate::scenario::RatchetMode::RatchetCni {
+                    match &p.binaries_url {
+                        None => c.error_help(
+                            &path!["scenarios", i, "params", "mode"],
+                            "ratchet-cni installs the Ratchet binaries: give `binaries_url` (a .tar.gz with ratchet and ratchet-child) and `binaries_sha256`",
+                            "build them from github.com/dougbtv/ratchet-cni and serve the archive where the VMs can fetch it",
+                        ),
+                        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+                            c.error(
+                                &path!["scenarios", i, "params", "binaries_url"],
+                                format!("`{u}` is not an http(s) URL"),
+                            );
+                        }
+                        Some(_) => {}
+                    }
+                    let sha_ok = p
+                        .binaries_sha256
+                        .as_ref()
+                        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+                    if p.binaries_url.is_some() && !sha_ok {
+                        c.error(
+                            &path!["scenarios", i, "params", "binaries_sha256"],
+                            "binaries_sha256 must be the archive's SHA-256 as 64 hex digits",
+                        );
+                    }
+                } else {
+                    for (key, set) in [
+                        ("binaries_url", p.binaries_url.is_some()),
+                        ("binaries_sha256", p.binaries_sha256.is_some()),
+                        ("etcd_image", p.etcd_image.is_some()),
+                        ("pod_image", p.pod_image.is_some()),
+                    ] {
+                        if set {
+                            c.warning(
+                                &path!["scenarios", i, "params", key],
+                                format!("`{key}` is only used in mode ratchet-cni"),
+                            );
+                        }
+                    }
+                }
                 if let Some(v) = p.vni
                     && u64::from(v) + p.pairs.len() as u64 > 0xFF_FFFF
                 {

@@ -207,6 +207,20 @@ pub struct RatchetPairsParams {
     /// UDP port of the VXLAN links (default 4789).
     #[serde(default)]
     pub port: Option<u16>,
+    /// ratchet-cni: a .tar.gz with the `ratchet` and `ratchet-child`
+    /// binaries (built from github.com/dougbtv/ratchet-cni).
+    #[serde(default)]
+    pub binaries_url: Option<String>,
+    /// ratchet-cni: its SHA-256, as 64 hex digits.
+    #[serde(default)]
+    pub binaries_sha256: Option<String>,
+    /// ratchet-cni: the etcd image (default registry.k8s.io/etcd:3.5.16-0,
+    /// which kubeadm's control planes already hold).
+    #[serde(default)]
+    pub etcd_image: Option<String>,
+    /// ratchet-cni: the pairs' pod image (default docker.io/library/busybox:1.36).
+    #[serde(default)]
+    pub pod_image: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
