@@ -155,7 +155,7 @@ pub fn stage(lab: &Lab) -> Option<Stage> {
     let steps: Vec<LinkStep> = lab.links.iter().flat_map(|l| link_steps(l, true)).collect();
     Some(Stage {
         title: "links".into(),
-        playbook: format!("{}#links", lab.file.display()),
+        playbook: format!("<lab links of {}>", lab.file.display()),
         inline: Some(playbook_text("lab links", &steps)),
         ..Stage::default()
     })

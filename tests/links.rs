@@ -1,7 +1,8 @@
 //! The links engine (`link` and `route` modules) against real kernels:
 //! network namespaces on this machine through `LocalTransport`, and vxlan
-//! and macvlan between real `sshd` hosts in their own namespaces (see
-//! `support`). Runs as root. (This machine's kernel has no 802.1Q support:
+//! and macvlan between real `sshd` hosts, each in its own namespace (see
+//! `support`; their ends live in the hosts' own namespaces, since named
+//! namespaces made inside an sshd host's mount namespace outlive it). Runs as root. (This machine's kernel has no 802.1Q support:
 //! vlan links are tested on the test-bed VMs, `tests/testbed/links.rs`.)
 //!
 //! Everything these tests create is named after the test process
@@ -409,13 +410,13 @@ const OVERLAY: &str = r#"
     - name: tunnel
       link:
         kind: vxlan
-        a: {netns: "{{ ns }}", ifname: vx6100, addresses: ["{{ overlay }}"]}
+        a: {ifname: vx6100, addresses: ["{{ overlay }}"]}
         vni: 6100
         port: 4796
         remote: "{{ peer }}"
         parent: eth0
     - name: macvlan
-      link: {kind: macvlan, a: {netns: "{{ ns }}", ifname: mv0, addresses: ["{{ mv }}"]}, parent: eth0}
+      link: {kind: macvlan, a: {ifname: mv0, addresses: ["{{ mv }}"]}, parent: eth0}
 "#;
 
 const OVERLAY_CHECK: &str = r#"
@@ -424,9 +425,9 @@ const OVERLAY_CHECK: &str = r#"
   gather_facts: false
   steps:
     - name: over the tunnel
-      command: [ip, netns, exec, "{{ ns }}", ping, -c1, -W5, 10.61.0.2]
+      command: [ping, -c1, -W5, 10.61.0.2]
     - name: over the macvlans
-      command: [ip, netns, exec, "{{ ns }}", ping, -c1, -W5, 10.63.0.2]
+      command: [ping, -c1, -W5, 10.63.0.2]
 "#;
 
 const OVERLAY_GONE: &str = r#"
@@ -435,13 +436,11 @@ const OVERLAY_GONE: &str = r#"
   gather_facts: false
   steps:
     - name: tunnel gone
-      link: {kind: vxlan, a: {netns: "{{ ns }}", ifname: vx6100}, state: absent}
+      link: {kind: vxlan, a: {ifname: vx6100}, state: absent}
     - name: macvlan gone
-      link: {kind: macvlan, a: {netns: "{{ ns }}", ifname: mv0}, state: absent}
-    - name: namespace gone
-      command: [ip, netns, del, "{{ ns }}"]
+      link: {kind: macvlan, a: {ifname: mv0}, state: absent}
     - name: what is left
-      shell: "ip -o link show; ip netns list"
+      shell: "ip -o link show"
       register: left
       changed_when: false
 "#;
@@ -457,7 +456,6 @@ async fn vxlan_and_macvlan_between_ssh_hosts() {
         let mut vars = Vars::new();
         let n = i + 1;
         for (k, v) in [
-            ("ns", format!("{}o{i}", lab.tag)),
             ("peer", peer.clone()),
             ("overlay", format!("10.61.0.{n}/24")),
             ("mv", format!("10.63.0.{n}/24")),
@@ -496,8 +494,34 @@ async fn vxlan_and_macvlan_between_ssh_hosts() {
     assert!(r.success(), "{:#?}", r.records);
     for h in ["h0", "h1"] {
         let left = record(&r, h, "what is left").stdout.clone();
-        for name in ["vx6100", "mv0", &format!("{}o", lab.tag)] {
+        for name in ["vx6100", "mv0"] {
             assert!(!left.contains(name), "{h}: {name} left: {left}");
         }
     }
+}
+
+#[tokio::test]
+async fn loops_give_each_item_its_position() {
+    let ns = Namespaces::new("l");
+    let tag = ns.name("");
+    let pb = load(
+        r#"
+- name: numbered
+  hosts: all
+  gather_facts: false
+  steps:
+    - name: one veth per item
+      link:
+        a: {netns: "{{ tag }}{{ item }}", ifname: "e{{ loop_index }}", addresses: ["10.79.{{ loop_index }}.1/24"]}
+        b: {netns: "{{ tag }}z", ifname: "z{{ loop_index }}", addresses: ["10.79.{{ loop_index }}.2/24"]}
+      loop: [x, y]
+"#,
+    );
+    let r = run(&pb, local(&[("tag", &tag)]), false).await;
+    assert!(r.success(), "{:#?}", r.records);
+    let (_, z) = sh(&format!("ip -n {tag}z -o addr show"));
+    assert!(z.contains("z0") && z.contains("10.79.0.2/24"), "{z}");
+    assert!(z.contains("z1") && z.contains("10.79.1.2/24"), "{z}");
+    let (ok, out) = sh(&format!("ip netns exec {tag}y ping -c1 -W3 10.79.1.2"));
+    assert!(ok, "{out}");
 }

@@ -1499,6 +1499,13 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
             );
         }
         match s {
+            ScenarioFile::ServiceChain(p) if p.engine == crate::scenario::Engine::Netns => {
+                c.error_help(
+                    &path!["scenarios", i, "params", "engine"],
+                    "the service chain runs containers: engine podman or docker",
+                    "engine: podman",
+                );
+            }
             ScenarioFile::Overlay(p) => {
                 if !p.hosts.is_empty() && p.hosts.len() < 2 {
                     c.error(

@@ -128,9 +128,10 @@ pub enum Engine {
 #[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceChainParams {
-    /// The VM running the chain (default: the first worker, else the first VM).
+    /// The VM running the chain (default: the lab's first VM).
     #[serde(default)]
     pub node: Option<String>,
+    /// podman (default) or docker.
     #[serde(default)]
     pub engine: Engine,
 }

@@ -22,6 +22,7 @@
 mod support;
 
 mod framework;
+mod links;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -32,7 +33,11 @@ const KUBELAB: &str = env!("CARGO_BIN_EXE_kubelab");
 type Area = (&'static str, fn(&Testbed));
 
 /// The areas, in the order they run.
-const AREAS: &[Area] = &[("lab", lab_area), ("framework", framework::run)];
+const AREAS: &[Area] = &[
+    ("lab", lab_area),
+    ("framework", framework::run),
+    ("links", links::run),
+];
 
 /// The running test bed and ways to drive it.
 pub struct Testbed {
