@@ -1579,18 +1579,13 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
                 check_vxlan_params(c, i, p.vni, p.port);
                 if p.mode == crate::scenario::RatchetMode::RatchetCni {
                     match &p.binaries_url {
-                        None => c.error_help(
-                            &path!["scenarios", i, "params", "mode"],
-                            "ratchet-cni installs the Ratchet binaries: give `binaries_url` (a .tar.gz with ratchet and ratchet-child) and `binaries_sha256`",
-                            "build them from github.com/dougbtv/ratchet-cni and serve the archive where the VMs can fetch it",
-                        ),
                         Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
                             c.error(
                                 &path!["scenarios", i, "params", "binaries_url"],
                                 format!("`{u}` is not an http(s) URL"),
                             );
                         }
-                        Some(_) => {}
+                        _ => {}
                     }
                     let sha_ok = p
                         .binaries_sha256

@@ -209,7 +209,8 @@ pub struct RatchetPairsParams {
     #[serde(default)]
     pub port: Option<u16>,
     /// ratchet-cni: a .tar.gz with the `ratchet` and `ratchet-child`
-    /// binaries (built from github.com/dougbtv/ratchet-cni).
+    /// binaries (built from github.com/dougbtv/ratchet-cni), installed in
+    /// /opt/cni/bin on every node; without it they must be there already.
     #[serde(default)]
     pub binaries_url: Option<String>,
     /// ratchet-cni: its SHA-256, as 64 hex digits.

@@ -41,6 +41,22 @@ fn ok(tb: &Testbed, args: &[&str]) -> Output {
     out
 }
 
+/// `up` of this area's lab file, which other areas' `up` of the same lab
+/// (`testbed`) may hold the lock of for minutes: retried while the lock is
+/// held, for at most 30 minutes.
+fn up(tb: &Testbed) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1800);
+    loop {
+        let out = tb.kubelab(&["--json", "up", LAB]);
+        if out.status.success() {
+            return out;
+        }
+        let held = stderr(&out).contains("holds the lab lock");
+        assert!(held && std::time::Instant::now() < deadline, "kubelab up {LAB} failed");
+        std::thread::sleep(std::time::Duration::from_secs(10));
+    }
+}
+
 /// Everything of this area on a VM, one name per line (empty when clean).
 fn leftovers(tb: &Testbed, vm: &str) -> String {
     tb.sh_ok(
@@ -263,7 +279,7 @@ pub fn run(tb: &Testbed) {
     // A run that died half-way leaves things behind: start clean.
     teardown(tb);
 
-    let up = ok(tb, &["--json", "up", LAB]);
+    let up = up(tb);
     assert!(
         stdout(&up).contains("\"event\":\"up\""),
         "no up event: {}",
