@@ -3,15 +3,15 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{Context, fail, load_lab};
+use super::{Context, fail, lab_and_runtime};
 use crate::provision;
 
 pub fn run(path: &Path, ctx: &Context) -> ExitCode {
-    let lab = match load_lab(path, ctx) {
-        Ok(l) => l,
+    let (lab, rt) = match lab_and_runtime(path, ctx) {
+        Ok(x) => x,
         Err(c) => return c,
     };
-    match provision::status(&lab) {
+    match rt.block_on(provision::status(&lab)) {
         Ok(vms) => {
             if ctx.json {
                 println!(

@@ -1,6 +1,7 @@
 //! Playbooks: what to do on which hosts, as YAML.
 //!
-//! A playbook is a list of plays `{name, hosts, vars?, steps}`; a step is
+//! A playbook is a list of plays `{name, hosts, vars?, gather_facts?,
+//! when?, steps}`; a step is
 //! `{name, <one module>: {...}, when?, loop?, register?, become?,
 //! changed_when?, failed_when?, retries?, delay?, until?, secret?, tags?}`.
 //! Loading checks everything that can be checked without hosts (field
@@ -89,6 +90,11 @@ pub struct Play {
     /// Gather facts before the first step (default true); modules that
     /// need facts (`package`, `service`) gather them anyway.
     pub gather_facts: bool,
+    /// Evaluated once before the play, with the run's variables (lab and
+    /// stage variables, `groups`, `--var`; no host's): when false the play
+    /// is skipped whole and its `hosts` are not resolved. One playbook can
+    /// then hold alternatives, e.g. a scenario's host and Kubernetes modes.
+    pub when: Option<Condition>,
     pub steps: Vec<Step>,
     pub span: Span,
 }
@@ -228,6 +234,7 @@ struct PlayFile {
     #[serde(default)]
     vars: Vars,
     gather_facts: Option<bool>,
+    when: Option<Condition>,
     #[allow(dead_code)]
     steps: de::IgnoredAny,
 }
@@ -306,6 +313,11 @@ fn load_play(
         }
     }
     let header = header?;
+    if let Some(Condition::Expr(e)) = &header.when {
+        let before = diags.error_count();
+        check_expr(file, node.get("when"), e, templates, diags);
+        broken |= diags.error_count() > before;
+    }
     if broken {
         return None;
     }
@@ -314,6 +326,7 @@ fn load_play(
         hosts: hosts?,
         vars: header.vars,
         gather_facts: header.gather_facts.unwrap_or(true),
+        when: header.when,
         steps,
         span: node.span,
     })

@@ -52,7 +52,10 @@ fn up(tb: &Testbed) -> Output {
             return out;
         }
         let held = stderr(&out).contains("holds the lab lock");
-        assert!(held && std::time::Instant::now() < deadline, "kubelab up {LAB} failed");
+        assert!(
+            held && std::time::Instant::now() < deadline,
+            "kubelab up {LAB} failed"
+        );
         std::thread::sleep(std::time::Duration::from_secs(10));
     }
 }

@@ -23,6 +23,7 @@ mod support;
 
 mod framework;
 mod links;
+mod storage;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -37,6 +38,7 @@ const AREAS: &[Area] = &[
     ("lab", lab_area),
     ("framework", framework::run),
     ("links", links::run),
+    ("storage", storage::run),
 ];
 
 /// The running test bed and ways to drive it.
