@@ -7,7 +7,8 @@
 //! finish the play, and the run fails with a summary.
 //!
 //! Variable precedence, lowest first: lab vars, host (VM) vars, play vars,
-//! registered values, `--var` values.
+//! registered values, `--var` values. In a `loop`, `item` is the item and
+//! `loop_index` its position (from 0).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -677,10 +678,11 @@ async fn run_step(
     )
     .await;
     let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
-    for item in items.iter().filter(|_| batched.is_none()) {
+    for (index, item) in items.iter().enumerate().filter(|_| batched.is_none()) {
         let mut map = ctx_map.clone();
         if let Some(i) = item {
             map.insert("item".into(), i.clone());
+            map.insert("loop_index".into(), Value::from(index));
         }
         let ctx = Value::from(map.clone());
         let r = run_item(
@@ -795,10 +797,11 @@ async fn file_items_in_one_round_trip(
     }
     let templates = &shared.templates;
     let mut rendered = Vec::with_capacity(items.len());
-    for item in items {
+    for (index, item) in items.iter().enumerate() {
         let mut map = ctx_map.clone();
         if let Some(i) = item {
             map.insert("item".into(), i.clone());
+            map.insert("loop_index".into(), Value::from(index));
         }
         let ctx = Value::from(map);
         let params = render_json(templates, &step.params, &ctx).ok()?;

@@ -61,8 +61,11 @@ impl Phase {
 pub struct Stage {
     /// What progress and reports call it (`kubernetes`, `service-chain setup`).
     pub title: String,
-    /// Built-in playbook name (`kubernetes`, `scenarios/overlay/setup`).
+    /// Built-in playbook name (`kubernetes`, `scenarios/overlay/setup`),
+    /// or the name a generated playbook is reported under.
     pub playbook: String,
+    /// The playbook's text when kubelab generated it (the lab's `links:`).
+    pub inline: Option<String>,
     /// Variables for every host, over the lab's (and under `--var`).
     pub vars: Vars,
     /// Per-VM variables over the VM's own.
@@ -111,6 +114,7 @@ impl Stage {
         Stage {
             title: format!("{} {}", scenario.name(), phase.as_str()),
             playbook: scenario_playbook(scenario.name(), phase),
+            inline: None,
             vars,
             host_vars,
             groups,
@@ -358,7 +362,8 @@ pub fn stage_inventory(
 }
 
 /// The stages `up` runs after the VMs answer: `kubernetes` when the lab has
-/// a cluster, then each scenario's setup, in lab order.
+/// a cluster, then the lab's `links:`, then each scenario's setup, in lab
+/// order.
 pub fn after_up(lab: &Lab) -> Vec<Stage> {
     let mut stages = Vec::new();
     if lab.kubernetes.is_some() {
@@ -368,6 +373,7 @@ pub fn after_up(lab: &Lab) -> Vec<Stage> {
             ..Stage::default()
         });
     }
+    stages.extend(crate::links::stage(lab));
     for s in &lab.scenarios {
         stages.push(Stage::scenario(lab, s, Phase::Setup));
     }
@@ -385,6 +391,7 @@ pub async fn run(
 ) -> i32 {
     let mut req = base.clone();
     req.playbook = stage.playbook.clone().into();
+    req.inline = stage.inline.clone();
     crate::runner::run_playbook(hosts.inventory(lab, stage), &req).await
 }
 

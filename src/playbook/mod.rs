@@ -10,6 +10,7 @@
 //! at once, each with file:line:col.
 
 pub mod hosts;
+pub mod links;
 pub mod modules;
 
 use std::path::Path;
@@ -547,6 +548,14 @@ fn load_step(
     {
         let span = value.get("unless").map_or(value.span, |n| n.span);
         check_shell_quoting(file, span, u, diags);
+    }
+    let link_problems = match &module {
+        Some(Module::Link(l)) => l.problems(),
+        Some(Module::Route(r)) => r.problems(),
+        _ => Vec::new(),
+    };
+    for (path, message) in link_problems {
+        diags.push(Diagnostic::error(file, Some(value.span_at(&path)), message));
     }
     if let Some(Module::Assert(a)) = &module {
         for (i, expr) in a.that.iter().enumerate() {

@@ -188,9 +188,10 @@ pub enum Engine {
 #[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceChainParams {
-    /// The VM running the chain (default: the first worker, else the first VM).
+    /// The VM running the chain (default: the lab's first VM).
     #[serde(default)]
     pub node: Option<String>,
+    /// podman (default) or docker.
     #[serde(default)]
     pub engine: Engine,
 }
@@ -279,8 +280,33 @@ pub struct RatchetPairsParams {
     /// Ratchet CNI plugin on the cluster (needs `kubernetes`).
     #[serde(default)]
     pub mode: RatchetMode,
+    /// The workloads and their links (default: one pair, `rp-primary`
+    /// 192.168.2.100/24 `in1` on the first VM and `rp-pair`
+    /// 192.168.2.101/24 `in2` on the second, as in Ratchet's example).
     #[serde(default)]
     pub pairs: Vec<RatchetPair>,
+    /// VNI of the first pair across hosts; pair k uses `vni + k`
+    /// (default 11, as Ratchet counted).
+    #[serde(default)]
+    pub vni: Option<u32>,
+    /// UDP port of the VXLAN links (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// ratchet-cni: a .tar.gz with the `ratchet` and `ratchet-child`
+    /// binaries (built from github.com/dougbtv/ratchet-cni), installed in
+    /// /opt/cni/bin on every node; without it they must be there already.
+    #[serde(default)]
+    pub binaries_url: Option<String>,
+    /// ratchet-cni: its SHA-256, as 64 hex digits.
+    #[serde(default)]
+    pub binaries_sha256: Option<String>,
+    /// ratchet-cni: the etcd image (default registry.k8s.io/etcd:3.5.16-0,
+    /// which kubeadm's control planes already hold).
+    #[serde(default)]
+    pub etcd_image: Option<String>,
+    /// ratchet-cni: the pairs' pod image (default docker.io/library/busybox:1.36).
+    #[serde(default)]
+    pub pod_image: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
@@ -315,9 +341,16 @@ pub struct RatchetEnd {
 #[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloudRouterParams {
-    /// The two VMs hosting router-a/A and router-b/B.
+    /// The two VMs hosting router-a/A and router-b/B (default: the lab's
+    /// first two VMs).
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// VNI of the VXLAN link between the routers (default 4242).
+    #[serde(default)]
+    pub vni: Option<u32>,
+    /// Its UDP port (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]

@@ -22,6 +22,7 @@
 mod support;
 
 mod framework;
+mod links;
 mod storage;
 mod overlay;
 
@@ -37,6 +38,7 @@ type Area = (&'static str, fn(&Testbed));
 const AREAS: &[Area] = &[
     ("lab", lab_area),
     ("framework", framework::run),
+    ("links", links::run),
     ("storage", storage::run),
     ("overlay", overlay::run),
 ];
