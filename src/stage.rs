@@ -313,6 +313,7 @@ pub fn stage_inventory(
         vars.insert(k.clone(), v.clone());
     }
     let mut inv = Inventory::new(vars);
+    inv.declared_groups = stage.groups.keys().cloned().collect();
     for vm in &lab.vms {
         let record = state.and_then(|s| s.vms.iter().find(|r| r.name == vm.name));
         let mut vars = vm_vars(vm, record);

@@ -1011,3 +1011,34 @@ async fn a_file_loop_gives_per_item_results_and_stops_at_the_first_failing_item(
         Status::Ok
     );
 }
+
+#[tokio::test]
+async fn fetch_keeps_a_local_copy_with_a_private_mode_and_only_rewrites_changes() {
+    let lab = Lab::new(&["h1"]);
+    std::fs::write(lab.root("h1").join("conf"), "server: a\n").unwrap();
+    let local = lab.dir.path().join("here/state/h1.conf");
+    let pb = load(&format!(
+        r#"
+- name: f
+  hosts: all
+  steps:
+    - name: keep conf
+      fetch: {{ path: "{{{{ root }}}}/conf", dest: "{}" }}
+"#,
+        local.display()
+    ));
+    let planned = check(&pb, &lab).await;
+    assert_eq!(status_of(&planned.report, "h1", "keep conf"), Status::Changed);
+    assert!(!local.exists(), "check mode wrote {}", local.display());
+    let first = run(&pb, &lab).await;
+    assert_eq!(status_of(&first.report, "h1", "keep conf"), Status::Changed);
+    assert_eq!(read(local.clone()), "server: a\n");
+    assert_eq!(mode(local.clone()), 0o600);
+    let again = run(&pb, &lab).await;
+    assert_eq!(status_of(&again.report, "h1", "keep conf"), Status::Ok);
+    std::fs::write(lab.root("h1").join("conf"), "server: b\n").unwrap();
+    let changed = run(&pb, &lab).await;
+    assert_eq!(status_of(&changed.report, "h1", "keep conf"), Status::Changed);
+    assert_eq!(read(local.clone()), "server: b\n");
+    assert_eq!(mode(local), 0o600);
+}

@@ -421,6 +421,11 @@ pub struct WaitForArgs {
 #[serde(deny_unknown_fields)]
 pub struct FetchArgs {
     pub path: Text,
+    /// Also keep the content in this file on the machine running kubelab
+    /// (parent directories are made); changed when its content differs.
+    pub dest: Option<Text>,
+    /// Mode of `dest` (default 0600: fetched files are often credentials).
+    pub mode: Option<Mode>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
