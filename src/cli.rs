@@ -43,6 +43,28 @@ pub struct Global {
     pub template_dir: Option<PathBuf>,
 }
 
+/// A scenario phase on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PhaseArg {
+    Setup,
+    Verify,
+    Break,
+    Repair,
+    Teardown,
+}
+
+impl From<PhaseArg> for crate::stage::Phase {
+    fn from(p: PhaseArg) -> Self {
+        match p {
+            PhaseArg::Setup => crate::stage::Phase::Setup,
+            PhaseArg::Verify => crate::stage::Phase::Verify,
+            PhaseArg::Break => crate::stage::Phase::Break,
+            PhaseArg::Repair => crate::stage::Phase::Repair,
+            PhaseArg::Teardown => crate::stage::Phase::Teardown,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
     Auto,
@@ -97,8 +119,18 @@ pub enum Command {
         /// INI inventory: `name ansible_host=... [ansible_port=...]
         /// [ansible_user=...]`, `[group]`, `[group:vars]`, `[group:children]`;
         /// kubelab's `<state>/inventory.ini` works too.
-        #[arg(short = 'i', long, value_name = "INVENTORY")]
-        inventory: PathBuf,
+        #[arg(
+            short = 'i',
+            long,
+            value_name = "INVENTORY",
+            required_unless_present = "lab",
+            conflicts_with = "lab"
+        )]
+        inventory: Option<PathBuf>,
+        /// Run on the VMs of this (up) lab instead, with the variables its
+        /// own playbooks get (lab, networks, addresses, disks, kubernetes).
+        #[arg(long, value_name = "LAB")]
+        lab: Option<PathBuf>,
         /// Known hosts file (default: `known_hosts` beside the inventory if
         /// there is one, else `~/.ssh/known_hosts`).
         #[arg(long, value_name = "FILE")]
@@ -130,6 +162,34 @@ pub enum Command {
     Plan {
         #[arg(value_name = "LAB")]
         lab: PathBuf,
+    },
+    /// Run one phase of one of the lab's scenarios.
+    Scenario {
+        #[arg(value_name = "LAB")]
+        lab: PathBuf,
+        /// The scenario's name as the lab lists it.
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_enum, value_name = "PHASE")]
+        phase: PhaseArg,
+    },
+    /// Run the scenarios' checks (exit 1 when any fails).
+    Verify {
+        #[arg(value_name = "LAB")]
+        lab: PathBuf,
+        /// Only this scenario.
+        #[arg(long, value_name = "NAME")]
+        scenario: Option<String>,
+        /// Also write the results as JUnit XML (one test case per check and host).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// Break a scenario, check that verify notices, repair it, check again.
+    Chaos {
+        #[arg(value_name = "LAB")]
+        lab: PathBuf,
+        #[arg(value_name = "NAME")]
+        name: String,
     },
     /// Remove exactly the lab's libvirt objects and its inventory files.
     Down {

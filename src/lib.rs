@@ -12,6 +12,7 @@ pub mod executor;
 pub mod facts;
 pub mod import;
 pub mod inventory;
+pub mod junit;
 pub mod kubernetes;
 pub mod lab;
 pub mod output;

@@ -57,6 +57,7 @@ fn main() -> ExitCode {
         Command::Play {
             playbook,
             inventory,
+            lab,
             known_hosts,
             accept_new,
             vars,
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
             &commands::play::PlayOptions {
                 playbook,
                 inventory,
+                lab,
                 known_hosts,
                 accept_new,
                 vars,
@@ -79,6 +81,15 @@ fn main() -> ExitCode {
             commands::up::run(&lab, std::time::Duration::from_secs(timeout), &ctx)
         }
         Command::Plan { lab } => commands::plan::run(&lab, &ctx),
+        Command::Scenario { lab, name, phase } => {
+            commands::scenario::phase(&lab, &name, phase.into(), &ctx)
+        }
+        Command::Verify {
+            lab,
+            scenario,
+            junit,
+        } => commands::scenario::verify(&lab, scenario.as_deref(), junit.as_deref(), &ctx),
+        Command::Chaos { lab, name } => commands::scenario::chaos(&lab, &name, &ctx),
         Command::Down { lab } => commands::down::run(&lab, &ctx),
         Command::Status { lab } => commands::status::run(&lab, &ctx),
         Command::Ssh { lab, vm, command } => commands::ssh::run(&lab, &vm, &command, &ctx),

@@ -66,6 +66,18 @@ pub fn log_path(dir: &std::path::Path, name: &str) -> PathBuf {
 
 /// Load, run (or plan) and report; returns the process exit code.
 pub async fn run_playbook(inventory: Inventory, req: &PlaybookRun) -> i32 {
+    match execute(inventory, req).await {
+        Ok(report) => report.exit_code(),
+        Err(code) => code,
+    }
+}
+
+/// Load, run (or plan) and report; the run's report (in check mode, the
+/// plan's), or exit code 2 when the playbook is invalid (already reported).
+pub async fn execute(
+    inventory: Inventory,
+    req: &PlaybookRun,
+) -> Result<crate::executor::RunReport, i32> {
     let templates = Arc::new(Templates::new(req.template_dir.clone()));
     let found = crate::playbook::find(&req.playbook.to_string_lossy(), req.playbook_dir.as_deref())
         .map_err(|message| {
@@ -95,7 +107,7 @@ pub async fn run_playbook(inventory: Inventory, req: &PlaybookRun) -> i32 {
                     diags.error_count()
                 );
             }
-            return 2;
+            return Err(2);
         }
     };
     let redactor = Redactor::new();
@@ -133,9 +145,9 @@ pub async fn run_playbook(inventory: Inventory, req: &PlaybookRun) -> i32 {
         } else {
             print!("{}", plan.render(req.verbose));
         }
-        report.exit_code()
+        Ok(report)
     } else {
-        executor.run(&playbook).await.exit_code()
+        Ok(executor.run(&playbook).await)
     }
 }
 

@@ -26,7 +26,10 @@ use crate::transport::{HostKeyPolicy, SshTarget, SshTransport, Transport};
 #[derive(Clone, Debug, Default)]
 pub struct PlayOptions {
     pub playbook: PathBuf,
-    pub inventory: PathBuf,
+    /// An INI inventory, or
+    pub inventory: Option<PathBuf>,
+    /// the VMs of an up lab.
+    pub lab: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     pub accept_new: bool,
     pub vars: Vec<String>,
@@ -191,12 +194,11 @@ fn expand_home(path: &str) -> PathBuf {
 
 /// `--known-hosts`, else `known_hosts` next to the inventory (kubelab's
 /// state directory), else `~/.ssh/known_hosts`.
-fn known_hosts_file(opts: &PlayOptions) -> PathBuf {
+fn known_hosts_file(opts: &PlayOptions, inventory: &Path) -> PathBuf {
     if let Some(k) = &opts.known_hosts {
         return k.clone();
     }
-    let beside = opts
-        .inventory
+    let beside = inventory
         .parent()
         .unwrap_or(Path::new("."))
         .join("known_hosts");
@@ -230,29 +232,145 @@ pub fn run(opts: &PlayOptions, ctx: &Context) -> ExitCode {
 }
 
 fn play(opts: &PlayOptions, ctx: &Context) -> i32 {
-    let text = match std::fs::read_to_string(&opts.inventory) {
+    let mut extra_vars = Vars::new();
+    for v in &opts.vars {
+        match parse_var(v) {
+            Ok((k, value)) => {
+                extra_vars.insert(k, value);
+            }
+            Err(e) => {
+                eprintln!("error: --var {e}");
+                return 2;
+            }
+        }
+    }
+    let limit = match opts.limit.as_deref().map(HostPattern::parse).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: --limit {e}");
+            return 2;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let log_name = opts
+        .playbook
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "play".into());
+    let mut req = PlaybookRun {
+        playbook: opts.playbook.clone(),
+        template_dir: opts.template_dir.clone(),
+        playbook_dir: ctx.playbook_dir.clone(),
+        check: opts.check,
+        extra_vars,
+        json: ctx.json,
+        quiet: ctx.quiet,
+        color: ctx.color,
+        verbose: ctx.verbose > 0,
+        // One log per run, with every step's full output (secrets redacted).
+        log_path: Some(crate::runner::log_path(
+            &crate::state::state_dir("play").join("runs"),
+            &log_name,
+        )),
+        ..Default::default()
+    };
+    match (&opts.lab, &opts.inventory) {
+        (Some(lab), _) => {
+            let lab = match super::load_lab(lab, ctx) {
+                Ok(l) => l,
+                Err(_) => return 2,
+            };
+            req.log_path = Some(crate::runner::log_path(
+                &crate::state::state_dir(&lab.name).join("runs"),
+                &log_name,
+            ));
+            runtime.block_on(play_on_lab(&lab, limit.as_ref(), &req))
+        }
+        (None, Some(inventory)) => {
+            let inventory = inventory.clone();
+            play_on_ini(opts, &inventory, limit.as_ref(), &runtime, &req)
+        }
+        (None, None) => {
+            eprintln!("error: give an inventory (-i) or a lab (--lab)");
+            2
+        }
+    }
+}
+
+/// `--lab`: the lab's VMs, with the variables of its own stages.
+async fn play_on_lab(lab: &crate::lab::Lab, limit: Option<&HostPattern>, req: &PlaybookRun) -> i32 {
+    let hosts = match crate::stage::LabHosts::connect(lab).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return i32::from(e.exit_code());
+        }
+    };
+    let stage = crate::stage::Stage {
+        title: req.playbook.display().to_string(),
+        playbook: req.playbook.display().to_string(),
+        ..Default::default()
+    };
+    let mut inventory = hosts.inventory(lab, &stage);
+    let code = match limit.map(|p| inventory.select(p)).transpose() {
+        Err(e) => {
+            eprintln!("error: --limit {e}");
+            2
+        }
+        Ok(keep) => {
+            if let Some(keep) = keep {
+                let keep: BTreeSet<usize> = keep.into_iter().collect();
+                let mut i = 0;
+                inventory.hosts.retain(|_| {
+                    i += 1;
+                    keep.contains(&(i - 1))
+                });
+            }
+            run_playbook(inventory, req).await
+        }
+    };
+    hosts.close().await;
+    code
+}
+
+/// `-i INVENTORY`: hosts of an INI inventory over SSH.
+fn play_on_ini(
+    opts: &PlayOptions,
+    inventory_path: &Path,
+    limit: Option<&HostPattern>,
+    runtime: &tokio::runtime::Runtime,
+    req: &PlaybookRun,
+) -> i32 {
+    let text = match std::fs::read_to_string(inventory_path) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: cannot read {}: {e}", opts.inventory.display());
+            eprintln!("error: cannot read {}: {e}", inventory_path.display());
             return 2;
         }
     };
     let mut hosts = match hosts_from_ini(&text) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("error: {}: {e}", opts.inventory.display());
+            eprintln!("error: {}: {e}", inventory_path.display());
             return 2;
         }
     };
-    if let Some(limit) = &opts.limit {
-        let selected = HostPattern::parse(limit).and_then(|p| {
-            let view: Vec<(&str, &[String])> = hosts
-                .iter()
-                .map(|h| (h.name.as_str(), h.groups.as_slice()))
-                .collect();
-            p.select(&view)
-        });
-        match selected {
+    if let Some(p) = limit {
+        let view: Vec<(&str, &[String])> = hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.groups.as_slice()))
+            .collect();
+        match p.select(&view) {
             Ok(indexes) => {
                 let keep: BTreeSet<usize> = indexes.into_iter().collect();
                 hosts = hosts
@@ -268,61 +386,17 @@ fn play(opts: &PlayOptions, ctx: &Context) -> i32 {
             }
         }
     }
-    let mut extra_vars = Vars::new();
-    for v in &opts.vars {
-        match parse_var(v) {
-            Ok((k, value)) => {
-                extra_vars.insert(k, value);
-            }
-            Err(e) => {
-                eprintln!("error: --var {e}");
-                return 2;
-            }
-        }
-    }
-    let known_hosts = known_hosts_file(opts);
+    let known_hosts = known_hosts_file(opts, inventory_path);
     let mut targets = Vec::new();
     for h in &hosts {
         match ssh_target(h, &known_hosts, opts.accept_new) {
             Ok(t) => targets.push(t),
             Err(e) => {
-                eprintln!("error: {}: {e}", opts.inventory.display());
+                eprintln!("error: {}: {e}", inventory_path.display());
                 return 2;
             }
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return 1;
-        }
-    };
-    let req = PlaybookRun {
-        playbook: opts.playbook.clone(),
-        template_dir: opts.template_dir.clone(),
-        playbook_dir: ctx.playbook_dir.clone(),
-        check: opts.check,
-        extra_vars,
-        json: ctx.json,
-        quiet: ctx.quiet,
-        color: ctx.color,
-        verbose: ctx.verbose > 0,
-        // One log per run, with every step's full output (secrets redacted).
-        log_path: Some(crate::runner::log_path(
-            &crate::state::state_dir("play").join("runs"),
-            &opts
-                .playbook
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "play".into()),
-        )),
-        ..Default::default()
-    };
     runtime.block_on(async move {
         let transports = connect_all(targets.clone()).await;
         let mut inventory = Inventory::new(Vars::new());
@@ -334,7 +408,7 @@ fn play(opts: &PlayOptions, ctx: &Context) -> i32 {
                 transport,
             });
         }
-        run_playbook(inventory, &req).await
+        run_playbook(inventory, req).await
     })
 }
 

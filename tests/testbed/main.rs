@@ -21,13 +21,18 @@
 #[path = "../support/libvirt.rs"]
 mod support;
 
+mod framework;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const KUBELAB: &str = env!("CARGO_BIN_EXE_kubelab");
 
+/// An area: its name and what it runs on the test bed.
+type Area = (&'static str, fn(&Testbed));
+
 /// The areas, in the order they run.
-const AREAS: &[(&str, fn(&Testbed))] = &[("lab", lab_area)];
+const AREAS: &[Area] = &[("lab", lab_area), ("framework", framework::run)];
 
 /// The running test bed and ways to drive it.
 pub struct Testbed {
@@ -150,7 +155,11 @@ fn testbed() {
         }
         eprintln!(
             "[testbed] === area {name}: {} in {:.0}s",
-            if failed.last() == Some(name) { "FAILED" } else { "ok" },
+            if failed.last() == Some(name) {
+                "FAILED"
+            } else {
+                "ok"
+            },
             t0.elapsed().as_secs_f64()
         );
     }
