@@ -15,14 +15,16 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
     let progress = ProgressLines::new(ctx, "up", &lab);
     match rt.block_on(provision::up(&lab, timeout, &progress)) {
         Ok(r) => {
-            let stages = crate::stage::after_up(&lab);
-            let staged = rt.block_on(super::run_stages(
-                ctx,
-                &lab,
-                &stages,
-                false,
-                progress.log_path(),
-            ));
+            let staged = match crate::stage::after_up(&lab) {
+                Ok(stages) => rt.block_on(super::run_stages(
+                    ctx,
+                    &lab,
+                    &stages,
+                    false,
+                    progress.log_path(),
+                )),
+                Err(e) => Err((1, e.to_string())),
+            };
             if ctx.json {
                 println!(
                     "{}",

@@ -14,6 +14,7 @@ pub mod api;
 pub mod config;
 pub mod node;
 pub mod secrets;
+pub mod stage;
 pub mod templates;
 
 #[cfg(test)]
@@ -25,3 +26,4 @@ pub use config::{
 };
 pub use node::{DistroFamily, NodePrepContext, RepositoryContext, repo_url};
 pub use secrets::{BootstrapToken, CaCertHash, CertificateKey, JoinSecrets};
+pub use stage::{ClusterSecrets, StageError};

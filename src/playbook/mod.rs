@@ -89,6 +89,8 @@ pub struct Play {
     /// Gather facts before the first step (default true); modules that
     /// need facts (`package`, `service`) gather them anyway.
     pub gather_facts: bool,
+    /// Run on this many hosts at a time (default: all at once).
+    pub serial: Option<usize>,
     pub steps: Vec<Step>,
     pub span: Span,
 }
@@ -228,6 +230,7 @@ struct PlayFile {
     #[serde(default)]
     vars: Vars,
     gather_facts: Option<bool>,
+    serial: Option<usize>,
     #[allow(dead_code)]
     steps: de::IgnoredAny,
 }
@@ -440,6 +443,7 @@ fn load_play(
         hosts: hosts?,
         vars: header.vars,
         gather_facts: header.gather_facts.unwrap_or(true),
+        serial: header.serial,
         steps,
         span: node.span,
     })
@@ -611,6 +615,15 @@ fn load_step(
                 "no template `{}` (embedded or in the template directory)",
                 t.src
             ),
+        ));
+    }
+    if let Some(Module::Copy(c)) = &module
+        && c.content.is_some() == c.src.is_some()
+    {
+        diags.push(Diagnostic::error(
+            file,
+            Some(value.span),
+            crate::apply::COPY_SOURCE,
         ));
     }
     if let Some(Module::Shell(a)) = &module {

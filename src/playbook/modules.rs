@@ -317,7 +317,11 @@ pub struct FileArgs {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CopyArgs {
-    pub content: Text,
+    /// The file's content; or
+    pub content: Option<Text>,
+    /// a file on the machine running kubelab whose bytes are copied
+    /// (binaries too).
+    pub src: Option<Text>,
     pub dest: Text,
     pub mode: Option<Mode>,
     pub owner: Option<Text>,
