@@ -551,6 +551,10 @@ impl KubeadmContext {
         if is_control_plane && vm.memory_mib < MIN_CONTROL_PLANE_MEMORY_MIB {
             ignore_preflight_errors.push("Mem".to_string());
         }
+        // kube-vip runs as a static pod that is in place before kubeadm.
+        if is_control_plane && k.ha.as_ref().is_some_and(|h| h.mode == HaMode::KubeVip) {
+            ignore_preflight_errors.push("DirAvailable--etc-kubernetes-manifests".to_string());
+        }
         let node_ip = node_ips
             .iter()
             .map(|a| a.to_string())

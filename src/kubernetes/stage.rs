@@ -322,6 +322,10 @@ pub fn kubernetes_stage(
         Value::from(state_dir.display().to_string()),
     );
     vars.insert("kube_api".into(), api_vars(lab, &facts)?);
+    vars.insert(
+        "kube_login_user".into(),
+        Value::from(lab.image.user().to_string()),
+    );
     Ok(Stage {
         title: playbook.to_string(),
         playbook: playbook.to_string(),

@@ -875,4 +875,15 @@ mod find_tests {
         assert!(e.contains("no playbook `no-such`"), "{e}");
         assert!(e.contains("x.yaml:1:"), "{e}");
     }
+
+    #[test]
+    fn every_built_in_playbook_loads() {
+        let t = Templates::default();
+        for (name, text) in EMBEDDED {
+            let path = Path::new("<built-in>/playbooks").join(name);
+            if let Err(d) = load_str_in(&path, text, &t, None) {
+                panic!("{name}:\n{}", d.render(false));
+            }
+        }
+    }
 }
