@@ -429,17 +429,20 @@ pub async fn fetch(a: &FetchArgs, target: &Target<'_>) -> Result<Outcome, Transp
         .read_file(a.path.as_str(), target.become_root)
         .await?
     {
-        Some(bytes) => {
-            let mut o = match &a.dest {
-                Some(dest) => keep_locally(dest.as_str(), &bytes, a.mode, target.check),
-                None => Outcome::ok(),
-            };
-            o.data.insert(
-                "content".into(),
-                serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()),
-            );
-            Ok(o)
-        }
+        // With `dest` the content is in that file, and not registered:
+        // fetched credentials then never pass through variables (nor, one
+        // line at a time, into the redactor's list).
+        Some(bytes) => Ok(match &a.dest {
+            Some(dest) => keep_locally(dest.as_str(), &bytes, a.mode, target.check),
+            None => {
+                let mut o = Outcome::ok();
+                o.data.insert(
+                    "content".into(),
+                    serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+                );
+                o
+            }
+        }),
         None => Ok(Outcome::failed(format!("{} does not exist", a.path))),
     }
 }

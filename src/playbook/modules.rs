@@ -425,8 +425,9 @@ pub struct WaitForArgs {
 #[serde(deny_unknown_fields)]
 pub struct FetchArgs {
     pub path: Text,
-    /// Also keep the content in this file on the machine running kubelab
-    /// (parent directories are made); changed when its content differs.
+    /// Keep the content in this file on the machine running kubelab
+    /// (parent directories are made; changed when its content differs)
+    /// instead of registering it as `content`.
     pub dest: Option<Text>,
     /// Mode of `dest` (default 0600: fetched files are often credentials).
     pub mode: Option<Mode>,
