@@ -91,6 +91,7 @@ fn main() -> ExitCode {
         } => commands::scenario::verify(&lab, scenario.as_deref(), junit.as_deref(), &ctx),
         Command::Chaos { lab, name } => commands::scenario::chaos(&lab, &name, &ctx),
         Command::Down { lab } => commands::down::run(&lab, &ctx),
+        Command::Reset { lab } => commands::reset::run(&lab, &ctx),
         Command::Status { lab } => commands::status::run(&lab, &ctx),
         Command::Ssh { lab, vm, command } => commands::ssh::run(&lab, &vm, &command, &ctx),
         Command::Doctor { lab } => commands::doctor::run(&lab, &ctx),

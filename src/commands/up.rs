@@ -62,7 +62,10 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                 );
             }
             match staged {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(()) => {
+                    merge_kubeconfig(&lab, ctx);
+                    ExitCode::SUCCESS
+                }
                 Err((code, message)) => {
                     eprintln!("error: {message}");
                     if let Some(log) = progress.log_path() {
@@ -78,5 +81,37 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
             }
             fail(ctx, "up", &e)
         }
+    }
+}
+
+/// After a cluster is up: name the fetched kubeconfig, and merge it into
+/// the user's (`$KUBECONFIG`'s first file, else ~/.kube/config) as context
+/// `<lab>` when the lab asks for it.
+fn merge_kubeconfig(lab: &crate::lab::Lab, ctx: &Context) {
+    let Some(k) = &lab.kubernetes else {
+        return;
+    };
+    let fetched = crate::state::state_dir(&lab.name).join("kubeconfig");
+    if !fetched.exists() {
+        return;
+    }
+    let target = std::env::var_os("KUBECONFIG")
+        .and_then(|v| std::env::split_paths(&v).next())
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".kube/config")));
+    let merged = match (k.merge_kubeconfig, target) {
+        (true, Some(t)) => Some(
+            crate::kubernetes::cluster::merge_kubeconfig(&lab.name, &fetched, &t)
+                .map(|_| t),
+        ),
+        _ => None,
+    };
+    if ctx.json {
+        return;
+    }
+    println!("kubeconfig: {}", fetched.display());
+    match merged {
+        Some(Ok(t)) => println!("            context `{}` in {}", lab.name, t.display()),
+        Some(Err(e)) => eprintln!("warning: kubeconfig not merged: {e}"),
+        None => {}
     }
 }

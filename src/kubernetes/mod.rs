@@ -11,6 +11,7 @@
 //! versions differ (extra argument shape, timeouts).
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod node;
 pub mod secrets;
