@@ -383,7 +383,7 @@ pub type StageError = crate::kubernetes::stage::StageError;
 
 /// The stage a playbook runs in on this lab: the `kubernetes` stage for
 /// `kubernetes` and `kubernetes/*` (when the lab has a cluster), the
-/// `nat64` stage for `nat64`, else the lab's variables only.
+/// `nat64` stage for `nat64` and `nat64-remove`, else the lab's variables only.
 pub fn for_playbook(lab: &Lab, playbook: &str) -> Result<Stage, StageError> {
     for_playbook_with(lab, playbook, Secrets::Keep)
 }
@@ -412,7 +412,7 @@ fn for_playbook_with(lab: &Lab, playbook: &str, secrets: Secrets) -> Result<Stag
             &state_dir,
         );
     }
-    if bare == "nat64" {
+    if bare == "nat64" || bare == "nat64-remove" {
         let state = state()?;
         return crate::kubernetes::stage::nat64_stage(lab, playbook, state.as_ref());
     }

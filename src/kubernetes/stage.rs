@@ -386,6 +386,13 @@ pub const NAT64_POOL4: &str = "192.168.255.0/24";
 /// tayga's own IPv6 address (the source of its ICMPv6 errors), outside
 /// the NAT64 prefix, unless the lab sets `vars: {nat64_tayga_ipv6: ...}`.
 pub const NAT64_TAYGA_IPV6: &str = "fd64:64:64::1";
+/// The prefix tayga itself translates: the NAT64 VM maps the NAT64 prefix
+/// onto it (ip6tables NETMAP) on the way in, and back on the way out.
+/// tayga 0.9 (Debian 12, Ubuntu 24.04) refuses to translate private IPv4
+/// addresses through the well-known prefix 64:ff9b::/96 (RFC 6052), and a
+/// lab's IPv4 side is private (the virthost, its NAT): through a
+/// unique-local prefix it translates them all.
+pub const NAT64_TAYGA_PREFIX: &str = "fd64:64:64:6464::/96";
 
 fn lab_var<T: std::str::FromStr>(
     lab: &Lab,
@@ -439,7 +446,14 @@ pub fn nat64_stage(
         what: "vars.nat64_pool4".into(),
         message: format!("{pool4} has no room for addresses"),
     })?;
-    let tayga6: std::net::Ipv6Addr = lab_var(lab, "nat64_tayga_ipv6", NAT64_TAYGA_IPV6, "an IPv6 address")?;
+    let tayga6: std::net::Ipv6Addr =
+        lab_var(lab, "nat64_tayga_ipv6", NAT64_TAYGA_IPV6, "an IPv6 address")?;
+    let tayga_prefix: ipnet::Ipv6Net = NAT64_TAYGA_PREFIX
+        .parse()
+        .map_err(|_| StageError::Invalid {
+            what: "NAT64_TAYGA_PREFIX".into(),
+            message: NAT64_TAYGA_PREFIX.into(),
+        })?;
     if prefix.contains(&tayga6) {
         return Err(StageError::Invalid {
             what: "vars.nat64_tayga_ipv6".into(),
@@ -478,6 +492,7 @@ pub fn nat64_stage(
         "nat64".into(),
         json!({
             "prefix": prefix.to_string(),
+            "tayga_prefix": tayga_prefix.to_string(),
             "pool4": pool4.to_string(),
             "tayga_ipv4": tayga4.to_string(),
             "tayga_ipv6": tayga6.to_string(),
