@@ -21,6 +21,7 @@
 #[path = "../support/libvirt.rs"]
 mod support;
 
+mod cluster;
 mod framework;
 
 use std::path::{Path, PathBuf};
@@ -32,7 +33,11 @@ const KUBELAB: &str = env!("CARGO_BIN_EXE_kubelab");
 type Area = (&'static str, fn(&Testbed));
 
 /// The areas, in the order they run.
-const AREAS: &[Area] = &[("lab", lab_area), ("framework", framework::run)];
+const AREAS: &[Area] = &[
+    ("lab", lab_area),
+    ("framework", framework::run),
+    ("cluster", cluster::run),
+];
 
 /// The running test bed and ways to drive it.
 pub struct Testbed {
