@@ -404,7 +404,10 @@ async fn run_host(
         base.insert(k.clone(), to_value(v));
     }
     base.insert("inventory_hostname".into(), Value::from(host.name.clone()));
-    base.insert("kubelab_check_mode".into(), Value::from(shared.options.check));
+    base.insert(
+        "kubelab_check_mode".into(),
+        Value::from(shared.options.check),
+    );
     base.insert("groups".into(), shared.groups.clone());
     base.insert("hostvars".into(), hostvars);
     for (k, v) in &play.vars {

@@ -393,7 +393,7 @@ fn for_playbook_with(lab: &Lab, playbook: &str, secrets: Secrets) -> Result<Stag
     let bare = bare.strip_prefix("playbooks/").unwrap_or(bare);
     let state_dir = crate::state::state_dir(&lab.name);
     let state = || {
-        crate::provision::read_inventory(lab).map_err(|e| StageError::Secrets {
+        crate::provision::read_inventory(lab).map_err(|e| StageError::File {
             path: state_dir.join("inventory.yaml"),
             message: e.to_string(),
         })

@@ -377,8 +377,16 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join("i.j2"), "{% if true %}\nin\n{% endif %}\n").unwrap();
-        std::fs::write(dir.path().join("plain.j2"), "{% if true %}\nin\n{% endif %}\n").unwrap();
-        std::fs::write(dir.path().join("bad.j2"), "#jinja2: newline_sequence: True\n").unwrap();
+        std::fs::write(
+            dir.path().join("plain.j2"),
+            "{% if true %}\nin\n{% endif %}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("bad.j2"),
+            "#jinja2: newline_sequence: True\n",
+        )
+        .unwrap();
         let t = Templates::new(Some(dir.path().to_path_buf()));
         let c = ctx(serde_json::json!({"xs": [1, 2]}));
         assert_eq!(t.render_file("t.j2", &c).unwrap(), "a:\n  - 1\n  - 2\nin\n");

@@ -1028,7 +1028,10 @@ async fn fetch_keeps_a_local_copy_with_a_private_mode_and_only_rewrites_changes(
         local.display()
     ));
     let planned = check(&pb, &lab).await;
-    assert_eq!(status_of(&planned.report, "h1", "keep conf"), Status::Changed);
+    assert_eq!(
+        status_of(&planned.report, "h1", "keep conf"),
+        Status::Changed
+    );
     assert!(!local.exists(), "check mode wrote {}", local.display());
     let first = run(&pb, &lab).await;
     assert_eq!(status_of(&first.report, "h1", "keep conf"), Status::Changed);
@@ -1038,7 +1041,10 @@ async fn fetch_keeps_a_local_copy_with_a_private_mode_and_only_rewrites_changes(
     assert_eq!(status_of(&again.report, "h1", "keep conf"), Status::Ok);
     std::fs::write(lab.root("h1").join("conf"), "server: b\n").unwrap();
     let changed = run(&pb, &lab).await;
-    assert_eq!(status_of(&changed.report, "h1", "keep conf"), Status::Changed);
+    assert_eq!(
+        status_of(&changed.report, "h1", "keep conf"),
+        Status::Changed
+    );
     assert_eq!(read(local.clone()), "server: b\n");
     assert_eq!(mode(local), 0o600);
 }
@@ -1067,7 +1073,7 @@ async fn serial_plays_run_one_host_at_a_time_and_see_check_mode() {
     let r = run(&pb, &lab).await;
     assert!(r.report.success(), "{}", r.report.summary.render());
     let parallel = load(&format!(
-            r#"
+        r#"
 - name: all at once
   hosts: all
   steps:
@@ -1078,8 +1084,8 @@ async fn serial_plays_run_one_host_at_a_time_and_see_check_mode() {
     - name: give it back
       command: [rmdir, "{lock}"]
 "#,
-            lock = lock.display()
-        ));
+        lock = lock.display()
+    ));
     let r = run(&parallel, &lab).await;
     assert!(!r.report.success(), "without serial the hosts overlap");
     let _ = std::fs::remove_dir(&lock);

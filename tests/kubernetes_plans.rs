@@ -71,8 +71,22 @@ fn facts(lab: &Lab, vm: &str, distro: Distro) -> Facts {
         }
     }
     let (id, version, codename, like, family, pm) = match distro {
-        Distro::Debian => ("debian", "12", "bookworm", "", "debian", PackageManager::Apt),
-        Distro::Rocky => ("rocky", "9.4", "", "rhel centos fedora", "redhat", PackageManager::Dnf),
+        Distro::Debian => (
+            "debian",
+            "12",
+            "bookworm",
+            "",
+            "debian",
+            PackageManager::Apt,
+        ),
+        Distro::Rocky => (
+            "rocky",
+            "9.4",
+            "",
+            "rhel centos fedora",
+            "redhat",
+            PackageManager::Dnf,
+        ),
     };
     Facts {
         distro_id: id.into(),
@@ -103,9 +117,18 @@ fn assumptions(lab: &Lab, distro: Distro) -> Assumptions {
             "kube_ca_hash".to_string(),
             serde_json::json!({"stdout": CA_HASH, "changed": false}),
         ),
-        ("kube_joined".to_string(), serde_json::json!({"rc": 1, "changed": false})),
-        ("firewalld".to_string(), serde_json::json!({"rc": 1, "changed": false})),
-        ("ufw".to_string(), serde_json::json!({"rc": 1, "changed": false})),
+        (
+            "kube_joined".to_string(),
+            serde_json::json!({"rc": 1, "changed": false}),
+        ),
+        (
+            "firewalld".to_string(),
+            serde_json::json!({"rc": 1, "changed": false}),
+        ),
+        (
+            "ufw".to_string(),
+            serde_json::json!({"rc": 1, "changed": false}),
+        ),
     ]);
     Assumptions {
         facts: lab
@@ -177,8 +200,7 @@ fn check_kubeadm_files(lab: &Lab, plan: &OfflinePlan) -> usize {
                     _ => assert_eq!(kinds, ["JoinConfiguration"]),
                 }
                 for d in &docs {
-                    if let Document::Init(a, _) | Document::Cluster(a, _) | Document::Join(a, _) =
-                        d
+                    if let Document::Init(a, _) | Document::Cluster(a, _) | Document::Join(a, _) = d
                     {
                         assert_eq!(*a, api, "{} {}", lab.name, host.host);
                     }
@@ -257,7 +279,10 @@ fn stage_plans(lab: &Lab, distro: Distro) -> (String, usize) {
         text.push_str(&plan.text());
     }
     assert!(!text.contains(TOKEN), "the token leaked into the plan");
-    assert!(!text.contains(&"0a".repeat(32)), "the certificate key leaked");
+    assert!(
+        !text.contains(&"0a".repeat(32)),
+        "the certificate key leaked"
+    );
     (text, kubeadm_files)
 }
 
@@ -293,7 +318,10 @@ fn every_lab_with_every_runtime_and_ip_family() {
         settings.set_snapshot_suffix("as-written-rocky");
         settings.bind(|| insta::assert_snapshot!(lab.name.clone(), plan));
     }
-    assert!(cases >= 27, "{cases} cases: fewer labs with a cluster than expected");
+    assert!(
+        cases >= 27,
+        "{cases} cases: fewer labs with a cluster than expected"
+    );
 }
 
 #[test]
@@ -303,7 +331,12 @@ fn the_ipv6_lab_is_ipv6_only_with_nat64() {
     let names: Vec<&str> = lab.vms.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(
         names,
-        ["kube-master", "kube-node-1", "kube-node-2", "kube-nat64-dns64"]
+        [
+            "kube-master",
+            "kube-node-1",
+            "kube-node-2",
+            "kube-nat64-dns64"
+        ]
     );
     let (plan, _) = stage_plans(&lab, Distro::Debian);
     assert!(plan.contains("prefix 64:ff9b::/96"), "tayga's prefix");

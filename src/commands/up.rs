@@ -99,10 +99,9 @@ fn merge_kubeconfig(lab: &crate::lab::Lab, ctx: &Context) {
         .and_then(|v| std::env::split_paths(&v).next())
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".kube/config")));
     let merged = match (k.merge_kubeconfig, target) {
-        (true, Some(t)) => Some(
-            crate::kubernetes::cluster::merge_kubeconfig(&lab.name, &fetched, &t)
-                .map(|_| t),
-        ),
+        (true, Some(t)) => {
+            Some(crate::kubernetes::cluster::merge_kubeconfig(&lab.name, &fetched, &t).map(|_| t))
+        }
         _ => None,
     };
     if ctx.json {

@@ -23,7 +23,8 @@ pub struct NodeStatus {
 }
 
 /// The command that lists the nodes on a control plane.
-pub const GET_NODES: &str = "sudo -n kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json";
+pub const GET_NODES: &str =
+    "sudo -n kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json";
 
 /// Parse `kubectl get nodes -o json`.
 pub fn parse_nodes(json: &str) -> Result<Vec<NodeStatus>, String> {
@@ -46,12 +47,10 @@ pub fn parse_nodes(json: &str) -> Result<Vec<NodeStatus>, String> {
                 })
                 .unwrap_or_default();
             roles.sort();
-            let ready = n["status"]["conditions"]
-                .as_array()
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                });
+            let ready = n["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
             let internal_ips = n["status"]["addresses"]
                 .as_array()
                 .map(|a| {
@@ -149,7 +148,11 @@ pub fn merge_kubeconfig(lab: &str, source: &Path, target: &Path) -> Result<bool,
         serde_json::json!({"apiVersion": "v1", "kind": "Config", "preferences": {},
                            "clusters": [], "users": [], "contexts": []})
     });
-    for (key, entry) in [("clusters", cluster), ("users", user), ("contexts", context)] {
+    for (key, entry) in [
+        ("clusters", cluster),
+        ("users", user),
+        ("contexts", context),
+    ] {
         let name = entry["name"].clone();
         let list = merged[key].as_array().cloned().unwrap_or_default();
         let mut list: Vec<Value> = list.into_iter().filter(|e| e["name"] != name).collect();
@@ -207,8 +210,14 @@ mod tests {
         assert_eq!(nodes[0].roles, ["control-plane"]);
         assert_eq!(nodes[0].internal_ips, ["fd00:152::10"]);
         let t = table(&nodes);
-        assert!(t.starts_with("NODE  STATUS    ROLES          VERSION  RUNTIME"), "{t}");
-        assert!(t.contains("w-1   NotReady  <none>         v1.31.3  cri-o://1.31.1"), "{t}");
+        assert!(
+            t.starts_with("NODE  STATUS    ROLES          VERSION  RUNTIME"),
+            "{t}"
+        );
+        assert!(
+            t.contains("w-1   NotReady  <none>         v1.31.3  cri-o://1.31.1"),
+            "{t}"
+        );
         assert!(parse_nodes("not json").is_err());
         assert!(parse_nodes("{}").is_err());
     }
@@ -251,12 +260,16 @@ mod tests {
             std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        assert!(!merge_kubeconfig("ipv6", &src, &target).unwrap(), "unchanged");
+        assert!(
+            !merge_kubeconfig("ipv6", &src, &target).unwrap(),
+            "unchanged"
+        );
         let fresh = dir.path().join("fresh/config");
         assert!(merge_kubeconfig("ipv6", &src, &fresh).unwrap());
-        let fresh: Value =
-            serde_saphyr::from_str(&std::fs::read_to_string(dir.path().join("fresh/config")).unwrap())
-                .unwrap();
+        let fresh: Value = serde_saphyr::from_str(
+            &std::fs::read_to_string(dir.path().join("fresh/config")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(fresh["current-context"], "ipv6");
     }
 }

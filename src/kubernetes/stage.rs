@@ -74,8 +74,9 @@ pub const COMPONENTS: Components = Components {
 pub enum StageError {
     #[error(transparent)]
     Kubeadm(#[from] KubeadmError),
+    /// A file of the lab's state directory (secrets, inventory).
     #[error("{path}: {message}")]
-    Secrets { path: PathBuf, message: String },
+    File { path: PathBuf, message: String },
     #[error("{what}: {message}")]
     Invalid { what: String, message: String },
 }
@@ -99,7 +100,7 @@ impl ClusterSecrets {
         let dir = secrets_dir(state_dir);
         let token_path = dir.join("bootstrap-token");
         let key_path = dir.join("certificate-key");
-        let fail = |path: &Path, message: String| StageError::Secrets {
+        let fail = |path: &Path, message: String| StageError::File {
             path: path.to_path_buf(),
             message,
         };
@@ -113,7 +114,9 @@ impl ClusterSecrets {
         let bad = |path: &Path, e: SecretError| {
             fail(
                 path,
-                format!("{e}; remove the file to make a new one (nodes already joined keep working)"),
+                format!(
+                    "{e}; remove the file to make a new one (nodes already joined keep working)"
+                ),
             )
         };
         let token = match read(&token_path)? {
@@ -147,7 +150,7 @@ impl ClusterSecrets {
         if dir.join("bootstrap-token").exists() || dir.join("certificate-key").exists() {
             return Self::load_or_create(state_dir);
         }
-        let fail = |e: SecretError| StageError::Secrets {
+        let fail = |e: SecretError| StageError::File {
             path: dir.clone(),
             message: e.to_string(),
         };
@@ -279,14 +282,15 @@ pub fn kubernetes_stage(
             NodeRole::Worker => (WORKER_GROUP, "worker"),
         };
         vars.insert("kube_role".into(), Value::from(name));
-        groups.entry(group.into()).or_default().push(vm.name.clone());
+        groups
+            .entry(group.into())
+            .or_default()
+            .push(vm.name.clone());
         groups
             .entry(NODE_GROUP.into())
             .or_default()
             .push(vm.name.clone());
-        if role != NodeRole::Worker
-            && k.ha.as_ref().is_some_and(|h| h.mode == HaMode::KubeVip)
-        {
+        if role != NodeRole::Worker && k.ha.as_ref().is_some_and(|h| h.mode == HaMode::KubeVip) {
             groups
                 .entry(KUBE_VIP_GROUP.into())
                 .or_default()
@@ -448,12 +452,13 @@ pub fn nat64_stage(
     })?;
     let tayga6: std::net::Ipv6Addr =
         lab_var(lab, "nat64_tayga_ipv6", NAT64_TAYGA_IPV6, "an IPv6 address")?;
-    let tayga_prefix: ipnet::Ipv6Net = NAT64_TAYGA_PREFIX
-        .parse()
-        .map_err(|_| StageError::Invalid {
-            what: "NAT64_TAYGA_PREFIX".into(),
-            message: NAT64_TAYGA_PREFIX.into(),
-        })?;
+    let tayga_prefix: ipnet::Ipv6Net =
+        NAT64_TAYGA_PREFIX
+            .parse()
+            .map_err(|_| StageError::Invalid {
+                what: "NAT64_TAYGA_PREFIX".into(),
+                message: NAT64_TAYGA_PREFIX.into(),
+            })?;
     if prefix.contains(&tayga6) {
         return Err(StageError::Invalid {
             what: "vars.nat64_tayga_ipv6".into(),
@@ -461,7 +466,10 @@ pub fn nat64_stage(
         });
     }
     for net in &lab.networks {
-        if net.ipv4.is_some_and(|n| n.contains(&pool4.network()) || pool4.contains(&n.network())) {
+        if net
+            .ipv4
+            .is_some_and(|n| n.contains(&pool4.network()) || pool4.contains(&n.network()))
+        {
             return Err(StageError::Invalid {
                 what: "vars.nat64_pool4".into(),
                 message: format!("{pool4} overlaps network `{}`", net.name),
@@ -501,6 +509,10 @@ pub fn nat64_stage(
             "server_ipv6": server6,
             "forwarders": forwarders,
             "zone": format!("{}.test", lab.name),
+            // A unique-local lab prefix (fc00::/7) reaches no global IPv6.
+            "synthesize_global": network
+                .and_then(|n| n.ipv6)
+                .is_some_and(|p| (p.network().segments()[0] & 0xfe00) == 0xfc00),
             "virthost_ipv4": network.and_then(|n| n.gateway4()).map(|g| g.to_string()),
             "hosts": hosts,
         }),
@@ -516,4 +528,96 @@ pub fn nat64_stage(
         ]),
         virthost: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn lab(text: &str) -> Lab {
+        crate::lab::load_str(Path::new("lab.yaml"), text, &Default::default())
+            .map_err(|e| e.render(false))
+            .unwrap()
+            .0
+    }
+
+    const LAB: &str = r#"
+name: k
+virthost: local
+image: {build: debian-12}
+networks: [{name: lan, kind: nat, ipv4: 10.9.0.0/24, ipv6: "fd00:9::/64"}]
+vms:
+  - {name: cp, roles: [control-plane], cpus: 2, memory: 2GiB, nics: [{network: lan, ipv4: 10.9.0.10, ipv6: "fd00:9::10"}]}
+  - {name: w, roles: [worker], nics: [{network: lan, ipv4: 10.9.0.20, ipv6: "fd00:9::20"}]}
+  - {name: gw, roles: [nat64], nics: [{network: lan, ipv4: 10.9.0.64, ipv6: "fd00:9::64"}]}
+kubernetes: {version: "1.31", ip_family: ipv6}
+"#;
+
+    #[test]
+    fn secrets_are_made_once_private_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ClusterSecrets::load_or_create(dir.path()).unwrap();
+        let again = ClusterSecrets::load_or_create(dir.path()).unwrap();
+        assert_eq!(first, again);
+        let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(secrets_dir(dir.path())), 0o700);
+        assert_eq!(mode(secrets_dir(dir.path()).join("bootstrap-token")), 0o600);
+        assert_eq!(mode(secrets_dir(dir.path()).join("certificate-key")), 0o600);
+        let other = tempfile::tempdir().unwrap();
+        let fresh = ClusterSecrets::load_or_make(other.path()).unwrap();
+        assert_ne!(fresh, first);
+        assert!(!secrets_dir(other.path()).exists(), "a plan keeps nothing");
+        std::fs::write(secrets_dir(dir.path()).join("bootstrap-token"), "nope\n").unwrap();
+        let e = ClusterSecrets::load_or_create(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("bootstrap-token"), "{e}");
+        assert!(e.contains("remove the file"), "{e}");
+    }
+
+    #[test]
+    fn the_kubernetes_stage_has_groups_and_per_node_configuration() {
+        let lab = lab(LAB);
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ClusterSecrets::load_or_create(dir.path()).unwrap();
+        let stage = kubernetes_stage(&lab, "kubernetes/init", None, &keys, dir.path()).unwrap();
+        assert_eq!(stage.playbook, "kubernetes/init");
+        assert_eq!(stage.groups[INIT_GROUP], ["cp"]);
+        assert_eq!(stage.groups[WORKER_GROUP], ["w"]);
+        assert_eq!(stage.groups[NODE_GROUP], ["cp", "w"]);
+        assert!(stage.groups[LB_GROUP].is_empty());
+        assert!(stage.groups[CONTROL_PLANE_JOIN_GROUP].is_empty());
+        assert!(!stage.host_vars.contains_key("gw"), "not a node");
+        let cp = &stage.host_vars["cp"];
+        assert_eq!(cp["kube_role"], "init");
+        assert_eq!(cp["kubeadm"]["advertise_address"], "fd00:9::10");
+        assert_eq!(cp["kubeadm_release"], "v1.31.0", "provisional until installed");
+        assert_eq!(cp["kube_node"]["node_ip"], "fd00:9::10");
+        let token = keys.token.secret().expose();
+        assert_eq!(cp["kubeadm_bootstrap_token"], token);
+        let public = serde_json::to_string(&cp["kubeadm"]).unwrap();
+        assert!(!public.contains(token), "the token is in `kubeadm`");
+        assert!(!public.contains(keys.certificate_key.secret().expose()));
+        assert_eq!(stage.vars["kube_packages"]["deb"], "1.31.*");
+        assert_eq!(stage.vars["kube_api"]["endpoint"], "[fd00:9::10]:6443");
+    }
+
+    #[test]
+    fn the_nat64_stage_checks_its_settings() {
+        let l = lab(LAB);
+        let stage = nat64_stage(&l, "nat64", None).unwrap();
+        assert_eq!(stage.groups[NAT64_GROUP], ["gw"]);
+        assert_eq!(stage.groups[NAT64_CLIENT_GROUP], ["cp", "w"]);
+        let n = &stage.vars["nat64"];
+        assert_eq!(n["server_ipv6"], "fd00:9::64");
+        assert_eq!(n["prefix"], "64:ff9b::/96");
+        assert_eq!(n["tayga_ipv4"], "192.168.255.1");
+        assert_eq!(n["forwarders"], serde_json::json!(["10.9.0.1"]));
+        assert_eq!(n["synthesize_global"], true, "fd00::/8 is unique-local");
+        let bad = lab(&format!("{LAB}vars: {{nat64_pool4: 10.9.0.0/25}}\n"));
+        let e = nat64_stage(&bad, "nat64", None).unwrap_err().to_string();
+        assert!(e.contains("overlaps network `lan`"), "{e}");
+        let bad = lab(&format!("{LAB}vars: {{nat64_prefix: \"64:ff9b::/64\"}}\n"));
+        let e = nat64_stage(&bad, "nat64", None).unwrap_err().to_string();
+        assert!(e.contains("not a /96"), "{e}");
+    }
 }

@@ -1,11 +1,14 @@
-//! The templates under `templates/kubernetes/`, built into the binary, and
-//! the one way they are rendered: minijinja with strict undefined (a missing
-//! variable is an error, never an empty string), `trim_blocks` and
-//! `lstrip_blocks` (block tags on their own line leave no trace), the
-//! final newline kept, and no automatic escaping: string values that go
-//! into YAML or JSON are quoted explicitly with `tojson` (a JSON string is a
-//! valid YAML double-quoted scalar, so IPv6 addresses like `::` and values
-//! like `true` or `1.30` stay strings).
+//! The templates under `templates/kubernetes/` and how the typed layer
+//! renders them: through the playbook engine's own template environment
+//! ([`crate::template::Templates`], embedded templates), so that a file the
+//! typed layer renders (and checks) is byte for byte the one a playbook's
+//! `template` step writes from the same variables. Every Kubernetes template
+//! starts with `#jinja2: trim_blocks: True, lstrip_blocks: True` (block tags
+//! on their own line leave no trace); undefined variables are errors, never
+//! empty strings; nothing is escaped: string values that go into YAML or
+//! JSON are quoted explicitly with `tojson` (a JSON string is a valid YAML
+//! double-quoted scalar, so IPv6 addresses like `::` and values like `true`
+//! or `1.30` stay strings).
 
 use serde::Serialize;
 
@@ -49,7 +52,10 @@ pub fn path(name: &str) -> String {
 /// the embedded templates, the header's whitespace settings.
 pub fn render(name: &str, context: &impl Serialize) -> Result<String, RenderError> {
     Templates::default()
-        .render_file(&path(name), &minijinja::Value::from(minijinja::value::Serde(context)))
+        .render_file(
+            &path(name),
+            &minijinja::Value::from(minijinja::value::Serde(context)),
+        )
         .map_err(|message| RenderError {
             template: name.to_string(),
             message,

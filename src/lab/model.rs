@@ -11,7 +11,8 @@ use serde::Serialize;
 pub use super::file::{
     CniFile as Cni, DiskFormatFile as DiskFormat, DomainTypeFile as DomainType,
     FirewallFile as Firewall, HaModeFile as HaMode, HostKeyPolicyFile as HostKeyPolicy,
-    IpFamilyFile as IpFamily, RuntimeFile as Runtime, RuntimePackagesFile as RuntimePackages, SelinuxFile as Selinux, Vars,
+    IpFamilyFile as IpFamily, RuntimeFile as Runtime, RuntimePackagesFile as RuntimePackages,
+    SelinuxFile as Selinux, Vars,
 };
 use crate::scenario::ScenarioFile;
 

@@ -353,7 +353,11 @@ fn plan_step(
         let (params, content, error) = match render_json(templates, &step.params, &item_ctx) {
             Err(e) => (serde_json::Value::Null, None, Some(e)),
             Ok(params) => match serde_json::from_value::<Module>(params.clone()) {
-                Err(e) => (params, None, Some(format!("parameters after templating: {e}"))),
+                Err(e) => (
+                    params,
+                    None,
+                    Some(format!("parameters after templating: {e}")),
+                ),
                 Ok(Module::Template(t)) => match templates.render_file(t.src.as_str(), &item_ctx) {
                     Ok(text) => (params, Some(text), None),
                     Err(e) => (params, None, Some(format!("template {}: {e}", t.src))),
@@ -485,7 +489,8 @@ impl OfflinePlan {
                             continue;
                         }
                         Decision::Undecided(why) => {
-                            let _ = writeln!(out, "{prefix}runs unless its condition is false ({why})");
+                            let _ =
+                                writeln!(out, "{prefix}runs unless its condition is false ({why})");
                         }
                         Decision::Runs => {}
                     }

@@ -204,7 +204,10 @@ mod tests {
         let hosts: Vec<(&str, &[String])> = vec![("w1", &w)];
         let declared = vec!["lb".to_string()];
         let p = HostPattern::parse("lb").unwrap();
-        assert_eq!(p.select_declared(&hosts, &declared).unwrap(), Vec::<usize>::new());
+        assert_eq!(
+            p.select_declared(&hosts, &declared).unwrap(),
+            Vec::<usize>::new()
+        );
         assert!(p.select(&hosts).is_err());
         let p = HostPattern::parse("lb[0]:worker").unwrap();
         assert_eq!(p.select_declared(&hosts, &declared).unwrap(), vec![0]);

@@ -842,7 +842,9 @@ mod find_tests {
     fn imports_put_plays_in_place_and_report_cycles_and_unknown_names() {
         let dir = tempfile::tempdir().unwrap();
         let play = |name: &str| {
-            format!("- name: {name}\n  hosts: all\n  steps:\n    - name: s\n      command: [\"true\"]\n")
+            format!(
+                "- name: {name}\n  hosts: all\n  steps:\n    - name: s\n      command: [\"true\"]\n"
+            )
         };
         std::fs::write(dir.path().join("b.yaml"), play("from b")).unwrap();
         let top = format!(
@@ -857,7 +859,9 @@ mod find_tests {
 
         std::fs::write(dir.path().join("c.yaml"), "- import_playbook: d.yaml\n").unwrap();
         std::fs::write(dir.path().join("d.yaml"), "- import_playbook: c.yaml\n").unwrap();
-        let e = load(&dir.path().join("c.yaml"), &t).unwrap_err().render(false);
+        let e = load(&dir.path().join("c.yaml"), &t)
+            .unwrap_err()
+            .render(false);
         assert!(e.contains("imports itself"), "{e}");
 
         let e = load_str_in(
@@ -869,9 +873,14 @@ mod find_tests {
         .unwrap_err()
         .render(false);
         assert!(e.contains("`hosts` does not belong here"), "{e}");
-        let e = load_str_in(&dir.path().join("x.yaml"), "- import_playbook: no-such\n", &t, None)
-            .unwrap_err()
-            .render(false);
+        let e = load_str_in(
+            &dir.path().join("x.yaml"),
+            "- import_playbook: no-such\n",
+            &t,
+            None,
+        )
+        .unwrap_err()
+        .render(false);
         assert!(e.contains("no playbook `no-such`"), "{e}");
         assert!(e.contains("x.yaml:1:"), "{e}");
     }
