@@ -339,7 +339,12 @@ fn the_ipv6_lab_is_ipv6_only_with_nat64() {
         ]
     );
     let (plan, _) = stage_plans(&lab, Distro::Debian);
-    assert!(plan.contains("prefix 64:ff9b::/96"), "tayga's prefix");
+    assert!(
+        plan.contains("-d 64:ff9b::/96 -j NETMAP --to fd64:64:64:6464::/96"),
+        "the well-known prefix mapped onto tayga's"
+    );
+    assert!(plan.contains("prefix fd64:64:64:6464::/96"), "tayga's prefix");
+    assert!(plan.contains("exclude { !fc00::/7; any; };"), "global AAAA synthesized");
     assert!(plan.contains("dns64 64:ff9b::/96"), "BIND's dns64");
     assert!(plan.contains("advertiseAddress: \"fd00:152::10\""));
     assert!(plan.contains("podSubnet: \"fd00:10:244::/56\""));

@@ -306,7 +306,8 @@ pub fn run(tb: &Testbed) {
     assert_eq!(init.status.code(), Some(1));
     let init_text = all_text(&init);
     assert!(
-        init_text.contains("installed kubeadm") && init_text.contains("kubeadm"),
+        init_text.contains("node-1 has no working kubeadm")
+            && init_text.contains("run kubernetes/packages first"),
         "kubernetes/init does not say kubeadm is missing"
     );
 
