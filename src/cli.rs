@@ -208,7 +208,8 @@ pub enum Command {
         #[arg(value_name = "LAB")]
         lab: PathBuf,
     },
-    /// Run a command on a VM through the virthost (exit code relayed).
+    /// Run a command on a VM through the virthost (exit code relayed);
+    /// without a command, an interactive login shell.
     Ssh {
         #[arg(value_name = "LAB")]
         lab: PathBuf,

@@ -194,6 +194,36 @@ impl Executor {
         let mut failures = Vec::new();
         let mut invalid = false;
         for play in &playbook.plays {
+            match self.play_condition(play) {
+                Ok(true) => {}
+                Ok(false) => {
+                    shared.reporter.emit(Event::PlayStart {
+                        play: play.name.clone(),
+                        hosts: Vec::new(),
+                        steps: 0,
+                    });
+                    shared.reporter.emit(Event::PlayEnd {
+                        play: play.name.clone(),
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    failures.push(Failure {
+                        host: "-".into(),
+                        play: play.name.clone(),
+                        step: "(when)".into(),
+                        location: format!(
+                            "{}:{}:{}",
+                            playbook.file.path.display(),
+                            play.span.start.line,
+                            play.span.start.col
+                        ),
+                        message: format!("play {}: when: {e}", play.name),
+                        stderr_tail: String::new(),
+                    });
+                    break;
+                }
+            }
             let selected = match shared.inventory.select(&play.hosts) {
                 Ok(s) => s,
                 Err(e) => {
@@ -308,6 +338,26 @@ impl Executor {
             summary: summary.clone(),
         });
         RunReport { summary, records }
+    }
+
+    /// A play's `when`, evaluated once with the run's variables (lab and
+    /// stage variables, `groups`, `--var`), before its hosts are resolved.
+    fn play_condition(&self, play: &Play) -> Result<bool, String> {
+        let Some(cond) = &play.when else {
+            return Ok(true);
+        };
+        let shared = &self.shared;
+        let mut ctx: BTreeMap<String, Value> = shared
+            .inventory
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), to_value(v)))
+            .collect();
+        ctx.insert("groups".into(), shared.groups.clone());
+        for (k, v) in &shared.options.extra_vars {
+            ctx.insert(k.clone(), to_value(v));
+        }
+        eval_condition(&shared.templates, cond, &Value::from(ctx))
     }
 
     fn selected_by_tags(&self, step: &Step) -> bool {

@@ -77,7 +77,8 @@ pub struct Stage {
 impl Stage {
     /// The stage of a scenario's phase: var `scenario` holds its parameters
     /// (as written, defaults left to the playbook), group `scenario` the VMs
-    /// it names (all VMs when it names none).
+    /// it names (all VMs when it names none), plus the scenario's own groups
+    /// ([`ScenarioFile::groups`]).
     pub fn scenario(lab: &Lab, scenario: &ScenarioFile, phase: Phase) -> Stage {
         let mut members: Vec<String> = Vec::new();
         for (_, vm) in scenario.vm_refs() {
@@ -96,12 +97,14 @@ impl Stage {
         vars.insert("scenario".into(), params);
         vars.insert("scenario_name".into(), Value::from(scenario.name()));
         vars.insert("phase".into(), Value::from(phase.as_str()));
+        let mut groups = BTreeMap::from([("scenario".to_string(), members)]);
+        groups.extend(scenario.groups(&lab.vms));
         Stage {
             title: format!("{} {}", scenario.name(), phase.as_str()),
             playbook: scenario_playbook(scenario.name(), phase),
             vars,
             host_vars: BTreeMap::new(),
-            groups: BTreeMap::from([("scenario".to_string(), members)]),
+            groups,
             virthost: false,
         }
     }

@@ -550,6 +550,77 @@ async fn plays_are_barriers_and_registered_values_flow_between_hosts() {
 }
 
 #[tokio::test]
+async fn play_when_skips_a_whole_play_before_resolving_its_hosts() {
+    let lab = Lab::new(&["h1", "h2"]);
+    let mut inv = lab.inventory(&[("node", &["h1", "h2"])]);
+    inv.vars.insert("mode".into(), "host".into());
+    let pb = load(
+        r#"
+- name: host mode
+  hosts: node
+  gather_facts: false
+  when: mode == 'host' and groups.node | length == 2
+  steps:
+    - name: marker
+      copy: {dest: "{{ root }}/marker", content: "x\n"}
+- name: cluster mode
+  hosts: control-plane[0]
+  gather_facts: false
+  when: mode == 'kubernetes'
+  steps:
+    - name: never
+      copy: {dest: "{{ root }}/never", content: "y\n"}
+"#,
+    );
+    let r = run_with(&pb, inv, RunOptions::default()).await;
+    assert!(r.report.success(), "{}", r.report.summary.render());
+    for h in ["h1", "h2"] {
+        assert!(lab.root(h).join("marker").exists());
+        assert!(!lab.root(h).join("never").exists());
+        assert_eq!(
+            statuses(&r.report, h),
+            [("marker".to_string(), Status::Changed)]
+        );
+    }
+    // The skipped play is announced with no hosts.
+    assert!(r.events.iter().any(|e| e["event"] == "play_start"
+        && e["play"] == "cluster mode"
+        && e["hosts"].as_array().is_some_and(|h| h.is_empty())));
+    // --var decides too (here: the cluster play, whose hosts do not exist:
+    // invalid input); a condition that cannot be evaluated fails the run.
+    let r = run_with(
+        &pb,
+        lab.inventory(&[("node", &["h1", "h2"])]),
+        RunOptions {
+            extra_vars: [("mode".to_string(), "kubernetes".into())].into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(r.report.exit_code(), 2);
+    assert!(
+        r.report.summary.failures[0]
+            .message
+            .contains("control-plane"),
+        "{}",
+        r.report.summary.render()
+    );
+    let broken = load("- name: p\n  hosts: all\n  when: nope.x == 1\n  steps: []\n");
+    let r = run_with(&broken, lab.inventory(&[]), RunOptions::default()).await;
+    assert_eq!(r.report.exit_code(), 1);
+    assert!(r.report.summary.failures[0].message.contains("when"));
+    // A broken play condition is reported with its position at load time.
+    let err = playbook::load_str(
+        Path::new("bad.yaml"),
+        "- name: p\n  hosts: all\n  when: \"a ==\"\n  steps: []\n",
+        &Templates::default(),
+    )
+    .unwrap_err()
+    .render(false);
+    assert!(err.contains("bad.yaml:3:9"), "{err}");
+}
+
+#[tokio::test]
 async fn a_failing_host_stops_but_others_finish() {
     let lab = Lab::new(&["h1", "h2"]);
     let pb = load(

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{Context, ProgressLines, lab_and_runtime};
+use super::{Context, lab_and_runtime};
 
 pub fn run(path: &Path, ctx: &Context) -> ExitCode {
     let (lab, rt) = match lab_and_runtime(path, ctx) {
@@ -25,14 +25,8 @@ pub fn run(path: &Path, ctx: &Context) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let progress = ProgressLines::new(ctx, "reset", &lab);
-    let done = rt.block_on(super::run_stages(
-        ctx,
-        &lab,
-        &[stage],
-        false,
-        progress.log_path(),
-    ));
+    let log = crate::runner::log_path(&crate::state::state_dir(&lab.name).join("runs"), "reset");
+    let done = rt.block_on(super::run_stages(ctx, &lab, &[stage], false, Some(&log)));
     match done {
         Ok(()) => {
             let kubeconfig = crate::state::state_dir(&lab.name).join("kubeconfig");
@@ -52,9 +46,7 @@ pub fn run(path: &Path, ctx: &Context) -> ExitCode {
         }
         Err((code, message)) => {
             eprintln!("error: reset: {message}");
-            if let Some(log) = progress.log_path() {
-                eprintln!("log: {}", log.display());
-            }
+            eprintln!("log: {}", log.display());
             ExitCode::from(code)
         }
     }

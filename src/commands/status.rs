@@ -4,19 +4,19 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{Context, fail, load_lab};
+use super::{Context, fail, lab_and_runtime};
 use crate::kubernetes::cluster::{self, NodeStatus};
 use crate::lab::Lab;
 use crate::provision;
 
 pub fn run(path: &Path, ctx: &Context) -> ExitCode {
-    let lab = match load_lab(path, ctx) {
-        Ok(l) => l,
+    let (lab, rt) = match lab_and_runtime(path, ctx) {
+        Ok(x) => x,
         Err(c) => return c,
     };
-    match provision::status(&lab) {
+    match rt.block_on(provision::status(&lab)) {
         Ok(vms) => {
-            let nodes = cluster_nodes(&lab);
+            let nodes = cluster_nodes(&lab, &rt);
             if ctx.json {
                 let (nodes, why) = match &nodes {
                     Some(Ok(n)) => (Some(n.clone()), None),
@@ -46,11 +46,13 @@ pub fn run(path: &Path, ctx: &Context) -> ExitCode {
 
 /// The nodes as the first control plane's kubectl sees them; `None` when
 /// the lab has no cluster or is not up.
-fn cluster_nodes(lab: &Lab) -> Option<Result<Vec<NodeStatus>, String>> {
+fn cluster_nodes(
+    lab: &Lab,
+    rt: &tokio::runtime::Runtime,
+) -> Option<Result<Vec<NodeStatus>, String>> {
     lab.kubernetes.as_ref()?;
     provision::read_inventory(lab).ok().flatten()?;
     let cp = lab.group("control-plane").first()?.name.clone();
-    let rt = super::runtime().ok()?;
     let out = rt.block_on(provision::run_on_vm(
         lab,
         &cp,

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{Context, ProgressLines, fail, lab_and_runtime};
+use super::{Context, EngineProgress, fail, lab_and_runtime};
 use crate::provision;
 
 pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
@@ -12,17 +12,19 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
         Ok(x) => x,
         Err(c) => return c,
     };
-    let progress = ProgressLines::new(ctx, "up", &lab);
-    match rt.block_on(provision::up(&lab, timeout, &progress)) {
+    let progress = EngineProgress::new(ctx, "up", &lab);
+    let result = rt.block_on(provision::up(&lab, timeout, &progress));
+    let log_path = progress.log_path().map(|p| p.to_path_buf());
+    // the VM phase's summary, and its log complete before the stages append
+    progress.finish(match &result {
+        Ok(_) => 0,
+        Err(e) => i32::from(e.exit_code()),
+    });
+    let log_path = log_path.as_deref();
+    match result {
         Ok(r) => {
             let staged = match crate::stage::after_up(&lab) {
-                Ok(stages) => rt.block_on(super::run_stages(
-                    ctx,
-                    &lab,
-                    &stages,
-                    false,
-                    progress.log_path(),
-                )),
+                Ok(stages) => rt.block_on(super::run_stages(ctx, &lab, &stages, false, log_path)),
                 Err(e) => Err((1, e.to_string())),
             };
             if ctx.json {
@@ -31,7 +33,7 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                     serde_json::json!({"event": "up", "lab": r.lab, "changes": r.changes,
                         "virthost_changes": r.virthost_changes, "actions": r.plan.actions,
                         "domain_type": r.domain_type, "base_image": r.base_image,
-                        "vms": r.vms, "restart_needed": r.restart_needed,
+                        "vms": r.vms, "restart_needed": r.restart_needed, "not_applied": r.not_applied,
                         "state_dir": r.state_dir, "boot_to_ssh_secs": r.boot_to_ssh_secs,
                         "total_secs": r.total_secs})
                 );
@@ -39,8 +41,11 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                 print!("{}", provision::table(&r.vms));
                 for vm in &r.restart_needed {
                     println!(
-                        "RESTART NEEDED: {vm} runs with its old definition (the new one applies at its next boot)"
+                        "RESTART NEEDED: {vm} runs with its old settings (the new ones apply at its next boot)"
                     );
+                }
+                for line in &r.not_applied {
+                    println!("{line}");
                 }
                 println!(
                     "lab {}: {} change{} (virthost: {} changed), all VMs answer SSH after {:.0}s, {:.0}s in all",
@@ -52,7 +57,7 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                     r.total_secs
                 );
                 println!("state: {}", r.state_dir.display());
-                if let Some(log) = progress.log_path() {
+                if let Some(log) = log_path {
                     println!("log:   {}", log.display());
                 }
                 println!(
@@ -68,7 +73,7 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                 }
                 Err((code, message)) => {
                     eprintln!("error: {message}");
-                    if let Some(log) = progress.log_path() {
+                    if let Some(log) = log_path {
                         eprintln!("log: {}", log.display());
                     }
                     ExitCode::from(code)
@@ -76,7 +81,7 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
             }
         }
         Err(e) => {
-            if let Some(log) = progress.log_path() {
+            if let Some(log) = log_path {
                 eprintln!("log: {}", log.display());
             }
             fail(ctx, "up", &e)

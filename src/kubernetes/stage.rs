@@ -232,7 +232,7 @@ fn provisional_release(facts: &mut ClusterFacts, version: &str, minor: u32) {
 fn package_versions(version: &str, minor: u32) -> Value {
     let exact = version.split('.').count() == 3;
     let (deb, rpm) = if exact {
-        (format!("{version}-*"), format!("{version}"))
+        (format!("{version}-*"), version.to_string())
     } else {
         (format!("1.{minor}.*"), format!("1.{minor}.*"))
     };
@@ -569,7 +569,9 @@ kubernetes: {version: "1.31", ip_family: ipv6}
         assert_ne!(fresh, first);
         assert!(!secrets_dir(other.path()).exists(), "a plan keeps nothing");
         std::fs::write(secrets_dir(dir.path()).join("bootstrap-token"), "nope\n").unwrap();
-        let e = ClusterSecrets::load_or_create(dir.path()).unwrap_err().to_string();
+        let e = ClusterSecrets::load_or_create(dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bootstrap-token"), "{e}");
         assert!(e.contains("remove the file"), "{e}");
     }
@@ -590,7 +592,10 @@ kubernetes: {version: "1.31", ip_family: ipv6}
         let cp = &stage.host_vars["cp"];
         assert_eq!(cp["kube_role"], "init");
         assert_eq!(cp["kubeadm"]["advertise_address"], "fd00:9::10");
-        assert_eq!(cp["kubeadm_release"], "v1.31.0", "provisional until installed");
+        assert_eq!(
+            cp["kubeadm_release"], "v1.31.0",
+            "provisional until installed"
+        );
         assert_eq!(cp["kube_node"]["node_ip"], "fd00:9::10");
         let token = keys.token.secret().expose();
         assert_eq!(cp["kubeadm_bootstrap_token"], token);

@@ -220,14 +220,14 @@ pub fn check(
     c.label(&path!["name"], "lab name", &file.name, 30);
 
     let vh = check_virthost(virthost.0, virthost.1, &mut c.diags);
-    let networks = check_networks(&mut c, &file.networks);
+    let networks = check_networks(&mut c, &file.name, &file.networks);
     let image = check_image(&mut c, &file.image);
     let vms = check_vms(&mut c, file, &networks);
     let kubernetes = file
         .kubernetes
         .as_ref()
         .and_then(|k| check_kubernetes(&mut c, k, &networks, &vms, lab_path));
-    check_scenarios(&mut c, file, &vms);
+    check_scenarios(&mut c, file, &networks, &vms);
     for key in file.vars.keys() {
         if !is_identifier(key) {
             c.error(
@@ -409,7 +409,7 @@ fn check_address(c: &mut Checker<'_>, path: &[Seg], addr: &str) {
     }
 }
 
-fn check_networks(c: &mut Checker<'_>, nets: &[NetworkFile]) -> Vec<Network> {
+fn check_networks(c: &mut Checker<'_>, lab: &str, nets: &[NetworkFile]) -> Vec<Network> {
     let mut out: Vec<Network> = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, n) in nets.iter().enumerate() {
@@ -482,7 +482,10 @@ fn check_networks(c: &mut Checker<'_>, nets: &[NetworkFile]) -> Vec<Network> {
                 let bridge = n
                     .bridge
                     .clone()
-                    .unwrap_or_else(|| format!("klbr-{}", &short_hash(&n.name)[..8]));
+                    // per lab and network: two labs' bridges never share a name
+                    .unwrap_or_else(|| {
+                        format!("klbr-{}", &short_hash(&format!("{lab}/{}", n.name))[..8])
+                    });
                 NetworkKind::Bridged {
                     bridge,
                     nic: n.nic.clone(),
@@ -1462,7 +1465,7 @@ fn check_kubernetes(
     })
 }
 
-fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
+fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vms: &[Vm]) {
     let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, s) in file.scenarios.iter().enumerate() {
@@ -1490,6 +1493,7 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
             ScenarioFile::RatchetPairs(p) => p.mode == crate::scenario::RatchetMode::RatchetCni,
             ScenarioFile::Glusterfs(p) => p.mode == crate::scenario::ClusterMode::Kubernetes,
             ScenarioFile::CrioBuildah(p) => p.mode == crate::scenario::ClusterMode::Kubernetes,
+            ScenarioFile::Ipv6Ping6(p) => p.mode == Some(crate::scenario::ClusterMode::Kubernetes),
             _ => false,
         };
         if needs_k8s && file.kubernetes.is_none() && !c.unreadable.kubernetes {
@@ -1580,57 +1584,216 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
                     }
                 }
             }
-            ScenarioFile::Ipv6Ping6(p) => {
-                if !p.nodes.is_empty() && p.nodes.len() != 2 {
-                    c.error(
-                        &path!["scenarios", i, "params", "nodes"],
-                        "ping6 runs between exactly two nodes",
-                    );
-                }
-                if p.through_nat64 == Some(true) && !vms.iter().any(|v| v.has_role("nat64")) {
-                    c.error(
-                        &path!["scenarios", i, "params", "through_nat64"],
-                        "through_nat64 needs a VM with role `nat64`",
-                    );
-                }
-            }
-            ScenarioFile::Glusterfs(p) => {
-                let storage: Vec<&Vm> = vms.iter().filter(|v| v.has_role("storage")).collect();
-                if storage.len() < 2 {
-                    c.error_help(
-                        &path!["scenarios", i, "name"],
-                        format!(
-                            "glusterfs needs at least two VMs with role `storage` (found {})",
-                            storage.len()
-                        ),
-                        "give the storage VMs `roles: [storage]` and a spare disk each",
-                    );
-                }
-                for v in &storage {
-                    if v.spare_disks.is_empty() {
-                        c.error(
-                            &path!["scenarios", i, "name"],
-                            format!("storage VM `{}` has no spare disk for a brick", v.name),
-                        );
-                    }
-                }
-                if let Some(r) = p.replica {
-                    let why = if r < 2 {
-                        Some(format!("replica {r} is no replication: use 2 or more"))
-                    } else if r as usize > storage.len().max(2) {
-                        Some(format!(
-                            "replica {r} needs {r} storage VMs, the lab has {}",
-                            storage.len()
-                        ))
-                    } else {
-                        None
-                    };
-                    if let Some(why) = why {
-                        c.error(&path!["scenarios", i, "params", "replica"], why);
-                    }
-                }
-            }
+            ScenarioFile::Ipv6Ping6(p) => check_ping6(c, file, networks, vms, i, p),
+            ScenarioFile::Glusterfs(p) => check_glusterfs(c, vms, i, p),
+            ScenarioFile::CrioBuildah(p) => check_crio_buildah(c, file, i, p),
             _ => {}
         }
+    }
+}
+
+fn check_ping6(
+    c: &mut Checker<'_>,
+    file: &LabFile,
+    networks: &[Network],
+    vms: &[Vm],
+    i: usize,
+    p: &crate::scenario::Ipv6Ping6Params,
+) {
+    let at = |f: &str| path!["scenarios", i, "params", f];
+    if !p.nodes.is_empty() && p.nodes.len() != 2 {
+        c.error(&at("nodes"), "ping6 runs between exactly two nodes");
+    } else if p.nodes.len() == 2 && p.nodes[0] == p.nodes[1] {
+        c.error(&at("nodes"), "ping6 runs between two different nodes");
+    } else if p.nodes.is_empty() && p.node_vms(vms).len() < 2 {
+        c.error_help(
+            &path!["scenarios", i, "name"],
+            "ipv6-ping6 needs two nodes to ping between",
+            "add a second VM, or name two with `params: {nodes: [a, b]}`",
+        );
+    }
+    if !networks.iter().any(|n| n.ipv6.is_some()) {
+        c.error_help(
+            &path!["scenarios", i, "name"],
+            "ipv6-ping6 needs a network with `ipv6`",
+            "give a network of the lab an IPv6 prefix, e.g. `ipv6: fd00:10::/64`",
+        );
+    }
+    let nat64: Vec<&Vm> = vms.iter().filter(|v| v.has_role("nat64")).collect();
+    if p.through_nat64 == Some(true) && nat64.is_empty() {
+        c.error(
+            &at("through_nat64"),
+            "through_nat64 needs a VM with role `nat64`",
+        );
+    }
+    if let Some(n) = nat64
+        .iter()
+        .find(|v| p.nodes.iter().any(|node| node == &v.name))
+        .filter(|_| p.through_nat64 == Some(true))
+    {
+        c.error(
+            &at("nodes"),
+            format!(
+                "`{}` is the NAT64 VM; ping6 runs between two other nodes",
+                n.name
+            ),
+        );
+    }
+    if let Some(t) = &p.nat64_target {
+        match t.parse::<Ipv4Addr>() {
+            Ok(_) if p.through_nat64 != Some(true) => c.warning(
+                &at("nat64_target"),
+                "nat64_target is unused without `through_nat64: true`",
+            ),
+            Ok(_) => {}
+            Err(_) => {
+                c.error(&at("nat64_target"), format!("`{t}` is not an IPv4 address"));
+            }
+        }
+    } else if p.through_nat64 == Some(true) && !networks.iter().any(|n| n.gateway4().is_some()) {
+        c.error_help(
+            &at("through_nat64"),
+            "no IPv4 address to ping through NAT64: no NAT or isolated network has `ipv4`",
+            "set `nat64_target` to an IPv4 address the NAT64 VM reaches",
+        );
+    }
+    if p.mode == Some(crate::scenario::ClusterMode::Kubernetes)
+        && let Some(k) = &file.kubernetes
+        && k.ip_family.unwrap_or(IpFamily::Ipv4) == IpFamily::Ipv4
+    {
+        c.error_help(
+            &at("mode"),
+            "ping6 between pods needs an IPv6 or dual-stack cluster",
+            "set `kubernetes.ip_family: ipv6` (or `dual`), or `mode: host`",
+        );
+    }
+}
+
+fn check_glusterfs(
+    c: &mut Checker<'_>,
+    vms: &[Vm],
+    i: usize,
+    p: &crate::scenario::GlusterfsParams,
+) {
+    let storage_names = p.storage_vms(vms);
+    let storage: Vec<&Vm> = storage_names
+        .iter()
+        .filter_map(|n| vms.iter().find(|v| &v.name == n))
+        .collect();
+    // Where the storage VMs were chosen: the params, or the scenario itself
+    // (roles).
+    let storage_at = if p.storage.is_empty() {
+        path!["scenarios", i, "name"].to_vec()
+    } else {
+        path!["scenarios", i, "params", "storage"].to_vec()
+    };
+    if storage_names.len() < 2 {
+        if p.storage.is_empty() {
+            c.error_help(
+                &storage_at,
+                format!(
+                    "glusterfs needs at least two VMs with role `storage` (found {})",
+                    storage_names.len()
+                ),
+                "give the storage VMs `roles: [storage]` and a spare disk each",
+            );
+        } else {
+            c.error(&storage_at, "glusterfs needs at least two storage VMs");
+        }
+    }
+    if p.mode == crate::scenario::ClusterMode::Kubernetes && storage_names.len() == 2 {
+        c.error_help(
+            &storage_at,
+            "glusterfs in Kubernetes mode needs three storage VMs: heketi keeps its own database on a replica-3 volume",
+            "add a third storage VM, or use `mode: host`",
+        );
+    }
+    for (k, name) in storage_names.iter().enumerate() {
+        if storage_names[..k].contains(name) {
+            c.error(&storage_at, format!("storage VM `{name}` is listed twice"));
+        }
+    }
+    for v in &storage {
+        if v.spare_disks.is_empty() {
+            c.error(
+                &storage_at,
+                format!("storage VM `{}` has no spare disk for a brick", v.name),
+            );
+        }
+    }
+    if let Some(r) = p.replica {
+        let why = if r < 2 {
+            Some(format!("replica {r} is no replication: use 2 or more"))
+        } else if r as usize > storage_names.len().max(2) {
+            Some(format!(
+                "replica {r} needs {r} storage VMs, the lab has {}",
+                storage_names.len()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            c.error(&path!["scenarios", i, "params", "replica"], why);
+        }
+    }
+    let replica = p.replica_count(vms) as usize;
+    if replica >= 2 && storage_names.len() > replica && !storage_names.len().is_multiple_of(replica)
+    {
+        let at = if p.replica.is_some() {
+            path!["scenarios", i, "params", "replica"].to_vec()
+        } else {
+            storage_at.clone()
+        };
+        c.error_help(
+            &at,
+            format!(
+                "{} storage VMs do not make whole replica sets of {replica}",
+                storage_names.len()
+            ),
+            "use a number of storage VMs that is a multiple of `replica`, or set `replica`",
+        );
+    }
+    if let Some(v) = &p.volume {
+        c.label(
+            &path!["scenarios", i, "params", "volume"],
+            "volume name",
+            v,
+            40,
+        );
+    }
+}
+
+fn check_crio_buildah(
+    c: &mut Checker<'_>,
+    file: &LabFile,
+    i: usize,
+    p: &crate::scenario::CrioBuildahParams,
+) {
+    let at = |f: &str| path!["scenarios", i, "params", f];
+    if p.mode == crate::scenario::ClusterMode::Kubernetes
+        && let Some(k) = &file.kubernetes
+        && k.runtime.unwrap_or(Runtime::Containerd) != Runtime::Crio
+    {
+        c.error_help(
+            &at("mode"),
+            "crio-buildah builds into CRI-O's image store: the cluster needs `runtime: crio`",
+            "set `kubernetes.runtime: crio`, or `mode: host` to run the image with podman",
+        );
+    }
+    if let Some(image) = &p.image
+        && let Some(why) = crate::scenario::image_reference_problem(image)
+    {
+        c.error(
+            &at("image"),
+            format!("`{image}` is not an image reference: {why}"),
+        );
+    }
+    if let Some(label) = &p.node_label
+        && let Some(why) = crate::scenario::node_label_problem(label)
+    {
+        c.error(
+            &at("node_label"),
+            format!("`{label}` is not a node label: {why}"),
+        );
     }
 }

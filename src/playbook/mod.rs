@@ -1,7 +1,8 @@
 //! Playbooks: what to do on which hosts, as YAML.
 //!
-//! A playbook is a list of plays `{name, hosts, vars?, steps}` and imports
-//! `- import_playbook: NAME` (another playbook's plays, in place); a step is
+//! A playbook is a list of plays `{name, hosts, vars?, gather_facts?,
+//! when?, serial?, steps}` and imports `- import_playbook: NAME` (another
+//! playbook's plays, in place); a step is
 //! `{name, <one module>: {...}, when?, loop?, register?, become?,
 //! changed_when?, failed_when?, retries?, delay?, until?, secret?, tags?}`.
 //! Loading checks everything that can be checked without hosts (field
@@ -91,6 +92,11 @@ pub struct Play {
     pub gather_facts: bool,
     /// Run on this many hosts at a time (default: all at once).
     pub serial: Option<usize>,
+    /// Evaluated once before the play, with the run's variables (lab and
+    /// stage variables, `groups`, `--var`; no host's): when false the play
+    /// is skipped whole and its `hosts` are not resolved. One playbook can
+    /// then hold alternatives, e.g. a scenario's host and Kubernetes modes.
+    pub when: Option<Condition>,
     pub steps: Vec<Step>,
     pub span: Span,
 }
@@ -231,6 +237,7 @@ struct PlayFile {
     vars: Vars,
     gather_facts: Option<bool>,
     serial: Option<usize>,
+    when: Option<Condition>,
     #[allow(dead_code)]
     steps: de::IgnoredAny,
 }
@@ -435,6 +442,11 @@ fn load_play(
         }
     }
     let header = header?;
+    if let Some(Condition::Expr(e)) = &header.when {
+        let before = diags.error_count();
+        check_expr(file, node.get("when"), e, templates, diags);
+        broken |= diags.error_count() > before;
+    }
     if broken {
         return None;
     }
@@ -444,6 +456,7 @@ fn load_play(
         vars: header.vars,
         gather_facts: header.gather_facts.unwrap_or(true),
         serial: header.serial,
+        when: header.when,
         steps,
         span: node.span,
     })

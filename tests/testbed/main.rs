@@ -23,6 +23,7 @@ mod support;
 
 mod cluster;
 mod framework;
+mod storage;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -36,6 +37,7 @@ type Area = (&'static str, fn(&Testbed));
 const AREAS: &[Area] = &[
     ("lab", lab_area),
     ("framework", framework::run),
+    ("storage", storage::run),
     ("cluster", cluster::run),
 ];
 
