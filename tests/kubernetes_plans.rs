@@ -14,7 +14,6 @@ use std::sync::Arc;
 use kubelab::facts::{Address, Facts, PackageManager};
 use kubelab::inventory::UnreachableTransport;
 use kubelab::kubernetes::api::{Document, parse_documents};
-use kubelab::kubernetes::node::CRIO_REPOSITORY_SINCE_MINOR;
 use kubelab::kubernetes::stage::{ClusterSecrets, kubernetes_stage, nat64_stage};
 use kubelab::kubernetes::{
     BootstrapToken, CaCertHash, CertificateKey, ClusterFacts, JoinSecrets, KubeadmApi,
@@ -311,19 +310,9 @@ fn every_lab_with_every_runtime_and_ip_family() {
             .iter()
             .filter(|v| v.has_role("control-plane") || v.has_role("worker"))
             .count();
-        let minor = lab.kubernetes.as_ref().unwrap().minor();
         for runtime in ["containerd", "docker", "crio"] {
             for family in ["ipv4", "ipv6", "dual"] {
                 let text = variant(&text, runtime, family);
-                if runtime == "crio" && minor < CRIO_REPOSITORY_SINCE_MINOR {
-                    // Refused when the lab is loaded, with the reason.
-                    let e = load_str(&path, &text, &LoadOptions::default())
-                        .err()
-                        .map(|d| d.render(false))
-                        .unwrap_or_default();
-                    assert!(e.contains("is in no maintained repository"), "{e}");
-                    continue;
-                }
                 let lab = load(&path, &text);
                 let (plan, kubeadm_files) = stage_plans(&lab, Distro::Debian);
                 assert_eq!(kubeadm_files, nodes, "{} {runtime} {family}", lab.name);

@@ -1428,19 +1428,6 @@ fn check_kubernetes(
     });
     let runtime = k.runtime.unwrap_or(Runtime::Containerd);
     let runtime_packages = k.runtime_packages.unwrap_or(RuntimePackages::Upstream);
-    if let Some(m) = minor
-        && runtime == Runtime::Crio
-        && m < crate::kubernetes::node::CRIO_REPOSITORY_SINCE_MINOR
-    {
-        c.error_help(
-            &at("runtime"),
-            format!("CRI-O for Kubernetes 1.{m} is in no maintained repository"),
-            format!(
-                "use Kubernetes 1.{} or later with crio, or runtime containerd",
-                crate::kubernetes::node::CRIO_REPOSITORY_SINCE_MINOR
-            ),
-        );
-    }
     if runtime == Runtime::Crio && runtime_packages == RuntimePackages::Distro {
         c.error_help(
             &at("runtime_packages"),
