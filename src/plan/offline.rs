@@ -189,6 +189,24 @@ pub fn render(
         })
         .collect();
     for play in &playbook.plays {
+        // A play's own `when`, as the executor evaluates it: the run's
+        // variables, `groups`, `--var`; false skips the play whole.
+        if let Some(cond) = &play.when {
+            let mut ctx: BTreeMap<String, Value> = inventory
+                .vars
+                .iter()
+                .map(|(k, v)| (k.clone(), to_value(v)))
+                .collect();
+            ctx.insert("groups".into(), groups.clone());
+            for (k, v) in &assumptions.extra_vars {
+                ctx.insert(k.clone(), to_value(v));
+            }
+            if !condition(templates, cond, &Value::from(ctx))
+                .map_err(|e| format!("play {}: when: {e}", play.name))?
+            {
+                continue;
+            }
+        }
         let selected = inventory
             .select(&play.hosts)
             .map_err(|e| format!("play {}: hosts: {e}", play.name))?;
@@ -556,6 +574,12 @@ mod tests {
     - name: token file
       copy: {content: "{{ api_token }}", dest: /etc/token}
       secret: true
+- name: never
+  hosts: no-such-group
+  when: "'lb' not in groups"
+  steps:
+    - name: not planned
+      command: ["false"]
 - name: second
   hosts: worker:lb
   vars:
