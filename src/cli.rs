@@ -210,7 +210,14 @@ pub enum Command {
         #[arg(value_name = "LAB")]
         lab: PathBuf,
     },
-    /// The lab's VMs: state, addresses, disks.
+    /// Take the lab's Kubernetes cluster apart (`kubeadm reset -f`, runtime
+    /// and CNI state), keeping the VMs; `up` builds it again.
+    Reset {
+        #[arg(value_name = "LAB")]
+        lab: PathBuf,
+    },
+    /// The lab's VMs: state, addresses, disks; and its Kubernetes nodes
+    /// (Ready, roles, versions, runtime) when a cluster exists.
     Status {
         #[arg(value_name = "LAB")]
         lab: PathBuf,

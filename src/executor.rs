@@ -264,34 +264,39 @@ impl Executor {
             let hostvars = self.hostvars(&states);
             let play = Arc::new(play.clone());
             let steps = Arc::new(steps);
-            let mut tasks = tokio::task::JoinSet::new();
-            for i in active {
-                let state = std::mem::take(&mut states[i]);
-                let shared = shared.clone();
-                let play = play.clone();
-                let steps = steps.clone();
-                let hostvars = hostvars.clone();
-                tasks.spawn(async move {
-                    let mut state = state;
-                    let recs = run_host(&shared, &play, &steps, i, &mut state, hostvars).await;
-                    (i, state, recs)
-                });
-            }
             let mut play_records = Vec::new();
-            while let Some(joined) = tasks.join_next().await {
-                match joined {
-                    Ok((i, state, recs)) => {
-                        states[i] = state;
-                        play_records.extend(recs);
+            // `serial: N`: N hosts at a time, each batch finishing the play
+            // before the next starts; by default all hosts at once.
+            let batch = play.serial.map_or(active.len().max(1), |n| n.max(1));
+            for hosts in active.chunks(batch) {
+                let mut tasks = tokio::task::JoinSet::new();
+                for &i in hosts {
+                    let state = std::mem::take(&mut states[i]);
+                    let shared = shared.clone();
+                    let play = play.clone();
+                    let steps = steps.clone();
+                    let hostvars = hostvars.clone();
+                    tasks.spawn(async move {
+                        let mut state = state;
+                        let recs = run_host(&shared, &play, &steps, i, &mut state, hostvars).await;
+                        (i, state, recs)
+                    });
+                }
+                while let Some(joined) = tasks.join_next().await {
+                    match joined {
+                        Ok((i, state, recs)) => {
+                            states[i] = state;
+                            play_records.extend(recs);
+                        }
+                        Err(e) => failures.push(Failure {
+                            host: "-".into(),
+                            play: play.name.clone(),
+                            step: "-".into(),
+                            location: String::new(),
+                            message: format!("internal error: a host task ended abnormally: {e}"),
+                            stderr_tail: String::new(),
+                        }),
                     }
-                    Err(e) => failures.push(Failure {
-                        host: "-".into(),
-                        play: play.name.clone(),
-                        step: "-".into(),
-                        location: String::new(),
-                        message: format!("internal error: a host task ended abnormally: {e}"),
-                        stderr_tail: String::new(),
-                    }),
                 }
             }
             // Keep records in inventory order, then step order.
@@ -451,6 +456,10 @@ async fn run_host(
         base.insert(k.clone(), to_value(v));
     }
     base.insert("inventory_hostname".into(), Value::from(host.name.clone()));
+    base.insert(
+        "kubelab_check_mode".into(),
+        Value::from(shared.options.check),
+    );
     base.insert("groups".into(), shared.groups.clone());
     base.insert("hostvars".into(), hostvars);
     for (k, v) in play.vars.iter() {

@@ -93,6 +93,7 @@ fn main() -> ExitCode {
         Command::Link { action } => commands::links::link(action, &ctx),
         Command::Route { action } => commands::links::route(action, &ctx),
         Command::Down { lab } => commands::down::run(&lab, &ctx),
+        Command::Reset { lab } => commands::reset::run(&lab, &ctx),
         Command::Status { lab } => commands::status::run(&lab, &ctx),
         Command::Ssh { lab, vm, command } => commands::ssh::run(&lab, &vm, &command, &ctx),
         Command::Doctor { lab } => commands::doctor::run(&lab, &ctx),

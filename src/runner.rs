@@ -93,7 +93,9 @@ pub async fn execute(
             message,
         )])
     });
-    let loaded = found.and_then(|(path, text)| crate::playbook::load_str(&path, &text, &templates));
+    let loaded = found.and_then(|(path, text)| {
+        crate::playbook::load_str_in(&path, &text, &templates, req.playbook_dir.as_deref())
+    });
     let playbook = match loaded {
         Ok(p) => p,
         Err(diags) => {

@@ -329,6 +329,7 @@ pub fn stage_inventory(
         vars.insert(k.clone(), v.clone());
     }
     let mut inv = Inventory::new(vars);
+    inv.declared_groups = stage.groups.keys().cloned().collect();
     for vm in &lab.vms {
         let record = state.and_then(|s| s.vms.iter().find(|r| r.name == vm.name));
         let mut vars = vm_vars(vm, record);
@@ -361,23 +362,82 @@ pub fn stage_inventory(
     inv
 }
 
-/// The stages `up` runs after the VMs answer: `kubernetes` when the lab has
-/// a cluster, then the lab's `links:`, then each scenario's setup, in lab
-/// order.
-pub fn after_up(lab: &Lab) -> Vec<Stage> {
+/// Whether making a stage may create the lab's Kubernetes secrets in its
+/// state directory (`up`, `play`) or must leave the directory as it is
+/// (`plan`: missing secrets are made for this one rendering only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Secrets {
+    Keep,
+    Ephemeral,
+}
+
+/// The stages `up` runs after the VMs answer: `nat64` when a VM has the
+/// role `nat64`, `kubernetes` when the lab has a cluster, then the lab's
+/// `links:`, then each scenario's setup, in lab order.
+pub fn after_up(lab: &Lab) -> Result<Vec<Stage>, StageError> {
+    after_up_with(lab, Secrets::Keep)
+}
+
+/// [`after_up`], saying what may happen to the secrets.
+pub fn after_up_with(lab: &Lab, secrets: Secrets) -> Result<Vec<Stage>, StageError> {
     let mut stages = Vec::new();
+    if !lab.group("nat64").is_empty() {
+        stages.push(for_playbook_with(lab, "nat64", secrets)?);
+    }
     if lab.kubernetes.is_some() {
-        stages.push(Stage {
-            title: "kubernetes".into(),
-            playbook: "kubernetes".into(),
-            ..Stage::default()
-        });
+        stages.push(for_playbook_with(lab, "kubernetes", secrets)?);
     }
     stages.extend(crate::links::stage(lab));
     for s in &lab.scenarios {
         stages.push(Stage::scenario(lab, s, Phase::Setup));
     }
-    stages
+    Ok(stages)
+}
+
+/// Why a stage cannot be made (a lab that is valid but cannot have a
+/// cluster yet, unreadable state).
+pub type StageError = crate::kubernetes::stage::StageError;
+
+/// The stage a playbook runs in on this lab: the `kubernetes` stage for
+/// `kubernetes` and `kubernetes/*` (when the lab has a cluster), the
+/// `nat64` stage for `nat64` and `nat64-remove`, else the lab's variables only.
+pub fn for_playbook(lab: &Lab, playbook: &str) -> Result<Stage, StageError> {
+    for_playbook_with(lab, playbook, Secrets::Keep)
+}
+
+fn for_playbook_with(lab: &Lab, playbook: &str, secrets: Secrets) -> Result<Stage, StageError> {
+    let bare = playbook.strip_suffix(".yaml").unwrap_or(playbook);
+    let bare = bare.strip_prefix("playbooks/").unwrap_or(bare);
+    let state_dir = crate::state::state_dir(&lab.name);
+    let state = || {
+        crate::provision::read_inventory(lab).map_err(|e| StageError::File {
+            path: state_dir.join("inventory.yaml"),
+            message: e.to_string(),
+        })
+    };
+    if (bare == "kubernetes" || bare.starts_with("kubernetes/")) && lab.kubernetes.is_some() {
+        let keys = match secrets {
+            Secrets::Keep => crate::kubernetes::ClusterSecrets::load_or_create(&state_dir)?,
+            Secrets::Ephemeral => crate::kubernetes::ClusterSecrets::load_or_make(&state_dir)?,
+        };
+        let state = state()?;
+        return crate::kubernetes::stage::kubernetes_stage(
+            lab,
+            playbook,
+            state.as_ref(),
+            &keys,
+            &state_dir,
+        );
+    }
+    if bare == "nat64" || bare == "nat64-remove" {
+        let state = state()?;
+        return crate::kubernetes::stage::nat64_stage(lab, playbook, state.as_ref());
+    }
+    Ok(Stage {
+        title: playbook.to_string(),
+        playbook: playbook.to_string(),
+        ..Stage::default()
+    })
 }
 
 /// Run one stage on the lab's hosts through the engine (`base` says how:
@@ -444,7 +504,7 @@ scenarios:
     #[test]
     fn scenario_stage_has_params_group_and_playbook() {
         let lab = lab(LAB);
-        let stages = after_up(&lab);
+        let stages = after_up(&lab).unwrap();
         assert_eq!(stages.len(), 1);
         let s = &stages[0];
         assert_eq!(s.playbook, "scenarios/overlay/setup");

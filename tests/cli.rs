@@ -238,7 +238,7 @@ fn play_finds_playbooks_by_name_and_playbook_dir_wins() {
     let unknown = run(&["play", "no-such-book", "-i", inv]);
     assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown.stderr));
     assert!(
-        text(&unknown.stderr).contains("built-in playbooks: nodeprep-bench.yaml"),
+        text(&unknown.stderr).contains("nodeprep-bench.yaml"),
         "{}",
         text(&unknown.stderr)
     );

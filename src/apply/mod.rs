@@ -85,6 +85,8 @@ impl Outcome {
     }
 }
 
+pub use files::COPY_SOURCE;
+
 /// A loop of `file` items in one round trip (see [`files::file_batch`]).
 pub async fn file_batch(
     items: &[&crate::playbook::modules::FileArgs],

@@ -25,6 +25,7 @@ pub struct Context {
 pub mod doctor;
 pub mod down;
 pub mod plan;
+pub mod reset;
 pub mod scenario;
 pub mod ssh;
 pub mod status;

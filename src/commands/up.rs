@@ -23,8 +23,10 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
     let log_path = log_path.as_deref();
     match result {
         Ok(r) => {
-            let stages = crate::stage::after_up(&lab);
-            let staged = rt.block_on(super::run_stages(ctx, &lab, &stages, false, log_path));
+            let staged = match crate::stage::after_up(&lab) {
+                Ok(stages) => rt.block_on(super::run_stages(ctx, &lab, &stages, false, log_path)),
+                Err(e) => Err((1, e.to_string())),
+            };
             if ctx.json {
                 println!(
                     "{}",
@@ -65,7 +67,10 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                 );
             }
             match staged {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(()) => {
+                    merge_kubeconfig(&lab, ctx);
+                    ExitCode::SUCCESS
+                }
                 Err((code, message)) => {
                     eprintln!("error: {message}");
                     if let Some(log) = log_path {
@@ -81,5 +86,36 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
             }
             fail(ctx, "up", &e)
         }
+    }
+}
+
+/// After a cluster is up: name the fetched kubeconfig, and merge it into
+/// the user's (`$KUBECONFIG`'s first file, else ~/.kube/config) as context
+/// `<lab>` when the lab asks for it.
+fn merge_kubeconfig(lab: &crate::lab::Lab, ctx: &Context) {
+    let Some(k) = &lab.kubernetes else {
+        return;
+    };
+    let fetched = crate::state::state_dir(&lab.name).join("kubeconfig");
+    if !fetched.exists() {
+        return;
+    }
+    let target = std::env::var_os("KUBECONFIG")
+        .and_then(|v| std::env::split_paths(&v).next())
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".kube/config")));
+    let merged = match (k.merge_kubeconfig, target) {
+        (true, Some(t)) => {
+            Some(crate::kubernetes::cluster::merge_kubeconfig(&lab.name, &fetched, &t).map(|_| t))
+        }
+        _ => None,
+    };
+    if ctx.json {
+        return;
+    }
+    println!("kubeconfig: {}", fetched.display());
+    match merged {
+        Some(Ok(t)) => println!("            context `{}` in {}", lab.name, t.display()),
+        Some(Err(e)) => eprintln!("warning: kubeconfig not merged: {e}"),
+        None => {}
     }
 }

@@ -323,6 +323,11 @@ pub struct KubernetesFile {
     pub version: Option<String>,
     #[serde(default)]
     pub runtime: Option<RuntimeFile>,
+    /// Where the runtime's packages come from: `upstream` (default; Docker's
+    /// repository for docker and containerd, CRI-O's for crio) or `distro`
+    /// (the distribution's docker.io / containerd; docker and containerd only).
+    #[serde(default)]
+    pub runtime_packages: Option<RuntimePackagesFile>,
     #[serde(default)]
     pub cni: Option<CniFile>,
     #[serde(default)]
@@ -359,6 +364,13 @@ pub enum RuntimeFile {
     Crio,
     Docker,
     Containerd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimePackagesFile {
+    Upstream,
+    Distro,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]

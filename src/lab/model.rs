@@ -11,7 +11,8 @@ use serde::Serialize;
 pub use super::file::{
     CniFile as Cni, DiskFormatFile as DiskFormat, DomainTypeFile as DomainType,
     FirewallFile as Firewall, HaModeFile as HaMode, HostKeyPolicyFile as HostKeyPolicy,
-    IpFamilyFile as IpFamily, RuntimeFile as Runtime, SelinuxFile as Selinux, Vars,
+    IpFamilyFile as IpFamily, RuntimeFile as Runtime, RuntimePackagesFile as RuntimePackages,
+    SelinuxFile as Selinux, Vars,
 };
 use crate::scenario::ScenarioFile;
 
@@ -194,6 +195,7 @@ pub struct Kubernetes {
     /// `1.31` or `1.31.2`.
     pub version: String,
     pub runtime: Runtime,
+    pub runtime_packages: RuntimePackages,
     pub cni: Cni,
     pub ip_family: IpFamily,
     pub pod_cidrs: Vec<IpNet>,

@@ -1440,9 +1440,19 @@ fn check_kubernetes(
             p
         }
     });
+    let runtime = k.runtime.unwrap_or(Runtime::Containerd);
+    let runtime_packages = k.runtime_packages.unwrap_or(RuntimePackages::Upstream);
+    if runtime == Runtime::Crio && runtime_packages == RuntimePackages::Distro {
+        c.error_help(
+            &at("runtime_packages"),
+            "CRI-O comes from its own repository, matching the Kubernetes minor",
+            "`runtime_packages: distro` applies to docker and containerd; remove it for crio",
+        );
+    }
     Some(Kubernetes {
         version: version.trim_start_matches('v').to_string(),
-        runtime: k.runtime.unwrap_or(Runtime::Containerd),
+        runtime,
+        runtime_packages,
         cni: k.cni.unwrap_or(Cni::Flannel),
         ip_family,
         pod_cidrs,

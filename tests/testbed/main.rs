@@ -21,6 +21,7 @@
 #[path = "../support/libvirt.rs"]
 mod support;
 
+mod cluster;
 mod framework;
 mod links;
 mod storage;
@@ -41,6 +42,7 @@ const AREAS: &[Area] = &[
     ("links", links::run),
     ("storage", storage::run),
     ("overlay", overlay::run),
+    ("cluster", cluster::run),
 ];
 
 /// The running test bed and ways to drive it.
