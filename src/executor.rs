@@ -7,7 +7,8 @@
 //! finish the play, and the run fails with a summary.
 //!
 //! Variable precedence, lowest first: lab vars, host (VM) vars, play vars,
-//! registered values, `--var` values.
+//! registered values, `--var` values. In a `loop`, `item` is the item and
+//! `loop_index` its position (from 0).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -194,6 +195,36 @@ impl Executor {
         let mut failures = Vec::new();
         let mut invalid = false;
         for play in &playbook.plays {
+            match self.play_condition(play) {
+                Ok(true) => {}
+                Ok(false) => {
+                    shared.reporter.emit(Event::PlayStart {
+                        play: play.name.clone(),
+                        hosts: Vec::new(),
+                        steps: 0,
+                    });
+                    shared.reporter.emit(Event::PlayEnd {
+                        play: play.name.clone(),
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    failures.push(Failure {
+                        host: "-".into(),
+                        play: play.name.clone(),
+                        step: "(when)".into(),
+                        location: format!(
+                            "{}:{}:{}",
+                            playbook.file.path.display(),
+                            play.span.start.line,
+                            play.span.start.col
+                        ),
+                        message: format!("play {}: when: {e}", play.name),
+                        stderr_tail: String::new(),
+                    });
+                    break;
+                }
+            }
             let selected = match shared.inventory.select(&play.hosts) {
                 Ok(s) => s,
                 Err(e) => {
@@ -233,34 +264,39 @@ impl Executor {
             let hostvars = self.hostvars(&states);
             let play = Arc::new(play.clone());
             let steps = Arc::new(steps);
-            let mut tasks = tokio::task::JoinSet::new();
-            for i in active {
-                let state = std::mem::take(&mut states[i]);
-                let shared = shared.clone();
-                let play = play.clone();
-                let steps = steps.clone();
-                let hostvars = hostvars.clone();
-                tasks.spawn(async move {
-                    let mut state = state;
-                    let recs = run_host(&shared, &play, &steps, i, &mut state, hostvars).await;
-                    (i, state, recs)
-                });
-            }
             let mut play_records = Vec::new();
-            while let Some(joined) = tasks.join_next().await {
-                match joined {
-                    Ok((i, state, recs)) => {
-                        states[i] = state;
-                        play_records.extend(recs);
+            // `serial: N`: N hosts at a time, each batch finishing the play
+            // before the next starts; by default all hosts at once.
+            let batch = play.serial.map_or(active.len().max(1), |n| n.max(1));
+            for hosts in active.chunks(batch) {
+                let mut tasks = tokio::task::JoinSet::new();
+                for &i in hosts {
+                    let state = std::mem::take(&mut states[i]);
+                    let shared = shared.clone();
+                    let play = play.clone();
+                    let steps = steps.clone();
+                    let hostvars = hostvars.clone();
+                    tasks.spawn(async move {
+                        let mut state = state;
+                        let recs = run_host(&shared, &play, &steps, i, &mut state, hostvars).await;
+                        (i, state, recs)
+                    });
+                }
+                while let Some(joined) = tasks.join_next().await {
+                    match joined {
+                        Ok((i, state, recs)) => {
+                            states[i] = state;
+                            play_records.extend(recs);
+                        }
+                        Err(e) => failures.push(Failure {
+                            host: "-".into(),
+                            play: play.name.clone(),
+                            step: "-".into(),
+                            location: String::new(),
+                            message: format!("internal error: a host task ended abnormally: {e}"),
+                            stderr_tail: String::new(),
+                        }),
                     }
-                    Err(e) => failures.push(Failure {
-                        host: "-".into(),
-                        play: play.name.clone(),
-                        step: "-".into(),
-                        location: String::new(),
-                        message: format!("internal error: a host task ended abnormally: {e}"),
-                        stderr_tail: String::new(),
-                    }),
                 }
             }
             // Keep records in inventory order, then step order.
@@ -303,6 +339,26 @@ impl Executor {
             summary: summary.clone(),
         });
         RunReport { summary, records }
+    }
+
+    /// A play's `when`, evaluated once with the run's variables (lab and
+    /// stage variables, `groups`, `--var`), before its hosts are resolved.
+    fn play_condition(&self, play: &Play) -> Result<bool, String> {
+        let Some(cond) = &play.when else {
+            return Ok(true);
+        };
+        let shared = &self.shared;
+        let mut ctx: BTreeMap<String, Value> = shared
+            .inventory
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), to_value(v)))
+            .collect();
+        ctx.insert("groups".into(), shared.groups.clone());
+        for (k, v) in &shared.options.extra_vars {
+            ctx.insert(k.clone(), to_value(v));
+        }
+        eval_condition(&shared.templates, cond, &Value::from(ctx))
     }
 
     fn selected_by_tags(&self, step: &Step) -> bool {
@@ -400,6 +456,10 @@ async fn run_host(
         base.insert(k.clone(), to_value(v));
     }
     base.insert("inventory_hostname".into(), Value::from(host.name.clone()));
+    base.insert(
+        "kubelab_check_mode".into(),
+        Value::from(shared.options.check),
+    );
     base.insert("groups".into(), shared.groups.clone());
     base.insert("hostvars".into(), hostvars);
     for (k, v) in play.vars.iter() {
@@ -627,10 +687,11 @@ async fn run_step(
     )
     .await;
     let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
-    for item in items.iter().filter(|_| batched.is_none()) {
+    for (index, item) in items.iter().enumerate().filter(|_| batched.is_none()) {
         let mut map = ctx_map.clone();
         if let Some(i) = item {
             map.insert("item".into(), i.clone());
+            map.insert("loop_index".into(), Value::from(index));
         }
         let ctx = Value::from(map.clone());
         let r = run_item(
@@ -745,10 +806,11 @@ async fn file_items_in_one_round_trip(
     }
     let templates = &shared.templates;
     let mut rendered = Vec::with_capacity(items.len());
-    for item in items {
+    for (index, item) in items.iter().enumerate() {
         let mut map = ctx_map.clone();
         if let Some(i) = item {
             map.insert("item".into(), i.clone());
+            map.insert("loop_index".into(), Value::from(index));
         }
         let ctx = Value::from(map);
         let params = render_json(templates, &step.params, &ctx).ok()?;

@@ -12,6 +12,7 @@ if [ -r /etc/os-release ]; then . /etc/os-release; fi
 echo "distro_id=${ID:-unknown}"
 echo "distro_version=${VERSION_ID:-}"
 echo "distro_like=${ID_LIKE:-}"
+echo "distro_codename=${VERSION_CODENAME:-}"
 echo "arch=$(uname -m)"
 echo "kernel=$(cat /proc/sys/kernel/osrelease 2>/dev/null || uname -r)"
 echo "hostname=$(cat /proc/sys/kernel/hostname 2>/dev/null || hostname)"
@@ -55,6 +56,8 @@ pub struct Facts {
     pub distro_id: String,
     pub distro_version: String,
     pub distro_like: String,
+    /// `VERSION_CODENAME` (`bookworm`), empty where there is none.
+    pub distro_codename: String,
     /// `debian` or `redhat`, from ID and ID_LIKE.
     pub family: String,
     pub package_manager: PackageManager,
@@ -80,6 +83,7 @@ impl Facts {
                 "distro_id" => f.distro_id = value.to_string(),
                 "distro_version" => f.distro_version = value.to_string(),
                 "distro_like" => f.distro_like = value.to_string(),
+                "distro_codename" => f.distro_codename = value.to_string(),
                 "arch" => f.arch = value.to_string(),
                 "kernel" => f.kernel = value.to_string(),
                 "hostname" => f.hostname = value.to_string(),

@@ -34,6 +34,9 @@ impl std::fmt::Debug for Host {
 pub struct Inventory {
     pub hosts: Vec<Host>,
     pub vars: Vars,
+    /// Groups that exist even without members (a stage's groups): a play
+    /// on an empty one runs nowhere instead of failing as a misspelt name.
+    pub declared_groups: Vec<String>,
 }
 
 impl Inventory {
@@ -41,6 +44,7 @@ impl Inventory {
         Inventory {
             hosts: Vec::new(),
             vars,
+            declared_groups: Vec::new(),
         }
     }
 
@@ -94,12 +98,15 @@ impl Inventory {
             .iter()
             .map(|h| (h.name.as_str(), h.groups.as_slice()))
             .collect();
-        pattern.select(&view)
+        pattern.select_declared(&view, &self.declared_groups)
     }
 
     /// Group name → host names, for templates (`groups.worker`).
     pub fn groups(&self) -> std::collections::BTreeMap<String, Vec<String>> {
         let mut map: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for g in &self.declared_groups {
+            map.entry(g.clone()).or_default();
+        }
         for h in &self.hosts {
             map.entry("all".into()).or_default().push(h.name.clone());
             for g in &h.groups {

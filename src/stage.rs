@@ -61,8 +61,11 @@ impl Phase {
 pub struct Stage {
     /// What progress and reports call it (`kubernetes`, `service-chain setup`).
     pub title: String,
-    /// Built-in playbook name (`kubernetes`, `scenarios/overlay/setup`).
+    /// Built-in playbook name (`kubernetes`, `scenarios/overlay/setup`),
+    /// or the name a generated playbook is reported under.
     pub playbook: String,
+    /// The playbook's text when kubelab generated it (the lab's `links:`).
+    pub inline: Option<String>,
     /// Variables for every host, over the lab's (and under `--var`).
     pub vars: Vars,
     /// Per-VM variables over the VM's own.
@@ -77,8 +80,9 @@ pub struct Stage {
 impl Stage {
     /// The stage of a scenario's phase: var `scenario` holds its parameters
     /// (as written, defaults left to the playbook), group `scenario` the VMs
-    /// it names (when it names none, [`ScenarioFile::default_vms`]), and each
-    /// of those VMs its 1-based position in the group as `scenario_index`.
+    /// it names (when it names none, [`ScenarioFile::default_vms`]), each of
+    /// those VMs its 1-based position in the group as `scenario_index`,
+    /// plus the scenario's own groups ([`ScenarioFile::groups`]).
     pub fn scenario(lab: &Lab, scenario: &ScenarioFile, phase: Phase) -> Stage {
         let mut members: Vec<String> = Vec::new();
         for (_, vm) in scenario.vm_refs() {
@@ -105,12 +109,15 @@ impl Stage {
         vars.insert("scenario".into(), params);
         vars.insert("scenario_name".into(), Value::from(scenario.name()));
         vars.insert("phase".into(), Value::from(phase.as_str()));
+        let mut groups = BTreeMap::from([("scenario".to_string(), members)]);
+        groups.extend(scenario.groups(&lab.vms));
         Stage {
             title: format!("{} {}", scenario.name(), phase.as_str()),
             playbook: scenario_playbook(scenario.name(), phase),
+            inline: None,
             vars,
             host_vars,
-            groups: BTreeMap::from([("scenario".to_string(), members)]),
+            groups,
             virthost: false,
         }
     }
@@ -322,6 +329,7 @@ pub fn stage_inventory(
         vars.insert(k.clone(), v.clone());
     }
     let mut inv = Inventory::new(vars);
+    inv.declared_groups = stage.groups.keys().cloned().collect();
     for vm in &lab.vms {
         let record = state.and_then(|s| s.vms.iter().find(|r| r.name == vm.name));
         let mut vars = vm_vars(vm, record);
@@ -354,21 +362,82 @@ pub fn stage_inventory(
     inv
 }
 
-/// The stages `up` runs after the VMs answer: `kubernetes` when the lab has
-/// a cluster, then each scenario's setup, in lab order.
-pub fn after_up(lab: &Lab) -> Vec<Stage> {
+/// Whether making a stage may create the lab's Kubernetes secrets in its
+/// state directory (`up`, `play`) or must leave the directory as it is
+/// (`plan`: missing secrets are made for this one rendering only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Secrets {
+    Keep,
+    Ephemeral,
+}
+
+/// The stages `up` runs after the VMs answer: `nat64` when a VM has the
+/// role `nat64`, `kubernetes` when the lab has a cluster, then the lab's
+/// `links:`, then each scenario's setup, in lab order.
+pub fn after_up(lab: &Lab) -> Result<Vec<Stage>, StageError> {
+    after_up_with(lab, Secrets::Keep)
+}
+
+/// [`after_up`], saying what may happen to the secrets.
+pub fn after_up_with(lab: &Lab, secrets: Secrets) -> Result<Vec<Stage>, StageError> {
     let mut stages = Vec::new();
-    if lab.kubernetes.is_some() {
-        stages.push(Stage {
-            title: "kubernetes".into(),
-            playbook: "kubernetes".into(),
-            ..Stage::default()
-        });
+    if !lab.group("nat64").is_empty() {
+        stages.push(for_playbook_with(lab, "nat64", secrets)?);
     }
+    if lab.kubernetes.is_some() {
+        stages.push(for_playbook_with(lab, "kubernetes", secrets)?);
+    }
+    stages.extend(crate::links::stage(lab));
     for s in &lab.scenarios {
         stages.push(Stage::scenario(lab, s, Phase::Setup));
     }
-    stages
+    Ok(stages)
+}
+
+/// Why a stage cannot be made (a lab that is valid but cannot have a
+/// cluster yet, unreadable state).
+pub type StageError = crate::kubernetes::stage::StageError;
+
+/// The stage a playbook runs in on this lab: the `kubernetes` stage for
+/// `kubernetes` and `kubernetes/*` (when the lab has a cluster), the
+/// `nat64` stage for `nat64` and `nat64-remove`, else the lab's variables only.
+pub fn for_playbook(lab: &Lab, playbook: &str) -> Result<Stage, StageError> {
+    for_playbook_with(lab, playbook, Secrets::Keep)
+}
+
+fn for_playbook_with(lab: &Lab, playbook: &str, secrets: Secrets) -> Result<Stage, StageError> {
+    let bare = playbook.strip_suffix(".yaml").unwrap_or(playbook);
+    let bare = bare.strip_prefix("playbooks/").unwrap_or(bare);
+    let state_dir = crate::state::state_dir(&lab.name);
+    let state = || {
+        crate::provision::read_inventory(lab).map_err(|e| StageError::File {
+            path: state_dir.join("inventory.yaml"),
+            message: e.to_string(),
+        })
+    };
+    if (bare == "kubernetes" || bare.starts_with("kubernetes/")) && lab.kubernetes.is_some() {
+        let keys = match secrets {
+            Secrets::Keep => crate::kubernetes::ClusterSecrets::load_or_create(&state_dir)?,
+            Secrets::Ephemeral => crate::kubernetes::ClusterSecrets::load_or_make(&state_dir)?,
+        };
+        let state = state()?;
+        return crate::kubernetes::stage::kubernetes_stage(
+            lab,
+            playbook,
+            state.as_ref(),
+            &keys,
+            &state_dir,
+        );
+    }
+    if bare == "nat64" || bare == "nat64-remove" {
+        let state = state()?;
+        return crate::kubernetes::stage::nat64_stage(lab, playbook, state.as_ref());
+    }
+    Ok(Stage {
+        title: playbook.to_string(),
+        playbook: playbook.to_string(),
+        ..Stage::default()
+    })
 }
 
 /// Run one stage on the lab's hosts through the engine (`base` says how:
@@ -382,6 +451,7 @@ pub async fn run(
 ) -> i32 {
     let mut req = base.clone();
     req.playbook = stage.playbook.clone().into();
+    req.inline = stage.inline.clone();
     crate::runner::run_playbook(hosts.inventory(lab, stage), &req).await
 }
 
@@ -434,7 +504,7 @@ scenarios:
     #[test]
     fn scenario_stage_has_params_group_and_playbook() {
         let lab = lab(LAB);
-        let stages = after_up(&lab);
+        let stages = after_up(&lab).unwrap();
         assert_eq!(stages.len(), 1);
         let s = &stages[0];
         assert_eq!(s.playbook, "scenarios/overlay/setup");

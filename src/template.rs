@@ -16,8 +16,15 @@ use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 pub const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/embedded_templates.rs"));
 
 /// The template environment shared by every host of a run.
+///
+/// A template file may start with Ansible's header line
+/// `#jinja2: trim_blocks: True, lstrip_blocks: True`: the line is dropped
+/// and the file (with what it includes) is rendered with those whitespace
+/// settings; without it, block tags keep their newlines.
 pub struct Templates {
-    env: Environment<'static>,
+    /// Indexed by [`Whitespace::index`].
+    envs: Vec<Environment<'static>>,
+    override_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -32,61 +39,154 @@ impl Default for Templates {
     }
 }
 
+/// The whitespace settings a template file asks for in its header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Whitespace {
+    pub trim_blocks: bool,
+    pub lstrip_blocks: bool,
+}
+
+impl Whitespace {
+    fn index(self) -> usize {
+        usize::from(self.trim_blocks) + 2 * usize::from(self.lstrip_blocks)
+    }
+}
+
+/// The header prefix of a template file (Ansible's).
+pub const HEADER: &str = "#jinja2:";
+
+/// Split a template's text into its header settings and its body. A
+/// header names `trim_blocks` and/or `lstrip_blocks` as `True`/`False`;
+/// anything else in it is an error.
+pub fn split_header(text: &str) -> Result<(Whitespace, &str), String> {
+    let Some(rest) = text.strip_prefix(HEADER) else {
+        return Ok((Whitespace::default(), text));
+    };
+    let (line, body) = rest.split_once('\n').unwrap_or((rest, ""));
+    let mut ws = Whitespace::default();
+    for item in line.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        let (key, value) = item
+            .split_once(':')
+            .ok_or_else(|| format!("template header: `{item}` is not `key: True|False`"))?;
+        let value = match value.trim() {
+            "True" | "true" => true,
+            "False" | "false" => false,
+            other => return Err(format!("template header: `{other}` is not True or False")),
+        };
+        match key.trim() {
+            "trim_blocks" => ws.trim_blocks = value,
+            "lstrip_blocks" => ws.lstrip_blocks = value,
+            other => {
+                return Err(format!(
+                    "template header: unknown setting `{other}` (trim_blocks, lstrip_blocks)"
+                ));
+            }
+        }
+    }
+    Ok((ws, body))
+}
+
+/// A template's text: the override directory first, then the embedded ones.
+fn source(override_dir: Option<&std::path::Path>, name: &str) -> Result<Option<String>, Error> {
+    if name.split('/').any(|part| part == ".." || part.is_empty()) {
+        return Ok(None);
+    }
+    if let Some(dir) = override_dir {
+        match std::fs::read_to_string(dir.join(name)) {
+            Ok(text) => return Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("cannot read template {name} from {}: {e}", dir.display()),
+                ));
+            }
+        }
+    }
+    Ok(EMBEDDED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| text.to_string()))
+}
+
+fn environment(override_dir: Option<PathBuf>, ws: Whitespace) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Files are configuration, not HTML: never escape (minijinja would
+    // JSON-escape values in `.yaml`/`.json` templates by default).
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .trim_blocks(ws.trim_blocks)
+        .lstrip_blocks(ws.lstrip_blocks)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
+    env.set_loader(move |name: &str| {
+        let Some(text) = source(override_dir.as_deref(), name)? else {
+            return Ok(None);
+        };
+        let (_, body) = split_header(&text)
+            .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("{name}: {e}")))?;
+        Ok(Some(body.to_string()))
+    });
+    env.add_filter("quote", quote_filter);
+    env.add_filter("to_json", to_json);
+    env.add_filter("to_yaml", to_yaml);
+    env.add_filter("b64encode", b64encode);
+    env.add_filter("b64decode", b64decode);
+    env.add_filter("ipwrap", ipwrap);
+    env.add_filter("nthhost", nthhost);
+    env.add_filter("prefixlen", prefixlen);
+    env
+}
+
 impl Templates {
     /// Embedded templates, overridden by files of the same name under
     /// `override_dir` (`--template-dir`).
     pub fn new(override_dir: Option<PathBuf>) -> Self {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        // Files are configuration, not HTML: never escape (minijinja would
-        // JSON-escape values in `.yaml`/`.json` templates by default).
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
-            .keep_trailing_newline(true)
-            .build()
-        {
-            env.set_syntax(syntax);
-        }
-        env.set_loader(move |name: &str| {
-            if name.split('/').any(|part| part == ".." || part.is_empty()) {
-                return Ok(None);
-            }
-            if let Some(dir) = &override_dir {
-                match std::fs::read_to_string(dir.join(name)) {
-                    Ok(text) => return Ok(Some(text)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(Error::new(
-                            ErrorKind::InvalidOperation,
-                            format!("cannot read template {name} from {}: {e}", dir.display()),
-                        ));
-                    }
-                }
-            }
-            Ok(EMBEDDED
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, text)| text.to_string()))
-        });
-        env.add_filter("quote", quote_filter);
-        env.add_filter("to_json", to_json);
-        env.add_filter("to_yaml", to_yaml);
-        env.add_filter("b64encode", b64encode);
-        env.add_filter("b64decode", b64decode);
-        env.add_filter("ipwrap", ipwrap);
-        env.add_filter("nthhost", nthhost);
-        env.add_filter("prefixlen", prefixlen);
-        Templates { env }
+        let envs = (0..4)
+            .map(|i| {
+                environment(
+                    override_dir.clone(),
+                    Whitespace {
+                        trim_blocks: i & 1 == 1,
+                        lstrip_blocks: i & 2 == 2,
+                    },
+                )
+            })
+            .collect();
+        Templates { envs, override_dir }
+    }
+
+    /// The environment for strings and expressions (no header).
+    fn env(&self) -> &Environment<'static> {
+        &self.envs[0]
     }
 
     /// Whether a template of that name exists (embedded or overridden).
     pub fn exists(&self, name: &str) -> bool {
-        self.env.get_template(name).is_ok()
+        self.file_env(name)
+            .is_ok_and(|env| env.get_template(name).is_ok())
+    }
+
+    /// The environment a template file asks for in its header.
+    fn file_env(&self, name: &str) -> Result<&Environment<'static>, String> {
+        let text = source(self.override_dir.as_deref(), name)
+            .map_err(describe)?
+            .ok_or_else(|| format!("template not found: {name}"))?;
+        let (ws, _) = split_header(&text).map_err(|e| format!("{name}: {e}"))?;
+        Ok(&self.envs[ws.index()])
     }
 
     /// Render the template file `name` (path under `templates/`).
     pub fn render_file(&self, name: &str, ctx: &Value) -> Result<String, String> {
-        let template = self.env.get_template(name).map_err(describe)?;
+        let template = self.file_env(name)?.get_template(name).map_err(describe)?;
         template.render(ctx).map_err(describe)
     }
 
@@ -96,18 +196,18 @@ impl Templates {
         if !has_template_syntax(text) {
             return Ok(text.to_string());
         }
-        self.env.render_str(text, ctx).map_err(describe)
+        self.env().render_str(text, ctx).map_err(describe)
     }
 
     /// Evaluate an expression (`when:`, `until:`, `loop: "<expr>"`).
     pub fn eval(&self, expr: &str, ctx: &Value) -> Result<Value, String> {
-        let compiled = self.env.compile_expression(expr).map_err(describe)?;
+        let compiled = self.env().compile_expression(expr).map_err(describe)?;
         compiled.eval(ctx).map_err(describe)
     }
 
     /// Check an expression's syntax without evaluating it.
     pub fn check_expression(&self, expr: &str) -> Result<(), String> {
-        self.env
+        self.env()
             .compile_expression(expr)
             .map(|_| ())
             .map_err(describe)
@@ -118,7 +218,7 @@ impl Templates {
         if !has_template_syntax(text) {
             return Ok(());
         }
-        self.env
+        self.env()
             .template_from_str(text)
             .map(|_| ())
             .map_err(describe)
@@ -329,5 +429,33 @@ mod tests {
             .render_file("x.yaml", &ctx(serde_json::json!({"v": "1.2.3.4"})))
             .unwrap();
         assert_eq!(out, "a: 1.2.3.4\n", "no auto-escaping");
+    }
+
+    #[test]
+    fn header_trims_blocks_for_that_file_and_its_includes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.j2"),
+            "#jinja2: trim_blocks: True, lstrip_blocks: True\na:\n  {% for x in xs %}\n  - {{ x }}\n  {% endfor %}\n{% include \"i.j2\" %}",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("i.j2"), "{% if true %}\nin\n{% endif %}\n").unwrap();
+        std::fs::write(
+            dir.path().join("plain.j2"),
+            "{% if true %}\nin\n{% endif %}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("bad.j2"),
+            "#jinja2: newline_sequence: True\n",
+        )
+        .unwrap();
+        let t = Templates::new(Some(dir.path().to_path_buf()));
+        let c = ctx(serde_json::json!({"xs": [1, 2]}));
+        assert_eq!(t.render_file("t.j2", &c).unwrap(), "a:\n  - 1\n  - 2\nin\n");
+        assert_eq!(t.render_file("plain.j2", &c).unwrap(), "\nin\n\n");
+        let e = t.render_file("bad.j2", &c).unwrap_err();
+        assert!(e.contains("unknown setting `newline_sequence`"), "{e}");
+        assert!(!t.exists("bad.j2"));
     }
 }

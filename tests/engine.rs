@@ -550,6 +550,77 @@ async fn plays_are_barriers_and_registered_values_flow_between_hosts() {
 }
 
 #[tokio::test]
+async fn play_when_skips_a_whole_play_before_resolving_its_hosts() {
+    let lab = Lab::new(&["h1", "h2"]);
+    let mut inv = lab.inventory(&[("node", &["h1", "h2"])]);
+    inv.vars.insert("mode".into(), "host".into());
+    let pb = load(
+        r#"
+- name: host mode
+  hosts: node
+  gather_facts: false
+  when: mode == 'host' and groups.node | length == 2
+  steps:
+    - name: marker
+      copy: {dest: "{{ root }}/marker", content: "x\n"}
+- name: cluster mode
+  hosts: control-plane[0]
+  gather_facts: false
+  when: mode == 'kubernetes'
+  steps:
+    - name: never
+      copy: {dest: "{{ root }}/never", content: "y\n"}
+"#,
+    );
+    let r = run_with(&pb, inv, RunOptions::default()).await;
+    assert!(r.report.success(), "{}", r.report.summary.render());
+    for h in ["h1", "h2"] {
+        assert!(lab.root(h).join("marker").exists());
+        assert!(!lab.root(h).join("never").exists());
+        assert_eq!(
+            statuses(&r.report, h),
+            [("marker".to_string(), Status::Changed)]
+        );
+    }
+    // The skipped play is announced with no hosts.
+    assert!(r.events.iter().any(|e| e["event"] == "play_start"
+        && e["play"] == "cluster mode"
+        && e["hosts"].as_array().is_some_and(|h| h.is_empty())));
+    // --var decides too (here: the cluster play, whose hosts do not exist:
+    // invalid input); a condition that cannot be evaluated fails the run.
+    let r = run_with(
+        &pb,
+        lab.inventory(&[("node", &["h1", "h2"])]),
+        RunOptions {
+            extra_vars: [("mode".to_string(), "kubernetes".into())].into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(r.report.exit_code(), 2);
+    assert!(
+        r.report.summary.failures[0]
+            .message
+            .contains("control-plane"),
+        "{}",
+        r.report.summary.render()
+    );
+    let broken = load("- name: p\n  hosts: all\n  when: nope.x == 1\n  steps: []\n");
+    let r = run_with(&broken, lab.inventory(&[]), RunOptions::default()).await;
+    assert_eq!(r.report.exit_code(), 1);
+    assert!(r.report.summary.failures[0].message.contains("when"));
+    // A broken play condition is reported with its position at load time.
+    let err = playbook::load_str(
+        Path::new("bad.yaml"),
+        "- name: p\n  hosts: all\n  when: \"a ==\"\n  steps: []\n",
+        &Templates::default(),
+    )
+    .unwrap_err()
+    .render(false);
+    assert!(err.contains("bad.yaml:3:9"), "{err}");
+}
+
+#[tokio::test]
 async fn a_failing_host_stops_but_others_finish() {
     let lab = Lab::new(&["h1", "h2"]);
     let pb = load(
@@ -1046,4 +1117,117 @@ async fn a_file_loop_gives_per_item_results_and_stops_at_the_first_failing_item(
         status_of(&again.report, "h1", "good directories"),
         Status::Ok
     );
+}
+
+#[tokio::test]
+async fn fetch_keeps_a_local_copy_with_a_private_mode_and_only_rewrites_changes() {
+    let lab = Lab::new(&["h1"]);
+    std::fs::write(lab.root("h1").join("conf"), "server: a\n").unwrap();
+    let local = lab.dir.path().join("here/state/h1.conf");
+    let pb = load(&format!(
+        r#"
+- name: f
+  hosts: all
+  steps:
+    - name: keep conf
+      fetch: {{ path: "{{{{ root }}}}/conf", dest: "{}" }}
+"#,
+        local.display()
+    ));
+    let planned = check(&pb, &lab).await;
+    assert_eq!(
+        status_of(&planned.report, "h1", "keep conf"),
+        Status::Changed
+    );
+    assert!(!local.exists(), "check mode wrote {}", local.display());
+    let first = run(&pb, &lab).await;
+    assert_eq!(status_of(&first.report, "h1", "keep conf"), Status::Changed);
+    assert_eq!(read(local.clone()), "server: a\n");
+    assert_eq!(mode(local.clone()), 0o600);
+    let again = run(&pb, &lab).await;
+    assert_eq!(status_of(&again.report, "h1", "keep conf"), Status::Ok);
+    std::fs::write(lab.root("h1").join("conf"), "server: b\n").unwrap();
+    let changed = run(&pb, &lab).await;
+    assert_eq!(
+        status_of(&changed.report, "h1", "keep conf"),
+        Status::Changed
+    );
+    assert_eq!(read(local.clone()), "server: b\n");
+    assert_eq!(mode(local), 0o600);
+}
+
+#[tokio::test]
+async fn serial_plays_run_one_host_at_a_time_and_see_check_mode() {
+    let lab = Lab::new(&["h1", "h2", "h3"]);
+    let lock = lab.dir.path().join("one-at-a-time");
+    let pb = load(&format!(
+        r#"
+- name: one by one
+  hosts: all
+  serial: 1
+  steps:
+    - name: take the lock
+      command: [mkdir, "{lock}"]
+    - name: hold it long enough for an overlap to show
+      command: [sleep, "0.3"]
+    - name: give it back
+      command: [rmdir, "{lock}"]
+    - name: check mode is visible
+      assert: {{that: ["not kubelab_check_mode"]}}
+"#,
+        lock = lock.display()
+    ));
+    let r = run(&pb, &lab).await;
+    assert!(r.report.success(), "{}", r.report.summary.render());
+    let parallel = load(&format!(
+        r#"
+- name: all at once
+  hosts: all
+  steps:
+    - name: take the lock
+      command: [mkdir, "{lock}"]
+    - name: hold it
+      command: [sleep, "0.3"]
+    - name: give it back
+      command: [rmdir, "{lock}"]
+"#,
+        lock = lock.display()
+    ));
+    let r = run(&parallel, &lab).await;
+    assert!(!r.report.success(), "without serial the hosts overlap");
+    let _ = std::fs::remove_dir(&lock);
+}
+
+#[tokio::test]
+async fn copy_sends_local_files_byte_for_byte() {
+    let lab = Lab::new(&["h1"]);
+    let local = lab.dir.path().join("blob");
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    std::fs::write(&local, &bytes).unwrap();
+    let pb = load(&format!(
+        r#"
+- name: c
+  hosts: all
+  steps:
+    - name: binary
+      copy: {{ src: "{}", dest: "{{{{ root }}}}/blob", mode: "0755" }}
+"#,
+        local.display()
+    ));
+    let r = run(&pb, &lab).await;
+    assert!(r.report.success(), "{}", r.report.summary.render());
+    assert_eq!(status_of(&r.report, "h1", "binary"), Status::Changed);
+    assert_eq!(std::fs::read(lab.root("h1").join("blob")).unwrap(), bytes);
+    assert_eq!(mode(lab.root("h1").join("blob")), 0o755);
+    let again = run(&pb, &lab).await;
+    assert_eq!(status_of(&again.report, "h1", "binary"), Status::Ok);
+    let err = playbook::load_str(
+        Path::new("c.yaml"),
+        "- name: c\n  hosts: all\n  steps:\n    - name: both\n      copy: {src: a, content: b, dest: c}\n",
+        &Templates::default(),
+    )
+    .unwrap_err()
+    .render(false);
+    assert!(err.contains("exactly one of `content` and `src`"), "{err}");
+    assert!(err.contains("c.yaml:5:"), "{err}");
 }

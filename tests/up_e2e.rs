@@ -1,11 +1,16 @@
 //! `kubelab up` / `down` end to end with the real binary, a real libvirtd and
 //! QEMU (TCG) guests: the lab of `tests/labs/e2e/lab.yaml` (3 VMs, NAT IPv4 +
 //! IPv6, a static address, a spare disk) next to FOREIGN objects on the same
-//! libvirtd; and a lab whose image cannot boot.
+//! libvirtd; a lab whose image cannot boot; and a 1-VM lab on a REMOTE
+//! virthost (its own network and mount namespaces, its own libvirtd, reached
+//! over SSH only: libvirt through kubelab's SSH connection, the VM through
+//! the virthost as jump host).
 //!
 //! Needs root and `scripts/deps.sh test`; skipped (with a message) otherwise.
 //! About 3-5 minutes on 2 cores with a cached base image.
 
+#[path = "support/netns_virthost.rs"]
+mod netns_virthost;
 #[path = "support/libvirt.rs"]
 mod support;
 
@@ -90,6 +95,26 @@ fn lab_is_gone(lab: &LabName, pool_dir: &Path) {
         })
         .unwrap_or_default();
     assert!(dnsmasq.is_empty(), "dnsmasq files left: {dnsmasq:?}");
+}
+
+/// An `up` run's log: the engine's log format (timestamped lines, each
+/// step's message), the virthost's and the VMs' phases, no key material.
+fn check_up_log(log: &str, vm: &str) {
+    assert!(log.contains("=== play virthost"), "{log}");
+    assert!(log.contains("=== play vms"), "{log}");
+    assert!(log.contains(&format!("] {vm} | addresses [up]")), "{log}");
+    assert!(
+        log.contains(&format!("] {vm} | SSH with the pinned host key [up]")),
+        "{log}"
+    );
+    assert!(log.contains("] virthost | plan [up]"), "{log}");
+    assert!(
+        log.lines()
+            .filter(|l| l.starts_with('['))
+            .all(|l| l.as_bytes().get(3) == Some(&b':') && l.as_bytes().get(9) == Some(&b']')),
+        "{log}"
+    );
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
 }
 
 fn ssh_config_run(state: &Path, vm: &str, cmd: &str) -> String {
@@ -202,12 +227,7 @@ fn up_reaches_every_vm_and_down_removes_exactly_the_lab() {
         .collect();
     assert!(!logs.is_empty(), "no up log in {}", state.display());
     let log = std::fs::read_to_string(&logs[0]).unwrap();
-    assert!(log.lines().count() >= 3, "{log}");
-    assert!(
-        log.lines().all(|l| l.as_bytes().get(2) == Some(&b':')),
-        "{log}"
-    );
-    assert!(!log.contains("PRIVATE KEY"), "{log}");
+    check_up_log(&log, "web-1");
 
     // ---- a second up changes nothing -------------------------------------------------
     let out = kubelab(&state_parent, &["--json", "up", lab]);
@@ -330,4 +350,503 @@ fn vm_that_never_boots_fails_in_time_with_console_and_down_cleans() {
     let out = kubelab(&state_parent, &["down", lab]);
     assert!(out.status.success());
     lab_is_gone(&name, Path::new("/var/cache/kubelab-test/e2e-noboot"));
+}
+
+#[test]
+fn remote_virthost_over_ssh_only() {
+    support::require_root();
+    let mut virthost = netns_virthost::NetnsVirthost::start();
+    // a NIC of the virthost for a bridged network that kubelab makes
+    let lan = virthost.add_lan();
+    let vm_on_lan = format!("10.217.{}.50", virthost.n);
+    let work = tempfile::tempdir().unwrap();
+    // a storage directory of its own: on this machine the virthost shares the
+    // file system with other labs, whose runs' locks would (rightly) keep
+    // down from giving the virthost back; the base image is linked in
+    let storage = support::cache_dir().join("netns-virthost");
+    let image = support::base_image();
+    std::fs::create_dir_all(storage.join("images")).unwrap();
+    let linked = storage.join("images").join(image.file_name().unwrap());
+    if !linked.exists() {
+        std::fs::hard_link(&image, &linked).unwrap();
+    }
+    let lab_path = work.path().join("e2e-remote.yaml");
+    let lab_text = format!(
+        "name: e2e-remote\n{}image: {{build: debian-12}}\n\
+         networks:\n  - {{name: lan, kind: nat, ipv4: 192.168.215.0/24, ipv6: \"fd42:6b6c:d7::/64\"}}\n\
+         \x20 - {{name: ext, kind: bridged, nic: lan0, ipv4: {}}}\n\
+         defaults: {{cpus: 1, memory: 640MiB, disk: 4GiB}}\n\
+         vms:\n  - {{name: rvm, roles: [worker], spare_disks: [{{size: 256MiB}}], \
+         nics: [{{network: lan}}, {{network: ext, ipv4: {vm_on_lan}}}]}}\n",
+        virthost.lab_virthost(&storage),
+        lan.subnet
+    );
+    std::fs::write(&lab_path, &lab_text).unwrap();
+    let lab = lab_path.to_str().unwrap();
+    let state_parent = work.path().join("state");
+    let state = state_parent.join("e2e-remote");
+    let pool_dir = storage.join("e2e-remote");
+    // a leftover pool directory of a killed run: no daemon knows it any more
+    let _ = std::fs::remove_dir_all(&pool_dir);
+    let _cleanup = Cleanup {
+        lab: lab_path.clone(),
+        state: state_parent.clone(),
+        foreign: None,
+    };
+
+    // ---- up: prepare.sh starts the virthost's own libvirtd ---------------------------
+    let t0 = Instant::now();
+    let out = kubelab(&state_parent, &["--json", "up", "--timeout", "480", lab]);
+    assert!(out.status.success(), "remote up failed");
+    let up = event(&out, "up");
+    eprintln!(
+        "[e2e-remote] up: {:.1}s in all, boot to SSH {:.1}s",
+        t0.elapsed().as_secs_f64(),
+        up["boot_to_ssh_secs"].as_f64().unwrap_or(-1.0)
+    );
+    assert!(up["virthost_changes"].as_u64().unwrap() >= 2, "{up}");
+    assert_eq!(up["domain_type"], "qemu", "{up}");
+    // the VM exists on the virthost's libvirtd only
+    let listed = virthost.ssh_ok("virsh -c qemu:///system list --name");
+    assert!(listed.contains("kl-e2e-remote-rvm"), "{listed}");
+    let (_, here) = support::virsh(&["list", "--all", "--name"]);
+    assert!(!here.contains("kl-e2e-remote"), "{here}");
+    // the lab subnet is not routed on this machine: the VM is reachable only
+    // through the virthost
+    let routes = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["route", "get", "192.168.215.200"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(!routes.contains("virbr"), "{routes}");
+    let out = kubelab(
+        &state_parent,
+        &[
+            "ssh",
+            lab,
+            "rvm",
+            "--",
+            "hostname; ip -o addr show dev eth0; test -b /dev/vdb",
+        ],
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("rvm\n"), "{text}");
+    assert!(text.contains("inet 192.168.215."), "{text}");
+    assert!(text.contains("inet6 fd42:6b6c:d7:"), "{text}");
+    // OpenSSH with the state's ssh_config: ProxyJump through the virthost
+    let hostname = ssh_config_run(&state, "rvm", "hostname");
+    assert_eq!(hostname.trim(), "rvm");
+    // kubelab's own interactive session, through the virthost
+    interactive_ssh(&state_parent, lab, "rvm");
+    // the first NIC's address is the one kubelab connects to
+    assert!(
+        up["vms"][0]["addresses"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("192.168.215."),
+        "{up}"
+    );
+
+    // the bridge made from lan0 carries lan0's address and route; the VM's
+    // second NIC is on the LAN
+    let bridge = virthost
+        .ssh_ok("basename \"$(readlink /sys/class/net/lan0/master)\"")
+        .trim()
+        .to_string();
+    assert!(
+        bridge.starts_with("klbr-"),
+        "lan0 is not in a bridge: {bridge}"
+    );
+    let on_bridge = virthost.ssh_ok(&format!(
+        "ip -o -4 addr show dev {bridge}; ip -o -4 addr show dev lan0; ip route show {}",
+        lan.routed
+    ));
+    assert!(
+        on_bridge.contains(&format!("{bridge}    inet {}/24", lan.virthost)),
+        "{on_bridge}"
+    );
+    assert!(!on_bridge.contains("lan0    inet"), "{on_bridge}");
+    assert!(
+        on_bridge.contains(&format!("via {} dev {bridge}", lan.router)),
+        "{on_bridge}"
+    );
+    assert!(
+        lan.reaches(&vm_on_lan, 22),
+        "the VM does not answer on the bridged LAN"
+    );
+
+    // the run's log, in the engine's format
+    let logs: Vec<_> = std::fs::read_dir(state.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with("-up.log"))
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    check_up_log(&std::fs::read_to_string(&logs[0]).unwrap(), "rvm");
+
+    // ---- idempotent; status ----------------------------------------------------------
+    let out = kubelab(&state_parent, &["--json", "up", lab]);
+    assert!(out.status.success());
+    assert_eq!(event(&out, "up")["changes"], 0);
+    // the JSON events are the engine's: a run, plays, steps per host
+    let steps = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "step_end" && e["host"] == "rvm")
+        .count();
+    assert_eq!(steps, 3, "one step_end per VM step");
+    // off a terminal: plain timestamped lines, like the playbook stages
+    let out = kubelab(&state_parent, &["up", lab]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("] rvm | SSH with the pinned host key: ok ("),
+        "{err}"
+    );
+    assert!(err.contains("] virthost | plan: ok ("), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("lab e2e-remote: 0 changes"));
+    up_on_a_terminal(&state_parent, lab, "rvm");
+    let out = kubelab(&state_parent, &["--json", "status", lab]);
+    let st = event(&out, "status");
+    assert_eq!(st["vms"][0]["state"], "running", "{st}");
+
+    // ---- a changed lab: network settings, memory, a bigger disk ------------------------
+    let changed_path = work.path().join("e2e-remote-changed.yaml");
+    std::fs::write(
+        &changed_path,
+        lab_text
+            .replace(
+                "ipv4: 192.168.215.0/24,",
+                "ipv4: 192.168.215.0/24, mtu: 1400,",
+            )
+            .replace("memory: 640MiB", "memory: 700MiB")
+            .replace("size: 256MiB", "size: 384MiB"),
+    )
+    .unwrap();
+    let changed = changed_path.to_str().unwrap();
+    let out = kubelab(&state_parent, &["--json", "plan", changed]);
+    assert!(out.status.success());
+    let plan = event(&out, "plan");
+    assert_eq!(plan["changes"], 3, "{plan}");
+    let actions = plan["actions"].as_array().unwrap();
+    let find = |kind: &str| {
+        actions
+            .iter()
+            .find(|a| a["action"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {plan}"))
+    };
+    let net = find("replace-network");
+    assert_eq!(net["network"], "lan", "{net}");
+    assert!(
+        net["why"].as_str().unwrap().contains("mtu none -> 1400"),
+        "{net}"
+    );
+    assert_eq!(net["vms"], serde_json::json!(["rvm"]), "{net}");
+    assert_eq!(find("grow-volume")["dev"], "vdb");
+    // the guest's MTU comes from its seed: reported, not applied
+    assert!(
+        find("not-applied")["subject"]
+            .as_str()
+            .unwrap()
+            .contains("guest settings of vm rvm")
+    );
+    assert!(
+        find("restart-needed")["why"]
+            .as_str()
+            .unwrap()
+            .contains("memory 640 MiB -> 700 MiB")
+    );
+    let out = kubelab(&state_parent, &["--json", "up", changed]);
+    assert!(out.status.success(), "up of the changed lab failed");
+    let up = event(&out, "up");
+    assert_eq!(up["changes"], 3, "{up}");
+    assert_eq!(up["restart_needed"], serde_json::json!(["rvm"]), "{up}");
+    assert_eq!(up["not_applied"].as_array().unwrap().len(), 1, "{up}");
+    let xml = virthost.ssh_ok("virsh -c qemu:///system net-dumpxml kl-e2e-remote-lan");
+    assert!(xml.contains("<mtu size='1400'/>"), "{xml}");
+    // the running VM is back on its restarted network and sees the bigger disk
+    let out = kubelab(
+        &state_parent,
+        &["ssh", changed, "rvm", "--", "cat /sys/block/vdb/size"],
+    );
+    assert!(out.status.success());
+    // 512-byte sectors: 384 MiB
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "786432");
+    // applied: nothing left to change; the guest settings are still reported
+    let out = kubelab(&state_parent, &["--json", "plan", changed]);
+    let plan = event(&out, "plan");
+    assert_eq!(plan["changes"], 0, "{plan}");
+    assert_eq!(plan["actions"][0]["action"], "not-applied", "{plan}");
+
+    // ---- down: the lab's objects, then what kubelab changed on the virthost -----------
+    let forwarding = "sysctl -n net.ipv4.ip_forward net.ipv6.conf.all.forwarding";
+    // libvirt turned forwarding on for the NAT network (the virthost had it off)
+    assert_eq!(virthost.ssh_ok(forwarding), "1\n1\n");
+    let out = kubelab(&state_parent, &["--json", "down", lab]);
+    assert!(out.status.success(), "remote down failed");
+    let down = event(&out, "down");
+    let released = down["virthost_released"].to_string();
+    for what in [
+        "libvirtd stopped",
+        "virtlogd stopped",
+        "empty chain LIBVIRT_INP removed",
+        "net.ipv4.ip_forward=0",
+        "net.ipv6.conf.all.forwarding=0",
+    ] {
+        assert!(released.contains(what), "{what} not in {down}");
+    }
+    assert_eq!(virthost.ssh_ok(forwarding), "0\n0\n");
+    assert!(
+        released.contains(&format!("bridge {bridge} removed")),
+        "{down}"
+    );
+    let lan0 = virthost.ssh_ok(&format!(
+        "ip -o -4 addr show dev lan0; ip route show {}; ip -o link show type bridge",
+        lan.routed
+    ));
+    assert!(
+        lan0.contains(&format!("lan0    inet {}/24", lan.virthost)),
+        "{lan0}"
+    );
+    assert!(
+        lan0.contains(&format!("via {} dev lan0", lan.router)),
+        "{lan0}"
+    );
+    assert!(!lan0.contains("klbr-"), "{lan0}");
+    let rules = virthost
+        .ssh_ok("for t in filter nat mangle; do iptables -t $t -S; ip6tables -t $t -S; done");
+    assert!(!rules.contains("LIBVIRT"), "{rules}");
+    let left = virthost.ssh_ok(
+        "ls /etc/libvirt/qemu /etc/libvirt/qemu/networks /etc/libvirt/storage \
+         /var/lib/libvirt/dnsmasq 2>/dev/null; cat /run/libvirtd.pid 2>/dev/null | xargs -r ps -p || true",
+    );
+    assert!(
+        !left.contains("kl-e2e-remote"),
+        "left on the virthost: {left}"
+    );
+    assert!(!left.contains("libvirtd"), "libvirtd still runs: {left}");
+    assert!(!pool_dir.exists(), "{} left after down", pool_dir.display());
+    // again: nothing of the lab there (libvirtd started to look, stopped again)
+    let out = kubelab(&state_parent, &["--json", "down", lab]);
+    assert!(out.status.success());
+    let again = event(&out, "down");
+    assert_eq!(again["was_absent"], true, "{again}");
+    assert!(
+        again["virthost_released"]
+            .to_string()
+            .contains("libvirtd stopped"),
+        "{again}"
+    );
+}
+
+/// `kubelab ARGS` on a real pseudo-terminal of 37 rows and 111 columns,
+/// as its session leader (so size changes reach it as SIGWINCH); everything
+/// it writes is collected.
+struct PtyRun {
+    child: std::process::Child,
+    master: std::os::fd::OwnedFd,
+    slave: std::os::fd::OwnedFd,
+    seen: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl PtyRun {
+    fn spawn(state: &Path, args: &[&str]) -> PtyRun {
+        use std::io::Read;
+        use std::os::fd::{FromRawFd, OwnedFd};
+        use std::os::unix::process::CommandExt;
+        let mut master = -1;
+        let mut slave = -1;
+        let size = libc::winsize {
+            ws_row: 37,
+            ws_col: 111,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty fills two fds; the termios pointer may be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            )
+        };
+        assert_eq!(rc, 0, "openpty");
+        // SAFETY: both fds were just opened and are owned here.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let mut cmd = Command::new(KUBELAB);
+        cmd.env("KUBELAB_STATE_DIR", state)
+            .env("TERM", "xterm")
+            .args(args)
+            .stdin(std::process::Stdio::from(slave.try_clone().unwrap()))
+            .stdout(std::process::Stdio::from(slave.try_clone().unwrap()))
+            .stderr(std::process::Stdio::from(slave.try_clone().unwrap()));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                libc::ioctl(0, libc::TIOCSCTTY, 0);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("kubelab on a terminal");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let collected = seen.clone();
+        let mut from = std::fs::File::from(master.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                collected
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        PtyRun {
+            child,
+            master,
+            slave,
+            seen,
+        }
+    }
+
+    fn seen(&self) -> String {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn type_in(&self, text: &str) {
+        use std::io::Write;
+        let mut to = std::fs::File::from(self.master.try_clone().unwrap());
+        to.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Wait (bounded) until the output holds `what`; `again` runs every
+    /// 200 ms meanwhile.
+    fn wait_for(&self, what: &str, limit: Duration, mut again: impl FnMut(&PtyRun)) {
+        let deadline = Instant::now() + limit;
+        while !self.seen().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} within {limit:?}:\n{}",
+                self.seen()
+            );
+            again(self);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn exit_status(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kubelab did not end:\n{}",
+                self.seen()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// ICANON and ECHO of the terminal (both set: cooked mode).
+    fn modes(&self) -> libc::tcflag_t {
+        use std::os::fd::AsRawFd;
+        // SAFETY: tcgetattr fills the termios owned here.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { libc::tcgetattr(self.slave.as_raw_fd(), &mut t) },
+            0
+        );
+        t.c_lflag & (libc::ICANON | libc::ECHO)
+    }
+}
+
+/// `kubelab ssh LAB VM` without a command on a real terminal: a login
+/// shell with the terminal's size, a size change followed, the exit status
+/// relayed, and the terminal out of raw mode afterwards.
+fn interactive_ssh(state: &Path, lab: &str, vm: &str) {
+    use std::os::fd::AsRawFd;
+    let mut run = PtyRun::spawn(state, &["ssh", lab, vm]);
+    let cooked = run.modes();
+    assert_eq!(cooked, libc::ICANON | libc::ECHO);
+    run.wait_for("$ ", Duration::from_secs(60), |_| {});
+    run.type_in("stty size; tty\n");
+    run.wait_for("37 111", Duration::from_secs(20), |_| {});
+    run.wait_for("/dev/pts/", Duration::from_secs(20), |_| {});
+    let bigger = libc::winsize {
+        ws_row: 41,
+        ws_col: 121,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: sets the size of the terminal we own; the kernel sends SIGWINCH
+    // to its foreground process group (kubelab).
+    assert_eq!(
+        unsafe { libc::ioctl(run.master.as_raw_fd(), libc::TIOCSWINSZ, &bigger) },
+        0
+    );
+    let mut tries = 0;
+    run.wait_for("41 121", Duration::from_secs(20), |r| {
+        // every second, ask again (the change travels asynchronously)
+        if tries % 5 == 0 {
+            r.type_in("stty size\n");
+        }
+        tries += 1;
+    });
+    run.type_in("exit 7\n");
+    let status = run.exit_status(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(7), "{}", run.seen());
+    assert_eq!(run.modes(), cooked, "the terminal was left in raw mode");
+}
+
+/// `kubelab up` on a terminal: a progress bar per host (indicatif), the
+/// summary after them.
+fn up_on_a_terminal(state: &Path, lab: &str, vm: &str) {
+    let mut run = PtyRun::spawn(state, &["up", lab]);
+    let status = run.exit_status(Duration::from_secs(300));
+    let seen = strip_ansi(&run.seen());
+    assert!(status.success(), "{seen}");
+    // the template right-aligns the host in 16 columns, then the bar and
+    // the step counter
+    assert!(
+        seen.contains(&format!("{vm:>16} [====================] 3/3")),
+        "no bar for {vm}:\n{seen}"
+    );
+    assert!(
+        seen.contains(&format!("{:>16} [====================] 6/6", "virthost")),
+        "{seen}"
+    );
+    assert!(seen.contains("Summary:"), "{seen}");
+    assert!(seen.contains("lab e2e-remote: 0 changes"), "{seen}");
+}
+
+/// The text without terminal escape sequences (`ESC [ ... letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -229,6 +229,7 @@ fn create_vm(
         console_log: pool.console_log_path(vm.name),
         tb_cache_mib: Some(256),
         guest_agent: true,
+        seed_digest: None,
     })
     .unwrap();
     host_key

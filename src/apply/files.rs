@@ -191,15 +191,19 @@ async fn put(
 }
 
 pub async fn copy(a: &CopyArgs, target: &Target<'_>) -> Result<Outcome, TransportError> {
-    put(
-        target,
-        a.dest.as_str(),
-        a.content.as_str().as_bytes().to_vec(),
-        a.mode,
-        a.owner.as_ref(),
-    )
-    .await
+    let bytes = match (&a.content, &a.src) {
+        (Some(c), None) => c.as_str().as_bytes().to_vec(),
+        (None, Some(src)) => match std::fs::read(src.as_str()) {
+            Ok(b) => b,
+            Err(e) => return Ok(Outcome::failed(format!("copy: reading {src} here: {e}"))),
+        },
+        _ => return Ok(Outcome::failed(COPY_SOURCE)),
+    };
+    put(target, a.dest.as_str(), bytes, a.mode, a.owner.as_ref()).await
 }
+
+/// What `copy` needs besides `dest`.
+pub const COPY_SOURCE: &str = "copy needs exactly one of `content` and `src`";
 
 pub async fn template(a: &TemplateArgs, target: &Target<'_>) -> Result<Outcome, TransportError> {
     let rendered = match target.templates.render_file(a.src.as_str(), target.context) {
@@ -425,15 +429,72 @@ pub async fn fetch(a: &FetchArgs, target: &Target<'_>) -> Result<Outcome, Transp
         .read_file(a.path.as_str(), target.become_root)
         .await?
     {
-        Some(bytes) => {
-            let mut o = Outcome::ok();
-            o.data.insert(
-                "content".into(),
-                serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()),
-            );
-            Ok(o)
-        }
+        // With `dest` the content is in that file, and not registered:
+        // fetched credentials then never pass through variables (nor, one
+        // line at a time, into the redactor's list).
+        Some(bytes) => Ok(match &a.dest {
+            Some(dest) => keep_locally(dest.as_str(), &bytes, a.mode, target.check),
+            None => {
+                let mut o = Outcome::ok();
+                o.data.insert(
+                    "content".into(),
+                    serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+                );
+                o
+            }
+        }),
         None => Ok(Outcome::failed(format!("{} does not exist", a.path))),
+    }
+}
+
+/// Write fetched bytes to a local file when they differ (or its mode does).
+fn keep_locally(dest: &str, bytes: &[u8], mode: Option<Mode>, check: bool) -> Outcome {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match mode.map(Mode::get).transpose() {
+        Ok(m) => m.unwrap_or(0o600),
+        Err(e) => return Outcome::failed(e),
+    };
+    let path = std::path::Path::new(dest);
+    let current = std::fs::read(path).ok();
+    let current_mode = std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777);
+    let content_differs = current.as_deref() != Some(bytes);
+    let mode_differs = current_mode != Some(mode);
+    if !content_differs && !mode_differs {
+        return Outcome::ok();
+    }
+    let mut o = Outcome::changed(true);
+    o.msg = match (current.is_none(), content_differs) {
+        (true, _) => format!("create {dest}"),
+        (false, true) => format!("update {dest}"),
+        (false, false) => format!("mode of {dest} → {mode:o}"),
+    };
+    if check {
+        return o;
+    }
+    let written = (|| -> std::io::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        if content_differs {
+            // A new file is made with the final mode from the start, so
+            // credentials are never readable by others, even briefly.
+            let tmp = path.with_extension("kubelab-new");
+            let mut f = std::fs::OpenOptions::new();
+            std::os::unix::fs::OpenOptionsExt::mode(&mut f, mode);
+            let mut file = f.write(true).create(true).truncate(true).open(&tmp)?;
+            std::io::Write::write_all(&mut file, bytes)?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+            std::fs::rename(&tmp, path)?;
+        } else {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
+    })();
+    match written {
+        Ok(()) => o,
+        Err(e) => Outcome::failed(format!("writing {dest} here: {e}")),
     }
 }
 

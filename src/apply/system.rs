@@ -98,9 +98,17 @@ pub async fn package(a: &PackageArgs, target: &Target<'_>) -> Result<Outcome, Tr
         Presence::Present => ("if ! (", install),
         Presence::Absent => ("if (", remove),
     };
+    // A fresh cloud image may have no package lists at all: fetch them
+    // before the first install (only then).
+    let refresh = match (target.facts.package_manager, a.state) {
+        (PackageManager::Apt, Presence::Present) => {
+            "if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then act env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2; fi; "
+        }
+        _ => "",
+    };
     let s = format!(
         "todo=''\nfor p in {}; do {select}{installed}); then todo=\"$todo $p\"; fi; done\n\
-         if [ -n \"$todo\" ]; then echo \"packages:$todo\"; act {action} $todo >&2; fi\n",
+         if [ -n \"$todo\" ]; then echo \"packages:$todo\"; {refresh}act {action} $todo >&2; fi\n",
         names.join(" ")
     );
     let mut o = run_converge(target, &s).await?;

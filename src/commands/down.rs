@@ -18,11 +18,18 @@ pub fn run(path: &Path, ctx: &Context) -> ExitCode {
                     "{}",
                     serde_json::json!({"event": "down", "lab": r.lab, "was_absent": r.was_absent,
                         "domains": r.domains, "networks": r.networks, "volumes": r.volumes,
-                        "pool": r.pool, "state_files_removed": r.state_files_removed})
+                        "pool": r.pool, "state_files_removed": r.state_files_removed,
+                        "virthost_released": r.virthost_released})
                 );
             } else if r.was_absent {
                 println!("lab {}: nothing of it is on the virthost", r.lab);
+                for line in &r.virthost_released {
+                    println!("virthost: {line}");
+                }
             } else {
+                for line in &r.virthost_released {
+                    println!("virthost: {line}");
+                }
                 println!(
                     "lab {}: removed {} domain(s), {} network(s), {} volume(s){}",
                     r.lab,

@@ -39,7 +39,13 @@ pub fn run(path: &Path, ctx: &Context) -> ExitCode {
 /// The playbooks `up` would run, in check mode, when the VMs exist: per
 /// host what would change, with diffs of templated files.
 fn plan_stages(lab: &crate::lab::Lab, rt: &tokio::runtime::Runtime, ctx: &Context) -> ExitCode {
-    let stages = crate::stage::after_up(lab);
+    let stages = match crate::stage::after_up_with(lab, crate::stage::Secrets::Ephemeral) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: plan: {e}");
+            return ExitCode::from(1);
+        }
+    };
     if stages.is_empty() {
         return ExitCode::SUCCESS;
     }

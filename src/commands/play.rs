@@ -316,10 +316,13 @@ async fn play_on_lab(lab: &crate::lab::Lab, limit: Option<&HostPattern>, req: &P
             return i32::from(e.exit_code());
         }
     };
-    let stage = crate::stage::Stage {
-        title: req.playbook.display().to_string(),
-        playbook: req.playbook.display().to_string(),
-        ..Default::default()
+    let stage = match crate::stage::for_playbook(lab, &req.playbook.display().to_string()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            hosts.close().await;
+            return 1;
+        }
     };
     let mut inventory = hosts.inventory(lab, &stage);
     let code = match limit.map(|p| inventory.select(p)).transpose() {

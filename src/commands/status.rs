@@ -1,30 +1,69 @@
-//! `kubelab status LAB`: VM, state, addresses, disks.
+//! `kubelab status LAB`: VM, state, addresses, disks; and the Kubernetes
+//! nodes when the lab has a cluster.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{Context, fail, load_lab};
+use super::{Context, fail, lab_and_runtime};
+use crate::kubernetes::cluster::{self, NodeStatus};
+use crate::lab::Lab;
 use crate::provision;
 
 pub fn run(path: &Path, ctx: &Context) -> ExitCode {
-    let lab = match load_lab(path, ctx) {
-        Ok(l) => l,
+    let (lab, rt) = match lab_and_runtime(path, ctx) {
+        Ok(x) => x,
         Err(c) => return c,
     };
-    match provision::status(&lab) {
+    match rt.block_on(provision::status(&lab)) {
         Ok(vms) => {
+            let nodes = cluster_nodes(&lab, &rt);
             if ctx.json {
+                let (nodes, why) = match &nodes {
+                    Some(Ok(n)) => (Some(n.clone()), None),
+                    Some(Err(e)) => (None, Some(e.clone())),
+                    None => (None, None),
+                };
                 println!(
                     "{}",
                     serde_json::json!({"event": "status", "lab": lab.name, "vms": vms,
-                        "state_dir": crate::state::state_dir(&lab.name)})
+                        "state_dir": crate::state::state_dir(&lab.name),
+                        "kubernetes_nodes": nodes, "kubernetes_error": why})
                 );
             } else {
                 print!("{}", provision::table(&vms));
+                match &nodes {
+                    Some(Ok(n)) => print!("\n{}", cluster::table(n)),
+                    Some(Err(e)) => println!("\nkubernetes: {e}"),
+                    None => {}
+                }
                 println!("state: {}", crate::state::state_dir(&lab.name).display());
             }
             ExitCode::SUCCESS
         }
         Err(e) => fail(ctx, "status", &e),
     }
+}
+
+/// The nodes as the first control plane's kubectl sees them; `None` when
+/// the lab has no cluster or is not up.
+fn cluster_nodes(
+    lab: &Lab,
+    rt: &tokio::runtime::Runtime,
+) -> Option<Result<Vec<NodeStatus>, String>> {
+    lab.kubernetes.as_ref()?;
+    provision::read_inventory(lab).ok().flatten()?;
+    let cp = lab.group("control-plane").first()?.name.clone();
+    let out = rt.block_on(provision::run_on_vm(
+        lab,
+        &cp,
+        &[cluster::GET_NODES.to_string()],
+    ));
+    Some(match out {
+        Err(e) => Err(format!("{cp} does not answer: {e}")),
+        Ok(o) if !o.status.success() => Err(format!(
+            "no cluster yet (kubectl on {cp}: {})",
+            o.stderr_str().trim().lines().last().unwrap_or("failed")
+        )),
+        Ok(o) => cluster::parse_nodes(&o.stdout_str()),
+    })
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{Context, ProgressLines, fail, lab_and_runtime};
+use super::{Context, EngineProgress, fail, lab_and_runtime};
 use crate::provision;
 
 pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
@@ -12,24 +12,28 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
         Ok(x) => x,
         Err(c) => return c,
     };
-    let progress = ProgressLines::new(ctx, "up", &lab);
-    match rt.block_on(provision::up(&lab, timeout, &progress)) {
+    let progress = EngineProgress::new(ctx, "up", &lab);
+    let result = rt.block_on(provision::up(&lab, timeout, &progress));
+    let log_path = progress.log_path().map(|p| p.to_path_buf());
+    // the VM phase's summary, and its log complete before the stages append
+    progress.finish(match &result {
+        Ok(_) => 0,
+        Err(e) => i32::from(e.exit_code()),
+    });
+    let log_path = log_path.as_deref();
+    match result {
         Ok(r) => {
-            let stages = crate::stage::after_up(&lab);
-            let staged = rt.block_on(super::run_stages(
-                ctx,
-                &lab,
-                &stages,
-                false,
-                progress.log_path(),
-            ));
+            let staged = match crate::stage::after_up(&lab) {
+                Ok(stages) => rt.block_on(super::run_stages(ctx, &lab, &stages, false, log_path)),
+                Err(e) => Err((1, e.to_string())),
+            };
             if ctx.json {
                 println!(
                     "{}",
                     serde_json::json!({"event": "up", "lab": r.lab, "changes": r.changes,
                         "virthost_changes": r.virthost_changes, "actions": r.plan.actions,
                         "domain_type": r.domain_type, "base_image": r.base_image,
-                        "vms": r.vms, "restart_needed": r.restart_needed,
+                        "vms": r.vms, "restart_needed": r.restart_needed, "not_applied": r.not_applied,
                         "state_dir": r.state_dir, "boot_to_ssh_secs": r.boot_to_ssh_secs,
                         "total_secs": r.total_secs})
                 );
@@ -37,8 +41,11 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                 print!("{}", provision::table(&r.vms));
                 for vm in &r.restart_needed {
                     println!(
-                        "RESTART NEEDED: {vm} runs with its old definition (the new one applies at its next boot)"
+                        "RESTART NEEDED: {vm} runs with its old settings (the new ones apply at its next boot)"
                     );
+                }
+                for line in &r.not_applied {
+                    println!("{line}");
                 }
                 println!(
                     "lab {}: {} change{} (virthost: {} changed), all VMs answer SSH after {:.0}s, {:.0}s in all",
@@ -50,7 +57,7 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                     r.total_secs
                 );
                 println!("state: {}", r.state_dir.display());
-                if let Some(log) = progress.log_path() {
+                if let Some(log) = log_path {
                     println!("log:   {}", log.display());
                 }
                 println!(
@@ -60,10 +67,13 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                 );
             }
             match staged {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(()) => {
+                    merge_kubeconfig(&lab, ctx);
+                    ExitCode::SUCCESS
+                }
                 Err((code, message)) => {
                     eprintln!("error: {message}");
-                    if let Some(log) = progress.log_path() {
+                    if let Some(log) = log_path {
                         eprintln!("log: {}", log.display());
                     }
                     ExitCode::from(code)
@@ -71,10 +81,41 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
             }
         }
         Err(e) => {
-            if let Some(log) = progress.log_path() {
+            if let Some(log) = log_path {
                 eprintln!("log: {}", log.display());
             }
             fail(ctx, "up", &e)
         }
+    }
+}
+
+/// After a cluster is up: name the fetched kubeconfig, and merge it into
+/// the user's (`$KUBECONFIG`'s first file, else ~/.kube/config) as context
+/// `<lab>` when the lab asks for it.
+fn merge_kubeconfig(lab: &crate::lab::Lab, ctx: &Context) {
+    let Some(k) = &lab.kubernetes else {
+        return;
+    };
+    let fetched = crate::state::state_dir(&lab.name).join("kubeconfig");
+    if !fetched.exists() {
+        return;
+    }
+    let target = std::env::var_os("KUBECONFIG")
+        .and_then(|v| std::env::split_paths(&v).next())
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".kube/config")));
+    let merged = match (k.merge_kubeconfig, target) {
+        (true, Some(t)) => {
+            Some(crate::kubernetes::cluster::merge_kubeconfig(&lab.name, &fetched, &t).map(|_| t))
+        }
+        _ => None,
+    };
+    if ctx.json {
+        return;
+    }
+    println!("kubeconfig: {}", fetched.display());
+    match merged {
+        Some(Ok(t)) => println!("            context `{}` in {}", lab.name, t.display()),
+        Some(Err(e)) => eprintln!("warning: kubeconfig not merged: {e}"),
+        None => {}
     }
 }

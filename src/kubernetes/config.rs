@@ -292,9 +292,17 @@ pub struct KubeadmContext {
     pub kube_proxy_bind_address: IpAddr,
     pub control_plane_timeout: &'static str,
     pub discovery_timeout: &'static str,
+    /// The secrets and the CA hash never serialize with the context: the
+    /// templates read them from their own variables (see
+    /// [`KubeadmContext::template_vars`]), whose names mark them secret.
+    #[serde(skip)]
     pub bootstrap_token: Option<Secret>,
+    #[serde(skip)]
     pub certificate_key: Option<Secret>,
+    #[serde(skip)]
     pub ca_cert_hashes: Vec<String>,
+    /// The first control plane (where joining nodes' CA hash comes from).
+    pub init_node: String,
 }
 
 /// `host:port`, IPv6 hosts in brackets.
@@ -543,6 +551,10 @@ impl KubeadmContext {
         if is_control_plane && vm.memory_mib < MIN_CONTROL_PLANE_MEMORY_MIB {
             ignore_preflight_errors.push("Mem".to_string());
         }
+        // kube-vip runs as a static pod that is in place before kubeadm.
+        if is_control_plane && k.ha.as_ref().is_some_and(|h| h.mode == HaMode::KubeVip) {
+            ignore_preflight_errors.push("DirAvailable--etc-kubernetes-manifests".to_string());
+        }
         let node_ip = node_ips
             .iter()
             .map(|a| a.to_string())
@@ -564,12 +576,6 @@ impl KubeadmContext {
                 });
             }
             (_, Some(s)) => {
-                if s.ca_cert_hashes.is_empty() {
-                    return Err(KubeadmError::MissingSecret {
-                        vm: vm.name.clone(),
-                        what: "the CA certificate hash",
-                    });
-                }
                 let key = match (role, &s.certificate_key) {
                     (NodeRole::ControlPlane, None) => {
                         return Err(KubeadmError::MissingSecret {
@@ -626,7 +632,42 @@ impl KubeadmContext {
             bootstrap_token,
             certificate_key,
             ca_cert_hashes,
+            init_node: first_cp.name.clone(),
         })
+    }
+
+    /// The variables the kubeadm templates read: `kubeadm` (this context,
+    /// without secrets), `kubeadm_release` (the exact release),
+    /// `kubeadm_bootstrap_token` and `kubeadm_certificate_key` (empty when
+    /// not used; their names make the engine redact them everywhere) and
+    /// `kubeadm_ca_cert_hashes` (space-separated; empty until the first
+    /// control plane has a CA). A playbook gets them as host variables and
+    /// overrides `kubeadm_release` and `kubeadm_ca_cert_hashes` with what
+    /// the run found; [`KubeadmContext::render`] uses them as they are.
+    pub fn template_vars(&self) -> serde_json::Map<String, serde_json::Value> {
+        let secret = |s: &Option<Secret>| s.as_ref().map_or("", |s| s.expose()).to_string();
+        let mut vars = serde_json::Map::new();
+        vars.insert(
+            "kubeadm".into(),
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null),
+        );
+        vars.insert(
+            "kubeadm_release".into(),
+            self.kubernetes_version.clone().into(),
+        );
+        vars.insert(
+            "kubeadm_bootstrap_token".into(),
+            secret(&self.bootstrap_token).into(),
+        );
+        vars.insert(
+            "kubeadm_certificate_key".into(),
+            secret(&self.certificate_key).into(),
+        );
+        vars.insert(
+            "kubeadm_ca_cert_hashes".into(),
+            self.ca_cert_hashes.join(" ").into(),
+        );
+        vars
     }
 
     /// `kubeadm init --config` text (first control plane only).
@@ -649,6 +690,12 @@ impl KubeadmContext {
     pub fn render_join(&self) -> Result<RenderedConfig, KubeadmError> {
         if self.role == NodeRole::Init {
             return Err(self.wrong_role("join"));
+        }
+        if self.ca_cert_hashes.is_empty() {
+            return Err(KubeadmError::MissingSecret {
+                vm: self.node.name.clone(),
+                what: "the CA certificate hash",
+            });
         }
         self.render_checked("kubeadm-join.yaml.j2", &["JoinConfiguration"])
     }
@@ -677,7 +724,7 @@ impl KubeadmContext {
         template: &'static str,
         kinds: &[&str],
     ) -> Result<RenderedConfig, KubeadmError> {
-        let text = templates::render(template, self)?;
+        let text = templates::render(template, &self.template_vars())?;
         let check = |message: String| KubeadmError::Check {
             template: template.to_string(),
             message,

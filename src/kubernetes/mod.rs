@@ -2,7 +2,10 @@
 //! the per-node render context and the rendered init/join files
 //! ([`config`]), join secrets ([`secrets`]), node preparation files and
 //! package repositories ([`node`]), all rendered from the templates under
-//! `templates/kubernetes/` ([`templates`]).
+//! `templates/kubernetes/` ([`templates`]); the variables of the
+//! `kubernetes` and `nat64` stages ([`stage`]) that the playbooks under
+//! `playbooks/kubernetes/` run with; and a running cluster's nodes and
+//! kubeconfig ([`cluster`]).
 //!
 //! Template selection: one `kubeadm-init.yaml.j2` and one
 //! `kubeadm-join.yaml.j2` serve both kubeadm API versions; the context's
@@ -11,9 +14,11 @@
 //! versions differ (extra argument shape, timeouts).
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod node;
 pub mod secrets;
+pub mod stage;
 pub mod templates;
 
 #[cfg(test)]
@@ -25,3 +30,4 @@ pub use config::{
 };
 pub use node::{DistroFamily, NodePrepContext, RepositoryContext, repo_url};
 pub use secrets::{BootstrapToken, CaCertHash, CertificateKey, JoinSecrets};
+pub use stage::{ClusterSecrets, StageError};

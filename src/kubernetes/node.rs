@@ -95,6 +95,16 @@ impl NodePrepContext {
         })
     }
 
+    /// The variables the node preparation templates read: `kube_node`.
+    pub fn template_vars(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut vars = serde_json::Map::new();
+        vars.insert(
+            "kube_node".into(),
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null),
+        );
+        vars
+    }
+
     /// Every preparation file this node needs, with its path: sysctls,
     /// modules, the runtime's configuration and the kubelet's environment
     /// (`/etc/default/kubelet` on Debian, `/etc/sysconfig/kubelet` on RHEL).
@@ -119,7 +129,7 @@ impl NodePrepContext {
             .map(|(path, template)| {
                 Ok(NodeFile {
                     path,
-                    text: templates::render(template, self)?,
+                    text: templates::render(template, &self.template_vars())?,
                 })
             })
             .collect()
@@ -137,6 +147,13 @@ pub enum DistroFamily {
 }
 
 impl DistroFamily {
+    /// As in facts (`facts.family`): `debian` or `redhat`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DistroFamily::Debian => "debian",
+            DistroFamily::RedHat => "redhat",
+        }
+    }
     fn package_format(self) -> &'static str {
         match self {
             DistroFamily::Debian => "deb",
@@ -243,9 +260,17 @@ impl RepositoryContext {
             ),
             DistroFamily::RedHat => ("/etc/yum.repos.d/kubernetes.repo", "kubernetes.repo.j2"),
         };
+        let mut by_family = serde_json::Map::new();
+        by_family.insert(
+            family.name().into(),
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null),
+        );
         Ok(NodeFile {
             path,
-            text: templates::render(template, self)?,
+            text: templates::render(
+                template,
+                &serde_json::json!({ "kube_repositories": by_family }),
+            )?,
         })
     }
 }

@@ -1,24 +1,21 @@
-//! The templates under `templates/kubernetes/`, built into the binary, and
-//! the one way they are rendered: minijinja with strict undefined (a missing
-//! variable is an error, never an empty string), `trim_blocks` and
-//! `lstrip_blocks` (block tags on their own line leave no trace), the
-//! final newline kept, and no automatic escaping: string values that go
-//! into YAML or JSON are quoted explicitly with `tojson` (a JSON string is a
-//! valid YAML double-quoted scalar, so IPv6 addresses like `::` and values
-//! like `true` or `1.30` stay strings).
+//! The templates under `templates/kubernetes/` and how the typed layer
+//! renders them: through the playbook engine's own template environment
+//! ([`crate::template::Templates`], embedded templates), so that a file the
+//! typed layer renders (and checks) is byte for byte the one a playbook's
+//! `template` step writes from the same variables. Every Kubernetes template
+//! starts with `#jinja2: trim_blocks: True, lstrip_blocks: True` (block tags
+//! on their own line leave no trace); undefined variables are errors, never
+//! empty strings; nothing is escaped: string values that go into YAML or
+//! JSON are quoted explicitly with `tojson` (a JSON string is a valid YAML
+//! double-quoted scalar, so IPv6 addresses like `::` and values like `true`
+//! or `1.30` stay strings).
 
-use minijinja::syntax::SyntaxConfig;
-use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
-macro_rules! templates {
-    ($($name:literal),* $(,)?) => {
-        &[$(($name, include_str!(concat!("../../templates/kubernetes/", $name)))),*]
-    };
-}
+use crate::template::Templates;
 
-/// Every template: file name and text.
-pub const TEMPLATES: &[(&str, &str)] = templates![
+/// Every template under `templates/kubernetes/`, by file name.
+pub const TEMPLATES: &[&str] = &[
     "kubeadm-init.yaml.j2",
     "kubeadm-join.yaml.j2",
     "kubeadm-node-registration.j2",
@@ -44,43 +41,25 @@ pub struct RenderError {
     pub message: String,
 }
 
-fn environment() -> Result<Environment<'static>, RenderError> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    // minijinja would JSON-escape every value in `*.yaml.j2` and
-    // `*.json.j2`; the templates quote explicitly with `tojson` instead.
-    env.set_auto_escape_callback(|_| AutoEscape::None);
-    let syntax = SyntaxConfig::builder()
-        .trim_blocks(true)
-        .lstrip_blocks(true)
-        .keep_trailing_newline(true)
-        .build()
-        .map_err(|e| RenderError {
-            template: String::new(),
-            message: e.to_string(),
-        })?;
-    env.set_syntax(syntax);
-    for (name, text) in TEMPLATES {
-        env.add_template(name, text).map_err(|e| RenderError {
-            template: (*name).to_string(),
-            message: e.to_string(),
-        })?;
-    }
-    Ok(env)
+/// The path of a Kubernetes template under `templates/`.
+pub fn path(name: &str) -> String {
+    format!("kubernetes/{name}")
 }
 
-/// Render template `name` with `context`.
+/// Render template `name` (a file name under `templates/kubernetes/`)
+/// with `context`, exactly as a playbook's `template` step renders it
+/// when the host's variables hold the same values: the same environment,
+/// the embedded templates, the header's whitespace settings.
 pub fn render(name: &str, context: &impl Serialize) -> Result<String, RenderError> {
-    let failed = |e: minijinja::Error| RenderError {
-        template: name.to_string(),
-        // Display without `{:#}`: no variable dump.
-        message: e.to_string(),
-    };
-    let env = environment()?;
-    let template = env.get_template(name).map_err(failed)?;
-    template
-        .render(minijinja::value::Serde(context))
-        .map_err(failed)
+    Templates::default()
+        .render_file(
+            &path(name),
+            &minijinja::Value::from(minijinja::value::Serde(context)),
+        )
+        .map_err(|message| RenderError {
+            template: name.to_string(),
+            message,
+        })
 }
 
 #[cfg(test)]
@@ -88,20 +67,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_template_compiles() {
-        environment().unwrap();
+    fn every_template_exists_and_trims_blocks() {
+        let t = Templates::default();
+        for name in TEMPLATES {
+            assert!(t.exists(&path(name)), "{name}");
+            let text = crate::template::EMBEDDED
+                .iter()
+                .find(|(n, _)| *n == path(name))
+                .map(|(_, text)| *text)
+                .unwrap();
+            let (ws, _) = crate::template::split_header(text).unwrap();
+            assert!(ws.trim_blocks && ws.lstrip_blocks, "{name}");
+        }
     }
 
     #[test]
     fn undefined_variables_are_errors_without_values_in_the_message() {
         #[derive(Serialize)]
         struct Partial {
-            bootstrap_token: &'static str,
+            kubeadm_bootstrap_token: &'static str,
         }
         let err = render(
             "kubeadm-join.yaml.j2",
             &Partial {
-                bootstrap_token: "abcdef.0123456789abcdef",
+                kubeadm_bootstrap_token: "abcdef.0123456789abcdef",
             },
         )
         .unwrap_err();

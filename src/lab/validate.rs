@@ -220,14 +220,15 @@ pub fn check(
     c.label(&path!["name"], "lab name", &file.name, 30);
 
     let vh = check_virthost(virthost.0, virthost.1, &mut c.diags);
-    let networks = check_networks(&mut c, &file.networks);
+    let networks = check_networks(&mut c, &file.name, &file.networks);
     let image = check_image(&mut c, &file.image);
     let vms = check_vms(&mut c, file, &networks);
     let kubernetes = file
         .kubernetes
         .as_ref()
         .and_then(|k| check_kubernetes(&mut c, k, &networks, &vms, lab_path));
-    check_scenarios(&mut c, file, &vms);
+    check_scenarios(&mut c, file, &networks, &vms);
+    let links = check_links(&mut c, file, &vms);
     for key in file.vars.keys() {
         if !is_identifier(key) {
             c.error(
@@ -253,6 +254,7 @@ pub fn check(
             image,
             vms,
             kubernetes,
+            links,
             scenarios: file.scenarios.clone(),
             vars: file.vars.clone(),
         },
@@ -409,7 +411,7 @@ fn check_address(c: &mut Checker<'_>, path: &[Seg], addr: &str) {
     }
 }
 
-fn check_networks(c: &mut Checker<'_>, nets: &[NetworkFile]) -> Vec<Network> {
+fn check_networks(c: &mut Checker<'_>, lab: &str, nets: &[NetworkFile]) -> Vec<Network> {
     let mut out: Vec<Network> = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, n) in nets.iter().enumerate() {
@@ -482,7 +484,10 @@ fn check_networks(c: &mut Checker<'_>, nets: &[NetworkFile]) -> Vec<Network> {
                 let bridge = n
                     .bridge
                     .clone()
-                    .unwrap_or_else(|| format!("klbr-{}", &short_hash(&n.name)[..8]));
+                    // per lab and network: two labs' bridges never share a name
+                    .unwrap_or_else(|| {
+                        format!("klbr-{}", &short_hash(&format!("{lab}/{}", n.name))[..8])
+                    });
                 NetworkKind::Bridged {
                     bridge,
                     nic: n.nic.clone(),
@@ -1435,9 +1440,19 @@ fn check_kubernetes(
             p
         }
     });
+    let runtime = k.runtime.unwrap_or(Runtime::Containerd);
+    let runtime_packages = k.runtime_packages.unwrap_or(RuntimePackages::Upstream);
+    if runtime == Runtime::Crio && runtime_packages == RuntimePackages::Distro {
+        c.error_help(
+            &at("runtime_packages"),
+            "CRI-O comes from its own repository, matching the Kubernetes minor",
+            "`runtime_packages: distro` applies to docker and containerd; remove it for crio",
+        );
+    }
     Some(Kubernetes {
         version: version.trim_start_matches('v').to_string(),
-        runtime: k.runtime.unwrap_or(Runtime::Containerd),
+        runtime,
+        runtime_packages,
         cni: k.cni.unwrap_or(Cni::Flannel),
         ip_family,
         pod_cidrs,
@@ -1451,7 +1466,25 @@ fn check_kubernetes(
     })
 }
 
-fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
+/// `vni` and `port` of a scenario's VXLAN links.
+fn check_vxlan_params(c: &mut Checker<'_>, i: usize, vni: Option<u32>, port: Option<u16>) {
+    if let Some(v) = vni
+        && (v == 0 || v > 0xFF_FFFF)
+    {
+        c.error(
+            &path!["scenarios", i, "params", "vni"],
+            format!("VNI {v} is outside 1..16777215"),
+        );
+    }
+    if port == Some(0) {
+        c.error(
+            &path!["scenarios", i, "params", "port"],
+            "UDP port 0 is not a port",
+        );
+    }
+}
+
+fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vms: &[Vm]) {
     let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, s) in file.scenarios.iter().enumerate() {
@@ -1479,6 +1512,7 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
             ScenarioFile::RatchetPairs(p) => p.mode == crate::scenario::RatchetMode::RatchetCni,
             ScenarioFile::Glusterfs(p) => p.mode == crate::scenario::ClusterMode::Kubernetes,
             ScenarioFile::CrioBuildah(p) => p.mode == crate::scenario::ClusterMode::Kubernetes,
+            ScenarioFile::Ipv6Ping6(p) => p.mode == Some(crate::scenario::ClusterMode::Kubernetes),
             _ => false,
         };
         if needs_k8s && file.kubernetes.is_none() && !c.unreadable.kubernetes {
@@ -1491,6 +1525,13 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
             );
         }
         match s {
+            ScenarioFile::ServiceChain(p) if p.engine == crate::scenario::Engine::Netns => {
+                c.error_help(
+                    &path!["scenarios", i, "params", "engine"],
+                    "the service chain runs containers: engine podman or docker",
+                    "engine: podman",
+                );
+            }
             ScenarioFile::Overlay(p) => {
                 let hosts = if p.hosts.is_empty() {
                     let n = s.default_vms(vms).len();
@@ -1628,13 +1669,93 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
                     parse_ip4(c, &path!["scenarios", i, "params", "outside"], o);
                 }
             }
-            ScenarioFile::CloudRouter(p) if !p.hosts.is_empty() && p.hosts.len() != 2 => {
-                c.error(
-                    &path!["scenarios", i, "params", "hosts"],
-                    "the cloud router spans exactly two hosts",
-                );
+            ScenarioFile::CloudRouter(p) => {
+                if !p.hosts.is_empty() && p.hosts.len() != 2 {
+                    c.error(
+                        &path!["scenarios", i, "params", "hosts"],
+                        "the cloud router spans exactly two hosts",
+                    );
+                } else if p.hosts.is_empty() && vms.len() < 2 && !c.unreadable.vms {
+                    c.error(
+                        &path!["scenarios", i, "name"],
+                        "the cloud router spans two hosts: the lab needs two VMs",
+                    );
+                } else if p.hosts.len() == 2 && p.hosts[0] == p.hosts[1] {
+                    c.error(
+                        &path!["scenarios", i, "params", "hosts", 1],
+                        "the cloud router spans two different hosts",
+                    );
+                }
+                check_vxlan_params(c, i, p.vni, p.port);
             }
             ScenarioFile::RatchetPairs(p) => {
+                check_vxlan_params(c, i, p.vni, p.port);
+                if p.mode == crate::scenario::RatchetMode::RatchetCni {
+                    match &p.binaries_url {
+                        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+                            c.error(
+                                &path!["scenarios", i, "params", "binaries_url"],
+                                format!("`{u}` is not an http(s) URL"),
+                            );
+                        }
+                        _ => {}
+                    }
+                    let sha_ok = p
+                        .binaries_sha256
+                        .as_ref()
+                        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+                    if p.binaries_url.is_some() && !sha_ok {
+                        c.error(
+                            &path!["scenarios", i, "params", "binaries_sha256"],
+                            "binaries_sha256 must be the archive's SHA-256 as 64 hex digits",
+                        );
+                    }
+                } else {
+                    for (key, set) in [
+                        ("binaries_url", p.binaries_url.is_some()),
+                        ("binaries_sha256", p.binaries_sha256.is_some()),
+                        ("etcd_image", p.etcd_image.is_some()),
+                        ("pod_image", p.pod_image.is_some()),
+                    ] {
+                        if set {
+                            c.warning(
+                                &path!["scenarios", i, "params", key],
+                                format!("`{key}` is only used in mode ratchet-cni"),
+                            );
+                        }
+                    }
+                }
+                if let Some(v) = p.vni
+                    && u64::from(v) + p.pairs.len() as u64 > 0xFF_FFFF
+                {
+                    c.error(
+                        &path!["scenarios", i, "params", "vni"],
+                        format!("VNI {v} + {} pairs goes past 16777215", p.pairs.len()),
+                    );
+                }
+                if p.pairs.is_empty() && vms.len() < 2 && !c.unreadable.vms {
+                    c.error_help(
+                        &path!["scenarios", i, "name"],
+                        "the default ratchet pair spans two VMs: the lab needs two, or give `pairs`",
+                        "pairs: [{primary: {name: a, vm: node-1, ip: 192.168.2.100/24}, pair: {name: b, vm: node-1, ip: 192.168.2.101/24}}]",
+                    );
+                }
+                let mut names: BTreeMap<(&str, &str), (usize, &str)> = BTreeMap::new();
+                for (k, pair) in p.pairs.iter().enumerate() {
+                    for (side, end) in [("primary", &pair.primary), ("pair", &pair.pair)] {
+                        if let Some((first, first_side)) =
+                            names.insert((end.vm.as_str(), end.name.as_str()), (k, side))
+                        {
+                            c.error(
+                                &path!["scenarios", i, "params", "pairs", k, side, "name"],
+                                format!(
+                                    "workload `{}` on {} is also pairs[{first}].{first_side}: one link per workload",
+                                    end.name, end.vm
+                                ),
+                            );
+                        }
+                    }
+                }
                 for (k, pair) in p.pairs.iter().enumerate() {
                     for (side, end) in [("primary", &pair.primary), ("pair", &pair.pair)] {
                         let base = path!["scenarios", i, "params", "pairs", k, side].to_vec();
@@ -1656,57 +1777,411 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) {
                     }
                 }
             }
-            ScenarioFile::Ipv6Ping6(p) => {
-                if !p.nodes.is_empty() && p.nodes.len() != 2 {
-                    c.error(
-                        &path!["scenarios", i, "params", "nodes"],
-                        "ping6 runs between exactly two nodes",
-                    );
-                }
-                if p.through_nat64 == Some(true) && !vms.iter().any(|v| v.has_role("nat64")) {
-                    c.error(
-                        &path!["scenarios", i, "params", "through_nat64"],
-                        "through_nat64 needs a VM with role `nat64`",
-                    );
-                }
-            }
-            ScenarioFile::Glusterfs(p) => {
-                let storage: Vec<&Vm> = vms.iter().filter(|v| v.has_role("storage")).collect();
-                if storage.len() < 2 {
-                    c.error_help(
-                        &path!["scenarios", i, "name"],
-                        format!(
-                            "glusterfs needs at least two VMs with role `storage` (found {})",
-                            storage.len()
-                        ),
-                        "give the storage VMs `roles: [storage]` and a spare disk each",
-                    );
-                }
-                for v in &storage {
-                    if v.spare_disks.is_empty() {
-                        c.error(
-                            &path!["scenarios", i, "name"],
-                            format!("storage VM `{}` has no spare disk for a brick", v.name),
-                        );
-                    }
-                }
-                if let Some(r) = p.replica {
-                    let why = if r < 2 {
-                        Some(format!("replica {r} is no replication: use 2 or more"))
-                    } else if r as usize > storage.len().max(2) {
-                        Some(format!(
-                            "replica {r} needs {r} storage VMs, the lab has {}",
-                            storage.len()
-                        ))
-                    } else {
-                        None
-                    };
-                    if let Some(why) = why {
-                        c.error(&path!["scenarios", i, "params", "replica"], why);
-                    }
-                }
-            }
+            ScenarioFile::Ipv6Ping6(p) => check_ping6(c, file, networks, vms, i, p),
+            ScenarioFile::Glusterfs(p) => check_glusterfs(c, vms, i, p),
+            ScenarioFile::CrioBuildah(p) => check_crio_buildah(c, file, i, p),
             _ => {}
         }
+    }
+}
+
+/// A VNI for a link across VMs that gives none: from a hash of the lab's
+/// name and both endpoints, in 100000..16000000 (clear of the small VNIs
+/// people pick by hand), stable across runs.
+pub fn derived_vni(lab: &str, a: &LinkEndpoint, b: &LinkEndpoint) -> u32 {
+    use sha2::{Digest, Sha256};
+    let key = format!(
+        "{lab}/{}/{}/{}/{}/{}/{}",
+        a.vm, a.endpoint, a.ifname, b.vm, b.endpoint, b.ifname
+    );
+    let h = Sha256::digest(key.as_bytes());
+    let n = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+    100_000 + n % 15_900_000
+}
+
+fn check_links(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) -> Vec<Link> {
+    use crate::playbook::links::{EndpointKeys, ifname_problem};
+    use crate::playbook::modules::{Count, Text};
+    let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
+    let mut links = Vec::new();
+    // (vm, endpoint, ifname) → where it was first used.
+    let mut used: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    let mut vnis: BTreeMap<u32, usize> = BTreeMap::new();
+    for (i, l) in file.links.iter().enumerate() {
+        if l.endpoints.len() != 2 {
+            c.error_help(
+                &path!["links", i, "endpoints"],
+                format!(
+                    "a link has exactly two endpoints, this one has {}",
+                    l.endpoints.len()
+                ),
+                "one VM twice: a veth pair; two VMs: a VXLAN tunnel",
+            );
+            continue;
+        }
+        let mut ends = Vec::new();
+        for (k, e) in l.endpoints.iter().enumerate() {
+            let base = path!["links", i, "endpoints", k];
+            let at = |key: &str| {
+                let mut p = base.clone();
+                p.push(Seg::Key(key.into()));
+                p
+            };
+            let mut ok = true;
+            if !names.contains(&e.vm.as_str()) && !c.unreadable.vms {
+                let mut help = format!("VMs of this lab: {}", names.join(", "));
+                if let Some(best) = crate::yaml::closest(&e.vm, names.iter().copied()) {
+                    help = format!("did you mean `{best}`? ({help})");
+                }
+                c.error_help(&at("vm"), format!("unknown VM `{}`", e.vm), help);
+                ok = false;
+            }
+            let text = |s: &Option<String>| s.as_ref().map(|v| Text(v.clone()));
+            let (netns, container, pod) = (text(&e.netns), text(&e.container), text(&e.pod));
+            let runtime = e.runtime.map(|r| {
+                Text(
+                    match r {
+                        ContainerRuntimeFile::Podman => "podman",
+                        ContainerRuntimeFile::Docker => "docker",
+                        ContainerRuntimeFile::Crio => "crio",
+                    }
+                    .into(),
+                )
+            });
+            let keys = EndpointKeys {
+                netns: netns.as_ref(),
+                container: container.as_ref(),
+                runtime: runtime.as_ref(),
+                pod: pod.as_ref(),
+                pid: None::<Count>,
+            };
+            let mut problems = Vec::new();
+            keys.problems(&base, &mut problems);
+            for (p, m) in problems {
+                c.error(&p, m);
+                ok = false;
+            }
+            if let Some(why) = ifname_problem(&e.ifname) {
+                c.error(&at("ifname"), why);
+                ok = false;
+            }
+            let mut addresses = Vec::new();
+            for (j, a) in e.addresses.iter().enumerate() {
+                match a.parse::<IpNet>() {
+                    Ok(n) => addresses.push(n),
+                    Err(_) => {
+                        let mut p = at("addresses");
+                        p.push(Seg::Index(j));
+                        c.error(
+                            &p,
+                            format!("`{a}` is not an address with prefix length (e.g. 10.0.1.1/24 or fd00::1/64)"),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            for (key, mtu) in [("mtu", e.mtu)] {
+                if let Some(m) = mtu
+                    && !(68..=65535).contains(&m)
+                {
+                    c.error(&at(key), format!("MTU {m} is outside 68..65535"));
+                    ok = false;
+                }
+            }
+            let endpoint = if ok { keys.endpoint().ok() } else { None };
+            if let Some(endpoint) = endpoint {
+                let id = (e.vm.clone(), endpoint.to_string(), e.ifname.clone());
+                if let Some(first) = used.insert(id, i)
+                    && first != i
+                {
+                    c.error(
+                        &at("ifname"),
+                        format!(
+                            "{} on {} ({endpoint}) is already an end of links[{first}]",
+                            e.ifname, e.vm
+                        ),
+                    );
+                }
+                ends.push(LinkEndpoint {
+                    vm: e.vm.clone(),
+                    endpoint,
+                    ifname: e.ifname.clone(),
+                    addresses,
+                    mtu: e.mtu.or(l.mtu),
+                });
+            }
+        }
+        if let Some(m) = l.mtu
+            && !(68..=65535).contains(&m)
+        {
+            c.error(
+                &path!["links", i, "mtu"],
+                format!("MTU {m} is outside 68..65535"),
+            );
+        }
+        if l.port == Some(0) {
+            c.error(&path!["links", i, "port"], "UDP port 0 is not a port");
+        }
+        let [a, b]: [LinkEndpoint; 2] = match ends.try_into() {
+            Ok(pair) => pair,
+            Err(_) => continue,
+        };
+        let local = a.vm == b.vm;
+        if local && a.endpoint == b.endpoint && a.ifname == b.ifname {
+            c.error(
+                &path!["links", i, "endpoints", 1, "ifname"],
+                "both ends of this veth are the same interface",
+            );
+            continue;
+        }
+        let vni = if local {
+            if l.vni.is_some() || l.port.is_some() {
+                c.warning(
+                    &path!["links", i],
+                    "both ends are on one VM (a veth pair): `vni` and `port` are not used",
+                );
+            }
+            None
+        } else {
+            let vni = match l.vni {
+                Some(v) if v == 0 || v > 0xFF_FFFF => {
+                    c.error(
+                        &path!["links", i, "vni"],
+                        format!("VNI {v} is outside 1..16777215"),
+                    );
+                    continue;
+                }
+                Some(v) => {
+                    if let Some(first) = vnis.get(&v) {
+                        c.error(
+                            &path!["links", i, "vni"],
+                            format!("VNI {v} is also used by links[{first}]"),
+                        );
+                    }
+                    v
+                }
+                None => {
+                    let mut v = derived_vni(&file.name, &a, &b);
+                    while vnis.contains_key(&v) {
+                        v += 1;
+                    }
+                    v
+                }
+            };
+            vnis.insert(vni, i);
+            Some(vni)
+        };
+        links.push(Link {
+            ends: [a, b],
+            vni,
+            port: l.port.unwrap_or(4789),
+        });
+    }
+    links
+}
+
+fn check_ping6(
+    c: &mut Checker<'_>,
+    file: &LabFile,
+    networks: &[Network],
+    vms: &[Vm],
+    i: usize,
+    p: &crate::scenario::Ipv6Ping6Params,
+) {
+    let at = |f: &str| path!["scenarios", i, "params", f];
+    if !p.nodes.is_empty() && p.nodes.len() != 2 {
+        c.error(&at("nodes"), "ping6 runs between exactly two nodes");
+    } else if p.nodes.len() == 2 && p.nodes[0] == p.nodes[1] {
+        c.error(&at("nodes"), "ping6 runs between two different nodes");
+    } else if p.nodes.is_empty() && p.node_vms(vms).len() < 2 {
+        c.error_help(
+            &path!["scenarios", i, "name"],
+            "ipv6-ping6 needs two nodes to ping between",
+            "add a second VM, or name two with `params: {nodes: [a, b]}`",
+        );
+    }
+    if !networks.iter().any(|n| n.ipv6.is_some()) {
+        c.error_help(
+            &path!["scenarios", i, "name"],
+            "ipv6-ping6 needs a network with `ipv6`",
+            "give a network of the lab an IPv6 prefix, e.g. `ipv6: fd00:10::/64`",
+        );
+    }
+    let nat64: Vec<&Vm> = vms.iter().filter(|v| v.has_role("nat64")).collect();
+    if p.through_nat64 == Some(true) && nat64.is_empty() {
+        c.error(
+            &at("through_nat64"),
+            "through_nat64 needs a VM with role `nat64`",
+        );
+    }
+    if let Some(n) = nat64
+        .iter()
+        .find(|v| p.nodes.iter().any(|node| node == &v.name))
+        .filter(|_| p.through_nat64 == Some(true))
+    {
+        c.error(
+            &at("nodes"),
+            format!(
+                "`{}` is the NAT64 VM; ping6 runs between two other nodes",
+                n.name
+            ),
+        );
+    }
+    if let Some(t) = &p.nat64_target {
+        match t.parse::<Ipv4Addr>() {
+            Ok(_) if p.through_nat64 != Some(true) => c.warning(
+                &at("nat64_target"),
+                "nat64_target is unused without `through_nat64: true`",
+            ),
+            Ok(_) => {}
+            Err(_) => {
+                c.error(&at("nat64_target"), format!("`{t}` is not an IPv4 address"));
+            }
+        }
+    } else if p.through_nat64 == Some(true) && !networks.iter().any(|n| n.gateway4().is_some()) {
+        c.error_help(
+            &at("through_nat64"),
+            "no IPv4 address to ping through NAT64: no NAT or isolated network has `ipv4`",
+            "set `nat64_target` to an IPv4 address the NAT64 VM reaches",
+        );
+    }
+    if p.mode == Some(crate::scenario::ClusterMode::Kubernetes)
+        && let Some(k) = &file.kubernetes
+        && k.ip_family.unwrap_or(IpFamily::Ipv4) == IpFamily::Ipv4
+    {
+        c.error_help(
+            &at("mode"),
+            "ping6 between pods needs an IPv6 or dual-stack cluster",
+            "set `kubernetes.ip_family: ipv6` (or `dual`), or `mode: host`",
+        );
+    }
+}
+
+fn check_glusterfs(
+    c: &mut Checker<'_>,
+    vms: &[Vm],
+    i: usize,
+    p: &crate::scenario::GlusterfsParams,
+) {
+    let storage_names = p.storage_vms(vms);
+    let storage: Vec<&Vm> = storage_names
+        .iter()
+        .filter_map(|n| vms.iter().find(|v| &v.name == n))
+        .collect();
+    // Where the storage VMs were chosen: the params, or the scenario itself
+    // (roles).
+    let storage_at = if p.storage.is_empty() {
+        path!["scenarios", i, "name"].to_vec()
+    } else {
+        path!["scenarios", i, "params", "storage"].to_vec()
+    };
+    if storage_names.len() < 2 {
+        if p.storage.is_empty() {
+            c.error_help(
+                &storage_at,
+                format!(
+                    "glusterfs needs at least two VMs with role `storage` (found {})",
+                    storage_names.len()
+                ),
+                "give the storage VMs `roles: [storage]` and a spare disk each",
+            );
+        } else {
+            c.error(&storage_at, "glusterfs needs at least two storage VMs");
+        }
+    }
+    if p.mode == crate::scenario::ClusterMode::Kubernetes && storage_names.len() == 2 {
+        c.error_help(
+            &storage_at,
+            "glusterfs in Kubernetes mode needs three storage VMs: heketi keeps its own database on a replica-3 volume",
+            "add a third storage VM, or use `mode: host`",
+        );
+    }
+    for (k, name) in storage_names.iter().enumerate() {
+        if storage_names[..k].contains(name) {
+            c.error(&storage_at, format!("storage VM `{name}` is listed twice"));
+        }
+    }
+    for v in &storage {
+        if v.spare_disks.is_empty() {
+            c.error(
+                &storage_at,
+                format!("storage VM `{}` has no spare disk for a brick", v.name),
+            );
+        }
+    }
+    if let Some(r) = p.replica {
+        let why = if r < 2 {
+            Some(format!("replica {r} is no replication: use 2 or more"))
+        } else if r as usize > storage_names.len().max(2) {
+            Some(format!(
+                "replica {r} needs {r} storage VMs, the lab has {}",
+                storage_names.len()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            c.error(&path!["scenarios", i, "params", "replica"], why);
+        }
+    }
+    let replica = p.replica_count(vms) as usize;
+    if replica >= 2 && storage_names.len() > replica && !storage_names.len().is_multiple_of(replica)
+    {
+        let at = if p.replica.is_some() {
+            path!["scenarios", i, "params", "replica"].to_vec()
+        } else {
+            storage_at.clone()
+        };
+        c.error_help(
+            &at,
+            format!(
+                "{} storage VMs do not make whole replica sets of {replica}",
+                storage_names.len()
+            ),
+            "use a number of storage VMs that is a multiple of `replica`, or set `replica`",
+        );
+    }
+    if let Some(v) = &p.volume {
+        c.label(
+            &path!["scenarios", i, "params", "volume"],
+            "volume name",
+            v,
+            40,
+        );
+    }
+}
+
+fn check_crio_buildah(
+    c: &mut Checker<'_>,
+    file: &LabFile,
+    i: usize,
+    p: &crate::scenario::CrioBuildahParams,
+) {
+    let at = |f: &str| path!["scenarios", i, "params", f];
+    if p.mode == crate::scenario::ClusterMode::Kubernetes
+        && let Some(k) = &file.kubernetes
+        && k.runtime.unwrap_or(Runtime::Containerd) != Runtime::Crio
+    {
+        c.error_help(
+            &at("mode"),
+            "crio-buildah builds into CRI-O's image store: the cluster needs `runtime: crio`",
+            "set `kubernetes.runtime: crio`, or `mode: host` to run the image with podman",
+        );
+    }
+    if let Some(image) = &p.image
+        && let Some(why) = crate::scenario::image_reference_problem(image)
+    {
+        c.error(
+            &at("image"),
+            format!("`{image}` is not an image reference: {why}"),
+        );
+    }
+    if let Some(label) = &p.node_label
+        && let Some(why) = crate::scenario::node_label_problem(label)
+    {
+        c.error(
+            &at("node_label"),
+            format!("`{label}` is not a node label: {why}"),
+        );
     }
 }

@@ -87,6 +87,16 @@ impl HostPattern {
     /// Select hosts, in inventory order. `hosts` are `(name, groups)`.
     /// Returns indexes into `hosts`, or an error naming an unknown term.
     pub fn select(&self, hosts: &[(&str, &[String])]) -> Result<Vec<usize>, String> {
+        self.select_declared(hosts, &[])
+    }
+
+    /// Like [`HostPattern::select`], where the `declared` groups are known
+    /// names even when no host is in them (they select nothing).
+    pub fn select_declared(
+        &self,
+        hosts: &[(&str, &[String])],
+        declared: &[String],
+    ) -> Result<Vec<usize>, String> {
         let mut chosen = vec![false; hosts.len()];
         for (i, term) in self.terms.iter().enumerate() {
             let mut matched: Vec<usize> = hosts
@@ -97,7 +107,7 @@ impl HostPattern {
                 })
                 .map(|(i, _)| i)
                 .collect();
-            if matched.is_empty() && term.name != "all" {
+            if matched.is_empty() && term.name != "all" && !declared.contains(&term.name) {
                 return Err(format!(
                     "`{}`: no group or host is called `{}`",
                     self.text, term.name
@@ -105,6 +115,7 @@ impl HostPattern {
             }
             if let Some(index) = term.index {
                 matched = match matched.get(index) {
+                    None if matched.is_empty() => Vec::new(),
                     Some(h) => vec![*h],
                     None => {
                         return Err(format!(
@@ -185,5 +196,20 @@ mod tests {
         assert!(HostPattern::parse("&a").is_err());
         assert!(HostPattern::parse("a[x]").is_err());
         assert!(HostPattern::parse("a b").is_err());
+    }
+
+    #[test]
+    fn declared_groups_may_be_empty() {
+        let w = vec!["worker".to_string()];
+        let hosts: Vec<(&str, &[String])> = vec![("w1", &w)];
+        let declared = vec!["lb".to_string()];
+        let p = HostPattern::parse("lb").unwrap();
+        assert_eq!(
+            p.select_declared(&hosts, &declared).unwrap(),
+            Vec::<usize>::new()
+        );
+        assert!(p.select(&hosts).is_err());
+        let p = HostPattern::parse("lb[0]:worker").unwrap();
+        assert_eq!(p.select_declared(&hosts, &declared).unwrap(), vec![0]);
     }
 }

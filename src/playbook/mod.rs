@@ -1,6 +1,8 @@
 //! Playbooks: what to do on which hosts, as YAML.
 //!
-//! A playbook is a list of plays `{name, hosts, vars?, steps}`; a step is
+//! A playbook is a list of plays `{name, hosts, vars?, gather_facts?,
+//! when?, serial?, steps}` and imports `- import_playbook: NAME` (another
+//! playbook's plays, in place); a step is
 //! `{name, <one module>: {...}, when?, loop?, register?, become?,
 //! changed_when?, failed_when?, retries?, delay?, until?, secret?, tags?}`.
 //! Loading checks everything that can be checked without hosts (field
@@ -9,6 +11,7 @@
 //! at once, each with file:line:col.
 
 pub mod hosts;
+pub mod links;
 pub mod modules;
 
 use std::path::Path;
@@ -88,6 +91,13 @@ pub struct Play {
     /// Gather facts before the first step (default true); modules that
     /// need facts (`package`, `service`) gather them anyway.
     pub gather_facts: bool,
+    /// Run on this many hosts at a time (default: all at once).
+    pub serial: Option<usize>,
+    /// Evaluated once before the play, with the run's variables (lab and
+    /// stage variables, `groups`, `--var`; no host's): when false the play
+    /// is skipped whole and its `hosts` are not resolved. One playbook can
+    /// then hold alternatives, e.g. a scenario's host and Kubernetes modes.
+    pub when: Option<Condition>,
     pub steps: Vec<Step>,
     pub span: Span,
 }
@@ -228,6 +238,17 @@ impl PlayVars {
     }
 }
 
+impl<'a> IntoIterator for &'a PlayVars {
+    type Item = (&'a String, &'a serde_json::Value);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, serde_json::Value)>,
+        fn(&'a (String, serde_json::Value)) -> (&'a String, &'a serde_json::Value),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
 impl<'de> Deserialize<'de> for PlayVars {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -260,6 +281,8 @@ struct PlayFile {
     #[serde(default)]
     vars: PlayVars,
     gather_facts: Option<bool>,
+    serial: Option<usize>,
+    when: Option<Condition>,
     #[allow(dead_code)]
     steps: de::IgnoredAny,
 }
@@ -272,13 +295,50 @@ pub fn load(path: &Path, templates: &Templates) -> Result<Playbook, Diagnostics>
     }
 }
 
-/// Check a playbook from its text; `path` names it in messages.
+/// Check a playbook from its text; `path` names it in messages. Imports
+/// resolve among the built-in playbooks (see [`load_str_in`]).
 pub fn load_str(path: &Path, text: &str, templates: &Templates) -> Result<Playbook, Diagnostics> {
-    let file = SourceFile::new(path, text);
+    load_str_in(path, text, templates, None)
+}
+
+/// How deep `import_playbook` may nest (an import cycle stops here too).
+pub const MAX_IMPORT_DEPTH: usize = 8;
+
+/// Check a playbook from its text. An item `- import_playbook: NAME` puts
+/// the plays of playbook NAME there: a file next to the importing one,
+/// else as [`find`] resolves it (`playbook_dir` first, then the built-in
+/// ones). Errors in an imported playbook point into that playbook.
+pub fn load_str_in(
+    path: &Path,
+    text: &str,
+    templates: &Templates,
+    playbook_dir: Option<&Path>,
+) -> Result<Playbook, Diagnostics> {
     let mut diags = Diagnostics::default();
+    let mut stack = vec![path.to_path_buf()];
+    let (file, plays) = load_plays(path, text, templates, playbook_dir, &mut stack, &mut diags);
+    if diags.has_errors() {
+        Err(diags.sorted())
+    } else {
+        Ok(Playbook { file, plays })
+    }
+}
+
+fn load_plays(
+    path: &Path,
+    text: &str,
+    templates: &Templates,
+    playbook_dir: Option<&Path>,
+    stack: &mut Vec<std::path::PathBuf>,
+    diags: &mut Diagnostics,
+) -> (Arc<SourceFile>, Vec<Play>) {
+    let file = SourceFile::new(path, text);
     let root = match crate::lab::load::parse_file(&file) {
         Ok(r) => r,
-        Err(d) => return Err(Diagnostics(vec![d])),
+        Err(d) => {
+            diags.push(d);
+            return (file, Vec::new());
+        }
     };
     let Some(items) = root.as_seq() else {
         diags.push(Diagnostic::error(
@@ -289,19 +349,108 @@ pub fn load_str(path: &Path, text: &str, templates: &Templates) -> Result<Playbo
                 root.describe()
             ),
         ));
-        return Err(diags);
+        return (file, Vec::new());
     };
     let mut plays = Vec::new();
     for item in items {
-        if let Some(play) = load_play(&file, item, templates, &mut diags) {
+        if let Some(import) = item.get("import_playbook") {
+            plays.extend(import_plays(
+                &file,
+                item,
+                import,
+                templates,
+                playbook_dir,
+                stack,
+                diags,
+            ));
+        } else if let Some(play) = load_play(&file, item, templates, diags) {
             plays.push(play);
         }
     }
-    if diags.has_errors() {
-        Err(diags.sorted())
-    } else {
-        Ok(Playbook { file, plays })
+    (file, plays)
+}
+
+fn import_plays(
+    file: &Arc<SourceFile>,
+    item: &Node,
+    import: &Node,
+    templates: &Templates,
+    playbook_dir: Option<&Path>,
+    stack: &mut Vec<std::path::PathBuf>,
+    diags: &mut Diagnostics,
+) -> Vec<Play> {
+    if let Some(entries) = item.as_map()
+        && let Some((k, _)) = entries
+            .iter()
+            .find(|(k, _)| k.as_str() != Some("import_playbook"))
+    {
+        diags.push(Diagnostic::error(
+            file,
+            Some(k.span),
+            format!(
+                "an import is `- import_playbook: NAME` alone; `{}` does not belong here",
+                k.as_str().unwrap_or("")
+            ),
+        ));
+        return Vec::new();
     }
+    let Some(name) = import.as_str() else {
+        diags.push(Diagnostic::error(
+            file,
+            Some(import.span),
+            format!(
+                "import_playbook takes a playbook name, found {}",
+                import.describe()
+            ),
+        ));
+        return Vec::new();
+    };
+    if stack.len() > MAX_IMPORT_DEPTH {
+        diags.push(Diagnostic::error(
+            file,
+            Some(import.span),
+            format!("imports nest deeper than {MAX_IMPORT_DEPTH} (an import cycle?)"),
+        ));
+        return Vec::new();
+    }
+    let sibling = file
+        .path
+        .parent()
+        .map(|d| d.join(name))
+        .filter(|p| p.is_file() && !file.path.starts_with("<built-in>"));
+    let found = match sibling {
+        Some(p) => std::fs::read_to_string(&p)
+            .map(|t| (p.clone(), t))
+            .map_err(|e| format!("cannot read {}: {e}", p.display())),
+        None => find(name, playbook_dir),
+    };
+    let (path, text) = match found {
+        Ok(x) => x,
+        Err(e) => {
+            diags.push(Diagnostic::error(file, Some(import.span), e));
+            return Vec::new();
+        }
+    };
+    if stack.contains(&path) {
+        diags.push(Diagnostic::error(
+            file,
+            Some(import.span),
+            format!("`{name}` imports itself (through {})", stack_names(stack)),
+        ));
+        return Vec::new();
+    }
+    stack.push(path.clone());
+    let (_, plays) = load_plays(&path, &text, templates, playbook_dir, stack, diags);
+    stack.pop();
+    plays
+}
+
+fn stack_names(stack: &[std::path::PathBuf]) -> String {
+    stack
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" → ")
 }
 
 fn load_play(
@@ -338,6 +487,11 @@ fn load_play(
         }
     }
     let header = header?;
+    if let Some(Condition::Expr(e)) = &header.when {
+        let before = diags.error_count();
+        check_expr(file, node.get("when"), e, templates, diags);
+        broken |= diags.error_count() > before;
+    }
     if broken {
         return None;
     }
@@ -346,6 +500,8 @@ fn load_play(
         hosts: hosts?,
         vars: header.vars,
         gather_facts: header.gather_facts.unwrap_or(true),
+        serial: header.serial,
+        when: header.when,
         steps,
         span: node.span,
     })
@@ -519,6 +675,15 @@ fn load_step(
             ),
         ));
     }
+    if let Some(Module::Copy(c)) = &module
+        && c.content.is_some() == c.src.is_some()
+    {
+        diags.push(Diagnostic::error(
+            file,
+            Some(value.span),
+            crate::apply::COPY_SOURCE,
+        ));
+    }
     if let Some(Module::Shell(a)) = &module {
         let span = value.get("script").map_or(value.span, |n| n.span);
         check_shell_quoting(file, span, &a.script, diags);
@@ -534,6 +699,14 @@ fn load_step(
     {
         let span = value.get("unless").map_or(value.span, |n| n.span);
         check_shell_quoting(file, span, u, diags);
+    }
+    let link_problems = match &module {
+        Some(Module::Link(l)) => l.problems(),
+        Some(Module::Route(r)) => r.problems(),
+        _ => Vec::new(),
+    };
+    for (path, message) in link_problems {
+        diags.push(Diagnostic::error(file, Some(value.span_at(&path)), message));
     }
     if let Some(Module::Assert(a)) = &module {
         for (i, expr) in a.that.iter().enumerate() {
@@ -729,5 +902,63 @@ mod find_tests {
         assert_eq!(text, "[]\n");
         let e = find("no-such-book", None).unwrap_err();
         assert!(e.contains("nodeprep-bench.yaml"), "{e}");
+    }
+
+    #[test]
+    fn imports_put_plays_in_place_and_report_cycles_and_unknown_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let play = |name: &str| {
+            format!(
+                "- name: {name}\n  hosts: all\n  steps:\n    - name: s\n      command: [\"true\"]\n"
+            )
+        };
+        std::fs::write(dir.path().join("b.yaml"), play("from b")).unwrap();
+        let top = format!(
+            "{}- import_playbook: b.yaml\n- import_playbook: nodeprep-bench\n",
+            play("first")
+        );
+        let t = Templates::default();
+        let pb = load_str_in(&dir.path().join("top.yaml"), &top, &t, None).unwrap();
+        let names: Vec<&str> = pb.plays.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["first", "from b", "node prep"]);
+        assert!(pb.plays[1].steps[0].location.contains("b.yaml:4:7"));
+
+        std::fs::write(dir.path().join("c.yaml"), "- import_playbook: d.yaml\n").unwrap();
+        std::fs::write(dir.path().join("d.yaml"), "- import_playbook: c.yaml\n").unwrap();
+        let e = load(&dir.path().join("c.yaml"), &t)
+            .unwrap_err()
+            .render(false);
+        assert!(e.contains("imports itself"), "{e}");
+
+        let e = load_str_in(
+            &dir.path().join("x.yaml"),
+            "- import_playbook: no-such\n  hosts: all\n",
+            &t,
+            None,
+        )
+        .unwrap_err()
+        .render(false);
+        assert!(e.contains("`hosts` does not belong here"), "{e}");
+        let e = load_str_in(
+            &dir.path().join("x.yaml"),
+            "- import_playbook: no-such\n",
+            &t,
+            None,
+        )
+        .unwrap_err()
+        .render(false);
+        assert!(e.contains("no playbook `no-such`"), "{e}");
+        assert!(e.contains("x.yaml:1:"), "{e}");
+    }
+
+    #[test]
+    fn every_built_in_playbook_loads() {
+        let t = Templates::default();
+        for (name, text) in EMBEDDED {
+            let path = Path::new("<built-in>/playbooks").join(name);
+            if let Err(d) = load_str_in(&path, text, &t, None) {
+                panic!("{name}:\n{}", d.render(false));
+            }
+        }
     }
 }

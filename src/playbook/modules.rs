@@ -230,12 +230,14 @@ pub enum Module {
     WaitFor(WaitForArgs),
     Fetch(FetchArgs),
     Assert(AssertArgs),
+    Link(Box<super::links::LinkArgs>),
+    Route(Box<super::links::RouteArgs>),
 }
 
 /// Module names as written in playbooks.
 pub const MODULE_NAMES: &[&str] = &[
     "command", "shell", "file", "copy", "template", "line", "sysctl", "modprobe", "package",
-    "service", "wait_for", "fetch", "assert",
+    "service", "wait_for", "fetch", "assert", "link", "route",
 ];
 
 impl Module {
@@ -254,6 +256,8 @@ impl Module {
             Module::WaitFor(_) => "wait_for",
             Module::Fetch(_) => "fetch",
             Module::Assert(_) => "assert",
+            Module::Link(_) => "link",
+            Module::Route(_) => "route",
         }
     }
 }
@@ -317,7 +321,11 @@ pub struct FileArgs {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CopyArgs {
-    pub content: Text,
+    /// The file's content; or
+    pub content: Option<Text>,
+    /// a file on the machine running kubelab whose bytes are copied
+    /// (binaries too).
+    pub src: Option<Text>,
     pub dest: Text,
     pub mode: Option<Mode>,
     pub owner: Option<Text>,
@@ -421,6 +429,12 @@ pub struct WaitForArgs {
 #[serde(deny_unknown_fields)]
 pub struct FetchArgs {
     pub path: Text,
+    /// Keep the content in this file on the machine running kubelab
+    /// (parent directories are made; changed when its content differs)
+    /// instead of registering it as `content`.
+    pub dest: Option<Text>,
+    /// Mode of `dest` (default 0600: fetched files are often credentials).
+    pub mode: Option<Mode>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

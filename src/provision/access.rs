@@ -1,6 +1,7 @@
 //! Reaching a lab's virthost: the transport for commands (this machine, or
 //! SSH honouring the lab's identity files, host-key policy and jump hosts),
-//! the libvirt URI, the lab lock, the VMs behind the virthost.
+//! libvirt on it (through that same SSH connection when it is remote), the
+//! lab lock, the VMs behind the virthost.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::transport::{
     Command, Exec, HostKeyPolicy, LocalTransport, Output, SshTarget, SshTransport, Transport,
     TransportError, quote,
 };
+use crate::virthost::libvirt::Connection;
 
 /// The way to the virthost.
 pub enum VirthostAccess {
@@ -86,6 +88,116 @@ impl VirthostAccess {
     }
 }
 
+/// libvirt's sockets on a virthost, in the order they are tried: the
+/// monolithic daemon's (Debian, Ubuntu; virtproxyd's on Fedora), then the
+/// modular QEMU daemon's.
+pub const LIBVIRT_SOCKETS: [&str; 2] = ["/run/libvirt/libvirt-sock", "/run/libvirt/virtqemud-sock"];
+
+/// A local Unix socket whose every connection is forwarded, over kubelab's
+/// own SSH connection to the virthost (so with the lab's keys, host-key
+/// policy and jump hosts), to libvirt's socket there: a
+/// `direct-streamlocal` channel per connection. libvirt on the workstation
+/// opens `qemu+unix:///system?socket=<local socket>`; nothing needs to be
+/// installed on the virthost besides libvirt and sshd. The socket lives in
+/// a fresh directory of mode 0700 (only this user can connect) and both go
+/// away on drop.
+pub struct LibvirtTunnel {
+    dir: PathBuf,
+    socket: PathBuf,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl LibvirtTunnel {
+    /// Find libvirt's socket on the virthost and listen locally.
+    pub async fn open(ssh: Arc<SshTransport>) -> Result<LibvirtTunnel, String> {
+        let probe = LIBVIRT_SOCKETS
+            .iter()
+            .map(|s| format!("if [ -S {s} ]; then echo {s}; exit 0; fi"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let out = ssh
+            .exec(
+                Exec::new(Command::script(format!("{probe}; exit 1")))
+                    .timeout(Duration::from_secs(30)),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let remote = out.stdout_str().trim().to_string();
+        if !out.status.success() || remote.is_empty() {
+            return Err(format!(
+                "no libvirt socket on the virthost ({}): is libvirtd running there?",
+                LIBVIRT_SOCKETS.join(", ")
+            ));
+        }
+        let dir = private_dir()
+            .map_err(|e| format!("cannot create a directory for the libvirt tunnel: {e}"))?;
+        let socket = dir.join("libvirt-sock");
+        let listener = match tokio::net::UnixListener::bind(&socket) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(format!("cannot listen on {}: {e}", socket.display()));
+            }
+        };
+        let accept = tokio::spawn(async move {
+            while let Ok((mut local, _)) = listener.accept().await {
+                let ssh = ssh.clone();
+                let remote = remote.clone();
+                tokio::spawn(async move {
+                    match ssh.open_unix_socket(&remote).await {
+                        Ok(mut channel) => {
+                            let _ = tokio::io::copy_bidirectional(&mut local, &mut channel).await;
+                        }
+                        // libvirt sees the connection close and reports it
+                        Err(e) => eprintln!("warning: libvirt tunnel: {e}"),
+                    }
+                });
+            }
+        });
+        Ok(LibvirtTunnel {
+            dir,
+            socket,
+            accept,
+        })
+    }
+
+    /// The libvirt URI that goes through this tunnel.
+    pub fn uri(&self) -> String {
+        format!(
+            "qemu+unix:///system?socket={}",
+            encode(&self.socket.display().to_string())
+        )
+    }
+}
+
+impl Drop for LibvirtTunnel {
+    fn drop(&mut self) {
+        self.accept.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A new directory of mode 0700 under `$XDG_RUNTIME_DIR` (else the temp dir).
+fn private_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    let mut last = None;
+    for _ in 0..8 {
+        let mut b = [0u8; 6];
+        let _ = getrandom::fill(&mut b);
+        let name: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        let dir = base.join(format!("kubelab-{}-{name}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free name")))
+}
+
 /// Percent-encode a URI query value.
 fn encode(v: &str) -> String {
     v.bytes()
@@ -99,54 +211,54 @@ fn encode(v: &str) -> String {
         .collect()
 }
 
-/// The libvirt URI of the lab's virthost: `qemu:///system` locally;
-/// `qemu+libssh2://user@host:port/system?keyfile=…&known_hosts=…` for a
-/// remote one (needs `virt-ssh-helper` from libvirt-daemon there). libvirt
-/// cannot go through jump hosts: such a virthost is refused here.
-pub fn libvirt_uri(lab: &Lab) -> Result<String, String> {
-    match &lab.virthost.connection {
-        VirthostConnection::Local => Ok("qemu:///system".into()),
-        VirthostConnection::Ssh(h) => {
-            if h.jump.is_some() {
-                return Err(format!(
-                    "virthost {} is behind a jump host; libvirt's SSH transport cannot use jump hosts",
-                    h.address
-                ));
+/// libvirt on the lab's virthost: the connection, and for a remote virthost
+/// the tunnel it goes through (closed after the connection).
+pub struct Libvirt {
+    conn: Connection,
+    _tunnel: Option<LibvirtTunnel>,
+}
+
+impl std::ops::Deref for Libvirt {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Libvirt {
+    /// `qemu:///system` on this machine; on a remote virthost, through a
+    /// [`LibvirtTunnel`] over the access's SSH connection.
+    pub async fn open(access: &VirthostAccess) -> Result<Libvirt, String> {
+        let (uri, tunnel) = match access {
+            VirthostAccess::Local(_) => ("qemu:///system".to_string(), None),
+            VirthostAccess::Remote(ssh) => {
+                let t = LibvirtTunnel::open(ssh.clone()).await?;
+                (t.uri(), Some(t))
             }
-            let mut q = vec![
-                format!(
-                    "known_hosts={}",
-                    encode(&h.known_hosts.display().to_string())
-                ),
-                format!(
-                    "known_hosts_verify={}",
-                    match h.host_key_policy {
-                        LabHostKeyPolicy::Strict => "normal",
-                        LabHostKeyPolicy::AcceptNew => "auto",
-                    }
-                ),
-            ];
-            if let Some(k) = h.identity_files.first() {
-                q.insert(0, format!("keyfile={}", encode(&k.display().to_string())));
-                q.push(format!(
-                    "sshauth={}",
-                    if h.agent { "agent,privkey" } else { "privkey" }
-                ));
-            } else if h.agent {
-                q.push("sshauth=agent".into());
-            }
-            let host = if h.address.contains(':') {
-                format!("[{}]", h.address)
-            } else {
-                h.address.clone()
-            };
-            Ok(format!(
-                "qemu+libssh2://{}@{host}:{}/system?{}",
-                encode(&h.user),
-                h.port,
-                q.join("&")
-            ))
+        };
+        let conn =
+            blocking(|| Connection::open(&uri)).map_err(|e| format!("libvirt at {uri}: {e}"))?;
+        Ok(Libvirt {
+            conn,
+            _tunnel: tunnel,
+        })
+    }
+
+    /// The blocking connection.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// Run blocking libvirt work from async code: on a multi-threaded runtime
+/// the worker hands its other tasks (the SSH connection, the libvirt
+/// tunnel) to the other workers first, so they go on while this blocks.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
         }
+        _ => f(),
     }
 }
 
@@ -270,16 +382,5 @@ mod tests {
         assert!(other.is_ok());
         first.release(&access).await;
         assert!(LabLock::acquire(&access, &path).await.is_ok());
-    }
-
-    #[test]
-    fn remote_libvirt_uri_carries_key_and_known_hosts() {
-        let text = "name: r\nvirthost: {address: 192.0.2.7, port: 2222, user: ops, identity_file: /k/id key, known_hosts: /k/kh}\nimage: {build: debian-12}\nnetworks:\n  - {name: lan, ipv4: 10.9.0.0/24}\nvms:\n  - {name: a}\n";
-        let (lab, _) = crate::lab::load_str(Path::new("r.yaml"), text, &Default::default())
-            .unwrap_or_else(|d| panic!("{}", d.render(false)));
-        assert_eq!(
-            libvirt_uri(&lab).unwrap(),
-            "qemu+libssh2://ops@192.0.2.7:2222/system?keyfile=/k/id%20key&known_hosts=/k/kh&known_hosts_verify=normal&sshauth=privkey"
-        );
     }
 }

@@ -178,6 +178,28 @@ pub fn seed_nics(lab: &Lab, vm: &Vm) -> Vec<SeedNic> {
         .collect()
 }
 
+/// A VM's fully qualified name in its guest: `<vm>.<lab>.test`.
+pub fn fqdn(lab: &Lab, vm: &str) -> String {
+    format!("{vm}.{}.test", lab.name)
+}
+
+/// A digest of what a VM's seed configures besides its secrets: host name,
+/// login user, guest network settings (16 hex digits).
+pub fn seed_digest(lab: &Lab, vm: &Vm, nics: &[SeedNic]) -> String {
+    use sha2::{Digest, Sha256};
+    let text = format!(
+        "{}\n{}\n{}\n{nics:?}",
+        vm.name,
+        fqdn(lab, &vm.name),
+        lab.image.user()
+    );
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The desired state. `base_image` is the virthost path of the base image
 /// (format `base_format`); `domain_type` is already resolved (no `auto`).
 pub fn desired(
@@ -251,6 +273,7 @@ pub fn desired(
             })
             .collect();
         let seed_volume = format!("{}-seed.img", vm.name);
+        let seed_nics = seed_nics(lab, vm);
         let domain = DomainSpec {
             lab: name.clone(),
             name: vm.name.clone(),
@@ -269,13 +292,14 @@ pub fn desired(
                 DomainType::Kvm => None,
             },
             guest_agent: true,
+            seed_digest: Some(seed_digest(lab, vm, &seed_nics)),
         };
         vms.push(DesiredVm {
             name: vm.name.clone(),
             volumes,
             seed_volume,
             domain,
-            seed_nics: seed_nics(lab, vm),
+            seed_nics,
             disks: devs,
         });
     }

@@ -124,7 +124,7 @@ pub async fn check(
             format!(
                 "{} answers (libvirt {})",
                 c.uri(),
-                c.libvirt_version()
+                super::access::blocking(|| c.libvirt_version())
                     .map(|(a, b, m)| format!("{a}.{b}.{m}"))
                     .unwrap_or_else(|_| "?".into())
             ),
@@ -217,7 +217,9 @@ pub async fn check(
                 (Some(c), Some(n)) => lab
                     .networks
                     .iter()
-                    .filter_map(|net| c.network_bridge(n, &net.name).ok())
+                    .filter_map(|net| {
+                        super::access::blocking(|| c.network_bridge(n, &net.name)).ok()
+                    })
                     .collect(),
                 _ => Vec::new(),
             };
@@ -265,26 +267,40 @@ pub async fn check(
         Err(e) => out.push(Finding::bad("routes", Severity::Warning, e, "")),
     }
 
-    // sshd forwarding on a remote virthost (VMs are reached through it)
+    // sshd forwarding on a remote virthost: VMs are reached through TCP
+    // forwarding, libvirt through stream-local (Unix socket) forwarding
     if let VirthostConnection::Ssh(h) = &lab.virthost.connection {
         match access
             .run(
-                Command::script("sshd -T 2>/dev/null | grep -i '^allowtcpforwarding'"),
+                Command::script(
+                    "sshd -T 2>/dev/null | grep -i -e '^allowtcpforwarding' -e '^allowstreamlocalforwarding'",
+                ),
                 Duration::from_secs(30),
             )
             .await
         {
             Ok(o) => {
-                let v = o.stdout_str().to_ascii_lowercase();
-                if v.contains(" no") || v.contains(" remote") {
+                let text = o.stdout_str().to_ascii_lowercase();
+                let refused: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.ends_with(" no") || l.ends_with(" remote"))
+                    .collect();
+                if refused.is_empty() {
+                    out.push(Finding::ok(
+                        "ssh-forwarding",
+                        "sshd allows TCP and Unix-socket forwarding",
+                    ));
+                } else {
                     out.push(Finding::bad(
                         "ssh-forwarding",
                         Severity::Blocking,
-                        format!("sshd on {} does not allow TCP forwarding ({})", h.address, v.trim()),
-                        "set `AllowTcpForwarding yes` (or `local`) in /etc/ssh/sshd_config on the virthost and reload sshd",
+                        format!(
+                            "sshd on {} does not allow the forwarding kubelab needs ({})",
+                            h.address,
+                            refused.join(", ")
+                        ),
+                        "set `AllowTcpForwarding yes` and `AllowStreamLocalForwarding yes` (or `local`) in /etc/ssh/sshd_config on the virthost and reload sshd",
                     ));
-                } else {
-                    out.push(Finding::ok("ssh-forwarding", "sshd allows TCP forwarding"));
                 }
             }
             Err(e) => out.push(Finding::bad(

@@ -9,6 +9,7 @@
 //! pinned before boot, then write the state directory.
 
 pub mod access;
+pub mod bridges;
 pub mod desired;
 pub mod doctor;
 pub mod plan;
@@ -23,11 +24,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use self::access::{LabLock, VirthostAccess, libvirt_uri, login_key_path, poll_until};
+use self::access::{LabLock, Libvirt, VirthostAccess, blocking, login_key_path, poll_until};
 use self::desired::{Desired, DesiredVm};
 use self::plan::{Action, Plan};
 use crate::lab::Lab;
 use crate::lab::model::NetworkKind;
+use crate::output::Status;
 use crate::state::{Inventory, VmRecord};
 use crate::transport::ssh::known_hosts::{parse_public_key, pin_host_key};
 use crate::transport::{Command, Exec, SshTarget, SshTransport, Transport, TransportError};
@@ -67,9 +69,63 @@ fn from_transport(e: TransportError) -> ProvisionError {
     }
 }
 
-/// Progress of a run, one line per step (the command decides how to show it).
+/// Progress of `up` in the engine's terms (the command decides how to show
+/// it; `kubelab up` sends it through the engine's output sinks): phases like
+/// plays — the virthost, then the VMs — each over its hosts and made of
+/// steps that start and end on a host.
 pub trait Progress: Sync {
-    fn step(&self, event: &str, message: &str);
+    fn phase(&self, name: &str, hosts: &[String], steps: usize);
+    fn start(&self, host: &str, step: &str);
+    /// `status` is ok, changed or failed; `message` says what happened.
+    fn end(&self, host: &str, step: &str, status: Status, message: &str);
+    fn phase_end(&self, name: &str);
+}
+
+/// The host name of the virthost in `up`'s progress.
+pub const VIRTHOST_HOST: &str = "virthost";
+
+/// The end of one step of `up` on `host`: ok or changed (as `done` says,
+/// with its message) when `result` is a value, failed with the error.
+fn end_step<T>(
+    progress: &dyn Progress,
+    host: &str,
+    name: &str,
+    result: Result<T, ProvisionError>,
+    done: impl FnOnce(&T) -> (bool, String),
+) -> Result<T, ProvisionError> {
+    match &result {
+        Ok(v) => {
+            let (changed, message) = done(v);
+            let status = if changed { Status::Changed } else { Status::Ok };
+            progress.end(host, name, status, &message);
+        }
+        Err(e) => progress.end(host, name, Status::Failed, &e.to_string()),
+    }
+    result
+}
+
+/// One step of `up` on `host`: started, `work` awaited, ended ([`end_step`]).
+async fn step<T>(
+    progress: &dyn Progress,
+    host: &str,
+    name: &str,
+    work: impl std::future::Future<Output = Result<T, ProvisionError>>,
+    done: impl FnOnce(&T) -> (bool, String),
+) -> Result<T, ProvisionError> {
+    progress.start(host, name);
+    end_step(progress, host, name, work.await, done)
+}
+
+/// [`step`] for blocking work (a VM's own thread).
+fn step_blocking<T>(
+    progress: &dyn Progress,
+    host: &str,
+    name: &str,
+    work: impl FnOnce() -> Result<T, ProvisionError>,
+    done: impl FnOnce(&T) -> (bool, String),
+) -> Result<T, ProvisionError> {
+    progress.start(host, name);
+    end_step(progress, host, name, work(), done)
 }
 
 /// Run `work` for every VM at once, one thread each (libvirt calls block),
@@ -90,11 +146,12 @@ fn for_each_vm<V: Sync, T: Send>(
     })
 }
 
-/// Open libvirt on the lab's virthost.
-pub fn open_libvirt(lab: &Lab) -> Result<Connection, ProvisionError> {
-    let uri = libvirt_uri(lab).map_err(failed)?;
-    Connection::open(&uri)
-        .map_err(|e| ProvisionError::Unreachable(format!("libvirt at {uri}: {e}")))
+/// Open libvirt on the lab's virthost (through the access's SSH connection
+/// when it is remote).
+pub async fn open_libvirt(access: &VirthostAccess) -> Result<Libvirt, ProvisionError> {
+    Libvirt::open(access)
+        .await
+        .map_err(ProvisionError::Unreachable)
 }
 
 fn lab_name(lab: &Lab) -> Result<LabName, ProvisionError> {
@@ -125,6 +182,8 @@ pub struct UpReport {
     pub state_dir: PathBuf,
     /// Running VMs whose definition changed: they need a restart.
     pub restart_needed: Vec<String>,
+    /// Changes of the lab `up` did not make (the plan's NOT APPLIED lines).
+    pub not_applied: Vec<String>,
     /// Seconds from starting the VMs until every one answered SSH.
     pub boot_to_ssh_secs: f64,
     pub total_secs: f64,
@@ -191,16 +250,26 @@ impl Session {
 }
 
 /// `kubelab plan`: the desired state compared with the virthost; changes
-/// nothing (no prepare, no image build: the base image path is left out).
+/// nothing (no prepare, no image build: the base image is where the build
+/// or download would put it).
 pub async fn plan(lab: &Lab) -> Result<(Plan, String), ProvisionError> {
     let session = open_session(lab, false).await?;
-    let c = open_libvirt(lab)?;
+    let c = open_libvirt(&session.access).await?;
     let (dt, why) = prepare::domain_type(&session.access, lab, &c)
         .await
         .map_err(failed)?;
-    let d =
-        desired::desired(lab, Path::new("/base-image"), VolumeFormat::Qcow2, dt).map_err(failed)?;
-    let p = plan::plan(&c, &d).map_err(failed)?;
+    let base = prepare::expected_base_image(lab);
+    let d = desired::desired(
+        lab,
+        base.as_deref().unwrap_or(Path::new("/base-image")),
+        VolumeFormat::Qcow2,
+        dt,
+    )
+    .map_err(failed)?;
+    let mut p = blocking(|| plan::plan(&c, &d, base.as_deref())).map_err(failed)?;
+    drop(c);
+    let bridge_actions = bridges::plan(&session.access, lab).await.map_err(failed)?;
+    p.actions.splice(0..0, bridge_actions);
     session.close().await;
     Ok((p, why))
 }
@@ -227,83 +296,169 @@ async fn up_locked(
 ) -> Result<UpReport, ProvisionError> {
     let name = lab_name(lab)?;
     let state = crate::state::state_dir(&lab.name);
-    progress.step("prepare", "preparing the virthost (prepare.sh)");
-    let virthost_changes = prepare::prepare(access, lab).await.map_err(failed)?;
-    progress.step(
-        "prepare",
-        &format!("virthost ready ({virthost_changes} changed)"),
-    );
-    let c = open_libvirt(lab)?;
-
-    let findings = doctor::check(access, lab, Some(&c), None).await;
-    let blocking: Vec<String> = findings
-        .iter()
-        .filter(|f| f.severity == doctor::Severity::Blocking)
-        .map(|f| format!("{}: {} (fix: {})", f.check, f.message, f.fix))
-        .collect();
-    if !blocking.is_empty() {
-        return Err(failed(format!(
-            "the virthost is not ready for lab {}:\n  {}",
-            lab.name,
-            blocking.join("\n  ")
-        )));
-    }
-
-    progress.step("image", "base image (cached on the virthost)");
-    let base = prepare::base_image(access, lab).await.map_err(failed)?;
-    progress.step("image", &format!("base image {}", base.path.display()));
-    let (dt, why) = prepare::domain_type(access, lab, &c)
-        .await
-        .map_err(failed)?;
-    progress.step("domain-type", &format!("domain type {dt:?} ({why})"));
-
+    let vh = VIRTHOST_HOST;
+    progress.phase("virthost", &[vh.to_string()], 6);
+    let virthost_changes = step(
+        progress,
+        vh,
+        "prepare (packages, libvirtd)",
+        async { prepare::prepare(access, lab, true).await.map_err(failed) },
+        |n| (*n > 0, format!("{n} changed")),
+    )
+    .await?;
+    let c = step(
+        progress,
+        vh,
+        "checks",
+        async {
+            let c = open_libvirt(access).await?;
+            let findings = doctor::check(access, lab, Some(&c), None).await;
+            let blockers: Vec<String> = findings
+                .iter()
+                .filter(|f| f.severity == doctor::Severity::Blocking)
+                .map(|f| format!("{}: {} (fix: {})", f.check, f.message, f.fix))
+                .collect();
+            if blockers.is_empty() {
+                Ok(c)
+            } else {
+                Err(failed(format!(
+                    "the virthost is not ready for lab {}:\n  {}",
+                    lab.name,
+                    blockers.join("\n  ")
+                )))
+            }
+        },
+        |c| (false, format!("libvirt at {}", c.uri())),
+    )
+    .await?;
+    let base = step(
+        progress,
+        vh,
+        "base image",
+        async { prepare::base_image(access, lab).await.map_err(failed) },
+        |b| (false, b.path.display().to_string()),
+    )
+    .await?;
+    let (dt, _) = step(
+        progress,
+        vh,
+        "domain type",
+        async { prepare::domain_type(access, lab, &c).await.map_err(failed) },
+        |(dt, why)| (false, format!("{} ({why})", domain_type_word(*dt))),
+    )
+    .await?;
     let d = desired::desired(lab, &base.path, base.format, dt).map_err(failed)?;
-    let p = plan::plan(&c, &d).map_err(failed)?;
-    for a in &p.actions {
-        progress.step("plan", &a.to_string());
-    }
+    let p = step(
+        progress,
+        vh,
+        "plan",
+        async {
+            let mut p = blocking(|| plan::plan(&c, &d, Some(&base.path))).map_err(failed)?;
+            let bridge_actions = bridges::plan(access, lab).await.map_err(failed)?;
+            p.actions.splice(0..0, bridge_actions);
+            Ok(p)
+        },
+        |p| {
+            let lines: Vec<String> = p.actions.iter().map(|a| a.to_string()).collect();
+            (
+                false,
+                format!(
+                    "{} change(s){}",
+                    p.changes(),
+                    lines.iter().map(|l| format!("\n  {l}")).collect::<String>()
+                ),
+            )
+        },
+    )
+    .await?;
     let login_pub = ensure_login_key(&state, lab)?;
 
-    // ---- apply: pool, networks, then every VM in parallel --------------------
-    c.ensure_pool(&d.pool).map_err(failed)?;
-    for n in &d.networks {
-        c.ensure_network(n).map_err(failed)?;
-    }
+    // ---- apply: bridges, pool, networks, then every VM in parallel -------------
+    let lab_objects_changed = p.actions.iter().any(|a| {
+        !matches!(
+            a,
+            Action::CreateVolume { .. }
+                | Action::DefineDomain { .. }
+                | Action::RedefineDomain { .. }
+                | Action::RestartNeeded { .. }
+                | Action::StartDomain { .. }
+                | Action::NotApplied { .. }
+        )
+    });
+    step(
+        progress,
+        vh,
+        "bridges, pool and networks",
+        async {
+            let mut done = bridges::apply(access, lab, &p.actions)
+                .await
+                .map_err(failed)?;
+            let reattach = blocking(|| apply_lab_objects(&c, &d, &p, &state))?;
+            if !reattach.is_empty() {
+                reattach_nics(access, &reattach).await?;
+                done.push(format!(
+                    "{} running NIC(s) plugged back into their restarted network",
+                    reattach.len()
+                ));
+            }
+            Ok(done)
+        },
+        |done| (lab_objects_changed, done.join("\n")),
+    )
+    .await?;
+    progress.phase_end("virthost");
+
+    let vm_names: Vec<String> = d.vms.iter().map(|v| v.name.clone()).collect();
+    progress.phase("vms", &vm_names, 3);
     let t_boot = Instant::now();
-    let results = for_each_vm(&d.vms, |vm| {
-        apply_vm(&c, lab, &d, &p, vm, &state, &login_pub)
+    let results = blocking(|| {
+        for_each_vm(&d.vms, |vm| {
+            step_blocking(
+                progress,
+                &vm.name,
+                "volumes, seed, definition, start",
+                || apply_vm(&c, lab, &d, &p, vm, &state, &login_pub),
+                |()| {
+                    let mine: Vec<String> = p
+                        .actions
+                        .iter()
+                        .filter(|a| action_vm(a) == Some(vm.name.as_str()))
+                        .map(|a| a.to_string())
+                        .collect();
+                    (!mine.is_empty(), mine.join("\n"))
+                },
+            )
+        })
     });
     for r in results {
         r?;
     }
-    for vm in &d.vms {
-        if p.actions
-            .iter()
-            .any(|a| matches!(a, Action::StartDomain { vm: v } if *v == vm.name))
-        {
-            progress.step("start", &format!("{} started", vm.name));
-        }
-    }
 
     // ---- addresses (leases, then agent), bounded ----------------------------
     let deadline = t_boot + timeout;
-    let addressed = for_each_vm(&d.vms, |vm| wait_addresses(&c, lab, &name, vm, deadline));
+    let addressed = blocking(|| {
+        for_each_vm(&d.vms, |vm| {
+            step_blocking(
+                progress,
+                &vm.name,
+                "addresses",
+                || wait_addresses(&c, lab, &name, vm, deadline),
+                |addrs| {
+                    (
+                        false,
+                        addrs
+                            .iter()
+                            .map(|a| a.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    )
+                },
+            )
+        })
+    });
     let mut records = Vec::new();
     for (vm, r) in d.vms.iter().zip(addressed) {
-        let addrs = r?;
-        progress.step(
-            "addresses",
-            &format!(
-                "{}: {}",
-                vm.name,
-                addrs
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-        );
-        records.push(record(lab, vm, &addrs, &state)?);
+        records.push(record(lab, vm, &r?, &state)?);
     }
     let inv = Inventory {
         lab: lab.name.clone(),
@@ -317,10 +472,12 @@ async fn up_locked(
     write_state(lab, &inv, &state)?;
 
     // ---- SSH with the pinned keys, in parallel, bounded -------------------------
+    let ssh_step = "SSH with the pinned host key";
     let checks = inv.vms.iter().map(|vm| {
         let target = vm_target(&inv, vm, &state);
+        progress.start(&vm.name, ssh_step);
         async move {
-            let ok = poll_until(deadline, Duration::from_secs(2), || {
+            let ok = poll_until(deadline, Duration::from_millis(500), || {
                 let target = target.clone();
                 async move {
                     let t = access.vm(target).await.ok()?;
@@ -339,18 +496,18 @@ async fn up_locked(
     let mut unreachable = Vec::new();
     for (vm, ok) in &answers {
         if *ok {
-            progress.step(
-                "ssh",
-                &format!("{vm}: SSH answers with its pinned host key"),
-            );
+            progress.end(vm, ssh_step, Status::Ok, "answers");
         } else {
-            let tail = console_tail(&c, &name, vm);
-            unreachable.push(format!(
+            let tail = blocking(|| console_tail(&c, &name, vm));
+            let message = format!(
                 "{vm}: no SSH answer with the pinned host key within {}s; serial console (tail):\n{tail}",
                 timeout.as_secs()
-            ));
+            );
+            progress.end(vm, ssh_step, Status::Failed, &message);
+            unreachable.push(message);
         }
     }
+    progress.phase_end("vms");
     if !unreachable.is_empty() {
         return Err(failed(format!(
             "{}\nthe lab is left in place: `kubelab down {}` removes it",
@@ -374,14 +531,8 @@ async fn up_locked(
             disks: r.disks.clone(),
         })
         .collect();
-    let restart_needed = p
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::RestartNeeded { vm, .. } => Some(vm.clone()),
-            _ => None,
-        })
-        .collect();
+    let restart_needed = p.restart_needed();
+    let not_applied = p.not_applied().iter().map(|a| a.to_string()).collect();
     Ok(UpReport {
         lab: lab.name.clone(),
         changes: p.changes(),
@@ -392,6 +543,7 @@ async fn up_locked(
         vms,
         state_dir: state,
         restart_needed,
+        not_applied,
         boot_to_ssh_secs,
         total_secs: t0.elapsed().as_secs_f64(),
     })
@@ -437,6 +589,101 @@ fn console_tail(c: &Connection, lab: &LabName, vm: &str) -> String {
     }
 }
 
+/// The VM an action is about, if any.
+fn action_vm(a: &Action) -> Option<&str> {
+    match a {
+        Action::CreateVolume { vm, .. }
+        | Action::GrowVolume { vm, .. }
+        | Action::DefineDomain { vm }
+        | Action::RedefineDomain { vm, .. }
+        | Action::RestartNeeded { vm, .. }
+        | Action::StartDomain { vm } => Some(vm),
+        _ => None,
+    }
+}
+
+/// Put NICs of running VMs back on the bridge of their restarted network.
+async fn reattach_nics(
+    access: &VirthostAccess,
+    nics: &[(String, String)],
+) -> Result<(), ProvisionError> {
+    let script = nics
+        .iter()
+        .map(|(dev, bridge)| {
+            format!(
+                "ip link set dev {} master {} && ip link set dev {} up",
+                crate::transport::quote(dev),
+                crate::transport::quote(bridge),
+                crate::transport::quote(dev)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" && ");
+    let out = access
+        .run(Command::script(script), Duration::from_secs(60))
+        .await
+        .map_err(from_transport)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "cannot plug the running VMs back into their restarted network: {}",
+            out.stderr_str().trim()
+        )))
+    }
+}
+
+/// What the plan does outside the VMs' own work, in its order: objects the
+/// lab no longer has, the pool, networks (created or replaced), grown disks.
+/// Returns the NICs to plug back into restarted networks (device, bridge).
+fn apply_lab_objects(
+    c: &Connection,
+    d: &Desired,
+    p: &Plan,
+    state: &Path,
+) -> Result<Vec<(String, String)>, ProvisionError> {
+    for a in &p.actions {
+        match a {
+            Action::RemoveDomain { vm } => {
+                c.remove_domain(&d.lab, vm).map_err(failed)?;
+                let _ = std::fs::remove_file(host_key_path(state, vm));
+            }
+            Action::RemoveVolume { volume } => c.delete_volume(&d.lab, volume).map_err(failed)?,
+            Action::RemoveNetwork { network } => {
+                c.remove_network(&d.lab, network).map_err(failed)?
+            }
+            _ => {}
+        }
+    }
+    c.ensure_pool(&d.pool).map_err(failed)?;
+    let mut reattach = Vec::new();
+    for n in &d.networks {
+        let replace = p
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::ReplaceNetwork { network, .. } if *network == n.name));
+        if replace {
+            reattach.extend(c.replace_network(n).map_err(failed)?);
+        } else {
+            c.ensure_network(n).map_err(failed)?;
+        }
+    }
+    for a in &p.actions {
+        if let Action::GrowVolume {
+            vm,
+            volume,
+            dev,
+            to_bytes,
+            ..
+        } = a
+        {
+            c.grow_volume(&d.lab, volume, *to_bytes, Some((vm, dev)))
+                .map_err(failed)?;
+        }
+    }
+    Ok(reattach)
+}
+
 /// Volumes, seed (for a new VM), definition and start of one VM.
 fn apply_vm(
     c: &Connection,
@@ -456,7 +703,7 @@ fn apply_vm(
             &SeedSpec {
                 instance_id: format!("{}-{}", d.lab.object_name(&vm.name), unique_suffix()),
                 hostname: vm.name.clone(),
-                fqdn: Some(format!("{}.{}.test", vm.name, lab.name)),
+                fqdn: Some(desired::fqdn(lab, &vm.name)),
                 user: SeedUser {
                     name: lab.image.user().to_string(),
                     authorized_keys: vec![login_pub.to_string()],
@@ -486,7 +733,16 @@ fn apply_vm(
             .map_err(failed)?;
     }
     if p.vm_needs_definition(&vm.name) {
-        c.define_domain(&vm.domain).map_err(failed)?;
+        let mut spec = vm.domain.clone();
+        if !p.vm_is_new(&vm.name) {
+            // the seed stays as it is: so does what the metadata says it holds
+            spec.seed_digest = c
+                .domain_xml(&d.lab, &vm.name)
+                .ok()
+                .and_then(|x| crate::virthost::shape::domain_shape(&x))
+                .and_then(|s| s.seed_digest);
+        }
+        c.define_domain(&spec).map_err(failed)?;
     }
     c.start_domain(&d.lab, &vm.name).map_err(failed)?;
     Ok(())
@@ -555,12 +811,32 @@ fn wait_addresses(
     let left = deadline.saturating_duration_since(Instant::now());
     match c.wait_for_addresses(name, &vm.name, left, want) {
         Ok(nics) => {
-            let mut out = statics;
-            for n in &nics {
-                for (ip, _) in &n.addresses {
-                    if inside(ip) && !out.contains(ip) {
-                        out.push(*ip);
-                    }
+            // the first NIC's addresses first: the first one is how kubelab
+            // reaches the VM
+            let first_statics = first
+                .map(|n| {
+                    n.ipv4
+                        .map(IpAddr::V4)
+                        .into_iter()
+                        .chain(n.ipv6.map(IpAddr::V6))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            let found = |first: bool| -> Vec<IpAddr> {
+                nics.iter()
+                    .filter(|n| (n.mac == mac) == first)
+                    .flat_map(|n| n.addresses.iter().map(|(ip, _)| *ip))
+                    .collect()
+            };
+            let mut out = Vec::new();
+            for ip in first_statics
+                .into_iter()
+                .chain(found(true))
+                .chain(statics)
+                .chain(found(false))
+            {
+                if inside(&ip) && !out.contains(&ip) {
+                    out.push(ip);
                 }
             }
             Ok(out)
@@ -678,8 +954,10 @@ pub fn vm_target(inv: &Inventory, vm: &VmRecord, state: &Path) -> SshTarget {
 pub async fn connect_vm(lab: &Lab, vm: &str) -> Result<SshTransport, ProvisionError> {
     let inv = read_inventory(lab)?.ok_or_else(|| {
         failed(format!(
-            "lab {} is not up (no inventory in the state directory)",
-            lab.name
+            "lab {} is not up (no inventory in the state directory {}): run `kubelab up {}` first",
+            lab.name,
+            crate::state::state_dir(&lab.name).display(),
+            lab.file.display()
         ))
     })?;
     let rec = inv
@@ -705,25 +983,47 @@ pub struct DownReport {
     /// Nothing of the lab was on the virthost.
     pub was_absent: bool,
     pub state_files_removed: Vec<String>,
+    /// What `release.sh` gave back on the virthost (nothing while other
+    /// labs or VMs use it).
+    pub virthost_released: Vec<String>,
 }
 
 /// `kubelab down`: exactly the lab's objects, then the state's inventory files.
 pub async fn down(lab: &Lab) -> Result<DownReport, ProvisionError> {
     let session = open_session(lab, true).await?;
-    let r = down_locked(lab);
+    let r = down_locked(lab, &session.access).await;
     session.close().await;
     r
 }
 
-fn down_locked(lab: &Lab) -> Result<DownReport, ProvisionError> {
+async fn down_locked(lab: &Lab, access: &VirthostAccess) -> Result<DownReport, ProvisionError> {
     let name = lab_name(lab)?;
-    let c = open_libvirt(lab)?;
-    let objects = c.lab_objects(&name).map_err(failed)?;
-    let was_absent = objects.is_empty();
-    let report = if was_absent {
-        None
+    let c = match open_libvirt(access).await {
+        Ok(c) => c,
+        // a libvirtd that a former `down` stopped (release.sh): start it
+        // again (nothing is installed) to see what of the lab is defined
+        Err(e) => match prepare::prepare(access, lab, false).await {
+            Ok(_) => open_libvirt(access).await?,
+            Err(_) => return Err(e),
+        },
+    };
+    let (was_absent, report) = blocking(|| -> Result<_, ProvisionError> {
+        let objects = c.lab_objects(&name).map_err(failed)?;
+        let was_absent = objects.is_empty();
+        let report = if was_absent {
+            None
+        } else {
+            Some(c.teardown(&name).map_err(failed)?)
+        };
+        Ok((was_absent, report))
+    })?;
+    drop(c);
+    let virthost_released = if report.as_ref().is_some_and(|r| !r.failures.is_empty()) {
+        Vec::new()
     } else {
-        Some(c.teardown(&name).map_err(failed)?)
+        let mut released = bridges::remove_all(access, lab).await.map_err(failed)?;
+        released.extend(prepare::release(access, lab).await.map_err(failed)?);
+        released
     };
     if let Some(r) = &report
         && !r.failures.is_empty()
@@ -753,13 +1053,24 @@ fn down_locked(lab: &Lab) -> Result<DownReport, ProvisionError> {
         pool: removed.pool,
         was_absent,
         state_files_removed: removed_files,
+        virthost_released,
     })
 }
 
 /// `kubelab status`: every VM of the lab, from libvirt and the state dir.
-pub fn status(lab: &Lab) -> Result<Vec<VmStatus>, ProvisionError> {
+pub async fn status(lab: &Lab) -> Result<Vec<VmStatus>, ProvisionError> {
+    let access = VirthostAccess::connect(lab).await.map_err(from_transport)?;
+    let c = open_libvirt(&access).await?;
+    let r = blocking(|| status_of(lab, &c));
+    drop(c);
+    if let VirthostAccess::Remote(t) = &access {
+        t.disconnect().await;
+    }
+    r
+}
+
+fn status_of(lab: &Lab, c: &Connection) -> Result<Vec<VmStatus>, ProvisionError> {
     let name = lab_name(lab)?;
-    let c = open_libvirt(lab)?;
     let objects = c.lab_objects(&name).map_err(failed)?;
     let inv = read_inventory(lab).ok().flatten();
     let mut out = Vec::new();
@@ -813,11 +1124,16 @@ pub fn status(lab: &Lab) -> Result<Vec<VmStatus>, ProvisionError> {
 /// `kubelab doctor`.
 pub async fn doctor(lab: &Lab) -> Result<Vec<doctor::Finding>, ProvisionError> {
     let access = VirthostAccess::connect(lab).await.map_err(from_transport)?;
-    let (c, err) = match open_libvirt(lab) {
+    let (c, err) = match open_libvirt(&access).await {
         Ok(c) => (Some(c), None),
         Err(e) => (None, Some(e.to_string())),
     };
-    Ok(doctor::check(&access, lab, c.as_ref(), err).await)
+    let findings = doctor::check(&access, lab, c.as_deref(), err).await;
+    drop(c);
+    if let VirthostAccess::Remote(t) = &access {
+        t.disconnect().await;
+    }
+    Ok(findings)
 }
 
 /// The domain type as a word.

@@ -10,11 +10,12 @@ use crate::lab::Lab;
 use crate::lab::model::{DomainType as LabDomainType, Image};
 use crate::transport::Command;
 use crate::virthost::libvirt::Connection;
-use crate::virthost::scripts::{BUILD_IMAGE_DEBIAN, PREPARE, script};
+use crate::virthost::scripts::{BUILD_IMAGE_DEBIAN, PREPARE, RELEASE, VIRTHOST_STATE, script};
 use crate::virthost::spec::{DomainType, VolumeFormat};
 
 /// Run `prepare.sh` on the virthost; returns how many things it changed.
-pub async fn prepare(access: &VirthostAccess, lab: &Lab) -> Result<usize, String> {
+/// Without `install` it only configures and starts what is installed.
+pub async fn prepare(access: &VirthostAccess, lab: &Lab, install: bool) -> Result<usize, String> {
     let image_tools = if matches!(lab.image, Image::Build { .. }) {
         "1"
     } else {
@@ -23,8 +24,9 @@ pub async fn prepare(access: &VirthostAccess, lab: &Lab) -> Result<usize, String
     let text = script(
         PREPARE,
         &[
-            ("KUBELAB_INSTALL", "1"),
+            ("KUBELAB_INSTALL", if install { "1" } else { "0" }),
             ("KUBELAB_IMAGE_TOOLS", image_tools),
+            ("KUBELAB_VIRTHOST_STATE", VIRTHOST_STATE),
         ],
     );
     let out = access
@@ -46,6 +48,43 @@ pub async fn prepare(access: &VirthostAccess, lab: &Lab) -> Result<usize, String
         .and_then(|l| l.strip_prefix("changed="))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0))
+}
+
+/// Run `release.sh` on the virthost after a lab went down; returns what it
+/// changed (one line each), or why it left the virthost as it is (something
+/// else uses it).
+pub async fn release(access: &VirthostAccess, lab: &Lab) -> Result<Vec<String>, String> {
+    let own_lock = super::desired::lock_path(lab).display().to_string();
+    let text = script(
+        RELEASE,
+        &[
+            ("KUBELAB_VIRTHOST_STATE", VIRTHOST_STATE),
+            ("KUBELAB_STORAGE_DIR", lab.virthost.storage_dir.as_str()),
+            ("KUBELAB_OWN_LOCK", own_lock.as_str()),
+        ],
+    );
+    let out = access
+        .run(Command::script(text), Duration::from_secs(120))
+        .await
+        .map_err(|e| e.to_string())?;
+    let stdout = out.stdout_str();
+    if !out.status.success() {
+        return Err(format!(
+            "release.sh failed ({}):\n{}{}",
+            out.status,
+            tail(&stdout, 20),
+            out.stderr_str()
+        ));
+    }
+    Ok(stdout
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("changed: ").map(str::to_string).or_else(|| {
+                l.strip_prefix("kept: ")
+                    .map(|why| format!("left as it is: {why}"))
+            })
+        })
+        .collect())
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -87,6 +126,37 @@ fi
 qemu-img info --output=json "$out" | sed -n 's/.*"format": *"\([a-z0-9]*\)".*/\1/p' | head -n 1
 echo "$out"
 "#;
+
+/// Where [`base_image`] puts the lab's base image, without building or
+/// downloading it (for `plan`): `<images>/<sha256>.img` for a download; for
+/// a build, the name `build-image-debian.sh` derives from its recipe (its
+/// text, suite, packages, disk size: see the script's "Cache" note).
+pub fn expected_base_image(lab: &Lab) -> Option<PathBuf> {
+    let dir = super::desired::image_dir(lab);
+    match &lab.image {
+        Image::Download { sha256, .. } => {
+            Some(dir.join(format!("{}.img", sha256.to_ascii_lowercase())))
+        }
+        Image::Build {
+            recipe, packages, ..
+        } => {
+            if recipe != "debian-12" {
+                return None;
+            }
+            let extra = packages
+                .iter()
+                .flat_map(|p| p.split([',', ' ']))
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let key = crate::virthost::scripts::sha256_hex(&format!(
+                "{}\n\nbookworm|{extra}|3072\n",
+                crate::virthost::scripts::sha256_hex(BUILD_IMAGE_DEBIAN)
+            ));
+            Some(dir.join(format!("debian-bookworm-{}.qcow2", &key[..16])))
+        }
+    }
+}
 
 /// The lab's base image: built from a recipe (`build-image-debian.sh`,
 /// cached by recipe hash) or downloaded (cached by checksum), on the
@@ -181,7 +251,7 @@ pub async fn domain_type(
         LabDomainType::Auto => {}
     }
     let probe = kvm_probe(access).await?;
-    let offered = libvirt.kvm_offered();
+    let offered = super::access::blocking(|| libvirt.kvm_offered());
     Ok(match (probe, offered) {
         (KvmProbe::Usable, true) => (
             DomainType::Kvm,
@@ -194,6 +264,39 @@ pub async fn domain_type(
             "auto: /dev/kvm without vmx/svm CPU flags (KVM guests would hang)".into(),
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The name the script itself derives: its KEY line run by sh.
+    #[test]
+    fn expected_build_image_name_is_the_scripts() {
+        let text = "name: t\nvirthost: {local: true, storage_dir: /s}\nimage: {build: debian-12, packages: [jq, tcpdump]}\nnetworks: [{name: lan, ipv4: 10.9.0.0/24}]\nvms: [{name: a}]\n";
+        let (lab, _) =
+            crate::lab::load_str(std::path::Path::new("t.yaml"), text, &Default::default())
+                .unwrap_or_else(|d| panic!("{}", d.render(false)));
+        let line = BUILD_IMAGE_DEBIAN
+            .lines()
+            .find(|l| l.starts_with("KEY="))
+            .expect("the script's KEY line");
+        let sh = format!(
+            "SCRIPT_SHA256={}; SUITE=bookworm; EXTRA='jq tcpdump'; DISK_MIB=3072; {line}; echo \"$KEY\"",
+            crate::virthost::scripts::sha256_hex(BUILD_IMAGE_DEBIAN)
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(sh)
+            .output()
+            .unwrap();
+        let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(key.len(), 16, "{out:?}");
+        assert_eq!(
+            expected_base_image(&lab).unwrap(),
+            PathBuf::from(format!("/s/images/debian-bookworm-{key}.qcow2"))
+        );
+    }
 }
 
 /// What the virthost says about KVM.

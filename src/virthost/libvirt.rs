@@ -166,6 +166,47 @@ pub struct TeardownReport {
     pub failures: Vec<String>,
 }
 
+/// A volume's size and backing file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeDetails {
+    pub capacity_bytes: u64,
+    /// The image an overlay reads from.
+    pub backing: Option<String>,
+}
+
+/// `xml` with `<uuid>` after its `<name>`: a redefinition of an existing
+/// domain or network must carry the object's UUID.
+fn with_uuid(mut xml: String, uuid: Option<&str>) -> String {
+    if let Some(uuid) = uuid
+        && let Some(at) = xml.find("</name>")
+    {
+        let at = at + "</name>".len();
+        xml.insert_str(at, &format!("\n  <uuid>{}</uuid>", xml::escape_xml(uuid)));
+    }
+    xml
+}
+
+/// The host-side devices (`<target dev>`) of a live domain's NICs on the
+/// libvirt network `network` (full name).
+pub fn network_taps(live_xml: &str, network: &str) -> Vec<String> {
+    let Ok(doc) = roxmltree::Document::parse(live_xml) else {
+        return Vec::new();
+    };
+    doc.descendants()
+        .filter(|n| n.has_tag_name("interface"))
+        .filter(|i| {
+            i.children()
+                .any(|c| c.has_tag_name("source") && c.attribute("network") == Some(network))
+        })
+        .filter_map(|i| {
+            i.children()
+                .find(|c| c.has_tag_name("target"))
+                .and_then(|t| t.attribute("dev"))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
 static QUIET_ERRORS: Once = Once::new();
 
 /// A blocking connection to libvirt. Cheap to clone (a reference to the same
@@ -275,6 +316,94 @@ impl Connection {
         call(|| format!("bridge of network {name}"), net.bridge_name())
     }
 
+    /// The persistent XML of a lab network (`None`: it does not exist).
+    pub fn network_xml(&self, lab: &LabName, network: &str) -> Result<Option<String>> {
+        let name = lab.object_name(network);
+        let Some(net) = self.find_network(&name)? else {
+            return Ok(None);
+        };
+        if self.network_owner(&net, &name)?.as_deref() != Some(lab.as_str()) {
+            return Err(LibvirtError::NotOwned {
+                kind: "network",
+                name,
+                lab: lab.to_string(),
+            });
+        }
+        call(
+            || format!("read XML of network {name}"),
+            net.xml_desc(sys::VIR_NETWORK_XML_INACTIVE),
+        )
+        .map(Some)
+    }
+
+    /// Redefine a lab network with new settings and, when it runs, restart
+    /// it so they apply. Running domains' NICs on it lose their bridge in a
+    /// restart (libvirt does not put them back): returns their host-side
+    /// devices and the network's bridge, for the caller to re-attach
+    /// (`ip link set DEV master BRIDGE` on the virthost).
+    pub fn replace_network(&self, spec: &NetworkSpec) -> Result<Vec<(String, String)>> {
+        let name = spec.lab.object_name(&spec.name);
+        if self.network_xml(&spec.lab, &spec.name)?.is_none() {
+            self.ensure_network(spec)?;
+            return Ok(Vec::new());
+        }
+        let uuid = match self.find_network(&name)? {
+            Some(net) => Some(call(
+                || format!("UUID of network {name}"),
+                net.uuid_string(),
+            )?),
+            None => None,
+        };
+        let xml = with_uuid(xml::render_network(spec)?, uuid.as_deref());
+        let net = call(
+            || format!("redefine network {name}"),
+            self.conn.define_network_xml(&xml),
+        )?;
+        let mut taps = Vec::new();
+        if call(|| format!("state of network {name}"), net.is_active())? {
+            // the NICs plugged into it, from the running domains' live XML
+            for dom in call(
+                || "list running domains".into(),
+                self.conn
+                    .list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE),
+            )? {
+                let Ok(live) = dom.xml_desc(0) else { continue };
+                taps.extend(network_taps(&live, &name));
+            }
+            call(|| format!("stop network {name}"), net.destroy())?;
+            call(|| format!("start network {name}"), net.create())?;
+        } else {
+            call(|| format!("start network {name}"), net.create())?;
+        }
+        call(
+            || format!("autostart network {name}"),
+            net.set_autostart(true),
+        )?;
+        let bridge = call(|| format!("bridge of network {name}"), net.bridge_name())?;
+        Ok(taps.into_iter().map(|t| (t, bridge.clone())).collect())
+    }
+
+    /// Stop and undefine a lab network.
+    pub fn remove_network(&self, lab: &LabName, network: &str) -> Result<()> {
+        let name = lab.object_name(network);
+        if self.network_xml(lab, network)?.is_none() {
+            return Ok(());
+        }
+        let Some(net) = self.find_network(&name)? else {
+            return Ok(());
+        };
+        if call(|| format!("state of network {name}"), net.is_active())? {
+            call(|| format!("stop network {name}"), net.destroy())?;
+        }
+        if call(
+            || format!("persistence of network {name}"),
+            net.is_persistent(),
+        )? {
+            call(|| format!("undefine network {name}"), net.undefine())?;
+        }
+        Ok(())
+    }
+
     // ---- pool and volumes --------------------------------------------------------
 
     fn find_pool(&self, name: &str) -> Result<Option<StoragePool>> {
@@ -289,6 +418,22 @@ impl Connection {
         let name = lab.pool_name();
         self.find_pool(&name)?
             .ok_or(LibvirtError::NotFound { kind: "pool", name })
+    }
+
+    /// The directory of the lab's pool (`None`: no pool).
+    pub fn pool_path(&self, lab: &LabName) -> Result<Option<String>> {
+        let name = lab.pool_name();
+        let Some(pool) = self.find_pool(&name)? else {
+            return Ok(None);
+        };
+        let xml = call(|| format!("read XML of pool {name}"), pool.xml_desc(0))?;
+        Ok(roxmltree::Document::parse(&xml).ok().and_then(|d| {
+            d.descendants()
+                .find(|n| n.has_tag_name("target"))
+                .and_then(|t| t.children().find(|n| n.has_tag_name("path")))
+                .and_then(|p| p.text())
+                .map(|t| t.trim().to_string())
+        }))
     }
 
     /// Define, build (create the directory) and start the lab's pool, unless
@@ -404,6 +549,72 @@ impl Connection {
         call(|| format!("path of volume {name}"), vol.path())
     }
 
+    /// Size and backing file of a volume in the lab's pool (`None`: no
+    /// such volume).
+    pub fn volume_details(&self, lab: &LabName, volume: &str) -> Result<Option<VolumeDetails>> {
+        let pool = self.lab_pool(lab)?;
+        let name = lab.object_name(volume);
+        let Some(vol) = self.find_volume(&pool, &name)? else {
+            return Ok(None);
+        };
+        let info = call(|| format!("size of volume {name}"), vol.info())?;
+        let xml = call(|| format!("read XML of volume {name}"), vol.xml_desc(0))?;
+        let backing = roxmltree::Document::parse(&xml).ok().and_then(|d| {
+            d.root_element()
+                .children()
+                .find(|n| n.has_tag_name("backingStore"))
+                .and_then(|b| b.children().find(|n| n.has_tag_name("path")))
+                .and_then(|p| p.text())
+                .map(|t| t.trim().to_string())
+        });
+        Ok(Some(VolumeDetails {
+            capacity_bytes: info.capacity,
+            backing,
+        }))
+    }
+
+    /// Grow a volume to `bytes`. A disk of a running domain is grown
+    /// through QEMU (`block_resize` of its `dev`), so the guest sees the new
+    /// size at once; otherwise the image itself.
+    pub fn grow_volume(
+        &self,
+        lab: &LabName,
+        volume: &str,
+        bytes: u64,
+        in_use: Option<(&str, &str)>,
+    ) -> Result<()> {
+        let name = lab.object_name(volume);
+        if let Some((vm, dev)) = in_use {
+            let dom = self.owned_domain(lab, vm)?;
+            if call(
+                || format!("state of domain {}", lab.object_name(vm)),
+                dom.is_active(),
+            )? {
+                return call(
+                    || format!("grow {dev} of {} ({name})", lab.object_name(vm)),
+                    dom.block_resize(dev, bytes, sys::VIR_DOMAIN_BLOCK_RESIZE_BYTES),
+                );
+            }
+        }
+        let pool = self.lab_pool(lab)?;
+        let vol = self
+            .find_volume(&pool, &name)?
+            .ok_or(LibvirtError::NotFound {
+                kind: "volume",
+                name: name.clone(),
+            })?;
+        call(|| format!("grow volume {name}"), vol.resize(bytes, 0))
+    }
+
+    /// Delete a volume of the lab's pool (full name; no-op when absent).
+    pub fn delete_volume(&self, lab: &LabName, full_name: &str) -> Result<()> {
+        let pool = self.lab_pool(lab)?;
+        if let Some(vol) = self.find_volume(&pool, full_name)? {
+            call(|| format!("delete volume {full_name}"), vol.delete(0))?;
+        }
+        Ok(())
+    }
+
     /// Read up to `max_bytes` from the end of a file in the lab's pool, e.g.
     /// a console log (see [`PoolSpec::console_log_path`]). The pool is
     /// refreshed first so that new files are seen. Invalid UTF-8 is replaced.
@@ -503,14 +714,28 @@ impl Connection {
         )
     }
 
+    /// The live XML of a lab's domain (the persistent one when it is off).
+    pub fn domain_live_xml(&self, lab: &LabName, vm: &str) -> Result<String> {
+        let dom = self.owned_domain(lab, vm)?;
+        call(
+            || format!("read XML of domain {}", lab.object_name(vm)),
+            dom.xml_desc(0),
+        )
+    }
+
     /// Define (or redefine) a domain. Redefining a running domain changes
     /// its next boot only. A same-named domain of someone else is an error.
     pub fn define_domain(&self, spec: &DomainSpec) -> Result<()> {
         let name = spec.lab.object_name(&spec.name);
+        let mut uuid = None;
         if self.find_domain(&name)?.is_some() {
-            self.owned_domain(&spec.lab, &spec.name)?;
+            let dom = self.owned_domain(&spec.lab, &spec.name)?;
+            uuid = Some(call(
+                || format!("UUID of domain {name}"),
+                dom.uuid_string(),
+            )?);
         }
-        let xml = xml::render_domain(spec)?;
+        let xml = with_uuid(xml::render_domain(spec)?, uuid.as_deref());
         call(
             || format!("define domain {name}"),
             self.conn.define_domain_xml(&xml),
@@ -534,6 +759,35 @@ impl Connection {
         let name = lab.object_name(vm);
         if call(|| format!("state of domain {name}"), dom.is_active())? {
             call(|| format!("stop domain {name}"), dom.destroy())?;
+        }
+        Ok(())
+    }
+
+    /// Power off and undefine a lab's domain (no-op when absent).
+    pub fn remove_domain(&self, lab: &LabName, vm: &str) -> Result<()> {
+        let name = lab.object_name(vm);
+        if self.find_domain(&name)?.is_none() {
+            return Ok(());
+        }
+        let dom = self.owned_domain(lab, vm)?;
+        if call(|| format!("state of domain {name}"), dom.is_active())? {
+            match dom.destroy() {
+                Ok(()) => {}
+                Err(e) if is_code(&e, ErrorNumber::OperationInvalid) => {}
+                Err(source) => {
+                    return Err(LibvirtError::Call {
+                        op: format!("power off domain {name}"),
+                        source,
+                    });
+                }
+            }
+        }
+        let flags = sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+            | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+            | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+            | sys::VIR_DOMAIN_UNDEFINE_NVRAM;
+        if dom.undefine_flags(flags).is_err() && self.find_domain(&name)?.is_some() {
+            call(|| format!("undefine domain {name}"), dom.undefine())?;
         }
         Ok(())
     }
@@ -896,6 +1150,17 @@ impl AsyncConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_taps_of_a_live_domain() {
+        let xml = r#"<domain><devices>
+<interface type="network"><source network="kl-a-lan" bridge="virbr3"/><target dev="vnet7"/></interface>
+<interface type="network"><source network="kl-a-other"/><target dev="vnet8"/></interface>
+<interface type="bridge"><source bridge="br0"/><target dev="vnet9"/></interface>
+</devices></domain>"#;
+        assert_eq!(network_taps(xml, "kl-a-lan"), vec!["vnet7"]);
+        assert!(network_taps(xml, "kl-a-none").is_empty());
+    }
 
     #[test]
     fn metadata_lab_reads_only_kubelab_namespace() {

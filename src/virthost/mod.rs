@@ -8,6 +8,8 @@
 //! * [`xml`]: libvirt XML rendered from `templates/libvirt/*.xml.j2`.
 //! * [`libvirt`]: the libvirt connection: create, list and tear down the
 //!   objects a lab owns.
+//! * [`shape`]: the settings in an object's XML, for comparing what a lab
+//!   wants with what the virthost has.
 
 //!
 //! # Bringing up a lab's VMs (what the integration test does)
@@ -33,5 +35,6 @@
 pub mod libvirt;
 pub mod scripts;
 pub mod seed;
+pub mod shape;
 pub mod spec;
 pub mod xml;

@@ -12,6 +12,18 @@ use crate::transport::quote;
 /// Its last output line is `changed=N`.
 pub const PREPARE: &str = include_str!("../../templates/virthost/prepare.sh");
 
+/// `release.sh`: once no lab uses the virthost any more, stop the libvirt
+/// daemons kubelab started, remove libvirt's empty firewall chains, restore
+/// the forwarding sysctls. Its last output line is `changed=N`.
+pub const RELEASE: &str = include_str!("../../templates/virthost/release.sh");
+
+/// `bridge.sh`: the Linux bridges kubelab makes from a NIC (list, up, down).
+pub const BRIDGE: &str = include_str!("../../templates/virthost/bridge.sh");
+
+/// Where `prepare.sh` notes what it changes on a virthost, for `release.sh`
+/// (per boot: the notes are about a running daemon and sysctls).
+pub const VIRTHOST_STATE: &str = "/run/kubelab";
+
 /// `build-image-debian.sh`: a cached, cloud-init enabled Debian base image.
 /// Its last output line is the image path.
 pub const BUILD_IMAGE_DEBIAN: &str = include_str!("../../templates/virthost/build-image-debian.sh");
@@ -68,7 +80,7 @@ mod tests {
     /// The scripts will be rendered by minijinja: they must come out unchanged.
     #[test]
     fn scripts_survive_minijinja_unchanged() {
-        for text in [PREPARE, BUILD_IMAGE_DEBIAN] {
+        for text in [PREPARE, RELEASE, BRIDGE, BUILD_IMAGE_DEBIAN] {
             let mut env = minijinja::Environment::new();
             env.set_syntax(
                 minijinja::syntax::SyntaxConfig::builder()

@@ -299,4 +299,8 @@ pub struct DomainSpec {
     pub tb_cache_mib: Option<u32>,
     /// Add the virtio-serial channel for qemu-guest-agent.
     pub guest_agent: bool,
+    /// A digest of what the VM's seed configures (host name, login, guest
+    /// network settings; not its secrets), kept in the domain's metadata so
+    /// a later run can tell that the lab asks for other guest settings.
+    pub seed_digest: Option<String>,
 }

@@ -376,6 +376,7 @@ pub fn render_domain(spec: &DomainSpec) -> Result<String, XmlError> {
             "console_log": spec.console_log.display().to_string(),
             "tb_cache_mib": spec.tb_cache_mib,
             "guest_agent": spec.guest_agent,
+            "seed_digest": spec.seed_digest.as_deref().filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit())),
         }),
     )
 }
@@ -593,6 +594,7 @@ mod tests {
             console_log: PathBuf::from("/var/lib/kubelab/pools/lab1/kl-lab1-vm1.console.log"),
             tb_cache_mib: Some(256),
             guest_agent: true,
+            seed_digest: Some("0123abcd".into()),
         }
     }
 

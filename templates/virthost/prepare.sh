@@ -15,6 +15,13 @@
 #   KUBELAB_SOCKET_TIMEOUT=90  seconds to wait for libvirtd's socket after
 #                              starting it by hand
 #   KUBELAB_LIBVIRT_URI=qemu:///system   URI used to check that libvirtd answers
+#   KUBELAB_VIRTHOST_STATE=DIR  where to note what kubelab changes on the
+#                              virthost, for release.sh to give it back once
+#                              no lab uses it: "forwarding" (the forwarding
+#                              sysctls before any libvirt network ran; written
+#                              once) and "libvirtd.started" (this script
+#                              started libvirtd and virtlogd by hand).
+#                              Empty: nothing is noted.
 #
 # Service handling:
 #   * systemd is PID 1: packages with their units (Debian: libvirt-daemon-system),
@@ -38,6 +45,7 @@ INSTALL=${KUBELAB_INSTALL:-1}
 IMAGE_TOOLS=${KUBELAB_IMAGE_TOOLS:-1}
 SOCKET_TIMEOUT=${KUBELAB_SOCKET_TIMEOUT:-90}
 URI=${KUBELAB_LIBVIRT_URI:-qemu:///system}
+STATE=${KUBELAB_VIRTHOST_STATE:-}
 
 CHANGED=0
 changed() { CHANGED=$((CHANGED + 1)); echo "changed: $*"; }
@@ -113,6 +121,25 @@ fi
 
 # ---- libvirt answering? ----------------------------------------------------------
 libvirt_answers() { virsh -c "$URI" version >/dev/null 2>&1; }
+
+# The forwarding sysctls as they are before any libvirt network runs (libvirt
+# turns forwarding on for NAT networks and never back off). Noted once; kept
+# until release.sh restores them.
+note_forwarding() {
+  [ -n "$STATE" ] || return 0
+  [ -f "$STATE/forwarding" ] && return 0
+  if libvirt_answers && [ -n "$(virsh -q -c "$URI" net-list --name 2>/dev/null | tr -d '[:space:]')" ]; then
+    return 0 # a network runs already: the values before it are not known
+  fi
+  mkdir -p "$STATE"
+  {
+    echo "net.ipv4.ip_forward $(sysctl -n net.ipv4.ip_forward)"
+    echo "net.ipv6.conf.all.forwarding $(sysctl -n net.ipv6.conf.all.forwarding)"
+  } > "$STATE/forwarding.tmp.$$"
+  mv "$STATE/forwarding.tmp.$$" "$STATE/forwarding"
+  info "forwarding sysctls noted in $STATE/forwarding"
+}
+note_forwarding
 
 if [ "$SYSTEMD" = 1 ]; then
   # Socket activation: an idle daemon may be inactive and still answer, so
@@ -198,6 +225,10 @@ fi
 if ! pid_alive /run/libvirtd.pid; then
   /usr/sbin/libvirtd -d 2>>/var/log/libvirt/libvirtd.stderr || die "libvirtd -d failed (see /var/log/libvirt/libvirtd.stderr)"
   changed "libvirtd started"
+  if [ -n "$STATE" ]; then
+    mkdir -p "$STATE"
+    : > "$STATE/libvirtd.started"
+  fi
 fi
 
 i=0

@@ -21,7 +21,10 @@
 #[path = "../support/libvirt.rs"]
 mod support;
 
+mod cluster;
 mod framework;
+mod links;
+mod storage;
 mod overlay;
 
 use std::path::{Path, PathBuf};
@@ -36,7 +39,10 @@ type Area = (&'static str, fn(&Testbed));
 const AREAS: &[Area] = &[
     ("lab", lab_area),
     ("framework", framework::run),
+    ("links", links::run),
+    ("storage", storage::run),
     ("overlay", overlay::run),
+    ("cluster", cluster::run),
 ];
 
 /// The running test bed and ways to drive it.

@@ -5,6 +5,7 @@
 
 mod files;
 pub mod known_hosts;
+pub mod shell;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -830,6 +831,41 @@ impl SshTransport {
                         host: self.target.host_name.clone(),
                         what: what_ref.clone(),
                         reason: format!("the server could not open it ({reason:?})"),
+                    }))
+                }
+                Err(e) => Err(ChannelFailure::NotStarted(format!(
+                    "could not open a channel ({e})"
+                ))),
+            }
+        })
+        .await
+    }
+
+    /// A `direct-streamlocal@openssh.com` channel to the Unix socket `path`
+    /// on this host (sshd connects to it as the login user; OpenSSH allows
+    /// it unless `AllowStreamLocalForwarding no`). Used for libvirt's socket
+    /// on a remote virthost.
+    pub async fn open_unix_socket(
+        &self,
+        path: &str,
+    ) -> Result<russh::ChannelStream<client::Msg>, TransportError> {
+        let what = format!("a stream to the socket {path}");
+        let what_ref = &what;
+        self.with_connection(&what, true, |connection| async move {
+            match connection
+                .handle
+                .channel_open_direct_streamlocal(path)
+                .await
+            {
+                Ok(channel) => Ok(channel.into_stream()),
+                Err(russh::Error::ChannelOpenFailure(reason)) => {
+                    Err(ChannelFailure::Failed(TransportError::Io {
+                        host: self.target.host_name.clone(),
+                        what: what_ref.clone(),
+                        reason: format!(
+                            "the server could not open it ({reason:?}; is the socket there, and \
+                             does sshd allow stream-local forwarding?)"
+                        ),
                     }))
                 }
                 Err(e) => Err(ChannelFailure::NotStarted(format!(

@@ -1,0 +1,318 @@
+//! Area `cluster` (issue 5): Kubernetes on the test bed, as far as this
+//! machine allows — Kubernetes' packages cannot be downloaded here.
+//!
+//! With `tests/labs/e2e/testbed-cluster.yaml` (node-1 control plane,
+//! node-2 worker, node-3 NAT64/DNS64): `plan` renders every stage in check
+//! mode (the kubeadm files included, secrets redacted); `up` sets up
+//! NAT64/DNS64 for real, prepares the nodes and installs Debian's
+//! containerd, then stops at the Kubernetes packages with a clear error;
+//! from node-1's IPv6 address the virthost's IPv4 address answers through
+//! 64:ff9b::/96 (ICMP and TCP) and an A-only name resolves to AAAA through
+//! DNS64; a second run of node preparation and runtime changes nothing;
+//! containerd and (with `--var container_runtime=docker`) Debian's Docker
+//! each run a container imported from a local rootfs; `reset` works on
+//! nodes without a cluster. Everything is undone at the end (also when a
+//! check fails): NAT64 removed, the runtimes stopped and their state
+//! removed, node preparation files removed, containerd's configuration put
+//! back.
+
+use super::Testbed;
+
+const LAB: &str = "tests/labs/e2e/testbed-cluster.yaml";
+const NODES: [&str; 2] = ["node-1", "node-2"];
+/// Where the test keeps containerd's packaged configuration.
+const CONTAINERD_BACKUP: &str = "/var/tmp/kl-k8s-containerd-config.toml";
+
+/// A local image from busybox's binary, imported into containerd (an OCI
+/// archive made by hand: no registry, no image tools), then run.
+const CONTAINERD_RUN: &str = r#"set -e
+d=/var/tmp/kl-k8s-oci; rm -rf "$d"; mkdir -p "$d/rootfs/bin" "$d/image/blobs/sha256"
+cp /bin/busybox "$d/rootfs/bin/busybox"
+tar -C "$d/rootfs" -cf "$d/layer.tar" .
+blob() { h=$(sha256sum "$1" | cut -d' ' -f1); s=$(stat -c %s "$1"); mv "$1" "$d/image/blobs/sha256/$h"; echo "$h $s"; }
+set -- $(blob "$d/layer.tar"); L=$1; LS=$2
+printf '{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/bin/busybox"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$L" > "$d/config.json"
+set -- $(blob "$d/config.json"); C=$1; CS=$2
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' "$C" "$CS" "$L" "$LS" > "$d/manifest.json"
+set -- $(blob "$d/manifest.json"); M=$1; MS=$2
+printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"io.containerd.image.name":"kubelab.test/busybox:1","org.opencontainers.image.ref.name":"1"}}]}' "$M" "$MS" > "$d/image/index.json"
+printf '{"imageLayoutVersion":"1.0.0"}' > "$d/image/oci-layout"
+tar -C "$d/image" -cf "$d/image.tar" oci-layout index.json blobs
+ctr -n kl-k8s-test images import "$d/image.tar" >/dev/null
+ctr -n kl-k8s-test run --rm kubelab.test/busybox:1 kl-k8s-c1 /bin/busybox echo hello-from-containerd
+"#;
+
+/// The same rootfs imported into Docker and run.
+const DOCKER_RUN: &str = r#"set -e
+d=/var/tmp/kl-k8s-docker; rm -rf "$d"; mkdir -p "$d/rootfs/bin"
+cp /bin/busybox "$d/rootfs/bin/busybox"
+tar -C "$d/rootfs" -c . | docker import - kl-k8s-test/busybox:1 >/dev/null
+echo "cgroup-driver=$(docker info --format '{{.CgroupDriver}}')"
+docker run --rm --name kl-k8s-test kl-k8s-test/busybox:1 /bin/busybox echo hello-from-docker
+"#;
+
+/// Undo what the area did on the VMs (best effort: every command runs).
+const RUNTIME_CLEANUP: &str = r#"
+ctr -n kl-k8s-test images rm kubelab.test/busybox:1 >/dev/null 2>&1
+ctr namespaces rm kl-k8s-test >/dev/null 2>&1
+docker rm -f kl-k8s-test >/dev/null 2>&1
+docker rmi -f kl-k8s-test/busybox:1 >/dev/null 2>&1
+for u in docker.socket docker containerd; do systemctl disable --now "$u" >/dev/null 2>&1; done
+rm -rf /var/lib/docker /var/lib/containerd /var/tmp/kl-k8s-oci /var/tmp/kl-k8s-docker /etc/docker/daemon.json
+if [ -e /var/tmp/kl-k8s-containerd-config.toml ]; then mv -f /var/tmp/kl-k8s-containerd-config.toml /etc/containerd/config.toml; fi
+# Docker's own firewall rules and bridge.
+iptables -P FORWARD ACCEPT
+for c in DOCKER DOCKER-ISOLATION-STAGE-1 DOCKER-ISOLATION-STAGE-2 DOCKER-USER; do
+  iptables -t filter -F "$c" 2>/dev/null; done
+iptables -t filter -D FORWARD -j DOCKER-USER 2>/dev/null
+iptables -t filter -D FORWARD -j DOCKER-ISOLATION-STAGE-1 2>/dev/null
+iptables -t filter -D FORWARD -o docker0 -j DOCKER 2>/dev/null
+iptables -t filter -D FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT 2>/dev/null
+iptables -t filter -D FORWARD -i docker0 ! -o docker0 -j ACCEPT 2>/dev/null
+iptables -t filter -D FORWARD -i docker0 -o docker0 -j ACCEPT 2>/dev/null
+for c in DOCKER DOCKER-ISOLATION-STAGE-1 DOCKER-ISOLATION-STAGE-2 DOCKER-USER; do
+  iptables -t filter -X "$c" 2>/dev/null; done
+iptables -t nat -D PREROUTING -m addrtype --dst-type LOCAL -j DOCKER 2>/dev/null
+iptables -t nat -D OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER 2>/dev/null
+iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE 2>/dev/null
+iptables -t nat -F DOCKER 2>/dev/null; iptables -t nat -X DOCKER 2>/dev/null
+ip link delete docker0 2>/dev/null
+# Node preparation.
+rm -f /etc/sysctl.d/99-kubernetes.conf /etc/modules-load.d/kubernetes.conf /etc/crictl.yaml /etc/default/kubelet
+rm -rf /etc/kubernetes/kubelab
+modprobe -r br_netfilter 2>/dev/null
+true
+"#;
+
+/// A script as root on a VM that must succeed; a VM that another area
+/// reboots meanwhile (exit code 3: unreachable) is waited for (bounded) and
+/// the script run once more.
+fn sh_ok(tb: &Testbed, vm: &str, script: &str) -> String {
+    let first = tb.sh(vm, script);
+    if first.status.success() {
+        return String::from_utf8_lossy(&first.stdout).into_owned();
+    }
+    assert_eq!(first.status.code(), Some(3), "on {vm}: `{script}` failed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !tb.sh(vm, "true").status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{vm} unreachable for 5 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+    tb.sh_ok(vm, script)
+}
+
+/// Steps changed per host in the run summary of `--json` output.
+fn changed(out: &std::process::Output) -> Vec<(String, u64)> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "run_end")
+        .flat_map(|v| {
+            v["summary"]["hosts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap_or("").to_string(),
+                h["changed"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
+fn all_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Undo everything, even when a check failed.
+struct Cleanup<'a>(&'a Testbed);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let tb = self.0;
+        let removed = tb.kubelab(&["play", "nat64-remove", "--lab", LAB]);
+        for vm in NODES {
+            let _ = tb.sh(vm, RUNTIME_CLEANUP);
+        }
+        if !removed.status.success() && !std::thread::panicking() {
+            panic!("removing NAT64 failed");
+        }
+    }
+}
+
+pub fn run(tb: &Testbed) {
+    let lab = LAB.to_string();
+    for vm in NODES {
+        sh_ok(
+            tb,
+            vm,
+            &format!(
+                "test -e {CONTAINERD_BACKUP} || cp -p /etc/containerd/config.toml {CONTAINERD_BACKUP}"
+            ),
+        );
+    }
+    let _cleanup = Cleanup(tb);
+
+    // Check mode renders every stage, the kubeadm files included.
+    let plan = tb.kubelab(&["plan", &lab]);
+    let plan_text = all_text(&plan);
+    assert!(plan.status.success(), "plan failed");
+    assert!(
+        plan_text.contains("lab testbed: 0 changes"),
+        "plan changes VMs"
+    );
+    for wanted in [
+        "kind: InitConfiguration",
+        "kind: ClusterConfiguration",
+        "kind: JoinConfiguration",
+        "advertiseAddress: \"192.168.221.",
+        "podSubnet: \"10.244.0.0/16,fd00:10:244::/56\"",
+        "criSocket: \"unix:///run/containerd/containerd.sock\"",
+        "token: \"[REDACTED]\"",
+        "== nat64 (nat64)",
+    ] {
+        assert!(plan_text.contains(wanted), "plan lacks {wanted}");
+    }
+    let token = std::fs::read_to_string(tb.state.join("testbed/kubernetes/bootstrap-token"))
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default();
+    if !token.is_empty() {
+        assert!(!plan_text.contains(&token), "the join token is in the plan");
+    }
+
+    // `up`: NAT64 and node preparation for real, then the packages stop it.
+    let up = tb.kubelab(&["up", &lab]);
+    let up_text = all_text(&up);
+    assert_eq!(up.status.code(), Some(1), "up should stop at the packages");
+    assert!(
+        up_text.contains("cannot reach the Kubernetes 1.31 packages at https://pkgs.k8s.io/core:/stable:/v1.31/deb/"),
+        "the packages failure is not clear"
+    );
+    assert!(
+        up_text.contains("kubernetes.airgap_dir"),
+        "no way out offered"
+    );
+    assert!(up_text.contains("stage `kubernetes` failed"));
+    let token = std::fs::read_to_string(tb.state.join("testbed/kubernetes/bootstrap-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        !up_text.contains(&token),
+        "the join token is in up's output"
+    );
+    let log = std::fs::read_dir(tb.state.join("testbed/runs"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .unwrap();
+    assert!(
+        !std::fs::read_to_string(log.path())
+            .unwrap()
+            .contains(&token),
+        "the join token is in the run log"
+    );
+
+    // NAT64: the virthost's IPv4 address through 64:ff9b::/96 from node-1.
+    let ping = sh_ok(tb, "node-1", "ping -6 -c 3 -W 3 64:ff9b::192.168.221.1");
+    assert!(ping.contains("3 received"), "{ping}");
+    let dns_tcp = sh_ok(
+        tb,
+        "node-1",
+        "dig +tcp +short +time=3 +tries=2 @64:ff9b::192.168.221.1 node-3",
+    );
+    assert!(dns_tcp.trim().starts_with("192.168.221."), "{dns_tcp}");
+    // DNS64: an A-only name answers with an address in 64:ff9b::/96.
+    let server = sh_ok(
+        tb,
+        "node-3",
+        "ip -6 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -n1",
+    )
+    .trim()
+    .to_string();
+    let aaaa = sh_ok(
+        tb,
+        "node-1",
+        &format!("dig +short AAAA virthost.testbed.test @{server}"),
+    );
+    assert_eq!(aaaa.trim(), "64:ff9b::c0a8:dd01");
+    let a_only = sh_ok(
+        tb,
+        "node-1",
+        &format!("dig +short A virthost.testbed.test @{server}"),
+    );
+    assert_eq!(a_only.trim(), "192.168.221.1");
+
+    // Node preparation and containerd, for real; a second run changes nothing.
+    for vm in NODES {
+        let state = sh_ok(
+            tb,
+            vm,
+            "lsmod | grep -c ^br_netfilter; cat /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/all/forwarding; systemctl is-active containerd; grep -c 'SystemdCgroup = true' /etc/containerd/config.toml; swapon --show=NAME --noheadings | wc -l",
+        );
+        assert_eq!(
+            state.split_whitespace().collect::<Vec<_>>(),
+            ["1", "1", "1", "1", "active", "1", "0"],
+            "{vm}"
+        );
+    }
+    for playbook in ["kubernetes/nodeprep", "kubernetes/runtime"] {
+        let again = tb.kubelab(&["--json", "play", playbook, "--lab", &lab]);
+        assert!(again.status.success(), "{playbook} again");
+        let counts = changed(&again);
+        assert!(!counts.is_empty(), "no summary from {playbook}");
+        assert!(
+            counts.iter().all(|(_, n)| *n == 0),
+            "{playbook} changed something the second time: {counts:?}"
+        );
+    }
+    let run = sh_ok(tb, "node-1", CONTAINERD_RUN);
+    assert!(run.contains("hello-from-containerd"), "{run}");
+
+    // Docker from Debian's packages, on node-2.
+    let docker = |tb: &Testbed| {
+        tb.kubelab(&[
+            "--json",
+            "play",
+            "kubernetes/runtime",
+            "--lab",
+            &lab,
+            "--limit",
+            "node-2",
+            "--var",
+            "container_runtime=docker",
+        ])
+    };
+    assert!(docker(tb).status.success(), "docker runtime");
+    let again = docker(tb);
+    assert!(again.status.success());
+    assert_eq!(changed(&again), [("node-2".to_string(), 0)], "docker again");
+    let run = sh_ok(tb, "node-2", DOCKER_RUN);
+    assert!(run.contains("cgroup-driver=systemd"), "{run}");
+    assert!(run.contains("hello-from-docker"), "{run}");
+
+    // The kubeadm steps on the real hosts stop where the packages are
+    // missing, clearly.
+    let init = tb.kubelab(&["play", "kubernetes/init", "--lab", &lab]);
+    assert_eq!(init.status.code(), Some(1));
+    let init_text = all_text(&init);
+    assert!(
+        init_text.contains("node-1 has no working kubeadm")
+            && init_text.contains("run kubernetes/packages first"),
+        "kubernetes/init does not say kubeadm is missing"
+    );
+
+    // reset on nodes that have no cluster: nothing to do, no failure.
+    let reset = tb.kubelab(&["reset", &lab]);
+    assert!(reset.status.success(), "reset failed");
+    assert!(all_text(&reset).contains("cluster reset, VMs kept"));
+}
