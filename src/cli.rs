@@ -191,6 +191,20 @@ pub enum Command {
         #[arg(value_name = "NAME")]
         name: String,
     },
+    /// Add or delete a link on an up lab's VMs: two endpoints on one VM are
+    /// a veth pair, on two VMs a VXLAN tunnel; one endpoint with --kind
+    /// vxlan, vlan or macvlan. An endpoint is `VM[,netns=NAME|container=NAME
+    /// [,runtime=podman|docker|crio]|pod=NS/NAME|pid=N],ifname=IF[,ip=ADDR/LEN…][,mtu=N]`.
+    Link {
+        #[command(subcommand)]
+        action: LinkAction,
+    },
+    /// Add or delete a route in a VM's namespace, a named one, a container's
+    /// or a pod's: `kubelab route add LAB node-1,netns=blue default --via 10.0.0.1`.
+    Route {
+        #[command(subcommand)]
+        action: RouteAction,
+    },
     /// Remove exactly the lab's libvirt objects and its inventory files.
     Down {
         #[arg(value_name = "LAB")]
@@ -229,6 +243,80 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LinkAction {
+    /// Make the link (idempotent).
+    Add(LinkArgs),
+    /// Remove the link (a veth takes its peer with it).
+    Del(LinkArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    #[arg(value_name = "LAB")]
+    pub lab: PathBuf,
+    /// One or two endpoints.
+    #[arg(value_name = "ENDPOINT", required = true, num_args = 1..=2)]
+    pub ends: Vec<String>,
+    /// veth, vxlan, vlan or macvlan (default: from the endpoints).
+    #[arg(long, value_parser = ["veth", "vxlan", "vlan", "macvlan"])]
+    pub kind: Option<String>,
+    /// VXLAN network identifier (default for two VMs: derived from the lab and endpoints).
+    #[arg(long)]
+    pub vni: Option<u32>,
+    /// VXLAN UDP port (default 4789).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The other host's address (one-ended vxlan).
+    #[arg(long)]
+    pub remote: Option<String>,
+    /// Parent interface (vlan, macvlan; vxlan's underlay device).
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// VLAN id (vlan).
+    #[arg(long)]
+    pub vlan_id: Option<u16>,
+    /// macvlan mode (default bridge).
+    #[arg(long)]
+    pub mode: Option<String>,
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Change nothing: show what would change.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteAction {
+    /// Add (or replace) the route.
+    Add(RouteArgs),
+    /// Delete the route.
+    Del(RouteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    #[arg(value_name = "LAB")]
+    pub lab: PathBuf,
+    /// Where: `VM[,netns=NAME|container=NAME[,runtime=…]|pod=NS/NAME|pid=N]`.
+    #[arg(value_name = "AT")]
+    pub at: String,
+    /// `default`, a prefix or an address.
+    #[arg(value_name = "TO")]
+    pub to: String,
+    /// Gateway address.
+    #[arg(long)]
+    pub via: Option<String>,
+    /// Output interface.
+    #[arg(long)]
+    pub dev: Option<String>,
+    #[arg(long)]
+    pub metric: Option<u32>,
+    /// Change nothing: show what would change.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

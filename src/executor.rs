@@ -7,7 +7,8 @@
 //! finish the play, and the run fails with a summary.
 //!
 //! Variable precedence, lowest first: lab vars, host (VM) vars, play vars,
-//! registered values, `--var` values.
+//! registered values, `--var` values. In a `loop`, `item` is the item and
+//! `loop_index` its position (from 0).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -167,7 +168,7 @@ impl Executor {
             redactor.add_secret_vars(&h.vars);
         }
         for p in &playbook.plays {
-            redactor.add_secret_vars(&p.vars);
+            redactor.add_secret_vars(p.vars.iter());
         }
         let host_names: Vec<String> = shared
             .inventory
@@ -448,7 +449,8 @@ async fn run_host(
             }
         }
     }
-    // Base context: lab vars < host vars < play vars (rendered in order).
+    // Base context: lab vars < host vars < play vars (rendered in the
+    // order written, each seeing the ones before).
     let mut base: BTreeMap<String, Value> = BTreeMap::new();
     for (k, v) in shared.inventory.vars.iter().chain(host.vars.iter()) {
         base.insert(k.clone(), to_value(v));
@@ -460,7 +462,7 @@ async fn run_host(
     );
     base.insert("groups".into(), shared.groups.clone());
     base.insert("hostvars".into(), hostvars);
-    for (k, v) in &play.vars {
+    for (k, v) in play.vars.iter() {
         let mut ctx_map = base.clone();
         overlay(&mut ctx_map, state, &shared.options.extra_vars);
         let ctx = Value::from(ctx_map);
@@ -685,10 +687,11 @@ async fn run_step(
     )
     .await;
     let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
-    for item in items.iter().filter(|_| batched.is_none()) {
+    for (index, item) in items.iter().enumerate().filter(|_| batched.is_none()) {
         let mut map = ctx_map.clone();
         if let Some(i) = item {
             map.insert("item".into(), i.clone());
+            map.insert("loop_index".into(), Value::from(index));
         }
         let ctx = Value::from(map.clone());
         let r = run_item(
@@ -803,10 +806,11 @@ async fn file_items_in_one_round_trip(
     }
     let templates = &shared.templates;
     let mut rendered = Vec::with_capacity(items.len());
-    for item in items {
+    for (index, item) in items.iter().enumerate() {
         let mut map = ctx_map.clone();
         if let Some(i) = item {
             map.insert("item".into(), i.clone());
+            map.insert("loop_index".into(), Value::from(index));
         }
         let ctx = Value::from(map);
         let params = render_json(templates, &step.params, &ctx).ok()?;

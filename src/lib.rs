@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod junit;
 pub mod kubernetes;
 pub mod lab;
+pub mod links;
 pub mod output;
 pub mod plan;
 pub mod playbook;

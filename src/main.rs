@@ -90,6 +90,8 @@ fn main() -> ExitCode {
             junit,
         } => commands::scenario::verify(&lab, scenario.as_deref(), junit.as_deref(), &ctx),
         Command::Chaos { lab, name } => commands::scenario::chaos(&lab, &name, &ctx),
+        Command::Link { action } => commands::links::link(action, &ctx),
+        Command::Route { action } => commands::links::route(action, &ctx),
         Command::Down { lab } => commands::down::run(&lab, &ctx),
         Command::Reset { lab } => commands::reset::run(&lab, &ctx),
         Command::Status { lab } => commands::status::run(&lab, &ctx),

@@ -61,8 +61,11 @@ impl Phase {
 pub struct Stage {
     /// What progress and reports call it (`kubernetes`, `service-chain setup`).
     pub title: String,
-    /// Built-in playbook name (`kubernetes`, `scenarios/overlay/setup`).
+    /// Built-in playbook name (`kubernetes`, `scenarios/overlay/setup`),
+    /// or the name a generated playbook is reported under.
     pub playbook: String,
+    /// The playbook's text when kubelab generated it (the lab's `links:`).
+    pub inline: Option<String>,
     /// Variables for every host, over the lab's (and under `--var`).
     pub vars: Vars,
     /// Per-VM variables over the VM's own.
@@ -77,8 +80,9 @@ pub struct Stage {
 impl Stage {
     /// The stage of a scenario's phase: var `scenario` holds its parameters
     /// (as written, defaults left to the playbook), group `scenario` the VMs
-    /// it names (all VMs when it names none), plus the scenario's own groups
-    /// ([`ScenarioFile::groups`]).
+    /// it names (when it names none, [`ScenarioFile::default_vms`]), each of
+    /// those VMs its 1-based position in the group as `scenario_index`,
+    /// plus the scenario's own groups ([`ScenarioFile::groups`]).
     pub fn scenario(lab: &Lab, scenario: &ScenarioFile, phase: Phase) -> Stage {
         let mut members: Vec<String> = Vec::new();
         for (_, vm) in scenario.vm_refs() {
@@ -87,8 +91,16 @@ impl Stage {
             }
         }
         if members.is_empty() {
-            members = lab.vms.iter().map(|v| v.name.clone()).collect();
+            members = scenario.default_vms(&lab.vms);
         }
+        let host_vars = members
+            .iter()
+            .enumerate()
+            .map(|(i, vm)| {
+                let vars = Vars::from([("scenario_index".to_string(), Value::from(i + 1))]);
+                (vm.clone(), vars)
+            })
+            .collect();
         let params = serde_json::to_value(scenario)
             .ok()
             .and_then(|v| v.get("params").cloned())
@@ -102,8 +114,9 @@ impl Stage {
         Stage {
             title: format!("{} {}", scenario.name(), phase.as_str()),
             playbook: scenario_playbook(scenario.name(), phase),
+            inline: None,
             vars,
-            host_vars: BTreeMap::new(),
+            host_vars,
             groups,
             virthost: false,
         }
@@ -359,8 +372,8 @@ pub enum Secrets {
 }
 
 /// The stages `up` runs after the VMs answer: `nat64` when a VM has the
-/// role `nat64`, `kubernetes` when the lab has a cluster, then each
-/// scenario's setup, in lab order.
+/// role `nat64`, `kubernetes` when the lab has a cluster, then the lab's
+/// `links:`, then each scenario's setup, in lab order.
 pub fn after_up(lab: &Lab) -> Result<Vec<Stage>, StageError> {
     after_up_with(lab, Secrets::Keep)
 }
@@ -374,6 +387,7 @@ pub fn after_up_with(lab: &Lab, secrets: Secrets) -> Result<Vec<Stage>, StageErr
     if lab.kubernetes.is_some() {
         stages.push(for_playbook_with(lab, "kubernetes", secrets)?);
     }
+    stages.extend(crate::links::stage(lab));
     for s in &lab.scenarios {
         stages.push(Stage::scenario(lab, s, Phase::Setup));
     }
@@ -437,6 +451,7 @@ pub async fn run(
 ) -> i32 {
     let mut req = base.clone();
     req.playbook = stage.playbook.clone().into();
+    req.inline = stage.inline.clone();
     crate::runner::run_playbook(hosts.inventory(lab, stage), &req).await
 }
 
@@ -505,6 +520,8 @@ scenarios:
         );
         let groups = inv.groups();
         assert_eq!(groups["scenario"], vec!["a", "b"]);
+        assert_eq!(inv.hosts[1].vars["scenario_index"], 2);
+        assert!(!inv.hosts[2].vars.contains_key("scenario_index"));
         assert_eq!(groups["node"], vec!["a", "b"]);
         assert_eq!(groups["all"], vec!["a", "b", "c"]);
         assert_eq!(inv.vars["lab"]["networks"][0]["gateway4"], "10.9.0.1");

@@ -1,7 +1,8 @@
 //! Templates: minijinja with strict undefined variables, the templates
 //! shipped in the binary (everything under `templates/`), an override
 //! directory that wins over them, and the filters playbooks need
-//! (`quote`, `to_json`, `to_yaml`, `b64encode`, `b64decode`, `ipwrap`).
+//! (`quote`, `to_json`, `to_yaml`, `b64encode`, `b64decode`, `ipwrap`,
+//! `nthhost`, `prefixlen`).
 //!
 //! Everything is rendered on the workstation; hosts only ever receive the
 //! rendered text.
@@ -140,6 +141,8 @@ fn environment(override_dir: Option<PathBuf>, ws: Whitespace) -> Environment<'st
     env.add_filter("b64encode", b64encode);
     env.add_filter("b64decode", b64decode);
     env.add_filter("ipwrap", ipwrap);
+    env.add_filter("nthhost", nthhost);
+    env.add_filter("prefixlen", prefixlen);
     env
 }
 
@@ -288,6 +291,50 @@ fn ipwrap(v: &Value) -> String {
     }
 }
 
+fn parse_net(filter: &str, v: &Value) -> Result<ipnet::IpNet, Error> {
+    let text = text_of(v);
+    text.trim().parse::<ipnet::IpNet>().map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{filter}: `{text}` is not a network with prefix length (10.0.0.0/24)"),
+        )
+    })
+}
+
+/// `"10.1.2.0/24" | nthhost(5)` → `10.1.2.5`: the address `n` places after
+/// the network address; an error when the network is too small.
+fn nthhost(v: &Value, n: u64) -> Result<String, Error> {
+    let net = parse_net("nthhost", v)?;
+    let too_small = || {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("nthhost: {net} has no address number {n}"),
+        )
+    };
+    let addr = match net.network() {
+        std::net::IpAddr::V4(a) => {
+            let size = 1u64 << (32 - u32::from(net.prefix_len()));
+            if n >= size {
+                return Err(too_small());
+            }
+            std::net::IpAddr::V4((u32::from(a) + n as u32).into())
+        }
+        std::net::IpAddr::V6(a) => {
+            let host_bits = 128 - u32::from(net.prefix_len());
+            if host_bits < 64 && n >= (1u64 << host_bits) {
+                return Err(too_small());
+            }
+            std::net::IpAddr::V6((u128::from(a) + u128::from(n)).into())
+        }
+    };
+    Ok(addr.to_string())
+}
+
+/// `"10.1.2.0/24" | prefixlen` → `24`.
+fn prefixlen(v: &Value) -> Result<u8, Error> {
+    Ok(parse_net("prefixlen", v)?.prefix_len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +384,22 @@ mod tests {
                 .unwrap()
                 .contains("k:")
         );
+    }
+
+    #[test]
+    fn network_filters() {
+        let t = Templates::default();
+        let c =
+            ctx(serde_json::json!({"n": "10.1.2.0/24", "s": "10.9.0.0/30", "v6": "fd00:1::/64"}));
+        let r = |s: &str| t.render_str(s, &c);
+        assert_eq!(r("{{ n | nthhost(1) }}").unwrap(), "10.1.2.1");
+        assert_eq!(r("{{ n | nthhost(255) }}").unwrap(), "10.1.2.255");
+        assert_eq!(r("{{ n | prefixlen }}").unwrap(), "24");
+        assert_eq!(r("{{ v6 | nthhost(16) }}").unwrap(), "fd00:1::10");
+        let e = r("{{ s | nthhost(4) }}").unwrap_err();
+        assert!(e.contains("10.9.0.0/30 has no address number 4"), "{e}");
+        let e = r("{{ 'x' | nthhost(1) }}").unwrap_err();
+        assert!(e.contains("`x` is not a network"), "{e}");
     }
 
     #[test]

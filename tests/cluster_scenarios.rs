@@ -144,7 +144,7 @@ fn play_context(
         .iter()
         .find(|p| p.name == play)
         .unwrap_or_else(|| panic!("{}: no play `{play}`", stage.playbook));
-    for (k, v) in &p.vars {
+    for (k, v) in p.vars.iter() {
         let rendered =
             kubelab::executor::render_json(&templates, v, &Value::from(ctx.clone())).unwrap();
         ctx.insert(k.clone(), to_value(&rendered));

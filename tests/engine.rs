@@ -981,6 +981,42 @@ async fn fetched_secret_content_is_redacted_but_usable() {
 }
 
 #[tokio::test]
+async fn play_vars_render_in_the_order_written() {
+    let lab = Lab::new(&["h1"]);
+    // `z_net` sorts after `a_first`: each variable sees only those above it.
+    let pb = load(
+        r#"
+- name: v
+  hosts: all
+  gather_facts: false
+  vars:
+    z_net: 10.1.2.0/24
+    a_first: "{{ z_net | nthhost(7) }}"
+    m_last: "{{ a_first }}/{{ z_net | prefixlen }}"
+  steps:
+    - name: show
+      command: [echo, "{{ m_last }}"]
+      register: out
+"#,
+    );
+    let r = run(&pb, &lab).await;
+    assert!(r.report.success(), "{:?}", r.report.summary);
+    let rec = r.report.host_records("h1").next().unwrap();
+    assert_eq!(rec.stdout.trim(), "10.1.2.7/24");
+    let err = playbook::load_str(
+        Path::new("x.yaml"),
+        "- name: p\n  hosts: all\n  vars: {a: 1, a: 2}\n  steps: []\n",
+        &Templates::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.render(false).contains("x.yaml:3"),
+        "{}",
+        err.render(false)
+    );
+}
+
+#[tokio::test]
 async fn changed_when_inside_command_parameters() {
     let lab = Lab::new(&["h1"]);
     let pb = load(

@@ -9,6 +9,7 @@
 
 mod commands;
 mod files;
+mod links;
 mod system;
 
 use crate::facts::Facts;
@@ -110,6 +111,8 @@ pub async fn apply(module: &Module, target: &Target<'_>) -> Result<Outcome, Tran
         Module::Modprobe(a) => system::modprobe(a, target).await,
         Module::Package(a) => system::package(a, target).await,
         Module::Service(a) => system::service(a, target).await,
+        Module::Link(a) => links::link(a, target).await,
+        Module::Route(a) => links::route(a, target).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! One module per `kubelab` subcommand; `main.rs` only parses and dispatches.
 
 pub mod import_ansible;
+pub mod links;
 pub mod play;
 pub mod validate;
 
@@ -271,6 +272,7 @@ impl Context {
     ) -> crate::runner::PlaybookRun {
         crate::runner::PlaybookRun {
             playbook: std::path::PathBuf::new(),
+            inline: None,
             playbook_dir: self.playbook_dir.clone(),
             template_dir: self.template_dir.clone(),
             check,

@@ -337,6 +337,7 @@ pub fn kubernetes_stage(
         host_vars,
         groups,
         virthost: false,
+        inline: None,
     })
 }
 
@@ -527,6 +528,7 @@ pub fn nat64_stage(
             (NAT64_CLIENT_GROUP.to_string(), clients),
         ]),
         virthost: false,
+        inline: None,
     })
 }
 

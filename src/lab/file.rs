@@ -42,6 +42,11 @@ pub struct LabFile {
     /// Install Kubernetes on the VMs with kubeadm.
     #[serde(default)]
     pub kubernetes: Option<KubernetesFile>,
+    /// Links between network namespaces, containers and pods on the VMs,
+    /// made after the VMs (and the cluster) are up, before the scenarios:
+    /// two endpoints on one VM are a veth pair, on two VMs a VXLAN tunnel.
+    #[serde(default)]
+    pub links: Vec<LinkFile>,
     /// Lab scenarios run after the VMs (and cluster) are up.
     #[serde(default)]
     pub scenarios: Vec<ScenarioFile>,
@@ -415,4 +420,61 @@ pub enum FirewallFile {
     Disable,
     Open,
     Keep,
+}
+
+/// A link between two endpoints (containerlab style). Both on one VM: a
+/// veth pair; on two VMs: a VXLAN tunnel between them over the lab network
+/// (each VM's end reaches the other VM's address).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkFile {
+    /// Exactly two endpoints.
+    pub endpoints: Vec<LinkEndpointFile>,
+    /// VXLAN network identifier (1-16777215); default: derived from the
+    /// lab's name and the endpoints, stable across runs.
+    #[serde(default)]
+    pub vni: Option<u32>,
+    /// VXLAN UDP port (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// MTU of both ends (an endpoint's own `mtu` wins).
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+/// One end of a link: a VM and, on it, the host's own network namespace
+/// (no `netns`/`container`/`pod`), a named namespace (created when
+/// missing), a container or a Kubernetes pod running there.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkEndpointFile {
+    /// The VM this end is on.
+    pub vm: String,
+    /// A named network namespace (`ip netns`).
+    #[serde(default)]
+    pub netns: Option<String>,
+    /// A container on the VM (see `runtime`).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// The container's runtime (default podman).
+    #[serde(default)]
+    pub runtime: Option<ContainerRuntimeFile>,
+    /// A Kubernetes pod on the VM, `namespace/name` (found through crictl).
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// The interface name in the endpoint.
+    pub ifname: String,
+    /// Addresses with prefix length, IPv4 and IPv6.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerRuntimeFile {
+    Podman,
+    Docker,
+    Crio,
 }

@@ -135,6 +135,7 @@ const SECTIONS: &[(&str, bool, SectionCheck)] = &[
         false,
         whole::<Option<super::file::KubernetesFile>>,
     ),
+    ("links", false, each_item::<super::file::LinkFile>),
     ("scenarios", false, scenarios),
     ("vars", false, whole::<super::file::Vars>),
 ];

@@ -27,6 +27,8 @@ pub struct Lab {
     pub image: Image,
     pub vms: Vec<Vm>,
     pub kubernetes: Option<Kubernetes>,
+    /// The `links:` section, checked (VNIs of cross-VM links resolved).
+    pub links: Vec<Link>,
     #[serde(skip)]
     pub scenarios: Vec<ScenarioFile>,
     pub vars: Vars,
@@ -215,6 +217,33 @@ impl Kubernetes {
             .and_then(|m| m.parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// A link of the lab: two endpoints on one VM (veth) or on two (VXLAN).
+#[derive(Clone, Debug, Serialize)]
+pub struct Link {
+    pub ends: [LinkEndpoint; 2],
+    /// VXLAN network identifier (links across VMs): given, or derived from
+    /// the lab's name and the endpoints.
+    pub vni: Option<u32>,
+    /// VXLAN UDP port.
+    pub port: u16,
+}
+
+impl Link {
+    /// Both ends on one VM.
+    pub fn is_local(&self) -> bool {
+        self.ends[0].vm == self.ends[1].vm
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkEndpoint {
+    pub vm: String,
+    pub endpoint: crate::playbook::links::Endpoint,
+    pub ifname: String,
+    pub addresses: Vec<IpNet>,
+    pub mtu: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -228,6 +228,7 @@ pub fn check(
         .as_ref()
         .and_then(|k| check_kubernetes(&mut c, k, &networks, &vms, lab_path));
     check_scenarios(&mut c, file, &networks, &vms);
+    let links = check_links(&mut c, file, &vms);
     for key in file.vars.keys() {
         if !is_identifier(key) {
             c.error(
@@ -253,6 +254,7 @@ pub fn check(
             image,
             vms,
             kubernetes,
+            links,
             scenarios: file.scenarios.clone(),
             vars: file.vars.clone(),
         },
@@ -600,6 +602,18 @@ pub fn default_dhcp_range(net: Ipv4Net) -> Option<(Ipv4Addr, Ipv4Addr)> {
     // 0.0.0.0/32 has no address below its last one.
     let end = last.checked_sub(1)?;
     (start < end).then(|| (Ipv4Addr::from(start), Ipv4Addr::from(end)))
+}
+
+/// A scenario's VXLAN UDP port and published port: 0 is no port.
+fn scenario_ports(c: &mut Checker<'_>, i: usize, vxlan: Option<u16>, ingress: Option<u16>) {
+    for (key, port) in [("port", vxlan), ("ingress_port", ingress)] {
+        if port == Some(0) {
+            c.error(
+                &path!["scenarios", i, "params", key],
+                "port 0 is not a port (1-65535)",
+            );
+        }
+    }
 }
 
 /// Linux interface names: at most 15 bytes, no `/`, spaces or shell specials.
@@ -1452,6 +1466,24 @@ fn check_kubernetes(
     })
 }
 
+/// `vni` and `port` of a scenario's VXLAN links.
+fn check_vxlan_params(c: &mut Checker<'_>, i: usize, vni: Option<u32>, port: Option<u16>) {
+    if let Some(v) = vni
+        && (v == 0 || v > 0xFF_FFFF)
+    {
+        c.error(
+            &path!["scenarios", i, "params", "vni"],
+            format!("VNI {v} is outside 1..16777215"),
+        );
+    }
+    if port == Some(0) {
+        c.error(
+            &path!["scenarios", i, "params", "port"],
+            "UDP port 0 is not a port",
+        );
+    }
+}
+
 fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vms: &[Vm]) {
     let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -1493,13 +1525,34 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vm
             );
         }
         match s {
+            ScenarioFile::ServiceChain(p) if p.engine == crate::scenario::Engine::Netns => {
+                c.error_help(
+                    &path!["scenarios", i, "params", "engine"],
+                    "the service chain runs containers: engine podman or docker",
+                    "engine: podman",
+                );
+            }
             ScenarioFile::Overlay(p) => {
-                if !p.hosts.is_empty() && p.hosts.len() < 2 {
-                    c.error(
-                        &path!["scenarios", i, "params", "hosts"],
-                        "an overlay needs two or more hosts",
-                    );
-                }
+                let hosts = if p.hosts.is_empty() {
+                    let n = s.default_vms(vms).len();
+                    if n < 2 && !vms.is_empty() {
+                        c.error(
+                            &path!["scenarios", i, "name"],
+                            format!(
+                                "an overlay needs two or more hosts; this lab has {n} VM(s) for it"
+                            ),
+                        );
+                    }
+                    n
+                } else {
+                    if p.hosts.len() < 2 {
+                        c.error(
+                            &path!["scenarios", i, "params", "hosts"],
+                            "an overlay needs two or more hosts",
+                        );
+                    }
+                    p.hosts.len()
+                };
                 if let Some(v) = p.vni
                     && (v == 0 || v > 0xFF_FFFF)
                 {
@@ -1508,21 +1561,67 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vm
                         format!("VNI {v} is outside 1..16777215"),
                     );
                 }
-                if let Some(sn) = &p.subnet {
-                    parse_net4(c, &path!["scenarios", i, "params", "subnet"], sn);
+                if let Some(sn) = &p.subnet
+                    && let Some(net) = parse_net4(c, &path!["scenarios", i, "params", "subnet"], sn)
+                {
+                    // Gateways take host numbers 1..=n, containers 101..=100+n.
+                    let room = 1u64 << (32 - u32::from(net.prefix_len()));
+                    if room < 100 + hosts as u64 + 2 {
+                        c.error_help(
+                            &path!["scenarios", i, "params", "subnet"],
+                            format!("{net} is too small for an overlay of {hosts} hosts"),
+                            "gateways take addresses .1, .2, …, containers .101, .102, …: use a /24 or larger",
+                        );
+                    }
+                }
+                scenario_ports(c, i, p.port, p.ingress_port);
+                if let Some(o) = &p.outside {
+                    parse_ip4(c, &path!["scenarios", i, "params", "outside"], o);
                 }
             }
             ScenarioFile::Tenants(p) => {
-                if !p.hosts.is_empty() && p.hosts.len() != 2 {
+                if p.hosts.is_empty() {
+                    let n = s.default_vms(vms).len();
+                    if n < 2 && !vms.is_empty() {
+                        c.error(
+                            &path!["scenarios", i, "name"],
+                            format!(
+                                "tenant networks span two hosts; this lab has {n} VM(s) for them"
+                            ),
+                        );
+                    }
+                } else if p.hosts.len() != 2 {
                     c.error(
                         &path!["scenarios", i, "params", "hosts"],
                         "tenant networks span exactly two hosts",
                     );
+                } else if p.hosts[0] == p.hosts[1] {
+                    c.error(
+                        &path!["scenarios", i, "params", "hosts", 1],
+                        format!(
+                            "`{}` is named twice; tenant networks span two different hosts",
+                            p.hosts[1]
+                        ),
+                    );
                 }
-                if let Some(sn) = &p.subnet {
-                    parse_net4(c, &path!["scenarios", i, "params", "subnet"], sn);
+                if let Some(sn) = &p.subnet
+                    && let Some(net) = parse_net4(c, &path!["scenarios", i, "params", "subnet"], sn)
+                    && net.prefix_len() > 28
+                {
+                    c.error_help(
+                        &path!["scenarios", i, "params", "subnet"],
+                        format!("{net} is too small for a tenant network"),
+                        "the gateway takes .1, workloads .11 and .12: use a /28 or larger",
+                    );
+                }
+                if p.tenants.len() == 1 {
+                    c.error(
+                        &path!["scenarios", i, "params", "tenants"],
+                        "isolation needs two or more tenants",
+                    );
                 }
                 let mut vnis = HashMap::new();
+                let mut names: HashMap<&str, usize> = HashMap::new();
                 for (t, tenant) in p.tenants.iter().enumerate() {
                     c.label(
                         &path!["scenarios", i, "params", "tenants", t, "name"],
@@ -1530,6 +1629,15 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vm
                         &tenant.name,
                         12,
                     );
+                    if let Some(first) = names.insert(tenant.name.as_str(), t) {
+                        c.error(
+                            &path!["scenarios", i, "params", "tenants", t, "name"],
+                            format!(
+                                "tenant `{}` is listed twice (also tenants[{first}])",
+                                tenant.name
+                            ),
+                        );
+                    }
                     if tenant.vni == 0 || tenant.vni > 0xFF_FFFF {
                         c.error(
                             &path!["scenarios", i, "params", "tenants", t, "vni"],
@@ -1542,14 +1650,112 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vm
                         );
                     }
                 }
+                if let Some(tr) = &p.transit
+                    && let Some(net) =
+                        parse_net4(c, &path!["scenarios", i, "params", "transit"], tr)
+                {
+                    let tenants = p.tenants.len().max(2) as u64;
+                    let room = 1u64 << (32 - u32::from(net.prefix_len()));
+                    if room < 4 * tenants {
+                        c.error_help(
+                            &path!["scenarios", i, "params", "transit"],
+                            format!("{net} is too small for {tenants} tenants"),
+                            "each tenant's gateway takes a /30 of it",
+                        );
+                    }
+                }
+                scenario_ports(c, i, p.port, None);
+                if let Some(o) = &p.outside {
+                    parse_ip4(c, &path!["scenarios", i, "params", "outside"], o);
+                }
             }
-            ScenarioFile::CloudRouter(p) if !p.hosts.is_empty() && p.hosts.len() != 2 => {
-                c.error(
-                    &path!["scenarios", i, "params", "hosts"],
-                    "the cloud router spans exactly two hosts",
-                );
+            ScenarioFile::CloudRouter(p) => {
+                if !p.hosts.is_empty() && p.hosts.len() != 2 {
+                    c.error(
+                        &path!["scenarios", i, "params", "hosts"],
+                        "the cloud router spans exactly two hosts",
+                    );
+                } else if p.hosts.is_empty() && vms.len() < 2 && !c.unreadable.vms {
+                    c.error(
+                        &path!["scenarios", i, "name"],
+                        "the cloud router spans two hosts: the lab needs two VMs",
+                    );
+                } else if p.hosts.len() == 2 && p.hosts[0] == p.hosts[1] {
+                    c.error(
+                        &path!["scenarios", i, "params", "hosts", 1],
+                        "the cloud router spans two different hosts",
+                    );
+                }
+                check_vxlan_params(c, i, p.vni, p.port);
             }
             ScenarioFile::RatchetPairs(p) => {
+                check_vxlan_params(c, i, p.vni, p.port);
+                if p.mode == crate::scenario::RatchetMode::RatchetCni {
+                    match &p.binaries_url {
+                        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+                            c.error(
+                                &path!["scenarios", i, "params", "binaries_url"],
+                                format!("`{u}` is not an http(s) URL"),
+                            );
+                        }
+                        _ => {}
+                    }
+                    let sha_ok = p
+                        .binaries_sha256
+                        .as_ref()
+                        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+                    if p.binaries_url.is_some() && !sha_ok {
+                        c.error(
+                            &path!["scenarios", i, "params", "binaries_sha256"],
+                            "binaries_sha256 must be the archive's SHA-256 as 64 hex digits",
+                        );
+                    }
+                } else {
+                    for (key, set) in [
+                        ("binaries_url", p.binaries_url.is_some()),
+                        ("binaries_sha256", p.binaries_sha256.is_some()),
+                        ("etcd_image", p.etcd_image.is_some()),
+                        ("pod_image", p.pod_image.is_some()),
+                    ] {
+                        if set {
+                            c.warning(
+                                &path!["scenarios", i, "params", key],
+                                format!("`{key}` is only used in mode ratchet-cni"),
+                            );
+                        }
+                    }
+                }
+                if let Some(v) = p.vni
+                    && u64::from(v) + p.pairs.len() as u64 > 0xFF_FFFF
+                {
+                    c.error(
+                        &path!["scenarios", i, "params", "vni"],
+                        format!("VNI {v} + {} pairs goes past 16777215", p.pairs.len()),
+                    );
+                }
+                if p.pairs.is_empty() && vms.len() < 2 && !c.unreadable.vms {
+                    c.error_help(
+                        &path!["scenarios", i, "name"],
+                        "the default ratchet pair spans two VMs: the lab needs two, or give `pairs`",
+                        "pairs: [{primary: {name: a, vm: node-1, ip: 192.168.2.100/24}, pair: {name: b, vm: node-1, ip: 192.168.2.101/24}}]",
+                    );
+                }
+                let mut names: BTreeMap<(&str, &str), (usize, &str)> = BTreeMap::new();
+                for (k, pair) in p.pairs.iter().enumerate() {
+                    for (side, end) in [("primary", &pair.primary), ("pair", &pair.pair)] {
+                        if let Some((first, first_side)) =
+                            names.insert((end.vm.as_str(), end.name.as_str()), (k, side))
+                        {
+                            c.error(
+                                &path!["scenarios", i, "params", "pairs", k, side, "name"],
+                                format!(
+                                    "workload `{}` on {} is also pairs[{first}].{first_side}: one link per workload",
+                                    end.name, end.vm
+                                ),
+                            );
+                        }
+                    }
+                }
                 for (k, pair) in p.pairs.iter().enumerate() {
                     for (side, end) in [("primary", &pair.primary), ("pair", &pair.pair)] {
                         let base = path!["scenarios", i, "params", "pairs", k, side].to_vec();
@@ -1577,6 +1783,201 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vm
             _ => {}
         }
     }
+}
+
+/// A VNI for a link across VMs that gives none: from a hash of the lab's
+/// name and both endpoints, in 100000..16000000 (clear of the small VNIs
+/// people pick by hand), stable across runs.
+pub fn derived_vni(lab: &str, a: &LinkEndpoint, b: &LinkEndpoint) -> u32 {
+    use sha2::{Digest, Sha256};
+    let key = format!(
+        "{lab}/{}/{}/{}/{}/{}/{}",
+        a.vm, a.endpoint, a.ifname, b.vm, b.endpoint, b.ifname
+    );
+    let h = Sha256::digest(key.as_bytes());
+    let n = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+    100_000 + n % 15_900_000
+}
+
+fn check_links(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) -> Vec<Link> {
+    use crate::playbook::links::{EndpointKeys, ifname_problem};
+    use crate::playbook::modules::{Count, Text};
+    let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
+    let mut links = Vec::new();
+    // (vm, endpoint, ifname) → where it was first used.
+    let mut used: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    let mut vnis: BTreeMap<u32, usize> = BTreeMap::new();
+    for (i, l) in file.links.iter().enumerate() {
+        if l.endpoints.len() != 2 {
+            c.error_help(
+                &path!["links", i, "endpoints"],
+                format!(
+                    "a link has exactly two endpoints, this one has {}",
+                    l.endpoints.len()
+                ),
+                "one VM twice: a veth pair; two VMs: a VXLAN tunnel",
+            );
+            continue;
+        }
+        let mut ends = Vec::new();
+        for (k, e) in l.endpoints.iter().enumerate() {
+            let base = path!["links", i, "endpoints", k];
+            let at = |key: &str| {
+                let mut p = base.clone();
+                p.push(Seg::Key(key.into()));
+                p
+            };
+            let mut ok = true;
+            if !names.contains(&e.vm.as_str()) && !c.unreadable.vms {
+                let mut help = format!("VMs of this lab: {}", names.join(", "));
+                if let Some(best) = crate::yaml::closest(&e.vm, names.iter().copied()) {
+                    help = format!("did you mean `{best}`? ({help})");
+                }
+                c.error_help(&at("vm"), format!("unknown VM `{}`", e.vm), help);
+                ok = false;
+            }
+            let text = |s: &Option<String>| s.as_ref().map(|v| Text(v.clone()));
+            let (netns, container, pod) = (text(&e.netns), text(&e.container), text(&e.pod));
+            let runtime = e.runtime.map(|r| {
+                Text(
+                    match r {
+                        ContainerRuntimeFile::Podman => "podman",
+                        ContainerRuntimeFile::Docker => "docker",
+                        ContainerRuntimeFile::Crio => "crio",
+                    }
+                    .into(),
+                )
+            });
+            let keys = EndpointKeys {
+                netns: netns.as_ref(),
+                container: container.as_ref(),
+                runtime: runtime.as_ref(),
+                pod: pod.as_ref(),
+                pid: None::<Count>,
+            };
+            let mut problems = Vec::new();
+            keys.problems(&base, &mut problems);
+            for (p, m) in problems {
+                c.error(&p, m);
+                ok = false;
+            }
+            if let Some(why) = ifname_problem(&e.ifname) {
+                c.error(&at("ifname"), why);
+                ok = false;
+            }
+            let mut addresses = Vec::new();
+            for (j, a) in e.addresses.iter().enumerate() {
+                match a.parse::<IpNet>() {
+                    Ok(n) => addresses.push(n),
+                    Err(_) => {
+                        let mut p = at("addresses");
+                        p.push(Seg::Index(j));
+                        c.error(
+                            &p,
+                            format!("`{a}` is not an address with prefix length (e.g. 10.0.1.1/24 or fd00::1/64)"),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            for (key, mtu) in [("mtu", e.mtu)] {
+                if let Some(m) = mtu
+                    && !(68..=65535).contains(&m)
+                {
+                    c.error(&at(key), format!("MTU {m} is outside 68..65535"));
+                    ok = false;
+                }
+            }
+            let endpoint = if ok { keys.endpoint().ok() } else { None };
+            if let Some(endpoint) = endpoint {
+                let id = (e.vm.clone(), endpoint.to_string(), e.ifname.clone());
+                if let Some(first) = used.insert(id, i)
+                    && first != i
+                {
+                    c.error(
+                        &at("ifname"),
+                        format!(
+                            "{} on {} ({endpoint}) is already an end of links[{first}]",
+                            e.ifname, e.vm
+                        ),
+                    );
+                }
+                ends.push(LinkEndpoint {
+                    vm: e.vm.clone(),
+                    endpoint,
+                    ifname: e.ifname.clone(),
+                    addresses,
+                    mtu: e.mtu.or(l.mtu),
+                });
+            }
+        }
+        if let Some(m) = l.mtu
+            && !(68..=65535).contains(&m)
+        {
+            c.error(
+                &path!["links", i, "mtu"],
+                format!("MTU {m} is outside 68..65535"),
+            );
+        }
+        if l.port == Some(0) {
+            c.error(&path!["links", i, "port"], "UDP port 0 is not a port");
+        }
+        let [a, b]: [LinkEndpoint; 2] = match ends.try_into() {
+            Ok(pair) => pair,
+            Err(_) => continue,
+        };
+        let local = a.vm == b.vm;
+        if local && a.endpoint == b.endpoint && a.ifname == b.ifname {
+            c.error(
+                &path!["links", i, "endpoints", 1, "ifname"],
+                "both ends of this veth are the same interface",
+            );
+            continue;
+        }
+        let vni = if local {
+            if l.vni.is_some() || l.port.is_some() {
+                c.warning(
+                    &path!["links", i],
+                    "both ends are on one VM (a veth pair): `vni` and `port` are not used",
+                );
+            }
+            None
+        } else {
+            let vni = match l.vni {
+                Some(v) if v == 0 || v > 0xFF_FFFF => {
+                    c.error(
+                        &path!["links", i, "vni"],
+                        format!("VNI {v} is outside 1..16777215"),
+                    );
+                    continue;
+                }
+                Some(v) => {
+                    if let Some(first) = vnis.get(&v) {
+                        c.error(
+                            &path!["links", i, "vni"],
+                            format!("VNI {v} is also used by links[{first}]"),
+                        );
+                    }
+                    v
+                }
+                None => {
+                    let mut v = derived_vni(&file.name, &a, &b);
+                    while vnis.contains_key(&v) {
+                        v += 1;
+                    }
+                    v
+                }
+            };
+            vnis.insert(vni, i);
+            Some(vni)
+        };
+        links.push(Link {
+            ends: [a, b],
+            vni,
+            port: l.port.unwrap_or(4789),
+        });
+    }
+    links
 }
 
 fn check_ping6(

@@ -11,6 +11,7 @@
 //! at once, each with file:line:col.
 
 pub mod hosts;
+pub mod links;
 pub mod modules;
 
 use std::path::Path;
@@ -21,7 +22,6 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, Span, unreadable};
-use crate::lab::model::Vars;
 use crate::template::Templates;
 use crate::yaml::{self, Node, NodeKind};
 pub use hosts::HostPattern;
@@ -86,7 +86,8 @@ pub struct Playbook {
 pub struct Play {
     pub name: String,
     pub hosts: HostPattern,
-    pub vars: Vars,
+    /// In the order written: each is rendered seeing the ones before it.
+    pub vars: PlayVars,
     /// Gather facts before the first step (default true); modules that
     /// need facts (`package`, `service`) gather them anyway.
     pub gather_facts: bool,
@@ -227,6 +228,50 @@ const STEP_KEYS: &[&str] = &[
     "tags",
 ];
 
+/// A play's variables in the order written.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlayVars(pub Vec<(String, serde_json::Value)>);
+
+impl PlayVars {
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &serde_json::Value)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<'a> IntoIterator for &'a PlayVars {
+    type Item = (&'a String, &'a serde_json::Value);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, serde_json::Value)>,
+        fn(&'a (String, serde_json::Value)) -> (&'a String, &'a serde_json::Value),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<'de> Deserialize<'de> for PlayVars {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PlayVars;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mapping of variable names to values")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<PlayVars, A::Error> {
+                let mut vars: Vec<(String, serde_json::Value)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                    if vars.iter().any(|(seen, _)| *seen == k) {
+                        return Err(de::Error::custom(format!("variable `{k}` is set twice")));
+                    }
+                    vars.push((k, v));
+                }
+                Ok(PlayVars(vars))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// The keys of a play.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,7 +279,7 @@ struct PlayFile {
     name: String,
     hosts: String,
     #[serde(default)]
-    vars: Vars,
+    vars: PlayVars,
     gather_facts: Option<bool>,
     serial: Option<usize>,
     when: Option<Condition>,
@@ -654,6 +699,14 @@ fn load_step(
     {
         let span = value.get("unless").map_or(value.span, |n| n.span);
         check_shell_quoting(file, span, u, diags);
+    }
+    let link_problems = match &module {
+        Some(Module::Link(l)) => l.problems(),
+        Some(Module::Route(r)) => r.problems(),
+        _ => Vec::new(),
+    };
+    for (path, message) in link_problems {
+        diags.push(Diagnostic::error(file, Some(value.span_at(&path)), message));
     }
     if let Some(Module::Assert(a)) = &module {
         for (i, expr) in a.that.iter().enumerate() {

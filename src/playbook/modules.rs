@@ -230,12 +230,14 @@ pub enum Module {
     WaitFor(WaitForArgs),
     Fetch(FetchArgs),
     Assert(AssertArgs),
+    Link(Box<super::links::LinkArgs>),
+    Route(Box<super::links::RouteArgs>),
 }
 
 /// Module names as written in playbooks.
 pub const MODULE_NAMES: &[&str] = &[
     "command", "shell", "file", "copy", "template", "line", "sysctl", "modprobe", "package",
-    "service", "wait_for", "fetch", "assert",
+    "service", "wait_for", "fetch", "assert", "link", "route",
 ];
 
 impl Module {
@@ -254,6 +256,8 @@ impl Module {
             Module::WaitFor(_) => "wait_for",
             Module::Fetch(_) => "fetch",
             Module::Assert(_) => "assert",
+            Module::Link(_) => "link",
+            Module::Route(_) => "route",
         }
     }
 }

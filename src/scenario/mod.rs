@@ -52,6 +52,26 @@ impl ScenarioFile {
         }
     }
 
+    /// The VMs the scenario runs on when its parameters name none: for
+    /// `overlay` the workers (all VMs when there are none), for `tenants`
+    /// the first two of those; for the others every VM.
+    pub fn default_vms(&self, vms: &[crate::lab::model::Vm]) -> Vec<String> {
+        let all = || vms.iter().map(|v| v.name.clone()).collect::<Vec<_>>();
+        let workers_else_all = || {
+            let workers: Vec<String> = vms
+                .iter()
+                .filter(|v| v.roles.iter().any(|r| r == "worker"))
+                .map(|v| v.name.clone())
+                .collect();
+            if workers.is_empty() { all() } else { workers }
+        };
+        match self {
+            ScenarioFile::Overlay(_) => workers_else_all(),
+            ScenarioFile::Tenants(_) => workers_else_all().into_iter().take(2).collect(),
+            _ => all(),
+        }
+    }
+
     /// Every VM name the parameters refer to, with its path under `params`,
     /// so that the validator can check they exist.
     pub fn vm_refs(&self) -> Vec<(Vec<Seg>, &str)> {
@@ -168,9 +188,10 @@ pub enum Engine {
 #[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceChainParams {
-    /// The VM running the chain (default: the first worker, else the first VM).
+    /// The VM running the chain (default: the lab's first VM).
     #[serde(default)]
     pub node: Option<String>,
+    /// podman (default) or docker.
     #[serde(default)]
     pub engine: Engine,
 }
@@ -202,7 +223,19 @@ pub struct OverlayParams {
     /// Container port published through the host's address (default 9000).
     #[serde(default)]
     pub ingress_port: Option<u16>,
-    /// IPsec-encrypt the tunnels (OVS only, needs openvswitch-ipsec).
+    /// VXLAN UDP destination port (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// An IPv4 address outside the overlay that containers must reach
+    /// through their host's gateway (default: the gateway of the lab's first
+    /// network).
+    #[serde(default)]
+    pub outside: Option<String>,
+    /// Encrypt the tunnels with IPsec: ESP in transport mode between the
+    /// hosts, kernel security associations keyed by kubelab from a random
+    /// key generated on the first host (never logged), for either switch
+    /// and any UDP port. (Debian 12's openvswitch-ipsec protects only UDP
+    /// 4789, so it is not used.)
     #[serde(default)]
     pub encrypt: bool,
 }
@@ -219,6 +252,18 @@ pub struct TenantsParams {
     /// Tenants and their VNIs (default blue/5001 and red/5002).
     #[serde(default)]
     pub tenants: Vec<TenantParams>,
+    /// VXLAN UDP destination port (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Addresses between each tenant's gateway (on the first host) and that
+    /// host: one /30 per tenant, in order (default 100.64.71.0/24).
+    #[serde(default)]
+    pub transit: Option<String>,
+    /// An IPv4 address outside the tenant networks that workloads must
+    /// reach through their tenant's gateway (default: the gateway of the
+    /// lab's first network).
+    #[serde(default)]
+    pub outside: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, serde::Serialize, JsonSchema)]
@@ -235,8 +280,33 @@ pub struct RatchetPairsParams {
     /// Ratchet CNI plugin on the cluster (needs `kubernetes`).
     #[serde(default)]
     pub mode: RatchetMode,
+    /// The workloads and their links (default: one pair, `rp-primary`
+    /// 192.168.2.100/24 `in1` on the first VM and `rp-pair`
+    /// 192.168.2.101/24 `in2` on the second, as in Ratchet's example).
     #[serde(default)]
     pub pairs: Vec<RatchetPair>,
+    /// VNI of the first pair across hosts; pair k uses `vni + k`
+    /// (default 11, as Ratchet counted).
+    #[serde(default)]
+    pub vni: Option<u32>,
+    /// UDP port of the VXLAN links (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// ratchet-cni: a .tar.gz with the `ratchet` and `ratchet-child`
+    /// binaries (built from github.com/dougbtv/ratchet-cni), installed in
+    /// /opt/cni/bin on every node; without it they must be there already.
+    #[serde(default)]
+    pub binaries_url: Option<String>,
+    /// ratchet-cni: its SHA-256, as 64 hex digits.
+    #[serde(default)]
+    pub binaries_sha256: Option<String>,
+    /// ratchet-cni: the etcd image (default registry.k8s.io/etcd:3.5.16-0,
+    /// which kubeadm's control planes already hold).
+    #[serde(default)]
+    pub etcd_image: Option<String>,
+    /// ratchet-cni: the pairs' pod image (default docker.io/library/busybox:1.36).
+    #[serde(default)]
+    pub pod_image: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
@@ -271,9 +341,16 @@ pub struct RatchetEnd {
 #[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloudRouterParams {
-    /// The two VMs hosting router-a/A and router-b/B.
+    /// The two VMs hosting router-a/A and router-b/B (default: the lab's
+    /// first two VMs).
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// VNI of the VXLAN link between the routers (default 4242).
+    #[serde(default)]
+    pub vni: Option<u32>,
+    /// Its UDP port (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, serde::Serialize, JsonSchema)]

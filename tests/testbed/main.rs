@@ -23,7 +23,9 @@ mod support;
 
 mod cluster;
 mod framework;
+mod links;
 mod storage;
+mod overlay;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -37,7 +39,9 @@ type Area = (&'static str, fn(&Testbed));
 const AREAS: &[Area] = &[
     ("lab", lab_area),
     ("framework", framework::run),
+    ("links", links::run),
     ("storage", storage::run),
+    ("overlay", overlay::run),
     ("cluster", cluster::run),
 ];
 

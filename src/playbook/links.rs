@@ -1,0 +1,732 @@
+//! Parameters of the `link` and `route` modules (the links engine, after
+//! koko and koro), and their checks.
+//!
+//! A link end or a route lives in an *endpoint* on the host: the host's own
+//! network namespace (no endpoint key), a named namespace (`netns`), a
+//! container (`container`, with `runtime` podman, docker or crio) or a
+//! Kubernetes pod (`pod: namespace/name`, through the node's CRI), or the
+//! namespace of a process (`pid`). An endpoint key that renders to an empty
+//! string counts as not given, so playbooks can choose the endpoint with a
+//! template.
+//!
+//! The same checks run when the playbook is loaded (literal values, with
+//! file:line:col) and after templating on each host (every value).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::modules::{Count, Flag, Presence, Text};
+use crate::template::has_template_syntax;
+use crate::yaml::Seg;
+
+/// What kind of link: `veth` (both ends on this host), `vxlan` (this host's
+/// end of a tunnel), `vlan` or `macvlan` (on a parent interface).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkKind {
+    #[default]
+    Veth,
+    Vxlan,
+    Vlan,
+    Macvlan,
+}
+
+impl LinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Veth => "veth",
+            LinkKind::Vxlan => "vxlan",
+            LinkKind::Vlan => "vlan",
+            LinkKind::Macvlan => "macvlan",
+        }
+    }
+    fn parse(s: &str) -> Option<LinkKind> {
+        match s {
+            "veth" => Some(LinkKind::Veth),
+            "vxlan" => Some(LinkKind::Vxlan),
+            "vlan" => Some(LinkKind::Vlan),
+            "macvlan" => Some(LinkKind::Macvlan),
+            _ => None,
+        }
+    }
+}
+
+/// `kind:` as written: a kind, or a template decided on the host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KindText(pub Text);
+
+impl<'de> Deserialize<'de> for KindText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let t = Text::deserialize(d)?;
+        if !has_template_syntax(t.as_str()) && LinkKind::parse(t.as_str().trim()).is_none() {
+            return Err(serde::de::Error::custom(format!(
+                "unknown link kind `{t}`: expected veth, vxlan, vlan or macvlan"
+            )));
+        }
+        Ok(KindText(t))
+    }
+}
+
+/// Addresses of a link end: a list, or one string of addresses separated
+/// by commas or spaces (so a template can give several); empty items are
+/// dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddressList(pub Vec<Text>);
+
+impl<'de> Deserialize<'de> for AddressList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            List(Vec<Text>),
+            One(Text),
+        }
+        Ok(AddressList(match Form::deserialize(d)? {
+            Form::List(l) => l,
+            Form::One(t) => vec![t],
+        }))
+    }
+}
+
+impl AddressList {
+    /// Every address, split and trimmed (templates kept whole).
+    pub fn items(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in &self.0 {
+            if has_template_syntax(t.as_str()) {
+                out.push(t.0.clone());
+            } else {
+                out.extend(
+                    t.as_str()
+                        .split(|c: char| c == ',' || c.is_whitespace())
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string),
+                );
+            }
+        }
+        out
+    }
+}
+
+/// One end of a link: where it lives, its name and its settings.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkEnd {
+    /// A named network namespace (`ip netns`); created when missing.
+    pub netns: Option<Text>,
+    /// A container's network namespace (see `runtime`).
+    pub container: Option<Text>,
+    /// podman (default), docker or crio (`crictl`).
+    pub runtime: Option<Text>,
+    /// A Kubernetes pod on this node, `namespace/name` (through `crictl`).
+    pub pod: Option<Text>,
+    /// The network namespace of this process.
+    pub pid: Option<Count>,
+    /// The interface name in that namespace.
+    pub ifname: Text,
+    /// Addresses with prefix length (IPv4 and IPv6); when given, exactly
+    /// these global addresses are kept on the interface.
+    pub addresses: Option<AddressList>,
+    pub mtu: Option<Count>,
+    /// Bring the interface up (default true).
+    pub up: Option<Flag>,
+}
+
+/// `link:` — a veth pair, or this host's end of a vxlan, vlan or macvlan.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkArgs {
+    #[serde(default)]
+    pub kind: KindText,
+    /// The end on this host (both ends of a veth are on this host).
+    pub a: LinkEnd,
+    /// The other end of a veth.
+    pub b: Option<LinkEnd>,
+    #[serde(default)]
+    pub state: Presence,
+    /// MTU of every end that does not set its own.
+    pub mtu: Option<Count>,
+    /// vxlan: network identifier (1-16777215).
+    pub vni: Option<Count>,
+    /// vxlan: the other host's underlay address.
+    pub remote: Option<Text>,
+    /// vxlan: this host's underlay source address.
+    pub local: Option<Text>,
+    /// vxlan: UDP port (default 4789).
+    pub port: Option<Count>,
+    /// vxlan (underlay device), vlan and macvlan: the parent interface in
+    /// the host's namespace.
+    pub parent: Option<Text>,
+    /// vlan: the VLAN id (1-4094).
+    pub vlan_id: Option<Count>,
+    /// macvlan: bridge (default), private, vepa, passthru.
+    pub mode: Option<Text>,
+}
+
+/// `route:` — a route in an endpoint's namespace.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteArgs {
+    pub netns: Option<Text>,
+    pub container: Option<Text>,
+    pub runtime: Option<Text>,
+    pub pod: Option<Text>,
+    pub pid: Option<Count>,
+    /// `default`, a prefix (`10.0.3.0/24`, `fd00::/64`) or an address.
+    pub to: Text,
+    /// Gateway address.
+    pub via: Option<Text>,
+    /// Output interface.
+    pub dev: Option<Text>,
+    pub metric: Option<Count>,
+    #[serde(default)]
+    pub state: Presence,
+}
+
+/// A container runtime an endpoint can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerRuntime {
+    Podman,
+    Docker,
+    Crio,
+}
+
+impl ContainerRuntime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerRuntime::Podman => "podman",
+            ContainerRuntime::Docker => "docker",
+            ContainerRuntime::Crio => "crio",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ContainerRuntime> {
+        match s {
+            "podman" => Some(ContainerRuntime::Podman),
+            "docker" => Some(ContainerRuntime::Docker),
+            "crio" | "cri-o" => Some(ContainerRuntime::Crio),
+            _ => None,
+        }
+    }
+}
+
+/// Where an interface or route lives on the host, checked.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Endpoint {
+    /// The host's own network namespace.
+    Host,
+    Netns {
+        name: String,
+    },
+    Container {
+        runtime: ContainerRuntime,
+        name: String,
+    },
+    Pod {
+        namespace: String,
+        name: String,
+    },
+    Pid {
+        pid: u32,
+    },
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Host => f.write_str("host"),
+            Endpoint::Netns { name } => write!(f, "netns {name}"),
+            Endpoint::Container { runtime, name } => write!(f, "{} {name}", runtime.as_str()),
+            Endpoint::Pod { namespace, name } => write!(f, "pod {namespace}/{name}"),
+            Endpoint::Pid { pid } => write!(f, "pid {pid}"),
+        }
+    }
+}
+
+/// A problem with a parameter: where (under the module's parameters) and what.
+pub type Problem = (Vec<Seg>, String);
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.to_string())
+}
+
+fn at(base: &[Seg], k: &str) -> Vec<Seg> {
+    let mut p = base.to_vec();
+    p.push(key(k));
+    p
+}
+
+/// A value to check now: `None` for a template (checked once rendered) or
+/// an empty value (not given).
+fn literal(t: Option<&Text>) -> Option<&str> {
+    t.map(|t| t.as_str().trim())
+        .filter(|s| !s.is_empty() && !has_template_syntax(s))
+}
+
+fn given(t: Option<&Text>) -> bool {
+    t.is_some_and(|t| !t.as_str().trim().is_empty())
+}
+
+/// Why `s` is not a Linux interface name.
+pub fn ifname_problem(s: &str) -> Option<String> {
+    if s.is_empty() || s.len() > 15 {
+        return Some(format!(
+            "`{}` is not an interface name: 1 to 15 characters",
+            s.escape_debug()
+        ));
+    }
+    if s == "." || s == ".." || s.starts_with('-') {
+        return Some(format!("`{s}` is not an interface name"));
+    }
+    s.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .map(|c| {
+            format!(
+                "`{}` is not an interface name: `{}` is not allowed (letters, digits, `-`, `_`, `.`)",
+                s.escape_debug(),
+                c.escape_debug()
+            )
+        })
+}
+
+/// Why `s` is not a name kubelab passes on as a namespace or container
+/// name (letters, digits, `_`, `.`, `-`; not starting with `-` or `.`).
+pub fn object_name_problem(what: &str, s: &str, max: usize) -> Option<String> {
+    let ok = !s.is_empty()
+        && s.len() <= max
+        && !s.starts_with(['-', '.'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    (!ok).then(|| {
+        format!(
+            "`{}` is not a {what} name: 1 to {max} letters, digits, `_`, `.` or `-`, not starting with `-` or `.`",
+            s.escape_debug()
+        )
+    })
+}
+
+/// Why `s` is not `namespace/name` of a pod.
+fn pod_problem(s: &str) -> Option<String> {
+    let dns = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))
+    };
+    match s.split_once('/') {
+        Some((ns, name)) if dns(ns) && dns(name) => None,
+        _ => Some(format!(
+            "`{}` is not a pod: write namespace/name (lowercase DNS names)",
+            s.escape_debug()
+        )),
+    }
+}
+
+/// The endpoint keys of a link end or a route, as written.
+pub struct EndpointKeys<'a> {
+    pub netns: Option<&'a Text>,
+    pub container: Option<&'a Text>,
+    pub runtime: Option<&'a Text>,
+    pub pod: Option<&'a Text>,
+    pub pid: Option<Count>,
+}
+
+impl EndpointKeys<'_> {
+    /// Problems of the literal values (templates are skipped).
+    pub fn problems(&self, base: &[Seg], out: &mut Vec<Problem>) {
+        let set: Vec<&str> = [
+            ("netns", given(self.netns)),
+            ("container", given(self.container)),
+            ("pod", given(self.pod)),
+            ("pid", self.pid.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, g)| *g)
+        .map(|(k, _)| k)
+        .collect();
+        if set.len() > 1 {
+            out.push((
+                at(base, set[1]),
+                format!(
+                    "an endpoint is one of netns, container, pod or pid; this one sets {}",
+                    set.join(" and ")
+                ),
+            ));
+        }
+        if let Some(n) = literal(self.netns)
+            && let Some(p) = object_name_problem("network namespace", n, 64)
+        {
+            out.push((at(base, "netns"), p));
+        }
+        if let Some(n) = literal(self.container)
+            && let Some(p) = object_name_problem("container", n, 128)
+        {
+            out.push((at(base, "container"), p));
+        }
+        if let Some(r) = literal(self.runtime) {
+            if ContainerRuntime::parse(r).is_none() {
+                out.push((
+                    at(base, "runtime"),
+                    format!("unknown container runtime `{r}`: expected podman, docker or crio"),
+                ));
+            }
+            if !given(self.container) {
+                out.push((
+                    at(base, "runtime"),
+                    "`runtime` goes with `container`".to_string(),
+                ));
+            }
+        }
+        if let Some(p) = literal(self.pod).and_then(pod_problem) {
+            out.push((at(base, "pod"), p));
+        }
+        if let Some(Count(Some(0))) = self.pid {
+            out.push((at(base, "pid"), "pid 0 is not a process".into()));
+        }
+    }
+
+    /// The checked endpoint (after templating).
+    pub fn endpoint(&self) -> Result<Endpoint, String> {
+        let mut problems = Vec::new();
+        self.problems(&[], &mut problems);
+        if let Some((_, p)) = problems.into_iter().next() {
+            return Err(p);
+        }
+        let text = |t: Option<&Text>| {
+            t.map(|t| t.as_str().trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        if let Some(n) = text(self.netns) {
+            return Ok(Endpoint::Netns { name: n });
+        }
+        if let Some(name) = text(self.container) {
+            let runtime = match text(self.runtime) {
+                None => ContainerRuntime::Podman,
+                Some(r) => ContainerRuntime::parse(&r)
+                    .ok_or_else(|| format!("unknown container runtime `{r}`"))?,
+            };
+            return Ok(Endpoint::Container { runtime, name });
+        }
+        if let Some(p) = text(self.pod) {
+            let (namespace, name) = p.split_once('/').unwrap_or(("", ""));
+            return Ok(Endpoint::Pod {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            });
+        }
+        if let Some(pid) = self.pid {
+            let pid = pid.get()?;
+            return u32::try_from(pid)
+                .map(|pid| Endpoint::Pid { pid })
+                .map_err(|_| format!("pid {pid} is out of range"));
+        }
+        Ok(Endpoint::Host)
+    }
+}
+
+impl LinkEnd {
+    pub fn keys(&self) -> EndpointKeys<'_> {
+        EndpointKeys {
+            netns: self.netns.as_ref(),
+            container: self.container.as_ref(),
+            runtime: self.runtime.as_ref(),
+            pod: self.pod.as_ref(),
+            pid: self.pid,
+        }
+    }
+
+    fn problems(&self, base: &[Seg], out: &mut Vec<Problem>) {
+        self.keys().problems(base, out);
+        if let Some(n) = literal(Some(&self.ifname))
+            && let Some(p) = ifname_problem(n)
+        {
+            out.push((at(base, "ifname"), p));
+        }
+        if let Some(list) = &self.addresses {
+            for (i, a) in list.items().iter().enumerate() {
+                if !has_template_syntax(a) && a.parse::<IpNet>().is_err() {
+                    let mut p = at(base, "addresses");
+                    if list.0.len() > 1 {
+                        p.push(Seg::Index(i.min(list.0.len() - 1)));
+                    }
+                    out.push((
+                        p,
+                        format!(
+                            "`{}` is not an address with prefix length (e.g. 10.0.1.1/24 or fd00::1/64)",
+                            a.escape_debug()
+                        ),
+                    ));
+                }
+            }
+        }
+        mtu_problem(self.mtu, &at(base, "mtu"), out);
+    }
+}
+
+fn mtu_problem(mtu: Option<Count>, path: &[Seg], out: &mut Vec<Problem>) {
+    if let Some(Count(Some(m))) = mtu
+        && !(68..=65535).contains(&m)
+    {
+        out.push((path.to_vec(), format!("MTU {m} is outside 68..65535")));
+    }
+}
+
+fn range_problem(
+    v: Option<Count>,
+    name: &str,
+    what: &str,
+    range: std::ops::RangeInclusive<u64>,
+    out: &mut Vec<Problem>,
+) {
+    if let Some(Count(Some(n))) = v
+        && !range.contains(&n)
+    {
+        out.push((
+            vec![key(name)],
+            format!("{what} {n} is outside {}..{}", range.start(), range.end()),
+        ));
+    }
+}
+
+fn ip_problem(t: Option<&Text>, name: &str, out: &mut Vec<Problem>) {
+    if let Some(s) = literal(t)
+        && s.parse::<IpAddr>().is_err()
+    {
+        out.push((
+            vec![key(name)],
+            format!("`{}` is not an IP address", s.escape_debug()),
+        ));
+    }
+}
+
+pub const MACVLAN_MODES: &[&str] = &["bridge", "private", "vepa", "passthru"];
+
+impl LinkArgs {
+    /// The kind, once rendered.
+    pub fn kind(&self) -> Result<LinkKind, String> {
+        let k = self.kind.0.as_str().trim();
+        if k.is_empty() {
+            return Ok(LinkKind::Veth);
+        }
+        LinkKind::parse(k).ok_or_else(|| {
+            format!("unknown link kind `{k}`: expected veth, vxlan, vlan or macvlan")
+        })
+    }
+
+    /// Every problem of the literal values; templates are checked once
+    /// rendered.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let kind = if has_template_syntax(self.kind.0.as_str()) {
+            None
+        } else {
+            match self.kind() {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    out.push((vec![key("kind")], e));
+                    None
+                }
+            }
+        };
+        self.a.problems(&[key("a")], &mut out);
+        if let Some(b) = &self.b {
+            b.problems(&[key("b")], &mut out);
+        }
+        mtu_problem(self.mtu, &[key("mtu")], &mut out);
+        range_problem(self.vni, "vni", "VNI", 1..=0xFF_FFFF, &mut out);
+        range_problem(self.port, "port", "UDP port", 1..=65535, &mut out);
+        range_problem(self.vlan_id, "vlan_id", "VLAN id", 1..=4094, &mut out);
+        ip_problem(self.remote.as_ref(), "remote", &mut out);
+        ip_problem(self.local.as_ref(), "local", &mut out);
+        if let (Some(r), Some(l)) = (literal(self.remote.as_ref()), literal(self.local.as_ref()))
+            && let (Ok(r), Ok(l)) = (r.parse::<IpAddr>(), l.parse::<IpAddr>())
+            && r.is_ipv4() != l.is_ipv4()
+        {
+            out.push((
+                vec![key("local")],
+                "`local` and `remote` must be of the same IP family".into(),
+            ));
+        }
+        if let Some(p) = literal(self.parent.as_ref())
+            && let Some(why) = ifname_problem(p)
+        {
+            out.push((vec![key("parent")], why));
+        }
+        if let Some(m) = literal(self.mode.as_ref())
+            && !MACVLAN_MODES.contains(&m)
+        {
+            out.push((
+                vec![key("mode")],
+                format!(
+                    "unknown macvlan mode `{m}`: expected {}",
+                    MACVLAN_MODES.join(", ")
+                ),
+            ));
+        }
+        let Some(kind) = kind else {
+            return out;
+        };
+        let present = self.state == Presence::Present;
+        let only_for = |field: &str, set: bool, kinds: &str, out: &mut Vec<Problem>| {
+            if set {
+                out.push((
+                    vec![key(field)],
+                    format!("`{field}` is only for {kinds} links"),
+                ));
+            }
+        };
+        match kind {
+            LinkKind::Veth => {
+                if self.b.is_none() {
+                    out.push((
+                        vec![key("a")],
+                        "a veth has two ends: give `b` too (on this host)".into(),
+                    ));
+                }
+            }
+            _ => {
+                if self.b.is_some() {
+                    out.push((
+                        vec![key("b")],
+                        format!(
+                            "a {} link has one end on this host (`a`); `b` is only for veth",
+                            kind.as_str()
+                        ),
+                    ));
+                }
+            }
+        }
+        if kind == LinkKind::Vxlan {
+            if present && self.vni.is_none() {
+                out.push((vec![key("a")], "a vxlan link needs `vni`".into()));
+            }
+            if present && !given(self.remote.as_ref()) {
+                out.push((
+                    vec![key("a")],
+                    "a vxlan link needs `remote` (the other host's address)".into(),
+                ));
+            }
+        } else {
+            only_for("vni", self.vni.is_some(), "vxlan", &mut out);
+            only_for("remote", self.remote.is_some(), "vxlan", &mut out);
+            only_for("local", self.local.is_some(), "vxlan", &mut out);
+            only_for("port", self.port.is_some(), "vxlan", &mut out);
+        }
+        if matches!(kind, LinkKind::Vlan | LinkKind::Macvlan) {
+            if present && !given(self.parent.as_ref()) {
+                out.push((
+                    vec![key("a")],
+                    format!("a {} link needs `parent`", kind.as_str()),
+                ));
+            }
+        } else if kind == LinkKind::Veth {
+            only_for(
+                "parent",
+                self.parent.is_some(),
+                "vxlan, vlan and macvlan",
+                &mut out,
+            );
+        }
+        if kind == LinkKind::Vlan {
+            if present && self.vlan_id.is_none() {
+                out.push((vec![key("a")], "a vlan link needs `vlan_id`".into()));
+            }
+        } else {
+            only_for("vlan_id", self.vlan_id.is_some(), "vlan", &mut out);
+        }
+        if kind != LinkKind::Macvlan {
+            only_for("mode", self.mode.is_some(), "macvlan", &mut out);
+        }
+        out
+    }
+}
+
+/// Where a route goes: `default` or a prefix.
+pub fn parse_destination(to: &str, via: Option<&str>) -> Result<IpNet, String> {
+    let to = to.trim();
+    if to == "default" {
+        let v6 = via
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+            .is_some_and(|a| a.is_ipv6());
+        return Ok(if v6 {
+            "::/0".parse().expect("literal")
+        } else {
+            "0.0.0.0/0".parse().expect("literal")
+        });
+    }
+    if let Ok(n) = to.parse::<IpNet>() {
+        return Ok(n.trunc());
+    }
+    if let Ok(a) = to.parse::<IpAddr>() {
+        return Ok(IpNet::from(a));
+    }
+    Err(format!(
+        "`{}` is not a destination: write default, a prefix (10.0.3.0/24) or an address",
+        to.escape_debug()
+    ))
+}
+
+impl RouteArgs {
+    pub fn keys(&self) -> EndpointKeys<'_> {
+        EndpointKeys {
+            netns: self.netns.as_ref(),
+            container: self.container.as_ref(),
+            runtime: self.runtime.as_ref(),
+            pod: self.pod.as_ref(),
+            pid: self.pid,
+        }
+    }
+
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        self.keys().problems(&[], &mut out);
+        ip_problem(self.via.as_ref(), "via", &mut out);
+        if let Some(d) = literal(self.dev.as_ref())
+            && let Some(p) = ifname_problem(d)
+        {
+            out.push((vec![key("dev")], p));
+        }
+        if let Some(to) = literal(Some(&self.to)) {
+            match parse_destination(to, literal(self.via.as_ref())) {
+                Err(e) => out.push((vec![key("to")], e)),
+                Ok(dest) => {
+                    if let Some(via) = literal(self.via.as_ref())
+                        && let Ok(via) = via.parse::<IpAddr>()
+                        && via.is_ipv4() != dest.addr().is_ipv4()
+                    {
+                        out.push((
+                            vec![key("via")],
+                            format!("gateway {via} is not of the family of {to}"),
+                        ));
+                    }
+                }
+            }
+        }
+        if self.state == Presence::Present && self.via.is_none() && self.dev.is_none() {
+            out.push((
+                vec![key("to")],
+                "a route needs `via` (a gateway), `dev` (an interface) or both".into(),
+            ));
+        }
+        out
+    }
+}
+
+/// Problems as one message (after templating).
+pub fn describe(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|(p, m)| {
+            if p.is_empty() {
+                m.clone()
+            } else {
+                format!("{}: {m}", crate::yaml::path_to_string(p))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
