@@ -24,8 +24,8 @@ mod support;
 mod cluster;
 mod framework;
 mod links;
-mod storage;
 mod overlay;
+mod storage;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
