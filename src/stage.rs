@@ -478,15 +478,7 @@ pub async fn run_all(
 mod tests {
     use super::*;
 
-    fn lab(text: &str) -> Lab {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lab.yaml");
-        std::fs::write(&path, text).unwrap();
-        crate::lab::load(&path, &Default::default())
-            .map_err(|e| e.render(false))
-            .unwrap()
-            .0
-    }
+    use crate::lab::from_test_yaml as lab;
 
     const LAB: &str = r#"
 name: t

@@ -1544,7 +1544,13 @@ fn build(r: &mut Reader, name: &str, host: &InventoryHost, opts: &ImportOptions)
         }
         d.kubernetes = Some(k);
     }
-    if ipv6 {
+    // The ping6 scenario needs two nodes besides the NAT64 box.
+    let nodes = d
+        .vms
+        .iter()
+        .filter(|v| !v.roles.iter().any(|r| r == "nat64"))
+        .count();
+    if ipv6 && nodes >= 2 {
         d.scenario_ipv6 = Some(nat64_name.is_some());
     }
     Some(d)

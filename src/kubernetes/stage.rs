@@ -537,12 +537,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn lab(text: &str) -> Lab {
-        crate::lab::load_str(Path::new("lab.yaml"), text, &Default::default())
-            .map_err(|e| e.render(false))
-            .unwrap()
-            .0
-    }
+    use crate::lab::from_test_yaml as lab;
 
     const LAB: &str = r#"
 name: k

@@ -104,27 +104,6 @@ fn sh_ok(tb: &Testbed, vm: &str, script: &str) -> String {
     tb.sh_ok(vm, script)
 }
 
-/// Steps changed per host in the run summary of `--json` output.
-fn changed(out: &std::process::Output) -> Vec<(String, u64)> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "run_end")
-        .flat_map(|v| {
-            v["summary"]["hosts"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .map(|h| {
-            (
-                h["host"].as_str().unwrap_or("").to_string(),
-                h["changed"].as_u64().unwrap_or(u64::MAX),
-            )
-        })
-        .collect()
-}
-
 fn all_text(out: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -268,7 +247,7 @@ pub fn run(tb: &Testbed) {
     for playbook in ["kubernetes/nodeprep", "kubernetes/runtime"] {
         let again = tb.kubelab(&["--json", "play", playbook, "--lab", &lab]);
         assert!(again.status.success(), "{playbook} again");
-        let counts = changed(&again);
+        let counts = super::changed_per_host(&again);
         assert!(!counts.is_empty(), "no summary from {playbook}");
         assert!(
             counts.iter().all(|(_, n)| *n == 0),
@@ -295,7 +274,11 @@ pub fn run(tb: &Testbed) {
     assert!(docker(tb).status.success(), "docker runtime");
     let again = docker(tb);
     assert!(again.status.success());
-    assert_eq!(changed(&again), [("node-2".to_string(), 0)], "docker again");
+    assert_eq!(
+        super::changed_per_host(&again),
+        [("node-2".to_string(), 0)],
+        "docker again"
+    );
     let run = sh_ok(tb, "node-2", DOCKER_RUN);
     assert!(run.contains("cgroup-driver=systemd"), "{run}");
     assert!(run.contains("hello-from-docker"), "{run}");

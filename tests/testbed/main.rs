@@ -103,6 +103,28 @@ impl Testbed {
     }
 }
 
+/// Per host, the steps a `--json` playbook run reported changed (from its
+/// `run_end` events).
+pub fn changed_per_host(out: &Output) -> Vec<(String, u64)> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "run_end")
+        .flat_map(|v| {
+            v["summary"]["hosts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap_or("").to_string(),
+                h["changed"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
 /// Single-quote a string for sh.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))

@@ -65,27 +65,6 @@ fn sh(tb: &Testbed, vm: &str, script: &str) -> String {
     tb.sh_ok(vm, script)
 }
 
-/// Per host, the steps a `--json` playbook run reported changed.
-fn changed_per_host(out: &std::process::Output) -> Vec<(String, u64)> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "run_end")
-        .flat_map(|v| {
-            v["summary"]["hosts"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .map(|h| {
-            (
-                h["host"].as_str().unwrap_or("").to_string(),
-                h["changed"].as_u64().unwrap_or(u64::MAX),
-            )
-        })
-        .collect()
-}
-
 fn unescape(s: &str) -> String {
     s.replace("&apos;", "'")
         .replace("&quot;", "\"")
@@ -173,7 +152,7 @@ fn verify_passes(tb: &Testbed, lab: &str, scenario: &str) {
 fn setup_changes_nothing(tb: &Testbed, lab: &str, scenario: &str) {
     let out = k(tb, &["--json", "scenario", lab, scenario, "setup"]);
     assert!(out.status.success(), "{scenario} setup failed");
-    let changed = changed_per_host(&out);
+    let changed = super::changed_per_host(&out);
     assert!(!changed.is_empty(), "no run_end event");
     assert!(
         changed.iter().all(|(_, n)| *n == 0),
