@@ -919,7 +919,15 @@ impl Connection {
             if !name.starts_with(&prefix) {
                 continue;
             }
-            let xml = call(|| format!("read XML of domain {name}"), dom.xml_desc(0))?;
+            // another lab's object may vanish between listing and reading
+            let Some(xml) = lookup(
+                || format!("read XML of domain {name}"),
+                dom.xml_desc(0),
+                ErrorNumber::NoDomain,
+            )?
+            else {
+                continue;
+            };
             if metadata_lab(&xml).as_deref() == Some(lab.as_str()) {
                 found.domains.push(name);
             }
@@ -929,7 +937,15 @@ impl Connection {
             if !name.starts_with(&prefix) {
                 continue;
             }
-            if self.network_owner(&net, &name)?.as_deref() == Some(lab.as_str()) {
+            let Some(xml) = lookup(
+                || format!("read XML of network {name}"),
+                net.xml_desc(0),
+                ErrorNumber::NoNetwork,
+            )?
+            else {
+                continue;
+            };
+            if metadata_lab(&xml).as_deref() == Some(lab.as_str()) {
                 found.networks.push(name);
             }
         }
