@@ -8,7 +8,8 @@
 //! containerd, then stops at the Kubernetes packages with a clear error;
 //! from node-1's IPv6 address the virthost's IPv4 address answers through
 //! 64:ff9b::/96 (ICMP and TCP) and an A-only name resolves to AAAA through
-//! DNS64; a second run of node preparation and runtime changes nothing;
+//! DNS64; the ipv6-ping6 scenario pings between node-1 and node-2 and
+//! through NAT64, and its NAT64 check fails while NAT64 is stopped; a second run of node preparation and runtime changes nothing;
 //! containerd and (with `--var container_runtime=docker`) Debian's Docker
 //! each run a container imported from a local rootfs; `reset` works on
 //! nodes without a cluster. Everything is undone at the end (also when a
@@ -17,6 +18,7 @@
 //! back.
 
 use super::Testbed;
+use super::verify::{verify_fails, verify_passes};
 
 const LAB: &str = "tests/labs/e2e/testbed-cluster.yaml";
 const NODES: [&str; 2] = ["node-1", "node-2"];
@@ -112,12 +114,47 @@ fn all_text(out: &std::process::Output) -> String {
     )
 }
 
+/// The ipv6-ping6 scenario in host mode with `through_nat64` (issue 7):
+/// node-1 and node-2 ping each other and the virthost's IPv4 address
+/// through node-3; with NAT64 stopped on node-3 the check through NAT64
+/// fails on both (and nothing else does), the `nat64` stage starts it
+/// again, and teardown leaves the NAT64 stage's own route alone.
+fn ping6_through_nat64(tb: &Testbed) {
+    const CHECK: &str = "an IPv4 address answers through NAT64";
+    tb.kubelab_ok(&["scenario", LAB, "ipv6-ping6", "setup"]);
+    verify_passes(tb, LAB, "ipv6-ping6");
+    sh_ok(tb, "node-3", "systemctl stop kubelab-nat64");
+    verify_fails(
+        tb,
+        LAB,
+        "ipv6-ping6",
+        &[
+            ("node-1", CHECK, "100% packet loss"),
+            ("node-2", CHECK, "100% packet loss"),
+        ],
+    );
+    let again = tb.kubelab(&["--json", "play", "nat64", "--lab", LAB]);
+    assert!(again.status.success(), "nat64 stage again");
+    let changed = super::changed_per_host(&again);
+    assert!(
+        changed.iter().any(|(h, n)| h == "node-3" && *n > 0),
+        "the nat64 stage did not start NAT64 again: {changed:?}"
+    );
+    verify_passes(tb, LAB, "ipv6-ping6");
+    tb.kubelab_ok(&["scenario", LAB, "ipv6-ping6", "teardown"]);
+    for vm in NODES {
+        let route = sh_ok(tb, vm, "ip -6 route show 64:ff9b::/96");
+        assert!(route.contains("via "), "{vm} lost the NAT64 route: {route}");
+    }
+}
+
 /// Undo everything, even when a check failed.
 struct Cleanup<'a>(&'a Testbed);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         let tb = self.0;
+        let _ = tb.kubelab(&["scenario", LAB, "ipv6-ping6", "teardown"]);
         let removed = tb.kubelab(&["play", "nat64-remove", "--lab", LAB]);
         for vm in NODES {
             let _ = tb.sh(vm, RUNTIME_CLEANUP);
@@ -230,6 +267,7 @@ pub fn run(tb: &Testbed) {
         &format!("dig +short A virthost.testbed.test @{server}"),
     );
     assert_eq!(a_only.trim(), "192.168.221.1");
+    ping6_through_nat64(tb);
 
     // Node preparation and containerd, for real; a second run changes nothing.
     for vm in NODES {

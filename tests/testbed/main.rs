@@ -26,6 +26,7 @@ mod framework;
 mod links;
 mod overlay;
 mod storage;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
