@@ -85,6 +85,36 @@ fn lookup<T>(
     }
 }
 
+/// The names of the listed objects (domains or networks) that carry the
+/// lab's prefix and whose metadata names the lab. An object that vanishes
+/// between listing and reading (another lab's `down`) is passed over.
+fn owned_by<T>(
+    lab: &LabName,
+    kind: &str,
+    objects: Vec<T>,
+    missing: ErrorNumber,
+    name: impl Fn(&T) -> std::result::Result<String, virt::error::Error>,
+    xml: impl Fn(&T) -> std::result::Result<String, virt::error::Error>,
+) -> Result<Vec<String>> {
+    let prefix = lab.prefix();
+    let mut names = Vec::new();
+    for object in &objects {
+        let name = call(|| format!("name of a {kind}"), name(object))?;
+        if !name.starts_with(&prefix) {
+            continue;
+        }
+        let xml = lookup(
+            || format!("read XML of {kind} {name}"),
+            xml(object),
+            missing,
+        )?;
+        if xml.and_then(|x| metadata_lab(&x)).as_deref() == Some(lab.as_str()) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
 /// The `name` attribute of kubelab's `<metadata>` element in an object's XML.
 pub fn metadata_lab(xml_text: &str) -> Option<String> {
     let doc = roxmltree::Document::parse(xml_text).ok()?;
@@ -912,43 +942,25 @@ impl Connection {
     /// name has the lab's prefix *and* whose metadata names the lab, the
     /// lab's pool and every volume in it.
     pub fn lab_objects(&self, lab: &LabName) -> Result<LabObjects> {
-        let prefix = lab.prefix();
-        let mut found = LabObjects::default();
-        for dom in call(|| "list domains".into(), self.conn.list_all_domains(0))? {
-            let name = call(|| "name of a domain".into(), dom.name())?;
-            if !name.starts_with(&prefix) {
-                continue;
-            }
-            // another lab's object may vanish between listing and reading
-            let Some(xml) = lookup(
-                || format!("read XML of domain {name}"),
-                dom.xml_desc(0),
+        let mut found = LabObjects {
+            domains: owned_by(
+                lab,
+                "domain",
+                call(|| "list domains".into(), self.conn.list_all_domains(0))?,
                 ErrorNumber::NoDomain,
-            )?
-            else {
-                continue;
-            };
-            if metadata_lab(&xml).as_deref() == Some(lab.as_str()) {
-                found.domains.push(name);
-            }
-        }
-        for net in call(|| "list networks".into(), self.conn.list_all_networks(0))? {
-            let name = call(|| "name of a network".into(), net.name())?;
-            if !name.starts_with(&prefix) {
-                continue;
-            }
-            let Some(xml) = lookup(
-                || format!("read XML of network {name}"),
-                net.xml_desc(0),
+                |d| d.name(),
+                |d| d.xml_desc(0),
+            )?,
+            networks: owned_by(
+                lab,
+                "network",
+                call(|| "list networks".into(), self.conn.list_all_networks(0))?,
                 ErrorNumber::NoNetwork,
-            )?
-            else {
-                continue;
-            };
-            if metadata_lab(&xml).as_deref() == Some(lab.as_str()) {
-                found.networks.push(name);
-            }
-        }
+                |n| n.name(),
+                |n| n.xml_desc(0),
+            )?,
+            ..LabObjects::default()
+        };
         let pool_name = lab.pool_name();
         if let Some(pool) = self.find_pool(&pool_name)? {
             if call(|| format!("state of pool {pool_name}"), pool.is_active())? {
