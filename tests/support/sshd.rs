@@ -9,6 +9,11 @@
 //! in `Drop`, also when a test fails.
 #![allow(dead_code)]
 
+#[path = "command.rs"]
+mod command;
+
+pub use command::run;
+use command::run_quietly;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -25,31 +30,6 @@ pub const TEST_USER: &str = "kubelab-test";
 
 static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
 static SUBNETS: Mutex<()> = Mutex::new(());
-
-/// Runs a command and fails the test with its output if it fails.
-pub fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Like [`run`], errors ignored (cleanup).
-fn run_quietly(program: &str, args: &[&str]) {
-    let _ = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
 
 fn require_root_and_tools() {
     let uid = std::fs::metadata("/proc/self")
