@@ -270,6 +270,73 @@ pub async fn domain_type(
 mod tests {
     use super::*;
 
+    /// A downloaded image through the local virthost, for real (curl with
+    /// `file://`, sha256sum, xz, gzip, qemu-img): plain, `.xz` and `.gz`
+    /// images land decompressed under the checksum of what was downloaded;
+    /// a wrong checksum is an error that names both sums and leaves nothing
+    /// behind.
+    #[tokio::test]
+    async fn downloaded_images_are_checked_and_decompressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sh = |cmd: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{cmd}: {out:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        sh("qemu-img create -q -f qcow2 base.qcow2 16M && xz -k base.qcow2 && gzip -k base.qcow2");
+        let storage = dir.path().join("storage");
+        for (file, format) in [
+            ("base.qcow2", VolumeFormat::Qcow2),
+            ("base.qcow2.xz", VolumeFormat::Qcow2),
+            ("base.qcow2.gz", VolumeFormat::Qcow2),
+        ] {
+            let sum = sh(&format!("sha256sum {file} | cut -c1-64"));
+            let url = format!("file://{}", dir.path().join(file).display());
+            for (given, ok) in [("0".repeat(64), false), (sum.clone(), true)] {
+                let text = format!(
+                    "name: t\nvirthost: {{local: true, storage_dir: {}}}\nimage: {{url: \"{url}\", sha256: {given}}}\nnetworks: [{{name: lan, ipv4: 10.9.0.0/24}}]\nvms: [{{name: a}}]\n",
+                    storage.display()
+                );
+                let (lab, _) = crate::lab::load_str(
+                    std::path::Path::new("t.yaml"),
+                    &text,
+                    &Default::default(),
+                )
+                .unwrap_or_else(|d| panic!("{}", d.render(false)));
+                let access = VirthostAccess::connect(&lab).await.unwrap();
+                let images = storage.join("images");
+                match base_image(&access, &lab).await {
+                    Ok(image) if ok => {
+                        assert_eq!(image.path, images.join(format!("{sum}.img")));
+                        assert_eq!(image.format, format, "{file}");
+                        let info = sh(&format!(
+                            "qemu-img info --output=json {} | grep -c '\"virtual-size\": 16777216'",
+                            image.path.display()
+                        ));
+                        assert_eq!(info, "1", "{file} was not decompressed");
+                    }
+                    Err(e) if !ok => {
+                        assert!(
+                            e.contains(&format!("sha256 of {url} is {sum}, the lab says {given}")),
+                            "{e}"
+                        );
+                        let left: Vec<_> = std::fs::read_dir(&images)
+                            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+                            .unwrap_or_default();
+                        assert!(left.is_empty(), "left behind: {left:?}");
+                    }
+                    other => panic!("{file} with sha256 {given}: {other:?}"),
+                }
+            }
+            std::fs::remove_dir_all(&storage).unwrap();
+        }
+    }
+
     /// The name the script itself derives: its KEY line run by sh.
     #[test]
     fn expected_build_image_name_is_the_scripts() {

@@ -1,6 +1,7 @@
 #!/bin/sh
-# prepare.sh - make a machine a kubelab virthost: libvirt + QEMU + dnsmasq
-# (+ the tools the image builds need), and a running libvirtd.
+# prepare.sh - make a machine a kubelab virthost: libvirt + QEMU + dnsmasq,
+# curl and xz for image downloads (+ the tools the image builds need), and a
+# running libvirtd.
 #
 # Runs as root on the virthost. Idempotent: a second run changes nothing.
 # Output: one line "changed: WHAT" per thing it changed, "info: ..." lines,
@@ -80,7 +81,7 @@ rpm_missing() {
 }
 
 if [ "$PKG" = apt ]; then
-  WANT="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base iptables"
+  WANT="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base iptables curl xz-utils"
   [ "$SYSTEMD" = 1 ] && WANT="$WANT libvirt-daemon-system"
   [ "$IMAGE_TOOLS" = 1 ] && WANT="$WANT debootstrap e2fsprogs dosfstools mtools syslinux syslinux-common fdisk"
   # shellcheck disable=SC2086
@@ -105,7 +106,7 @@ if [ "$PKG" = apt ]; then
     changed "installed packages: $MISSING"
   fi
 else
-  WANT="libvirt-daemon-driver-qemu libvirt-daemon-driver-network libvirt-daemon-driver-storage-core libvirt-client qemu-kvm qemu-img dnsmasq iptables"
+  WANT="libvirt-daemon-driver-qemu libvirt-daemon-driver-network libvirt-daemon-driver-storage-core libvirt-client qemu-kvm qemu-img dnsmasq iptables curl xz"
   [ "$SYSTEMD" = 1 ] && WANT="$WANT libvirt-daemon"
   [ "$IMAGE_TOOLS" = 1 ] && WANT="$WANT debootstrap e2fsprogs dosfstools mtools syslinux util-linux"
   # shellcheck disable=SC2086
