@@ -9,7 +9,8 @@
 //! from node-1's IPv6 address the virthost's IPv4 address answers through
 //! 64:ff9b::/96 (ICMP and TCP) and an A-only name resolves to AAAA through
 //! DNS64; the ipv6-ping6 scenario pings between node-1 and node-2 and
-//! through NAT64, and its NAT64 check fails while NAT64 is stopped; a second run of node preparation and runtime changes nothing;
+//! through NAT64, and its NAT64 check fails while NAT64 is stopped; a
+//! second run of node preparation and runtime changes nothing;
 //! containerd and (with `--var container_runtime=docker`) Debian's Docker
 //! each run a container imported from a local rootfs; `reset` works on
 //! nodes without a cluster. Everything is undone at the end (also when a
@@ -117,7 +118,7 @@ fn all_text(out: &std::process::Output) -> String {
 /// The ipv6-ping6 scenario in host mode with `through_nat64` (issue 7):
 /// node-1 and node-2 ping each other and the virthost's IPv4 address
 /// through node-3; with NAT64 stopped on node-3 the check through NAT64
-/// fails on both (and nothing else does), the `nat64` stage starts it
+/// fails on both (and on no other host), the `nat64` stage starts it
 /// again, and teardown leaves the NAT64 stage's own route alone.
 fn ping6_through_nat64(tb: &Testbed) {
     const CHECK: &str = "an IPv4 address answers through NAT64";
