@@ -81,6 +81,10 @@ impl Drop for Cleanup {
     }
 }
 
+/// Nothing of the lab left: no libvirt object, no pool directory, no
+/// dnsmasq file of its network `lan` (matched by the network's full name:
+/// another lab's names may share the lab's prefix, `kl-e2e-` of
+/// `kl-e2e-noboot-lan`, and that lab runs at the same time).
 fn lab_is_gone(lab: &LabName, pool_dir: &Path) {
     let c = Connection::open(URI).unwrap();
     let left = c.lab_objects(lab).unwrap();
@@ -90,7 +94,7 @@ fn lab_is_gone(lab: &LabName, pool_dir: &Path) {
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&lab.prefix()))
+                .filter(|n| n.starts_with(&format!("{}.", lab.object_name("lan"))))
                 .collect()
         })
         .unwrap_or_default();

@@ -419,7 +419,13 @@ impl Connection {
         if self.network_xml(lab, network)?.is_none() {
             return Ok(());
         }
-        let Some(net) = self.find_network(&name)? else {
+        self.stop_and_undefine_network(&name)
+    }
+
+    /// Stop a network by its full name if it runs, and undefine it if it is
+    /// persistent; nothing when it does not exist.
+    fn stop_and_undefine_network(&self, name: &str) -> Result<()> {
+        let Some(net) = self.find_network(name)? else {
             return Ok(());
         };
         if call(|| format!("state of network {name}"), net.is_active())? {
@@ -1021,22 +1027,7 @@ impl Connection {
             }
         }
         for name in &objects.networks {
-            let r = (|| -> Result<()> {
-                let Some(net) = self.find_network(name)? else {
-                    return Ok(());
-                };
-                if call(|| format!("state of network {name}"), net.is_active())? {
-                    call(|| format!("stop network {name}"), net.destroy())?;
-                }
-                if call(
-                    || format!("persistence of network {name}"),
-                    net.is_persistent(),
-                )? {
-                    call(|| format!("undefine network {name}"), net.undefine())?;
-                }
-                Ok(())
-            })();
-            match r {
+            match self.stop_and_undefine_network(name) {
                 Ok(()) => report.removed.networks.push(name.clone()),
                 Err(e) => report.failures.push(e.to_string()),
             }
