@@ -314,7 +314,7 @@ impl Executor {
                     step: r.step.clone(),
                     location: r.location.clone(),
                     message: r.message.clone(),
-                    stderr_tail: tail(&r.stderr, 5),
+                    stderr_tail: tail(&r.stderr, crate::output::STDERR_TAIL_LINES),
                 });
             }
         }
@@ -327,7 +327,7 @@ impl Executor {
         } else {
             0
         };
-        let summary = Summary {
+        let mut summary = Summary {
             hosts: states.into_iter().map(|s| s.tally).collect(),
             failures,
             check: shared.options.check,
@@ -335,6 +335,9 @@ impl Executor {
             duration_ms: started.elapsed().as_millis() as u64,
             exit_code,
         };
+        // The report goes on to the command's own last words (a stage's
+        // failure): secrets out of it as out of the events.
+        summary.redact(shared.reporter.redactor());
         shared.reporter.emit(Event::RunEnd {
             summary: summary.clone(),
         });

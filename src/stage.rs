@@ -441,34 +441,69 @@ fn for_playbook_with(lab: &Lab, playbook: &str, secrets: Secrets) -> Result<Stag
 }
 
 /// Run one stage on the lab's hosts through the engine (`base` says how:
-/// check mode, sinks, override directories, `--var`); returns the exit code
-/// (0, 1 failed steps, 2 invalid playbook, 3 unreachable hosts).
+/// check mode, sinks, override directories, `--var`); returns the run's
+/// report, or exit code 2 when the playbook is invalid (already reported).
 pub async fn run(
     lab: &Lab,
     hosts: &LabHosts,
     stage: &Stage,
     base: &crate::runner::PlaybookRun,
-) -> i32 {
+) -> Result<crate::executor::RunReport, i32> {
     let mut req = base.clone();
     req.playbook = stage.playbook.clone().into();
     req.inline = stage.inline.clone();
-    crate::runner::run_playbook(hosts.inventory(lab, stage), &req).await
+    crate::runner::execute(hosts.inventory(lab, stage), &req).await
 }
 
-/// Run stages in order, stopping at the first that fails; returns the exit
-/// code and the title of the failed stage.
+/// A stage that did not finish: its exit code (1 failed steps, 2 invalid
+/// playbook, 3 unreachable hosts), its title and the steps that failed,
+/// each with the tail of its stderr, so that the command's last words say
+/// why and not only which stage.
+#[derive(Clone, Debug)]
+pub struct StageFailure {
+    pub code: i32,
+    pub title: String,
+    pub failures: Vec<crate::output::Failure>,
+}
+
+impl std::fmt::Display for StageFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stage `{}` failed", self.title)?;
+        if self.failures.is_empty() {
+            return write!(f, " (exit code {})", self.code);
+        }
+        f.write_str(":")?;
+        for x in &self.failures {
+            write!(f, "\n  {} | {} ({}): {}", x.host, x.step, x.location, x.message)?;
+            for l in x.stderr_tail.lines() {
+                write!(f, "\n    | {l}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Run stages in order, stopping at the first that fails.
 pub async fn run_all(
     lab: &Lab,
     hosts: &LabHosts,
     stages: &[Stage],
     base: &crate::runner::PlaybookRun,
     mut on_start: impl FnMut(&Stage),
-) -> Result<(), (i32, String)> {
+) -> Result<(), StageFailure> {
     for stage in stages {
         on_start(stage);
-        let code = run(lab, hosts, stage, base).await;
-        if code != 0 {
-            return Err((code, stage.title.clone()));
+        let failure = |code, failures| StageFailure {
+            code,
+            title: stage.title.clone(),
+            failures,
+        };
+        match run(lab, hosts, stage, base).await {
+            Ok(report) if report.success() => {}
+            Ok(report) => {
+                return Err(failure(report.exit_code(), report.summary.failures));
+            }
+            Err(code) => return Err(failure(code, Vec::new())),
         }
     }
     Ok(())
@@ -539,5 +574,33 @@ scenarios:
         let inv = stage_inventory(&lab, &stage, None, off, v());
         assert_eq!(inv.hosts.len(), 4);
         assert_eq!(inv.groups()["virthost"], vec!["virthost"]);
+    }
+
+    #[test]
+    fn a_stage_failure_says_which_step_failed_and_why() {
+        let f = StageFailure {
+            code: 1,
+            title: "kubernetes".into(),
+            failures: vec![crate::output::Failure {
+                host: "kube-master".into(),
+                play: "runtime".into(),
+                step: "Docker's signing key".into(),
+                location: "playbooks/kubernetes/runtime.yaml:30:7".into(),
+                message: "exit code 6".into(),
+                stderr_tail: "curl: (6) Could not resolve host: download.docker.com".into(),
+            }],
+        };
+        assert_eq!(
+            f.to_string(),
+            "stage `kubernetes` failed:\n  kube-master | Docker's signing key \
+             (playbooks/kubernetes/runtime.yaml:30:7): exit code 6\n    \
+             | curl: (6) Could not resolve host: download.docker.com"
+        );
+        let bare = StageFailure {
+            failures: Vec::new(),
+            code: 2,
+            ..f
+        };
+        assert_eq!(bare.to_string(), "stage `kubernetes` failed (exit code 2)");
     }
 }

@@ -103,9 +103,9 @@ fn run(
             }
         };
         let base = ctx.playbook_run(check, Some(&log));
-        let code = crate::stage::run(&lab, &hosts, &stage, &base).await;
+        let r = crate::stage::run(&lab, &hosts, &stage, &base).await;
         hosts.close().await;
-        code
+        r.map_or_else(|code| code, |report| report.exit_code())
     });
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -289,8 +289,9 @@ impl Context {
 
 /// Connect to an `up` lab's VMs and run `stages` in order (check mode for
 /// `plan`); progress through the engine's sinks, the log in `log_path`.
-/// The exit code is the first failing stage's (1 failed steps, 2 invalid
-/// playbook, 3 unreachable).
+/// On failure: the exit code (the first failing stage's: 1 failed steps, 2
+/// invalid playbook, 3 unreachable) and what to say, naming the failed
+/// steps with the tail of their stderr.
 pub async fn run_stages(
     ctx: &Context,
     lab: &Lab,
@@ -312,10 +313,14 @@ pub async fn run_stages(
     })
     .await;
     hosts.close().await;
-    r.map_err(|(code, title)| {
-        (
-            u8::try_from(code).unwrap_or(1),
-            format!("stage `{title}` failed (exit code {code})"),
-        )
+    r.map_err(|f| {
+        if ctx.json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "error", "command": "stage", "stage": f.title,
+                    "message": f.to_string(), "failures": f.failures, "exit_code": f.code})
+            );
+        }
+        (u8::try_from(f.code).unwrap_or(1), f.to_string())
     })
 }

@@ -77,6 +77,15 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Replace every secret in the failures' texts.
+    pub fn redact(&mut self, r: &Redactor) {
+        for f in &mut self.failures {
+            r.redact_string(&mut f.message);
+            r.redact_string(&mut f.stderr_tail);
+            r.redact_string(&mut f.step);
+        }
+    }
+
     /// Human-readable summary (several lines).
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -184,13 +193,7 @@ impl Event {
                 }
             }
             Event::StepStart { step, .. } => r.redact_string(step),
-            Event::RunEnd { summary } => {
-                for f in &mut summary.failures {
-                    r.redact_string(&mut f.message);
-                    r.redact_string(&mut f.stderr_tail);
-                    r.redact_string(&mut f.step);
-                }
-            }
+            Event::RunEnd { summary } => summary.redact(r),
             _ => {}
         }
         self
@@ -255,6 +258,23 @@ pub fn timestamp() -> String {
         .unwrap_or(0);
     let day = secs % 86_400;
     format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+}
+
+/// How many lines of a failed step's stderr its line on the terminal and
+/// in the summary shows (the run log keeps all of it).
+pub const STDERR_TAIL_LINES: usize = 5;
+
+/// The lines that follow a failed step's own line: the tail of its stderr,
+/// each as `\n    | line`, so that the reason (`curl: (6) Could not
+/// resolve host`) is on the terminal and not only in the run log.
+pub fn failed_stderr_lines(status: Status, stderr: &str) -> String {
+    if !matches!(status, Status::Failed | Status::Unreachable) {
+        return String::new();
+    }
+    tail(stderr, STDERR_TAIL_LINES)
+        .lines()
+        .map(|l| format!("\n    | {l}"))
+        .collect()
 }
 
 /// The last `n` lines of a text.

@@ -38,6 +38,7 @@ impl<W: Write + Send> Sink for PlainSink<W> {
                 duration_ms,
                 message,
                 diff,
+                stderr,
                 ..
             } => {
                 if self.quiet && !matches!(status, Status::Failed | Status::Unreachable) {
@@ -50,6 +51,7 @@ impl<W: Write + Send> Sink for PlainSink<W> {
                 if !message.is_empty() {
                     l.push_str(&format!(" — {message}"));
                 }
+                l.push_str(&super::failed_stderr_lines(*status, stderr));
                 if let Some(d) = diff {
                     for dl in d.lines() {
                         l.push_str(&format!("\n    {dl}"));
@@ -130,5 +132,42 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("took 1.50s; log: /tmp/run.log"), "{text}");
+    }
+
+    #[test]
+    fn failed_step_line_carries_the_tail_of_stderr() {
+        let mut buf = Vec::new();
+        let stderr: String = (1..=8).map(|i| format!("noise {i}\n")).collect::<String>()
+            + "curl: (6) Could not resolve host: download.docker.com\n";
+        {
+            let mut sink = PlainSink::new(&mut buf, true);
+            sink.handle(&Event::StepEnd {
+                host: "cp-1".into(),
+                play: "runtime".into(),
+                step: "Docker's signing key".into(),
+                location: "runtime.yaml:30:7".into(),
+                module: "command".into(),
+                status: Status::Failed,
+                changed: false,
+                duration_ms: 3,
+                message: "exit code 6".into(),
+                stdout: String::new(),
+                stderr,
+                diff: None,
+            });
+        }
+        let text = String::from_utf8(buf).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].ends_with("cp-1 | Docker's signing key: failed (3 ms) — exit code 6"),
+            "{text}"
+        );
+        // the last STDERR_TAIL_LINES lines, the reason last
+        assert_eq!(lines.len(), 1 + crate::output::STDERR_TAIL_LINES, "{text}");
+        assert_eq!(
+            lines.last().copied(),
+            Some("    | curl: (6) Could not resolve host: download.docker.com")
+        );
+        assert_eq!(lines[1], "    | noise 5");
     }
 }

@@ -69,6 +69,7 @@ impl Sink for TerminalSink {
                 status,
                 message,
                 diff,
+                stderr,
                 ..
             } => {
                 if let Some(b) = self.bars.get(host) {
@@ -84,6 +85,7 @@ impl Sink for TerminalSink {
                     if !message.is_empty() {
                         l.push_str(&format!(" — {message}"));
                     }
+                    l.push_str(&super::failed_stderr_lines(*status, stderr));
                     if let Some(d) = diff.as_ref().filter(|_| !self.quiet) {
                         for dl in d.lines() {
                             l.push_str(&format!("\n    {dl}"));
