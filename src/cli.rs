@@ -35,6 +35,11 @@ pub struct Global {
     /// Also look for inventory files in this directory.
     #[arg(long, global = true, value_name = "DIR")]
     pub inventory_dir: Vec<PathBuf>,
+    /// Change a value of the lab file for this run, e.g.
+    /// `defaults.memory=1GiB`, `vms.node-1.cpus=1` (dotted path: keys,
+    /// list indexes or item names; YAML value). Repeatable.
+    #[arg(long = "set", global = true, value_name = "PATH=VALUE")]
+    pub set: Vec<crate::lab::overrides::Override>,
     /// Playbooks here win over the built-in ones.
     #[arg(long, global = true, value_name = "DIR")]
     pub playbook_dir: Option<PathBuf>,

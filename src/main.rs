@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let ctx = commands::Context {
         load: LoadOptions {
             inventory_dirs: cli.global.inventory_dir.clone(),
+            overrides: cli.global.set.clone(),
         },
         json: cli.global.json,
         quiet: cli.global.quiet,

@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod config;
 pub mod node;
 pub mod secrets;
+pub mod sources;
 pub mod stage;
 pub mod templates;
 

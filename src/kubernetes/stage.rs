@@ -7,6 +7,7 @@
 //! ([`KubeadmContext::template_vars`]), `kube_node`
 //! ([`NodePrepContext::template_vars`]) and `kube_role`. For every host:
 //! `kube_repositories` (both distribution families; facts pick one),
+//! `kube_sources_probe` (the check that the downloads answer),
 //! `kube_components` (pinned versions of what is not a Kubernetes package),
 //! `container_runtime` (the lab's; `--var container_runtime=docker`
 //! overrides it), `kube_packages` (the package version patterns) and
@@ -326,6 +327,16 @@ pub fn kubernetes_stage(
         Value::from(state_dir.display().to_string()),
     );
     vars.insert("kube_api".into(), api_vars(lab, &facts)?);
+    // Run by `kubernetes/sources` on the first control plane (kube-init).
+    if let Some(init) = lab.group("control-plane").first() {
+        vars.insert(
+            "kube_sources_probe".into(),
+            Value::from(super::sources::probe_script(
+                &init.name,
+                &super::sources::sources(k),
+            )),
+        );
+    }
     vars.insert(
         "kube_login_user".into(),
         Value::from(lab.image.user().to_string()),

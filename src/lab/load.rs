@@ -23,6 +23,8 @@ pub const EMBEDDED_INVENTORIES: &[(&str, &str)] = &[
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
     pub inventory_dirs: Vec<PathBuf>,
+    /// `--set PATH=VALUE`, applied in order before the lab is read.
+    pub overrides: Vec<super::overrides::Override>,
 }
 
 /// The result of loading: the lab and any warnings, or every error found.
@@ -184,6 +186,32 @@ fn root_get_mut<'a>(root: &'a mut Node, key: &str) -> Option<&'a mut Node> {
 /// Load and validate a lab from its text (`path` is used for messages and
 /// to find inventories).
 pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Loaded {
+    let loaded = read_lab(path, text, opts);
+    match loaded {
+        // Positions of values `--set` changed are those of what they
+        // replaced: say so, or a diagnostic would quote a line that looks
+        // right.
+        Err(mut diags) if !opts.overrides.is_empty() => {
+            let sets: Vec<String> = opts
+                .overrides
+                .iter()
+                .map(|o| format!("--set {}", o.text))
+                .collect();
+            diags.push(Diagnostic {
+                severity: crate::diagnostic::Severity::Warning,
+                ..Diagnostic::error(
+                    &SourceFile::new(path, text),
+                    None,
+                    format!("the lab was read with {}", sets.join(" ")),
+                )
+            });
+            Err(diags)
+        }
+        other => other,
+    }
+}
+
+fn read_lab(path: &Path, text: &str, opts: &LoadOptions) -> Loaded {
     let file = SourceFile::new(path, text);
     let mut diags = Diagnostics::default();
     let mut root = match parse_file(&file) {
@@ -193,6 +221,14 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Loaded {
             return Err(diags);
         }
     };
+    for o in &opts.overrides {
+        if let Err(message) = o.apply(&mut root) {
+            diags.push(Diagnostic::error(&file, None, message));
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
     // Before the sections are read, so that `- name: overlay` alone reads.
     add_missing_params(&mut root);
     let Some(entries) = root.as_map() else {

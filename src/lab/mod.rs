@@ -5,6 +5,7 @@
 pub mod file;
 pub mod load;
 pub mod model;
+pub mod overrides;
 pub mod size;
 pub mod validate;
 

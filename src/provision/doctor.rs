@@ -35,7 +35,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn ok(check: &'static str, message: impl Into<String>) -> Self {
+    pub fn ok(check: &'static str, message: impl Into<String>) -> Self {
         Finding {
             check,
             severity: Severity::Ok,
@@ -43,7 +43,7 @@ impl Finding {
             fix: String::new(),
         }
     }
-    fn bad(
+    pub fn bad(
         check: &'static str,
         severity: Severity,
         message: impl Into<String>,

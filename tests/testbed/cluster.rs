@@ -4,8 +4,10 @@
 //! With `tests/labs/e2e/testbed-cluster.yaml` (node-1 control plane,
 //! node-2 worker, node-3 NAT64/DNS64): `plan` renders every stage in check
 //! mode (the kubeadm files included, secrets redacted); `up` sets up
-//! NAT64/DNS64 for real, prepares the nodes and installs Debian's
-//! containerd, then stops at the Kubernetes packages with a clear error;
+//! NAT64/DNS64 for real, then stops within seconds at the Kubernetes
+//! stage's downloads check with a clear error (which `doctor` gives too);
+//! node preparation and Debian's containerd run for real, and the packages
+//! stage stops at its repository with a clear error;
 //! from node-1's IPv6 address the virthost's IPv4 address answers through
 //! 64:ff9b::/96 (ICMP and TCP) and an A-only name resolves to AAAA through
 //! DNS64; the ipv6-ping6 scenario pings between node-1 and node-2 and
@@ -206,19 +208,52 @@ pub fn run(tb: &Testbed) {
         assert!(!plan_text.contains(&token), "the join token is in the plan");
     }
 
-    // `up`: NAT64 and node preparation for real, then the packages stop it.
+    // `up`: NAT64 for real, then the Kubernetes stage stops at once at its
+    // first check: the downloads do not answer here.
     let up = tb.kubelab(&["up", &lab]);
     let up_text = all_text(&up);
-    assert_eq!(up.status.code(), Some(1), "up should stop at the packages");
-    assert!(
-        up_text.contains("cannot reach the Kubernetes 1.31 packages at https://pkgs.k8s.io/core:/stable:/v1.31/deb/"),
-        "the packages failure is not clear"
+    assert_eq!(
+        up.status.code(),
+        Some(1),
+        "up should stop at the downloads check"
     );
+    for wanted in [
+        "stage `kubernetes` failed",
+        "node-1 cannot reach what the Kubernetes stage downloads: pkgs.k8s.io:443 (Kubernetes 1.31 packages",
+        "registry.k8s.io:443 (the control plane's images",
+        "ghcr.io:443 (flannel's images)",
+        "internet access",
+        "kubernetes.airgap_dir",
+    ] {
+        assert!(
+            up_text.contains(wanted),
+            "up's failure lacks {wanted:?}:\n{up_text}"
+        );
+    }
     assert!(
-        up_text.contains("kubernetes.airgap_dir"),
-        "no way out offered"
+        !up_text.contains("swap off now"),
+        "up prepared nodes before the downloads check stopped it"
     );
-    assert!(up_text.contains("stage `kubernetes` failed"));
+    // The check alone, timed: seconds, not minutes.
+    let t0 = std::time::Instant::now();
+    let sources = tb.kubelab(&["play", "kubernetes/sources", "--lab", &lab]);
+    let took = t0.elapsed();
+    assert_eq!(sources.status.code(), Some(1));
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "the downloads check took {took:?}"
+    );
+    // doctor runs the same check.
+    let doctor = tb.kubelab(&["doctor", &lab]);
+    let doctor_text = all_text(&doctor);
+    assert_eq!(doctor.status.code(), Some(1), "{doctor_text}");
+    assert!(
+        doctor_text.contains("k8s downloads")
+            && doctor_text.contains(
+                "node-1 cannot reach what the Kubernetes stage downloads: pkgs.k8s.io:443"
+            ),
+        "doctor does not run the downloads check:\n{doctor_text}"
+    );
     let token = std::fs::read_to_string(tb.state.join("testbed/kubernetes/bootstrap-token"))
         .unwrap()
         .trim()
@@ -271,6 +306,10 @@ pub fn run(tb: &Testbed) {
     ping6_through_nat64(tb);
 
     // Node preparation and containerd, for real; a second run changes nothing.
+    for playbook in ["kubernetes/nodeprep", "kubernetes/runtime"] {
+        let first = tb.kubelab(&["play", playbook, "--lab", &lab]);
+        assert!(first.status.success(), "{playbook}: {}", all_text(&first));
+    }
     for vm in NODES {
         let state = sh_ok(
             tb,
@@ -321,6 +360,16 @@ pub fn run(tb: &Testbed) {
     let run = sh_ok(tb, "node-2", DOCKER_RUN);
     assert!(run.contains("cgroup-driver=systemd"), "{run}");
     assert!(run.contains("hello-from-docker"), "{run}");
+
+    // The packages stage alone says the same, for its repository.
+    let packages = tb.kubelab(&["play", "kubernetes/packages", "--lab", &lab]);
+    let packages_text = all_text(&packages);
+    assert_eq!(packages.status.code(), Some(1));
+    assert!(
+        packages_text.contains("cannot reach the Kubernetes 1.31 packages at https://pkgs.k8s.io/core:/stable:/v1.31/deb/")
+            && packages_text.contains("kubernetes.airgap_dir"),
+        "the packages failure is not clear:\n{packages_text}"
+    );
 
     // The kubeadm steps on the real hosts stop where the packages are
     // missing, clearly.
