@@ -18,11 +18,14 @@
 //!
 //! Each program is looked up in [`PROGRAMS`] (program → Debian package): a
 //! program missing there fails the test with the playbook, step and
-//! program, so that adding a command forces a decision. The check is for
-//! Debian 12 hosts: steps only for RHEL-like hosts are skipped; `when:`
-//! conditions are otherwise not evaluated, so a package must be installed
-//! by a step that runs whenever the program's step runs, or on purpose
-//! more often. Every playbook under playbooks/ belongs to one [`chains`].
+//! program, so that adding a command forces a decision. An install counts
+//! for the hosts of its play ([`hosts_covered`]: the same groups, one host
+//! of them, a subgroup); a scenario's Kubernetes-mode plays also see what
+//! the kubernetes stage installed. The check is for Debian 12 hosts: steps
+//! only for RHEL-like hosts are skipped. Other `when:` conditions are not
+//! evaluated: an install skipped under a condition its user's step does
+//! not share goes unseen, so keep their conditions alike. Every playbook
+//! under playbooks/ belongs to one of [`chains`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -136,7 +139,7 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("wipefs", "util-linux"),
     ("mountpoint", "util-linux"),
     ("nsenter", "util-linux"),
-        ("apt-get", "apt"),
+    ("apt-get", "apt"),
     ("apt-mark", "apt"),
     ("dpkg-query", "dpkg"),
     // BASE_PKGS, CHROOT_PKGS and their dependencies
@@ -196,7 +199,9 @@ const PROGRAMS: &[(&str, &str)] = &[
 
 /// What kubelab's own modules run on the host (src/apply/*.rs).
 fn module_programs(module: &Module) -> Vec<String> {
-    let files = ["stat", "cat", "chmod", "chown", "mkdir", "rm", "ln", "readlink", "touch", "mv"];
+    let files = [
+        "stat", "cat", "chmod", "chown", "mkdir", "rm", "ln", "readlink", "touch", "mv",
+    ];
     let names: &[&str] = match module {
         Module::Command(_) | Module::Shell(_) | Module::WaitFor(_) | Module::Assert(_) => &[],
         Module::File(_) | Module::Copy(_) | Module::Template(_) | Module::Line(_) => &files,
@@ -265,8 +270,8 @@ fn step_file(step: &Step) -> String {
         .to_string()
 }
 
-/// Playbooks in the order they run. Each `Vec` is a chain: a playbook sees
-/// what the ones before it in its chain installed.
+/// Playbooks in the order they run: a playbook sees what the ones before it
+/// in its chain installed.
 struct Chain {
     name: String,
     /// The first playbook's installs are seen by every later one; the later
@@ -408,7 +413,10 @@ impl Runs {
             }
             "sudo" => {
                 self.program("sudo");
-                let i = after(&["-u", "-g", "-C", "-h", "-p", "-D", "-R", "-T", "-U"], false);
+                let i = after(
+                    &["-u", "-g", "-C", "-h", "-p", "-D", "-R", "-T", "-U"],
+                    false,
+                );
                 self.argv(&rest[i..], vars, scripts);
             }
             "nice" | "nohup" | "setsid" | "stdbuf" => {
@@ -478,7 +486,10 @@ impl Runs {
         }));
         let mut vars = outer_vars.clone();
         for mut words in simple_commands(&tokens) {
-            while words.first().is_some_and(|w| KEYWORDS.contains(&w.as_str())) {
+            while words
+                .first()
+                .is_some_and(|w| KEYWORDS.contains(&w.as_str()))
+            {
                 words.remove(0);
             }
             let Some(first) = words.first() else { continue };
@@ -544,14 +555,15 @@ fn program_name(word: &str, vars: &BTreeMap<String, String>) -> Option<String> {
             _ => break,
         }
     }
-    if w.is_empty() || w.contains(SUBSTITUTION) && !w.contains('/') {
+    if w.is_empty() || (w.contains(SUBSTITUTION) && !w.contains('/')) {
         return None;
     }
     let w = restore_templates(&w);
     let w = normalize_template(&w);
     if let Some((dir, base)) = w.rsplit_once('/') {
         let standard = ["/bin", "/sbin", "/usr/bin", "/usr/sbin"].contains(&dir);
-        if standard || (!base.contains('$') && !base.is_empty() && dir.contains(['$', SUBSTITUTION]))
+        if standard
+            || (!base.contains('$') && !base.is_empty() && dir.contains(['$', SUBSTITUTION]))
         {
             return Some(base.to_string());
         }
@@ -594,8 +606,8 @@ fn hide_templates(text: &str) -> String {
                 if c == "}}" {
                     out.push(TEMPLATE_OPEN);
                     out.extend(r[2..j].chars().map(|ch| match ch {
-                        ' ' | '\t' | '\n' | ';' | '&' | '|' | '(' | ')' | '<' | '>' | '\'' | '"'
-                        | '`' | '$' | '\\' | '#' | '{' | '}' => {
+                        ' ' | '\t' | '\n' | ';' | '&' | '|' | '(' | ')' | '<' | '>' | '\''
+                        | '"' | '`' | '$' | '\\' | '#' | '{' | '}' => {
                             char::from_u32(HIDDEN + ch as u32).unwrap()
                         }
                         ch => ch,
@@ -823,7 +835,8 @@ fn tokenize(text: &str, nested: &mut Vec<String>) -> Vec<Tok> {
                         }
                         '`' => {
                             let end = skip_backtick(&b, i + 1);
-                            nested.push(b[i + 1..end.saturating_sub(1).max(i + 1)].iter().collect());
+                            nested
+                                .push(b[i + 1..end.saturating_sub(1).max(i + 1)].iter().collect());
                             word.push(SUBSTITUTION);
                             i = end;
                         }
@@ -918,7 +931,9 @@ fn simple_commands(tokens: &[Tok]) -> Vec<Vec<String>> {
 /// The programs of a systemd unit's `Exec…=` lines.
 fn unit_programs(unit: &str, runs: &mut Runs, scripts: &Scripts) {
     for line in unit.lines() {
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         if !key.trim().starts_with("Exec") {
             continue;
         }
@@ -948,7 +963,10 @@ fn template_files(step: &Step) -> Vec<(String, String)> {
         return vec![(src.to_string(), dest.to_string())];
     }
     let Some(LoopSpec::Items(items)) = &step.loop_over else {
-        panic!("{}: a template named by `item` without a literal loop", step.location);
+        panic!(
+            "{}: a template named by `item` without a literal loop",
+            step.location
+        );
     };
     items
         .iter()
@@ -1032,8 +1050,8 @@ fn package_names(step: &Step) -> Vec<String> {
     if p.state != kubelab::playbook::modules::Presence::Present {
         return Vec::new();
     }
-    let choice = regex::Regex::new(r"^\{\{\s*'([^']+)'\s+if\s+(.+?)\s+else\s+'([^']+)'\s*\}\}$")
-        .unwrap();
+    let choice =
+        regex::Regex::new(r"^\{\{\s*'([^']+)'\s+if\s+(.+?)\s+else\s+'([^']+)'\s*\}\}$").unwrap();
     let mut out = Vec::new();
     for n in &p.names {
         let n = n.as_str().trim();
@@ -1108,10 +1126,16 @@ fn hosts_covered(installed: &str, used: &str) -> bool {
         let group = t.split('[').next().unwrap_or(t);
         have.contains(&t)
             || have.contains(&group)
-            || SUBGROUPS.iter().any(|(sub, of)| *sub == group && have.contains(of))
+            || SUBGROUPS
+                .iter()
+                .any(|(sub, of)| *sub == group && have.contains(of))
     };
     let terms: Vec<&str> = used.split(':').collect();
-    let unions: Vec<&str> = terms.iter().copied().filter(|t| !t.starts_with(['&', '!'])).collect();
+    let unions: Vec<&str> = terms
+        .iter()
+        .copied()
+        .filter(|t| !t.starts_with(['&', '!']))
+        .collect();
     let intersections: Vec<&str> = terms.iter().filter_map(|t| t.strip_prefix('&')).collect();
     unions.iter().all(|t| term(t)) || intersections.iter().any(|t| term(t))
 }
@@ -1241,7 +1265,12 @@ fn every_program_a_playbook_runs_is_installed_before_it_runs() {
     let unused: Vec<_> = table.keys().filter(|p| !seen.contains(**p)).collect();
     let report: BTreeSet<String> = problems
         .iter()
-        .map(|p| format!("{}: step `{}` ({}): {}", p.file, p.step, p.location, p.message))
+        .map(|p| {
+            format!(
+                "{}: step `{}` ({}): {}",
+                p.file, p.step, p.location, p.message
+            )
+        })
         .collect();
     let report: Vec<String> = report.into_iter().collect();
     assert!(
@@ -1298,7 +1327,16 @@ fn scripts_are_read_command_by_command() {
         found(
             "k=\"kubectl --kubeconfig /x\"\n$k get nodes\ne={{ engine | quote }}\n\"$e\" inspect c\ntimeout 5 env A=1 sudo -n ip netns exec ns dig x\npodman exec c ping y"
         ),
-        set(&["kubectl", "{{ engine }}", "timeout", "env", "sudo", "ip", "dig", "podman"])
+        set(&[
+            "kubectl",
+            "{{ engine }}",
+            "timeout",
+            "env",
+            "sudo",
+            "ip",
+            "dig",
+            "podman"
+        ])
     );
     // Arithmetic, quoted substitutions, eval, redirection targets.
     assert_eq!(
