@@ -754,11 +754,10 @@ fn tokenize(text: &str, nested: &mut Vec<String>) -> Vec<Tok> {
                 i += 1;
             }
             '\\' => {
-                if b.get(i + 1) != Some(&'\n') {
-                    if let Some(&n) = b.get(i + 1) {
-                        word.push(n);
-                        in_word = true;
-                    }
+                // A backslash before a newline continues the line.
+                if let Some(&n) = b.get(i + 1).filter(|n| **n != '\n') {
+                    word.push(n);
+                    in_word = true;
                 }
                 i += 2;
             }
@@ -982,8 +981,10 @@ fn template_files(step: &Step) -> Vec<(String, String)> {
 
 /// Everything one step runs.
 fn step_runs(step: &Step, scripts: &Scripts) -> Runs {
-    let mut runs = Runs::default();
-    runs.programs = module_programs(&step.module);
+    let mut runs = Runs {
+        programs: module_programs(&step.module),
+        apt_installs: Vec::new(),
+    };
     match &step.module {
         Module::Command(a) => {
             runs.argv(&texts(&a.argv), &BTreeMap::new(), scripts);
