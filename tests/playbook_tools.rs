@@ -72,12 +72,8 @@ const REQUIRED: &[&str] = &[
 /// Packages the image's BASE_PKGS and CHROOT_PKGS depend on (Depends or
 /// Pre-Depends in Debian 12, so installed with them), where a program of
 /// [`PROGRAMS`] comes from one of them.
-const DEPENDENCIES: &[(&str, &str)] = &[
-    ("openssl", "ca-certificates"),
-    ("openssh-client", "openssh-server"),
-    ("systemd", "systemd-sysv"),
-    ("python3", "cloud-init"),
-];
+const DEPENDENCIES: &[(&str, &str)] =
+    &[("openssl", "ca-certificates"), ("systemd", "systemd-sysv")];
 
 /// Marks a program that runs only where it is already installed: the
 /// step (or the one before it) asks `command -v` or `systemctl cat` first.
@@ -170,6 +166,8 @@ const PROGRAMS: &[(&str, &str)] = &[
     // openvswitch-common, a dependency of openvswitch-switch
     ("ovsdb-tool", "openvswitch-switch"),
     ("vtysh", "frr"),
+    // FRR's daemons by path (cloud-router runs `/usr/lib/frr/"$d"` for
+    // zebra and ospfd in a loop).
     ("/usr/lib/frr/ospfd", "frr"),
     ("/usr/lib/frr/$d", "frr"),
     // glusterfs-cli, a dependency of glusterfs-server
