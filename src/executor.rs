@@ -305,6 +305,13 @@ impl Executor {
             shared.reporter.emit(Event::PlayEnd {
                 play: play.name.clone(),
             });
+            if play.any_errors_fatal
+                && active
+                    .iter()
+                    .any(|i| states[*i].failed || states[*i].unreachable)
+            {
+                break;
+            }
         }
         for r in &records {
             if matches!(r.status, Status::Failed | Status::Unreachable) {

@@ -676,6 +676,44 @@ async fn a_failing_host_stops_but_others_finish() {
     assert!(r.log.contains("boom-on-stderr"));
 }
 
+/// `any_errors_fatal: true`: a gate. A host failing in that play stops
+/// the playbook for every host after the play; without failures it is a
+/// play like any other.
+#[tokio::test]
+async fn a_fatal_play_stops_every_host_after_it() {
+    let lab = Lab::new(&["h1", "h2"]);
+    let text = |fail: bool| {
+        format!(
+            r#"
+- name: gate
+  hosts: h1
+  any_errors_fatal: true
+  steps:
+    - name: check
+      command: [{}]
+- name: work
+  hosts: all
+  steps:
+    - name: after the gate
+      copy: {{ dest: "{{{{ root }}}}/after", content: "x" }}
+"#,
+            if fail { "false" } else { "true" }
+        )
+    };
+    let r = run(&load(&text(true)), &lab).await;
+    assert_eq!(r.report.exit_code(), 1);
+    assert!(
+        !lab.root("h2").join("after").exists(),
+        "h2 got past the gate"
+    );
+    assert_eq!(r.report.summary.failures.len(), 1);
+    assert_eq!(r.report.summary.failures[0].step, "check");
+    let r = run(&load(&text(false)), &lab).await;
+    assert_eq!(r.report.exit_code(), 0);
+    assert!(lab.root("h1").join("after").exists());
+    assert!(lab.root("h2").join("after").exists());
+}
+
 #[test]
 fn validation_reports_every_error_with_position() {
     let text = r#"- name: bad

@@ -93,6 +93,9 @@ pub struct Play {
     pub gather_facts: bool,
     /// Run on this many hosts at a time (default: all at once).
     pub serial: Option<usize>,
+    /// A host failing in this play stops the playbook for every host after
+    /// the play (a gate, e.g. a check that the others must not get past).
+    pub any_errors_fatal: bool,
     /// Evaluated once before the play, with the run's variables (lab and
     /// stage variables, `groups`, `--var`; no host's): when false the play
     /// is skipped whole and its `hosts` are not resolved. One playbook can
@@ -282,6 +285,7 @@ struct PlayFile {
     vars: PlayVars,
     gather_facts: Option<bool>,
     serial: Option<usize>,
+    any_errors_fatal: Option<bool>,
     when: Option<Condition>,
     #[allow(dead_code)]
     steps: de::IgnoredAny,
@@ -501,6 +505,7 @@ fn load_play(
         vars: header.vars,
         gather_facts: header.gather_facts.unwrap_or(true),
         serial: header.serial,
+        any_errors_fatal: header.any_errors_fatal.unwrap_or(false),
         when: header.when,
         steps,
         span: node.span,
