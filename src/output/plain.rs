@@ -59,6 +59,10 @@ impl<W: Write + Send> Sink for PlainSink<W> {
                 }
                 l
             }
+            // shown even when quiet: the VM did not boot as it should
+            Event::VmRestarted { vm, reason, detail } => {
+                format!("[{t}] {vm} | restarted after a {reason}: {detail}")
+            }
             Event::RunEnd { summary } => summary.render().trim_end().to_string(),
             _ => return,
         };
