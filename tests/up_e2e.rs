@@ -172,6 +172,15 @@ fn up_reaches_every_vm_and_down_removes_exactly_the_lab() {
     );
     assert!(up["changes"].as_u64().unwrap() >= 12, "{up}");
     assert_eq!(up["domain_type"], "qemu", "auto must pick qemu here: {up}");
+    // healthy boots are not taken for panics or boot loops
+    assert_eq!(up["restarted"], serde_json::json!([]), "{up}");
+    assert!(
+        !String::from_utf8_lossy(&up_out.stdout).contains("vm_restarted"),
+        "a VM was restarted"
+    );
+    // the base image's kernel skips the timer check a starved vCPU fails
+    let cmdline = ssh_config_run(&state, "web-1", "cat /proc/cmdline");
+    assert!(cmdline.contains(" no_timer_check"), "{cmdline}");
 
     // every VM by kubelab's own ssh, and by ssh -F ssh_config
     for vm in ["web-1", "web-2", "db"] {
