@@ -465,7 +465,9 @@ fn vm_that_panics_at_boot_is_restarted_once_then_fails_fast() {
         state: state_parent.clone(),
         foreign: None,
     };
-    let timeout = Duration::from_secs(300);
+    // generous: a loaded machine boots TCG guests slowly; failing fast means
+    // a small part of it
+    let timeout = Duration::from_secs(900);
     let t0 = Instant::now();
     let out = kubelab(
         &state_parent,
@@ -490,7 +492,8 @@ fn vm_that_panics_at_boot_is_restarted_once_then_fails_fast() {
     assert!(err.contains("serial console (tail):"), "{err}");
     assert!(err.contains("kubelab down"), "{err}");
     // the second panic failed the VM at once: nowhere near the timeout
-    assert!(took < timeout / 2, "up took {took:?}");
+    // (about 25 s on an idle machine, 2 minutes on a loaded one)
+    assert!(took < timeout / 3, "up took {took:?}");
 
     // restarted exactly once, said as an event and in the run log
     let stdout = String::from_utf8_lossy(&out.stdout);

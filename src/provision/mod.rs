@@ -5,8 +5,9 @@
 //! `prepare.sh`, check (doctor's blocking checks), get the base image, decide
 //! the domain type, compare the desired state with the lab's objects
 //! ([`plan`]), apply the plan (every VM in parallel), wait — bounded — for
-//! each VM's addresses and for SSH with the host key kubelab generated and
-//! pinned before boot, then write the state directory.
+//! each VM's addresses (meanwhile a VM whose console shows a kernel panic
+//! or a boot loop is restarted once) and for SSH with the host key kubelab
+//! generated and pinned before boot, then write the state directory.
 
 pub mod access;
 pub mod bridges;
