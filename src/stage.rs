@@ -474,7 +474,11 @@ impl std::fmt::Display for StageFailure {
         }
         f.write_str(":")?;
         for x in &self.failures {
-            write!(f, "\n  {} | {} ({}): {}", x.host, x.step, x.location, x.message)?;
+            write!(
+                f,
+                "\n  {} | {} ({}): {}",
+                x.host, x.step, x.location, x.message
+            )?;
             for l in x.stderr_tail.lines() {
                 write!(f, "\n    | {l}")?;
             }
