@@ -365,6 +365,15 @@ fn vm_that_never_boots_fails_in_time_with_console_and_down_cleans() {
     lab_is_gone(&name, Path::new("/var/cache/kubelab-test/e2e-noboot"));
 }
 
+/// A file removed when this goes out of scope, even when the test panics.
+struct RemoveFile(PathBuf);
+
+impl Drop for RemoveFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Runs a command; the test fails with its output if it fails.
 fn run(cmd: &mut Command) -> String {
     let out = cmd
@@ -460,6 +469,11 @@ fn vm_that_panics_at_boot_is_restarted_once_then_fails_fast() {
     .unwrap();
     let lab = lab_path.to_str().unwrap();
     let state_parent = work.path().join("state");
+    // up caches the image by checksum, a new one every run (mcopy stamps
+    // the file's time): removed after the lab (drop order)
+    let _cached = RemoveFile(PathBuf::from(format!(
+        "/var/cache/kubelab-test/images/{sum}.img"
+    )));
     let _cleanup = Cleanup {
         lab: lab_path.clone(),
         state: state_parent.clone(),
