@@ -172,6 +172,15 @@ fn up_reaches_every_vm_and_down_removes_exactly_the_lab() {
     );
     assert!(up["changes"].as_u64().unwrap() >= 12, "{up}");
     assert_eq!(up["domain_type"], "qemu", "auto must pick qemu here: {up}");
+    // healthy boots are not taken for panics or boot loops
+    assert_eq!(up["restarted"], serde_json::json!([]), "{up}");
+    assert!(
+        !String::from_utf8_lossy(&up_out.stdout).contains("vm_restarted"),
+        "a VM was restarted"
+    );
+    // the base image's kernel skips the timer check a starved vCPU fails
+    let cmdline = ssh_config_run(&state, "web-1", "cat /proc/cmdline");
+    assert!(cmdline.contains(" no_timer_check"), "{cmdline}");
 
     // every VM by kubelab's own ssh, and by ssh -F ssh_config
     for vm in ["web-1", "web-2", "db"] {
@@ -354,6 +363,201 @@ fn vm_that_never_boots_fails_in_time_with_console_and_down_cleans() {
     let out = kubelab(&state_parent, &["down", lab]);
     assert!(out.status.success());
     lab_is_gone(&name, Path::new("/var/cache/kubelab-test/e2e-noboot"));
+}
+
+/// A file removed when this goes out of scope, even when the test panics.
+struct RemoveFile(PathBuf);
+
+impl Drop for RemoveFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs a command; the test fails with its output if it fails.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A copy of the test bed's base image whose kernel panics at every boot,
+/// in `dir`: its syslinux command line (FAT partition 1) gets
+/// `rdinit=/nonexistent`: the kernel finds no such init in the initramfs,
+/// mounts the root file system itself, cannot (`root=LABEL=` needs the
+/// initramfs) and panics, and `panic=0` keeps it halted there. (`init=`
+/// would not do: the initramfs falls back to /sbin/init.)
+fn panicking_image(dir: &Path) -> PathBuf {
+    let raw = dir.join("panic.raw");
+    run(Command::new("qemu-img")
+        .args(["convert", "-q", "-O", "raw"])
+        .arg(support::base_image())
+        .arg(&raw));
+    let table: serde_json::Value =
+        serde_json::from_str(&run(Command::new("sfdisk").arg("-J").arg(&raw))).unwrap();
+    let sector = table["partitiontable"]["sectorsize"]
+        .as_u64()
+        .unwrap_or(512);
+    let start = table["partitiontable"]["partitions"][0]["start"]
+        .as_u64()
+        .expect("partition 1 in the base image");
+    let fat = format!("{}@@{}", raw.display(), start * sector);
+    let mtools = |args: &[&str]| {
+        run(Command::new(args[0])
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(&args[1..]))
+    };
+    let cfg = mtools(&["mtype", "-i", &fat, "::/syslinux.cfg"]);
+    assert!(cfg.contains("  APPEND root="), "{cfg}");
+    let panicking: String = cfg
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("APPEND ") {
+                format!("{l} rdinit=/nonexistent panic=0\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let cfg_path = dir.join("syslinux.cfg");
+    std::fs::write(&cfg_path, &panicking).unwrap();
+    mtools(&[
+        "mcopy",
+        "-o",
+        "-i",
+        &fat,
+        cfg_path.to_str().unwrap(),
+        "::/syslinux.cfg",
+    ]);
+    assert_eq!(mtools(&["mtype", "-i", &fat, "::/syslinux.cfg"]), panicking);
+    let image = dir.join("panic.qcow2");
+    run(Command::new("qemu-img")
+        .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+        .arg(&raw)
+        .arg(&image));
+    std::fs::remove_file(&raw).unwrap();
+    image
+}
+
+#[test]
+fn vm_that_panics_at_boot_is_restarted_once_then_fails_fast() {
+    support::require_root();
+    support::libvirt_ready();
+    let work = tempfile::tempdir().unwrap();
+    let image = panicking_image(work.path());
+    let sum = run(Command::new("sha256sum").arg(&image));
+    let sum = sum.split_whitespace().next().unwrap();
+    let lab_path = work.path().join("panic.yaml");
+    std::fs::write(
+        &lab_path,
+        format!(
+            "name: e2e-panic\nvirthost: {{local: true, domain_type: qemu, tcg_cache: 64MiB, storage_dir: /var/cache/kubelab-test}}\n\
+             image: {{url: \"file://{}\", sha256: {sum}, user: kubelab}}\n\
+             networks:\n  - {{name: lan, kind: nat, ipv4: 192.168.216.0/24}}\n\
+             vms:\n  - {{name: panicky, cpus: 1, memory: 384MiB, disk: 4GiB}}\n",
+            image.display()
+        ),
+    )
+    .unwrap();
+    let lab = lab_path.to_str().unwrap();
+    let state_parent = work.path().join("state");
+    // up caches the image by checksum, a new one every run (mcopy stamps
+    // the file's time): removed after the lab (drop order)
+    let _cached = RemoveFile(PathBuf::from(format!(
+        "/var/cache/kubelab-test/images/{sum}.img"
+    )));
+    let _cleanup = Cleanup {
+        lab: lab_path.clone(),
+        state: state_parent.clone(),
+        foreign: None,
+    };
+    // generous: a loaded machine boots TCG guests slowly; failing fast means
+    // a small part of it
+    let timeout = Duration::from_secs(900);
+    let t0 = Instant::now();
+    let out = kubelab(
+        &state_parent,
+        &[
+            "--json",
+            "up",
+            "--timeout",
+            &timeout.as_secs().to_string(),
+            lab,
+        ],
+    );
+    let took = t0.elapsed();
+    eprintln!("[e2e-panic] up failed after {:.1}s", took.as_secs_f64());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "panicky: kernel panic at boot again after a restart (restarted once after a kernel panic; not waiting for the timeout): Kernel panic - not syncing: VFS: Unable to mount root fs"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("serial console (tail):"), "{err}");
+    assert!(err.contains("kubelab down"), "{err}");
+    // the second panic failed the VM at once: nowhere near the timeout
+    // (about 25 s on an idle machine, 2 minutes on a loaded one)
+    assert!(took < timeout / 3, "up took {took:?}");
+
+    // restarted exactly once, said as an event and in the run log
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let restarts: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "vm_restarted")
+        .collect();
+    assert_eq!(restarts.len(), 1, "{stdout}");
+    assert_eq!(restarts[0]["vm"], "panicky", "{stdout}");
+    assert_eq!(restarts[0]["reason"], "kernel panic", "{stdout}");
+    assert!(
+        restarts[0]["detail"].as_str().is_some_and(
+            |d| d.starts_with("Kernel panic - not syncing: VFS: Unable to mount root fs")
+        ),
+        "{stdout}"
+    );
+    assert_eq!(event(&out, "error")["exit_code"], 1, "{stdout}");
+    let runs = state_parent.join("e2e-panic").join("runs");
+    let log: String = std::fs::read_dir(&runs)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with("-up.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(
+        log.contains("] panicky | restarted after a kernel panic: Kernel panic - not syncing"),
+        "{log}"
+    );
+    assert!(log.contains("FAILED panicky | addresses"), "{log}");
+
+    // the console log holds the boot after the restart only: the restart
+    // started it anew, so the second panic was not the first one read again
+    let console = std::fs::read_to_string(
+        "/var/cache/kubelab-test/e2e-panic/kl-e2e-panic-panicky.console.log",
+    )
+    .unwrap();
+    assert_eq!(
+        console.matches("] Kernel panic - not syncing").count(),
+        1,
+        "{console}"
+    );
+
+    // the lab is left in place for down
+    let name = LabName::new("e2e-panic").unwrap();
+    let c = Connection::open(URI).unwrap();
+    assert_eq!(c.lab_objects(&name).unwrap().domains.len(), 1);
+    let out = kubelab(&state_parent, &["down", lab]);
+    assert!(out.status.success());
+    lab_is_gone(&name, Path::new("/var/cache/kubelab-test/e2e-panic"));
 }
 
 #[test]

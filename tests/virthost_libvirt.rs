@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kubelab::virthost::libvirt::{
-    AsyncConnection, Connection, LibvirtError, NicAddresses, VmState,
+    AsyncConnection, Connection, ConsoleRead, LibvirtError, NicAddresses, VmState,
 };
 use kubelab::virthost::seed::{HostKey, SeedNic, SeedSpec, SeedUser, seed_files};
 use kubelab::virthost::spec::*;
@@ -554,6 +554,27 @@ fn lab_on_local_virthost_boots_and_tears_down_by_ownership() {
     }
     let console = c.console_log_tail(&lab, "vm1", 2000).unwrap();
     assert!(!console.is_empty(), "vm1 console log is empty");
+    // the console log read piece by piece (how up follows it while a VM boots)
+    let head = c.console_log_read(&lab, "vm1", 0, 100).unwrap();
+    assert_eq!(head.bytes.len(), 100, "{head:?}");
+    let rest = c.console_log_read(&lab, "vm1", 100, u64::MAX).unwrap();
+    assert!(rest.size >= head.size, "{} < {}", rest.size, head.size);
+    assert_eq!(rest.bytes.len() as u64, rest.size - 100);
+    assert_eq!(
+        c.console_log_read(&lab, "no-such-vm", 0, 100).unwrap(),
+        ConsoleRead::default(),
+        "no log is an empty one"
+    );
+    // a restart (power off, start) starts the log anew: what up reads after
+    // restarting a panicked VM is the new boot only
+    c.restart_domain(&lab, "vm1").unwrap();
+    let restarted = c.console_log_read(&lab, "vm1", 0, u64::MAX).unwrap();
+    assert!(
+        restarted.size < rest.size,
+        "the console log did not start anew: {} bytes before the restart, {} after",
+        rest.size,
+        restarted.size
+    );
 
     // ---- ownership and teardown ---------------------------------------------------------
     // same-named objects of someone else are refused, not adopted

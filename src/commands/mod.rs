@@ -260,6 +260,14 @@ impl Progress for EngineProgress {
             play: name.to_string(),
         });
     }
+
+    fn vm_restarted(&self, vm: &str, reason: &str, detail: &str) {
+        self.reporter.emit(crate::output::Event::VmRestarted {
+            vm: vm.to_string(),
+            reason: reason.to_string(),
+            detail: detail.to_string(),
+        });
+    }
 }
 
 impl Context {

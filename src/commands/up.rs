@@ -34,6 +34,7 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                         "virthost_changes": r.virthost_changes, "actions": r.plan.actions,
                         "domain_type": r.domain_type, "base_image": r.base_image,
                         "vms": r.vms, "restart_needed": r.restart_needed, "not_applied": r.not_applied,
+                        "restarted": r.restarted,
                         "state_dir": r.state_dir, "boot_to_ssh_secs": r.boot_to_ssh_secs,
                         "total_secs": r.total_secs})
                 );
@@ -46,6 +47,12 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                 }
                 for line in &r.not_applied {
                     println!("{line}");
+                }
+                for v in &r.restarted {
+                    println!(
+                        "RESTARTED: {} once after a {} at boot: {}",
+                        v.vm, v.reason, v.detail
+                    );
                 }
                 println!(
                     "lab {}: {} change{} (virthost: {} changed), all VMs answer SSH after {:.0}s, {:.0}s in all",

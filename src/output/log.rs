@@ -94,6 +94,9 @@ impl Sink for LogSink {
             Event::PlayEnd { play } => {
                 let _ = writeln!(out, "[{t}] === end of play {play}");
             }
+            Event::VmRestarted { vm, reason, detail } => {
+                let _ = writeln!(out, "[{t}] {vm} | restarted after a {reason}: {detail}");
+            }
             Event::RunEnd { summary } => {
                 let _ = write!(out, "{}", summary.render());
                 let _ = out.flush();

@@ -165,6 +165,14 @@ pub enum Event {
     PlayEnd {
         play: String,
     },
+    /// `up` restarted a VM whose console showed trouble at boot.
+    VmRestarted {
+        vm: String,
+        /// `kernel panic` or `boot loop`.
+        reason: String,
+        /// What the console showed (the panic message).
+        detail: String,
+    },
     RunEnd {
         summary: Summary,
     },
@@ -193,6 +201,7 @@ impl Event {
                 }
             }
             Event::StepStart { step, .. } => r.redact_string(step),
+            Event::VmRestarted { detail, .. } => r.redact_string(detail),
             Event::RunEnd { summary } => summary.redact(r),
             _ => {}
         }

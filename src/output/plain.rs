@@ -59,6 +59,10 @@ impl<W: Write + Send> Sink for PlainSink<W> {
                 }
                 l
             }
+            // shown even when quiet: the VM did not boot as it should
+            Event::VmRestarted { vm, reason, detail } => {
+                format!("[{t}] {vm} | restarted after a {reason}: {detail}")
+            }
             Event::RunEnd { summary } => summary.render().trim_end().to_string(),
             _ => return,
         };
@@ -169,5 +173,26 @@ mod tests {
             Some("    | curl: (6) Could not resolve host: download.docker.com")
         );
         assert_eq!(lines[1], "    | noise 5");
+    }
+
+    #[test]
+    fn a_restarted_vm_is_said_even_when_quiet() {
+        let mut buf = Vec::new();
+        {
+            let mut sink = PlainSink::new(&mut buf, true);
+            sink.handle(&Event::VmRestarted {
+                vm: "node-2".into(),
+                reason: "kernel panic".into(),
+                detail: "Kernel panic - not syncing: IO-APIC + timer doesn't work!".into(),
+            });
+        }
+        let text = String::from_utf8(buf).unwrap();
+        assert!(
+            text.starts_with('[')
+                && text.ends_with(
+                    "] node-2 | restarted after a kernel panic: Kernel panic - not syncing: IO-APIC + timer doesn't work!\n"
+                ),
+            "{text}"
+        );
     }
 }

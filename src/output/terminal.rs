@@ -99,6 +99,9 @@ impl Sink for TerminalSink {
                     b.abandon_with_message(format!("{}: {step}", status.as_str()));
                 }
             }
+            Event::VmRestarted { vm, reason, detail } => {
+                self.print(&format!("{vm} | restarted after a {reason}: {detail}"));
+            }
             Event::PlayEnd { .. } => {
                 for b in self.bars.values() {
                     if !b.is_finished() {

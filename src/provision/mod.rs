@@ -5,8 +5,9 @@
 //! `prepare.sh`, check (doctor's blocking checks), get the base image, decide
 //! the domain type, compare the desired state with the lab's objects
 //! ([`plan`]), apply the plan (every VM in parallel), wait — bounded — for
-//! each VM's addresses and for SSH with the host key kubelab generated and
-//! pinned before boot, then write the state directory.
+//! each VM's addresses (meanwhile a VM whose console shows a kernel panic
+//! or a boot loop is restarted once) and for SSH with the host key kubelab
+//! generated and pinned before boot, then write the state directory.
 
 pub mod access;
 pub mod bridges;
@@ -33,6 +34,7 @@ use crate::output::Status;
 use crate::state::{Inventory, VmRecord};
 use crate::transport::ssh::known_hosts::{parse_public_key, pin_host_key};
 use crate::transport::{Command, Exec, SshTarget, SshTransport, Transport, TransportError};
+use crate::virthost::console::{BootTrouble, ConsoleWatch};
 use crate::virthost::libvirt::{Connection, NicAddresses, VmState};
 use crate::virthost::seed::{HostKey, SeedSpec, SeedUser, seed_files};
 use crate::virthost::spec::{DomainType, LabName, VolumeFormat};
@@ -79,6 +81,10 @@ pub trait Progress: Sync {
     /// `status` is ok, changed or failed; `message` says what happened.
     fn end(&self, host: &str, step: &str, status: Status, message: &str);
     fn phase_end(&self, name: &str);
+    /// `up` restarted `vm` because its console showed trouble at boot:
+    /// `reason` in a few words (`kernel panic`, `boot loop`), `detail` what
+    /// the console showed.
+    fn vm_restarted(&self, vm: &str, reason: &str, detail: &str);
 }
 
 /// The host name of the virthost in `up`'s progress.
@@ -184,9 +190,21 @@ pub struct UpReport {
     pub restart_needed: Vec<String>,
     /// Changes of the lab `up` did not make (the plan's NOT APPLIED lines).
     pub not_applied: Vec<String>,
+    /// VMs `up` restarted because their console showed trouble at boot.
+    pub restarted: Vec<VmRestart>,
     /// Seconds from starting the VMs until every one answered SSH.
     pub boot_to_ssh_secs: f64,
     pub total_secs: f64,
+}
+
+/// A VM `up` restarted (once) because its console showed trouble at boot.
+#[derive(Clone, Debug, Serialize)]
+pub struct VmRestart {
+    pub vm: String,
+    /// `kernel panic` or `boot loop`.
+    pub reason: String,
+    /// What the console showed (the panic message).
+    pub detail: String,
 }
 
 /// The state directory's host key file of a VM (public key).
@@ -434,31 +452,42 @@ async fn up_locked(
         r?;
     }
 
-    // ---- addresses (leases, then agent), bounded ----------------------------
+    // ---- addresses (leases, then agent), bounded; consoles watched ----------
     let deadline = t_boot + timeout;
     let addressed = blocking(|| {
         for_each_vm(&d.vms, |vm| {
+            // a VM this run started logs this boot only; one that was
+            // running already has a log of unknown history
+            let started_now = p
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::StartDomain { vm: v } if *v == vm.name));
             step_blocking(
                 progress,
                 &vm.name,
                 "addresses",
-                || wait_addresses(&c, lab, &name, vm, deadline),
-                |addrs| {
-                    (
-                        false,
-                        addrs
-                            .iter()
-                            .map(|a| a.to_string())
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                    )
+                || wait_addresses(&c, lab, &name, vm, deadline, started_now, progress),
+                |a| {
+                    let mut message = a
+                        .addresses
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    if let Some(r) = &a.restarted {
+                        message.push_str(&format!(" (restarted once after a {})", r.reason));
+                    }
+                    (a.restarted.is_some(), message)
                 },
             )
         })
     });
     let mut records = Vec::new();
+    let mut restarted = Vec::new();
     for (vm, r) in d.vms.iter().zip(addressed) {
-        records.push(record(lab, vm, &r?, &state)?);
+        let a = r?;
+        records.push(record(lab, vm, &a.addresses, &state)?);
+        restarted.extend(a.restarted);
     }
     let inv = Inventory {
         lab: lab.name.clone(),
@@ -544,6 +573,7 @@ async fn up_locked(
         state_dir: state,
         restart_needed,
         not_applied,
+        restarted,
         boot_to_ssh_secs,
         total_secs: t0.elapsed().as_secs_f64(),
     })
@@ -755,16 +785,91 @@ fn unique_suffix() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// How often `up` reads a booting VM's console log for a kernel panic or a
+/// boot loop: often enough to restart a panicked VM within seconds, seldom
+/// enough that the reads (a libvirt stream, through SSH for a remote
+/// virthost) cost next to nothing next to the VMs' boot.
+const CONSOLE_EVERY: Duration = Duration::from_secs(2);
+
+/// How often `up` asks libvirt for a VM's addresses.
+const ADDRESSES_EVERY: Duration = Duration::from_millis(500);
+
+/// The most of a console log read at one look: a guest that writes faster
+/// is caught up with over several looks, the work of each stays bounded.
+const CONSOLE_READ_MAX: u64 = 1 << 20;
+
+/// A VM's addresses once it has them, and whether `up` had to restart it.
+struct Addressed {
+    addresses: Vec<IpAddr>,
+    restarted: Option<VmRestart>,
+}
+
+/// A VM's serial console log, followed while `up` waits for the VM.
+struct ConsoleFollower {
+    /// How much of the log has been read.
+    offset: u64,
+    watch: ConsoleWatch,
+}
+
+impl ConsoleFollower {
+    /// From the log's start: for a VM just started, whose log (started anew
+    /// at every start of the domain) holds this boot only.
+    fn from_start() -> Self {
+        ConsoleFollower {
+            offset: 0,
+            watch: ConsoleWatch::new(),
+        }
+    }
+
+    /// From the log's end as it is now: for a VM that was running before
+    /// this run, whose earlier boots (a reboot, a panic it rebooted from)
+    /// say nothing about this one.
+    fn from_now(c: &Connection, lab: &LabName, vm: &str) -> Self {
+        let offset = c
+            .console_log_read(lab, vm, u64::MAX, 0)
+            .map_or(0, |r| r.size);
+        ConsoleFollower {
+            offset,
+            watch: ConsoleWatch::new(),
+        }
+    }
+
+    /// Read what the guest logged since the last look; what the followed
+    /// log shows so far. A log that cannot be read now is no news: the
+    /// timeout still bounds the wait.
+    fn look(&mut self, c: &Connection, lab: &LabName, vm: &str) -> Option<BootTrouble> {
+        let Ok(read) = c.console_log_read(lab, vm, self.offset, CONSOLE_READ_MAX) else {
+            return self.watch.trouble();
+        };
+        if read.size < self.offset {
+            // shorter than what was read: the domain was started again
+            // (by someone else) and its log with it; follow the new one
+            *self = ConsoleFollower::from_start();
+            return self.look(c, lab, vm);
+        }
+        self.offset += read.bytes.len() as u64;
+        self.watch.feed(&read.bytes);
+        self.watch.trouble()
+    }
+}
+
 /// Wait (until `deadline`) for the first NIC's addresses: IPv4 and IPv6 from
 /// leases or the guest agent where the lab does not give them statically.
 /// Returns the VM's addresses inside the lab's subnets, static ones included.
+///
+/// Meanwhile the VM's console log is watched ([`CONSOLE_EVERY`]): a kernel
+/// panic or a boot loop restarts the VM once (reported through
+/// `progress`); the same again fails the VM at once, not at the deadline.
+/// `started_now`: this run started the VM (its whole log is this boot's).
 fn wait_addresses(
     c: &Connection,
     lab: &Lab,
     name: &LabName,
     vm: &DesiredVm,
     deadline: Instant,
-) -> Result<Vec<IpAddr>, ProvisionError> {
+    started_now: bool,
+    progress: &dyn Progress,
+) -> Result<Addressed, ProvisionError> {
     let Some(lvm) = lab.vm(&vm.name) else {
         return Err(failed(format!("vm {} vanished from the lab", vm.name)));
     };
@@ -808,8 +913,61 @@ fn wait_addresses(
         let has6 = n.addresses.iter().any(|(ip, _)| ip.is_ipv6() && inside(ip));
         (!need4 || has4) && (!need6 || has6)
     };
-    let left = deadline.saturating_duration_since(Instant::now());
-    match c.wait_for_addresses(name, &vm.name, left, want) {
+    let lab_file = lab.file.display();
+    let waited = Instant::now();
+    let mut console = if started_now {
+        ConsoleFollower::from_start()
+    } else {
+        ConsoleFollower::from_now(c, name, &vm.name)
+    };
+    let mut next_look = Instant::now();
+    let mut restarted: Option<VmRestart> = None;
+    let found = loop {
+        let nics = match c.domain_addresses_any(name, &vm.name) {
+            Ok(nics) => nics,
+            Err(e) => break Err(e.to_string()),
+        };
+        if want(&nics) {
+            break Ok(nics);
+        }
+        let now = Instant::now();
+        if now >= next_look {
+            next_look = now + CONSOLE_EVERY;
+            if let Some(trouble) = console.look(c, name, &vm.name) {
+                let (reason, detail) = (trouble.reason(), trouble.detail());
+                if let Some(first) = &restarted {
+                    let tail = console_tail(c, name, &vm.name);
+                    return Err(failed(format!(
+                        "{}: {reason} at boot again after a restart (restarted once after a {}; not waiting for the timeout): {detail}\nserial console (tail):\n{tail}\nthe lab is left in place: `kubelab down {lab_file}` removes it",
+                        vm.name, first.reason
+                    )));
+                }
+                c.restart_domain(name, &vm.name).map_err(|e| {
+                    failed(format!(
+                        "{}: {reason} at boot ({detail}); restarting it failed: {e}\nthe lab is left in place: `kubelab down {lab_file}` removes it",
+                        vm.name
+                    ))
+                })?;
+                progress.vm_restarted(&vm.name, reason, &detail);
+                // the restart started the log anew (append="off")
+                console = ConsoleFollower::from_start();
+                restarted = Some(VmRestart {
+                    vm: vm.name.clone(),
+                    reason: reason.to_string(),
+                    detail,
+                });
+            }
+        }
+        if now >= deadline {
+            break Err(format!(
+                "wait for addresses of {}: not there after {}s; last seen: {nics:?}",
+                name.object_name(&vm.name),
+                waited.elapsed().as_secs()
+            ));
+        }
+        std::thread::sleep(ADDRESSES_EVERY);
+    };
+    match found {
         Ok(nics) => {
             // the first NIC's addresses first: the first one is how kubelab
             // reaches the VM
@@ -839,18 +997,23 @@ fn wait_addresses(
                     out.push(ip);
                 }
             }
-            Ok(out)
+            Ok(Addressed {
+                addresses: out,
+                restarted,
+            })
         }
         Err(e) => {
             let state = c
                 .domain_state(name, &vm.name)
                 .map(|s| format!("{s:?}"))
                 .unwrap_or_else(|e| e.to_string());
+            let after = restarted
+                .map(|r| format!("; restarted once after a {}", r.reason))
+                .unwrap_or_default();
             let tail = console_tail(c, name, &vm.name);
             Err(failed(format!(
-                "{}: no addresses in time (state {state}): {e}\nserial console (tail):\n{tail}\nthe lab is left in place: `kubelab down {}` removes it",
+                "{}: no addresses in time (state {state}{after}): {e}\nserial console (tail):\n{tail}\nthe lab is left in place: `kubelab down {lab_file}` removes it",
                 vm.name,
-                lab.file.display()
             )))
         }
     }

@@ -204,6 +204,20 @@ pub struct VolumeDetails {
     pub backing: Option<String>,
 }
 
+/// A piece of a VM's console log ([`Connection::console_log_read`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConsoleRead {
+    /// The log's size when it was read.
+    pub size: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// The file name of a VM's console log in the lab's pool
+/// ([`PoolSpec::console_log_path`]).
+fn console_log_name(lab: &LabName, vm: &str) -> String {
+    format!("{}.console.log", lab.object_name(vm))
+}
+
 /// `xml` with `<uuid>` after its `<name>`: a redefinition of an existing
 /// domain or network must carry the object's UUID.
 fn with_uuid(mut xml: String, uuid: Option<&str>) -> String {
@@ -668,9 +682,20 @@ impl Connection {
             })?;
         let size = call(|| format!("size of {file_name}"), vol.info())?.capacity;
         let offset = size.saturating_sub(max_bytes);
-        let length = size - offset;
+        let bytes = self.download_volume(&vol, file_name, offset, size - offset)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// `length` bytes of a volume from `offset` (fewer when it is shorter).
+    fn download_volume(
+        &self,
+        vol: &StorageVol,
+        file_name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>> {
         if length == 0 {
-            return Ok(String::new());
+            return Ok(Vec::new());
         }
         let stream = call(
             || format!("open download stream for {file_name}"),
@@ -680,7 +705,7 @@ impl Connection {
             || format!("download {file_name}"),
             vol.download(&stream, offset, length, 0),
         )?;
-        let mut out = Vec::with_capacity(length as usize);
+        let mut out = Vec::with_capacity(usize::try_from(length).unwrap_or(0).min(1 << 20));
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match stream.recv(&mut buf) {
@@ -700,17 +725,49 @@ impl Connection {
             || format!("finish download of {file_name}"),
             stream.finish(),
         )?;
-        Ok(String::from_utf8_lossy(&out).into_owned())
+        Ok(out)
     }
 
     /// The console log of a VM (last `max_bytes`), when its
     /// [`DomainSpec::console_log`] is [`PoolSpec::console_log_path`].
     pub fn console_log_tail(&self, lab: &LabName, vm: &str, max_bytes: u64) -> Result<String> {
-        self.pool_file_tail(
-            lab,
-            &format!("{}.console.log", lab.object_name(vm)),
-            max_bytes,
-        )
+        self.pool_file_tail(lab, &console_log_name(lab, vm), max_bytes)
+    }
+
+    /// The console log of a VM from byte `offset` on (at most `max_bytes`),
+    /// for following it as it grows: the bytes and the log's size now. No
+    /// log yet (the VM never started) reads as empty. The log starts anew
+    /// at every start of the domain (`append="off"` in the domain XML), so
+    /// a size below `offset` means it was started again since.
+    pub fn console_log_read(
+        &self,
+        lab: &LabName,
+        vm: &str,
+        offset: u64,
+        max_bytes: u64,
+    ) -> Result<ConsoleRead> {
+        let file_name = console_log_name(lab, vm);
+        let pool = self.lab_pool(lab)?;
+        // a pool refresh stats every volume of the lab: only when the log
+        // is not known yet (libvirt refreshes a known volume's size itself
+        // when asked for its info)
+        let vol = match self.find_volume(&pool, &file_name)? {
+            Some(v) => Some(v),
+            None => {
+                call(
+                    || format!("refresh pool {}", lab.pool_name()),
+                    pool.refresh(0),
+                )?;
+                self.find_volume(&pool, &file_name)?
+            }
+        };
+        let Some(vol) = vol else {
+            return Ok(ConsoleRead::default());
+        };
+        let size = call(|| format!("size of {file_name}"), vol.info())?.capacity;
+        let length = size.saturating_sub(offset).min(max_bytes);
+        let bytes = self.download_volume(&vol, &file_name, offset.min(size), length)?;
+        Ok(ConsoleRead { size, bytes })
     }
 
     // ---- domains ----------------------------------------------------------------
@@ -786,6 +843,27 @@ impl Connection {
         if !call(|| format!("state of domain {name}"), dom.is_active())? {
             call(|| format!("start domain {name}"), dom.create())?;
         }
+        Ok(())
+    }
+
+    /// Power a running domain off hard and start it again (a reset that
+    /// also starts the serial console log anew); starts a stopped one.
+    pub fn restart_domain(&self, lab: &LabName, vm: &str) -> Result<()> {
+        let dom = self.owned_domain(lab, vm)?;
+        let name = lab.object_name(vm);
+        if call(|| format!("state of domain {name}"), dom.is_active())? {
+            match dom.destroy() {
+                Ok(()) => {}
+                Err(e) if is_code(&e, ErrorNumber::OperationInvalid) => {} // stopped meanwhile
+                Err(source) => {
+                    return Err(LibvirtError::Call {
+                        op: format!("power off domain {name}"),
+                        source,
+                    });
+                }
+            }
+        }
+        call(|| format!("start domain {name}"), dom.create())?;
         Ok(())
     }
 
@@ -1157,6 +1235,19 @@ impl AsyncConnection {
     ) -> Result<String> {
         self.run(move |c| c.console_log_tail(&lab, &vm, max_bytes))
             .await
+    }
+    pub async fn console_log_read(
+        &self,
+        lab: LabName,
+        vm: String,
+        offset: u64,
+        max_bytes: u64,
+    ) -> Result<ConsoleRead> {
+        self.run(move |c| c.console_log_read(&lab, &vm, offset, max_bytes))
+            .await
+    }
+    pub async fn restart_domain(&self, lab: LabName, vm: String) -> Result<()> {
+        self.run(move |c| c.restart_domain(&lab, &vm)).await
     }
     pub async fn lab_objects(&self, lab: LabName) -> Result<LabObjects> {
         self.run(move |c| c.lab_objects(&lab)).await

@@ -10,6 +10,8 @@
 //!   objects a lab owns.
 //! * [`shape`]: the settings in an object's XML, for comparing what a lab
 //!   wants with what the virthost has.
+//! * [`console`]: what a guest's serial console log says about its boot (a
+//!   kernel panic, a boot loop).
 
 //!
 //! # Bringing up a lab's VMs (what the integration test does)
@@ -32,6 +34,7 @@
 //! instance id, and new host keys. It holds the VM's private host key; on the
 //! virthost it is a root-only file in the lab's pool.
 
+pub mod console;
 pub mod libvirt;
 pub mod scripts;
 pub mod seed;
