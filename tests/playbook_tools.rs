@@ -751,6 +751,29 @@ fn substitutions_in(b: &[char], nested: &mut Vec<String>) {
 /// Words (quotes removed, substitutions marked and their bodies put in
 /// `nested`) and control operators. Redirections and their targets are
 /// dropped.
+/// `$(…)`, `$((…))` or backticks at `b[i]`.
+fn starts_substitution(b: &[char], i: usize) -> bool {
+    b[i] == '`' || (b[i] == '$' && b.get(i + 1) == Some(&'('))
+}
+
+/// The substitution at `b[i]` ([`starts_substitution`]): its commands go
+/// to `nested` (arithmetic's own substitutions only); the index after it.
+fn substitution(b: &[char], i: usize, nested: &mut Vec<String>) -> usize {
+    if b[i] == '`' {
+        let end = skip_backtick(b, i + 1);
+        nested.push(b[i + 1..end.saturating_sub(1).max(i + 1)].iter().collect());
+        return end;
+    }
+    let end = close_paren(b, i + 2);
+    let inner = &b[i + 2..end.saturating_sub(1).max(i + 2)];
+    if b.get(i + 2) == Some(&'(') {
+        substitutions_in(inner, nested);
+    } else {
+        nested.push(inner.iter().collect());
+    }
+    end
+}
+
 fn tokenize(text: &str, nested: &mut Vec<String>) -> Vec<Tok> {
     let b: Vec<char> = text.chars().collect();
     let mut toks = Vec::new();
@@ -844,23 +867,9 @@ fn tokenize(text: &str, nested: &mut Vec<String>) -> Vec<Tok> {
                             }
                             i += 2;
                         }
-                        '$' if b.get(i + 1) == Some(&'(') => {
-                            let end = close_paren(&b, i + 2);
-                            let inner = &b[i + 2..end.saturating_sub(1).max(i + 2)];
-                            if b.get(i + 2) == Some(&'(') {
-                                substitutions_in(inner, nested);
-                            } else {
-                                nested.push(inner.iter().collect());
-                            }
+                        _ if starts_substitution(&b, i) => {
+                            i = substitution(&b, i, nested);
                             word.push(SUBSTITUTION);
-                            i = end;
-                        }
-                        '`' => {
-                            let end = skip_backtick(&b, i + 1);
-                            nested
-                                .push(b[i + 1..end.saturating_sub(1).max(i + 1)].iter().collect());
-                            word.push(SUBSTITUTION);
-                            i = end;
                         }
                         ch => {
                             word.push(ch);
@@ -870,24 +879,10 @@ fn tokenize(text: &str, nested: &mut Vec<String>) -> Vec<Tok> {
                 }
                 i += 1;
             }
-            '`' => {
-                let end = skip_backtick(&b, i + 1);
-                nested.push(b[i + 1..end.saturating_sub(1).max(i + 1)].iter().collect());
+            _ if starts_substitution(&b, i) => {
+                i = substitution(&b, i, nested);
                 word.push(SUBSTITUTION);
                 in_word = true;
-                i = end;
-            }
-            '$' if b.get(i + 1) == Some(&'(') => {
-                let end = close_paren(&b, i + 2);
-                let inner = &b[i + 2..end.saturating_sub(1).max(i + 2)];
-                if b.get(i + 2) == Some(&'(') {
-                    substitutions_in(inner, nested);
-                } else {
-                    nested.push(inner.iter().collect());
-                }
-                word.push(SUBSTITUTION);
-                in_word = true;
-                i = end;
             }
             '$' if b.get(i + 1) == Some(&'{') => {
                 while i < b.len() && b[i] != '}' {

@@ -68,6 +68,23 @@ fn call<T>(
     r.map_err(|source| LibvirtError::Call { op: op(), source })
 }
 
+/// Power a domain off if it runs (a domain stopped meanwhile is fine).
+fn power_off(dom: &Domain, name: &str) -> Result<()> {
+    if call(|| format!("state of domain {name}"), dom.is_active())? {
+        match dom.destroy() {
+            Ok(()) => {}
+            Err(e) if is_code(&e, ErrorNumber::OperationInvalid) => {}
+            Err(source) => {
+                return Err(LibvirtError::Call {
+                    op: format!("power off domain {name}"),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn is_code(e: &virt::error::Error, code: ErrorNumber) -> bool {
     matches!(e.code(), Enum::Known(c) if c == code)
 }
@@ -851,18 +868,7 @@ impl Connection {
     pub fn restart_domain(&self, lab: &LabName, vm: &str) -> Result<()> {
         let dom = self.owned_domain(lab, vm)?;
         let name = lab.object_name(vm);
-        if call(|| format!("state of domain {name}"), dom.is_active())? {
-            match dom.destroy() {
-                Ok(()) => {}
-                Err(e) if is_code(&e, ErrorNumber::OperationInvalid) => {} // stopped meanwhile
-                Err(source) => {
-                    return Err(LibvirtError::Call {
-                        op: format!("power off domain {name}"),
-                        source,
-                    });
-                }
-            }
-        }
+        power_off(&dom, &name)?;
         call(|| format!("start domain {name}"), dom.create())?;
         Ok(())
     }
@@ -870,11 +876,7 @@ impl Connection {
     /// Hard power-off of a domain (no-op when it is not running).
     pub fn stop_domain(&self, lab: &LabName, vm: &str) -> Result<()> {
         let dom = self.owned_domain(lab, vm)?;
-        let name = lab.object_name(vm);
-        if call(|| format!("state of domain {name}"), dom.is_active())? {
-            call(|| format!("stop domain {name}"), dom.destroy())?;
-        }
-        Ok(())
+        power_off(&dom, &lab.object_name(vm))
     }
 
     /// Power off and undefine a lab's domain (no-op when absent).
@@ -884,18 +886,7 @@ impl Connection {
             return Ok(());
         }
         let dom = self.owned_domain(lab, vm)?;
-        if call(|| format!("state of domain {name}"), dom.is_active())? {
-            match dom.destroy() {
-                Ok(()) => {}
-                Err(e) if is_code(&e, ErrorNumber::OperationInvalid) => {}
-                Err(source) => {
-                    return Err(LibvirtError::Call {
-                        op: format!("power off domain {name}"),
-                        source,
-                    });
-                }
-            }
-        }
+        power_off(&dom, &name)?;
         let flags = sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
             | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
             | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
@@ -1075,18 +1066,7 @@ impl Connection {
                 let Some(dom) = self.find_domain(name)? else {
                     return Ok(());
                 };
-                if call(|| format!("state of domain {name}"), dom.is_active())? {
-                    match dom.destroy() {
-                        Ok(()) => {}
-                        Err(e) if is_code(&e, ErrorNumber::OperationInvalid) => {} // stopped meanwhile
-                        Err(source) => {
-                            return Err(LibvirtError::Call {
-                                op: format!("power off domain {name}"),
-                                source,
-                            });
-                        }
-                    }
-                }
+                power_off(&dom, name)?;
                 let flags = sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
                     | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
                     | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
