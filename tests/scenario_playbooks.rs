@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kubelab::inventory::UnreachableTransport;
-use kubelab::scenario::{Scenario, ScenarioFile};
+use kubelab::scenario::ScenarioFile;
 use kubelab::stage::{Phase, Stage, stage_inventory};
 use kubelab::template::Templates;
 

@@ -2,7 +2,7 @@
 //! a module of its own (`src/scenario/<name>.rs`) that holds all kubelab
 //! knows of it — its typed parameters, their checks, the VMs and groups it
 //! runs on, and its resolved parameters (every default applied) — behind
-//! the [`Scenario`] trait; [`registry!`] below lists them once, and the rest
+//! the [`Scenario`] trait; the registry below lists them once, and the rest
 //! of kubelab goes through [`ScenarioFile`] without naming any.
 //!
 //! Each scenario is a playbook with the phases `setup`, `verify`,
@@ -11,32 +11,18 @@
 //! parameters as `scenario`, so no default is written twice.
 
 mod check;
-pub mod cloud_router;
-pub mod crio_buildah;
-pub mod glusterfs;
-pub mod ipv6_ping6;
-pub mod overlay;
-pub mod ratchet_pairs;
-pub mod service_chain;
-pub mod tenants;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use ipnet::Ipv4Net;
 
 use crate::lab::Lab;
 use crate::lab::model::Vm;
 use crate::yaml::Seg;
 
 pub use check::Checks;
-pub use cloud_router::CloudRouterParams;
-pub use crio_buildah::{CrioBuildahParams, image_reference_problem, node_label_problem};
-pub use glusterfs::GlusterfsParams;
-pub use ipv6_ping6::Ipv6Ping6Params;
-pub use overlay::{OverlayParams, OverlaySwitch};
-pub use ratchet_pairs::{RatchetEnd, RatchetMode, RatchetPair, RatchetPairsParams};
-pub use service_chain::ServiceChainParams;
-pub use tenants::{TenantParams, TenantsParams};
 
 /// What one kind of scenario knows beyond its parameters' shape.
 /// Implemented by each kind's parameters.
@@ -70,16 +56,19 @@ pub trait Scenario {
     fn resolved(&self, lab: &Lab) -> Value;
 }
 
-/// The registry: each kind's variant, parameters and name, once. It makes
-/// [`ScenarioFile`] (the lab file's entry, whose serde and JSON schema are
-/// the lab format), [`ScenarioFile::NAMES`] and the dispatch to each kind.
+/// The registry: each kind's variant, module, parameters and name, once.
+/// It declares the modules and makes [`ScenarioFile`] (the lab file's
+/// entry, whose serde and JSON schema are the lab format),
+/// [`ScenarioFile::NAMES`] and the dispatch to each kind.
 macro_rules! registry {
-    ($( $(#[doc = $doc:literal])* $variant:ident($params:ty) = $name:literal, )*) => {
+    ($( $(#[doc = $doc:literal])* $variant:ident($module:ident :: $params:ident) = $name:literal, )*) => {
+        $( pub mod $module; )*
+
         /// `{name: ..., params: {...}}` in a lab file's `scenarios:` list.
         #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
         #[serde(tag = "name", content = "params", deny_unknown_fields)]
         pub enum ScenarioFile {
-            $( $(#[doc = $doc])* #[serde(rename = $name)] $variant($params), )*
+            $( $(#[doc = $doc])* #[serde(rename = $name)] $variant($module::$params), )*
         }
 
         impl ScenarioFile {
@@ -106,22 +95,22 @@ macro_rules! registry {
 registry! {
     /// client → firewall → router → web server in containers joined by veth
     /// links; break kills the firewall, repair routes around it.
-    ServiceChain(ServiceChainParams) = "service-chain",
+    ServiceChain(service_chain::ServiceChainParams) = "service-chain",
     /// VXLAN overlay between hosts (Open vSwitch or Linux bridge) with
     /// containers, egress masquerade and TCP ingress.
-    Overlay(OverlayParams) = "overlay",
+    Overlay(overlay::OverlayParams) = "overlay",
     /// Two tenants with the same subnet over distinct VNIs, isolated.
-    Tenants(TenantsParams) = "tenants",
+    Tenants(tenants::TenantsParams) = "tenants",
     /// Ratchet-style pairs: veth on one host, VXLAN across hosts.
-    RatchetPairs(RatchetPairsParams) = "ratchet-pairs",
+    RatchetPairs(ratchet_pairs::RatchetPairsParams) = "ratchet-pairs",
     /// A → router-a → router-b → B with OSPF (FRR).
-    CloudRouter(CloudRouterParams) = "cloud-router",
+    CloudRouter(cloud_router::CloudRouterParams) = "cloud-router",
     /// ping6 between pods (or VMs) on different nodes, and through NAT64.
-    Ipv6Ping6(Ipv6Ping6Params) = "ipv6-ping6",
+    Ipv6Ping6(ipv6_ping6::Ipv6Ping6Params) = "ipv6-ping6",
     /// GlusterFS on the storage VMs' spare disks (host mode) or with heketi.
-    Glusterfs(GlusterfsParams) = "glusterfs",
+    Glusterfs(glusterfs::GlusterfsParams) = "glusterfs",
     /// Build an image with buildah into CRI-O's storage and run it.
-    CrioBuildah(CrioBuildahParams) = "crio-buildah",
+    CrioBuildah(crio_buildah::CrioBuildahParams) = "crio-buildah",
 }
 
 impl ScenarioFile {
@@ -141,19 +130,6 @@ impl ScenarioFile {
     }
 }
 
-/// How workloads of networking scenarios are run on a node.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Engine {
-    /// Podman containers (images built locally from the node's packages).
-    #[default]
-    Podman,
-    /// Docker containers.
-    Docker,
-    /// Plain network namespaces (no container runtime needed).
-    Netns,
-}
-
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClusterMode {
@@ -166,6 +142,13 @@ pub enum ClusterMode {
 
 /// VXLAN UDP port of every scenario that gives none (IANA's).
 pub const VXLAN_PORT: u16 = 4789;
+
+/// Whether `net` holds host number `last` with room for its broadcast
+/// address: where a scenario's address layout meets a subnet of the lab's.
+fn fits(net: Ipv4Net, last: u64) -> bool {
+    let room = 1u64 << (32 - u32::from(net.prefix_len()));
+    room >= last + 2
+}
 
 /// Every VM, by name.
 fn all(vms: &[Vm]) -> Vec<String> {

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, Scenario, VXLAN_PORT, first_gateway4, many, or_default, to_json};
+use super::{Checks, Scenario, VXLAN_PORT, first_gateway4, fits, many, or_default, to_json};
 use crate::lab::Lab;
 use crate::lab::model::Vm;
 use crate::yaml::Seg;
@@ -65,10 +65,12 @@ struct Resolved {
     port: u16,
     outside: Option<String>,
     encrypt: bool,
+    /// The address layout in the subnet: host k (from 1) has its gateway
+    /// at host number k and its container at `container_base + k`.
+    container_base: u64,
 }
 
-/// The playbooks' address layout: host k (from 1) has the gateway at host
-/// number k of the subnet and its container at `CONTAINER_BASE + k`.
+/// See [`Resolved::container_base`].
 const CONTAINER_BASE: u64 = 100;
 
 impl Scenario for OverlayParams {
@@ -100,15 +102,13 @@ impl Scenario for OverlayParams {
         c.vni(self.vni);
         if let Some(sn) = &self.subnet
             && let Some(net) = c.net4(&c.param("subnet"), sn)
+            && !fits(net, CONTAINER_BASE + hosts as u64)
         {
-            let room = 1u64 << (32 - u32::from(net.prefix_len()));
-            if room < CONTAINER_BASE + hosts as u64 + 2 {
-                c.error_help(
-                    &c.param("subnet"),
-                    format!("{net} is too small for an overlay of {hosts} hosts"),
-                    "gateways take addresses .1, .2, …, containers .101, .102, …: use a /24 or larger",
-                );
-            }
+            c.error_help(
+                &c.param("subnet"),
+                format!("{net} is too small for an overlay of {hosts} hosts"),
+                "gateways take addresses .1, .2, …, containers .101, .102, …: use a /24 or larger",
+            );
         }
         c.ports(self.port, self.ingress_port);
         if let Some(o) = &self.outside {
@@ -129,6 +129,7 @@ impl Scenario for OverlayParams {
             port: self.port.unwrap_or(VXLAN_PORT),
             outside: self.outside.clone().or_else(|| first_gateway4(lab)),
             encrypt: self.encrypt,
+            container_base: CONTAINER_BASE,
         })
     }
 }

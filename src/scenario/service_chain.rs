@@ -6,9 +6,22 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, Engine, Scenario, one, to_json};
+use super::{Checks, Scenario, one, to_json};
 use crate::lab::Lab;
 use crate::yaml::Seg;
+
+/// How workloads of networking scenarios are run on a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Podman containers (images built locally from the node's packages).
+    #[default]
+    Podman,
+    /// Docker containers.
+    Docker,
+    /// Plain network namespaces (no container runtime needed).
+    Netns,
+}
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

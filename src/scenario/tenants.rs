@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, Scenario, VXLAN_PORT, first_gateway4, many, or_default, to_json};
+use super::{Checks, Scenario, VXLAN_PORT, first_gateway4, fits, many, or_default, to_json};
 use crate::lab::Lab;
 use crate::lab::model::Vm;
 use crate::yaml::Seg;
@@ -54,11 +54,13 @@ struct Resolved {
     port: u16,
     transit: String,
     outside: Option<String>,
+    /// The address layout in the subnet: the gateway takes host number 1,
+    /// the workload on host k (of 2) `workload_base + k`.
+    workload_base: u64,
 }
 
-/// The smallest subnet a tenant network fits in: the gateway takes host
-/// number 1, the workloads 11 and 12 (templates/scenarios/tenants/params.j2).
-const MAX_PREFIX: u8 = 28;
+/// See [`Resolved::workload_base`].
+const WORKLOAD_BASE: u64 = 10;
 
 impl Scenario for TenantsParams {
     fn vm_refs(&self) -> Vec<(Vec<Seg>, &str)> {
@@ -92,7 +94,7 @@ impl Scenario for TenantsParams {
         }
         if let Some(sn) = &self.subnet
             && let Some(net) = c.net4(&c.param("subnet"), sn)
-            && net.prefix_len() > MAX_PREFIX
+            && !fits(net, WORKLOAD_BASE + 2)
         {
             c.error_help(
                 &c.param("subnet"),
@@ -172,6 +174,7 @@ impl Scenario for TenantsParams {
                 .clone()
                 .unwrap_or_else(|| "100.64.71.0/24".into()),
             outside: self.outside.clone().or_else(|| first_gateway4(lab)),
+            workload_base: WORKLOAD_BASE,
         })
     }
 }
