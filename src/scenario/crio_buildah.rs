@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, ClusterMode, Scenario, first_worker, one, to_json};
+use super::{Checks, ClusterMode, Scenario, first_worker, one, owned, to_json};
 use crate::lab::Lab;
 use crate::lab::model::{Runtime, Vm};
 use crate::yaml::Seg;
@@ -53,8 +53,7 @@ impl Scenario for CrioBuildahParams {
 
     /// `crio_node`: the node.
     fn groups(&self, vms: &[Vm]) -> Vec<(String, Vec<String>)> {
-        let node = self.node_vm(vms).into_iter().map(str::to_string).collect();
-        vec![("crio_node".into(), node)]
+        vec![("crio_node".into(), owned(self.node_vm(vms)))]
     }
 
     fn needs_kubernetes(&self) -> bool {

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, ClusterMode, Scenario, many, one, to_json};
+use super::{Checks, ClusterMode, Scenario, many, one, owned, to_json};
 use crate::lab::Lab;
 use crate::lab::model::Vm;
 use crate::yaml::Seg;
@@ -82,13 +82,9 @@ impl Scenario for GlusterfsParams {
 
     /// `gluster_storage` and `gluster_client`.
     fn groups(&self, vms: &[Vm]) -> Vec<(String, Vec<String>)> {
-        let owned = |v: Vec<&str>| v.into_iter().map(str::to_string).collect::<Vec<_>>();
         vec![
             ("gluster_storage".into(), owned(self.storage_vms(vms))),
-            (
-                "gluster_client".into(),
-                owned(self.client_vm(vms).into_iter().collect()),
-            ),
+            ("gluster_client".into(), owned(self.client_vm(vms))),
         ]
     }
 
@@ -187,11 +183,7 @@ impl Scenario for GlusterfsParams {
     fn resolved(&self, lab: &Lab) -> Value {
         to_json(Resolved {
             mode: self.mode,
-            storage: self
-                .storage_vms(&lab.vms)
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
+            storage: owned(self.storage_vms(&lab.vms)),
             replica: self.replica_count(&lab.vms),
             client: self.client_vm(&lab.vms).map(str::to_string),
             volume: self.volume.clone().unwrap_or_else(|| "kubelab".into()),

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, ClusterMode, Scenario, many, to_json};
+use super::{Checks, ClusterMode, Scenario, many, owned, to_json};
 use crate::lab::Lab;
 use crate::lab::model::{IpFamily, Vm};
 use crate::yaml::Seg;
@@ -74,8 +74,7 @@ impl Scenario for Ipv6Ping6Params {
 
     /// `ping6_nodes`: the two nodes.
     fn groups(&self, vms: &[Vm]) -> Vec<(String, Vec<String>)> {
-        let nodes = self.node_vms(vms).into_iter().map(str::to_string).collect();
-        vec![("ping6_nodes".into(), nodes)]
+        vec![("ping6_nodes".into(), owned(self.node_vms(vms)))]
     }
 
     fn needs_kubernetes(&self) -> bool {
@@ -165,11 +164,7 @@ impl Scenario for Ipv6Ping6Params {
         };
         to_json(Resolved {
             mode: self.mode.unwrap_or(default_mode),
-            nodes: self
-                .node_vms(&lab.vms)
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
+            nodes: owned(self.node_vms(&lab.vms)),
             through_nat64: self.through_nat64.unwrap_or(false),
             // The first network with an IPv4 gateway, not only the first.
             nat64_target: self.nat64_target.clone().or_else(|| {

@@ -150,6 +150,11 @@ fn fits(net: Ipv4Net, last: u64) -> bool {
     room >= last + 2
 }
 
+/// VM names as the stage's groups and resolved parameters hold them.
+fn owned<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    names.into_iter().map(str::to_string).collect()
+}
+
 /// Every VM, by name.
 fn all(vms: &[Vm]) -> Vec<String> {
     vms.iter().map(|v| v.name.clone()).collect()
