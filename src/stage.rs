@@ -78,21 +78,15 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// The stage of a scenario's phase: var `scenario` holds its parameters
-    /// (as written, defaults left to the playbook), group `scenario` the VMs
-    /// it names (when it names none, [`ScenarioFile::default_vms`]), each of
-    /// those VMs its 1-based position in the group as `scenario_index`,
-    /// plus the scenario's own groups ([`ScenarioFile::groups`]).
+    /// The stage of a scenario's phase: var `scenario` holds its resolved
+    /// parameters ([`crate::scenario::Scenario::resolved`]: every default applied, so the
+    /// playbooks never default them again), group `scenario` its VMs
+    /// ([`ScenarioFile::members`]), each of those VMs its 1-based position
+    /// in the group as `scenario_index`, plus the scenario's own groups
+    /// ([`crate::scenario::Scenario::groups`]).
     pub fn scenario(lab: &Lab, scenario: &ScenarioFile, phase: Phase) -> Stage {
-        let mut members: Vec<String> = Vec::new();
-        for (_, vm) in scenario.vm_refs() {
-            if !members.iter().any(|m| m == vm) {
-                members.push(vm.to_string());
-            }
-        }
-        if members.is_empty() {
-            members = scenario.default_vms(&lab.vms);
-        }
+        let kind = scenario.kind();
+        let members = scenario.members(&lab.vms);
         let host_vars = members
             .iter()
             .enumerate()
@@ -101,16 +95,12 @@ impl Stage {
                 (vm.clone(), vars)
             })
             .collect();
-        let params = serde_json::to_value(scenario)
-            .ok()
-            .and_then(|v| v.get("params").cloned())
-            .unwrap_or(Value::Null);
         let mut vars = Vars::new();
-        vars.insert("scenario".into(), params);
+        vars.insert("scenario".into(), kind.resolved(lab));
         vars.insert("scenario_name".into(), Value::from(scenario.name()));
         vars.insert("phase".into(), Value::from(phase.as_str()));
         let mut groups = BTreeMap::from([("scenario".to_string(), members)]);
-        groups.extend(scenario.groups(&lab.vms));
+        groups.extend(kind.groups(&lab.vms));
         Stage {
             title: format!("{} {}", scenario.name(), phase.as_str()),
             playbook: scenario_playbook(scenario.name(), phase),

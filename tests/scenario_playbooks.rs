@@ -1,4 +1,4 @@
-//! The networking scenarios' playbooks load (every phase, checked like any
+//! Every scenario's playbooks load (every phase, checked like any
 //! playbook), and what the ratchet-cni mode renders for a real cluster —
 //! which cannot run here (no Kubernetes packages, no Ratchet binaries) — is
 //! pinned by golden files: the etcd manifest, a node's CNI configuration
@@ -8,24 +8,70 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kubelab::inventory::UnreachableTransport;
+use kubelab::scenario::ScenarioFile;
 use kubelab::stage::{Phase, Stage, stage_inventory};
 use kubelab::template::Templates;
 
+/// Every phase of every registered scenario loads (checked like any
+/// playbook); `break` and `repair` are optional, together.
 #[test]
-fn every_phase_of_the_networking_scenarios_loads() {
+fn every_phase_of_every_scenario_loads() {
     let templates = Templates::default();
-    for name in ["service-chain", "ratchet-pairs", "cloud-router"] {
+    for name in ScenarioFile::NAMES {
+        let mut missing = Vec::new();
         for phase in Phase::ALL {
             let playbook = kubelab::stage::scenario_playbook(name, phase);
             let Ok((path, text)) = kubelab::playbook::find(&playbook, None) else {
-                assert!(
-                    matches!(phase, Phase::Break | Phase::Repair) && name == "ratchet-pairs",
-                    "{playbook} is missing"
-                );
+                missing.push(phase);
                 continue;
             };
-            if let Err(d) = kubelab::playbook::load_str(&path, &text, &templates) {
-                panic!("{playbook}:\n{}", d.render(false));
+            match kubelab::playbook::load_str(&path, &text, &templates) {
+                Ok(book) => assert!(!book.plays.is_empty(), "{playbook} has no plays"),
+                Err(d) => panic!("{playbook}:\n{}", d.render(false)),
+            }
+        }
+        assert!(
+            missing.is_empty() || missing == [Phase::Break, Phase::Repair],
+            "{name} has no {missing:?} phase"
+        );
+    }
+}
+
+/// The playbooks take the scenario's parameters resolved: every
+/// `scenario.<key>` they (or their templates) read is a key of the
+/// resolved parameters, even when the lab file gives none.
+#[test]
+fn playbooks_read_only_resolved_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lab.yaml");
+    std::fs::write(&path, LAB).unwrap();
+    let (lab, _) = kubelab::lab::load(&path, &Default::default())
+        .map_err(|d| d.render(false))
+        .unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let key = regex::Regex::new(r"\bscenario\.([a-z_0-9]+)").unwrap();
+    for name in ScenarioFile::NAMES {
+        let entry: ScenarioFile =
+            serde_json::from_value(serde_json::json!({"name": name, "params": {}})).unwrap();
+        let resolved = entry.kind().resolved(&lab);
+        let serde_json::Value::Object(resolved) = resolved else {
+            panic!("{name}: resolved parameters are not a mapping: {resolved}");
+        };
+        for dir in ["playbooks/scenarios", "templates/scenarios"] {
+            let Ok(files) = std::fs::read_dir(root.join(dir).join(name)) else {
+                continue;
+            };
+            for file in files {
+                let file = file.unwrap().path();
+                let text = std::fs::read_to_string(&file).unwrap();
+                for k in key.captures_iter(&text) {
+                    assert!(
+                        resolved.contains_key(&k[1]),
+                        "{}: `scenario.{}` is not a resolved parameter of {name}",
+                        file.display(),
+                        &k[1]
+                    );
+                }
             }
         }
     }
@@ -88,7 +134,6 @@ fn context(host: &str) -> minijinja::Value {
     ctx.insert("pod_image".into(), "docker.io/library/busybox:1.36".into());
     ctx.insert("etcd_host".into(), "10.96.12.34".into());
     ctx.insert("parent_interface".into(), "eth0".into());
-    ctx.insert("default_pairs".into(), serde_json::json!([]));
     minijinja::Value::from(minijinja::value::Serde(serde_json::Value::Object(ctx)))
 }
 

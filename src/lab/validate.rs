@@ -15,7 +15,7 @@ use super::model::*;
 use super::size::{GIB, MIB, parse_size};
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
 use crate::path;
-use crate::scenario::ScenarioFile;
+use crate::scenario::Checks;
 use crate::yaml::{Node, Seg};
 
 /// Image recipes `image.build` knows.
@@ -58,25 +58,31 @@ impl Unreadable {
     }
 }
 
-struct Checker<'a> {
+/// The lab under check and what it found so far.
+pub(crate) struct Checker<'a> {
     lab: Located<'a>,
     diags: Diagnostics,
-    unreadable: &'a Unreadable,
+    pub(crate) unreadable: &'a Unreadable,
 }
 
 impl Checker<'_> {
-    fn error(&mut self, path: &[Seg], message: impl Into<String>) -> &mut Diagnostic {
+    pub(crate) fn error(&mut self, path: &[Seg], message: impl Into<String>) -> &mut Diagnostic {
         let span = self.lab.root.span_at(path);
         self.diags
             .push(Diagnostic::error(self.lab.file, Some(span), message));
         self.diags.0.last_mut().expect("just pushed")
     }
 
-    fn error_help(&mut self, path: &[Seg], message: impl Into<String>, help: impl Into<String>) {
+    pub(crate) fn error_help(
+        &mut self,
+        path: &[Seg],
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
         self.error(path, message).help = Some(help.into());
     }
 
-    fn warning(&mut self, path: &[Seg], message: impl Into<String>) {
+    pub(crate) fn warning(&mut self, path: &[Seg], message: impl Into<String>) {
         let span = self.lab.root.span_at(path);
         self.diags
             .push(Diagnostic::warning(self.lab.file, Some(span), message));
@@ -85,7 +91,7 @@ impl Checker<'_> {
     /// A DNS-1123 label: lowercase letters, digits and `-`, starting and
     /// ending alphanumeric, at most `max` characters. This also keeps shell
     /// metacharacters out of every name.
-    fn label(&mut self, path: &[Seg], what: &str, value: &str, max: usize) -> bool {
+    pub(crate) fn label(&mut self, path: &[Seg], what: &str, value: &str, max: usize) -> bool {
         match label_problem(value, max) {
             None => true,
             Some(why) => {
@@ -604,20 +610,8 @@ pub fn default_dhcp_range(net: Ipv4Net) -> Option<(Ipv4Addr, Ipv4Addr)> {
     (start < end).then(|| (Ipv4Addr::from(start), Ipv4Addr::from(end)))
 }
 
-/// A scenario's VXLAN UDP port and published port: 0 is no port.
-fn scenario_ports(c: &mut Checker<'_>, i: usize, vxlan: Option<u16>, ingress: Option<u16>) {
-    for (key, port) in [("port", vxlan), ("ingress_port", ingress)] {
-        if port == Some(0) {
-            c.error(
-                &path!["scenarios", i, "params", key],
-                "port 0 is not a port (1-65535)",
-            );
-        }
-    }
-}
-
 /// Linux interface names: at most 15 bytes, no `/`, spaces or shell specials.
-fn ifname_problem(s: &str) -> Option<String> {
+pub(crate) fn ifname_problem(s: &str) -> Option<String> {
     if s.is_empty() || s.len() > 15 {
         return Some("it must be 1 to 15 characters".into());
     }
@@ -668,7 +662,7 @@ fn parse_net(c: &mut Checker<'_>, path: &[Seg], t: &str, v6: bool) -> Option<IpN
     }
 }
 
-fn parse_net4(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv4Net> {
+pub(crate) fn parse_net4(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv4Net> {
     match parse_net(c, path, t, false)? {
         IpNet::V4(n) => Some(n),
         IpNet::V6(_) => None,
@@ -682,7 +676,7 @@ fn parse_net6(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv6Net> {
     }
 }
 
-fn parse_ip4(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv4Addr> {
+pub(crate) fn parse_ip4(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv4Addr> {
     match t.parse() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -1466,24 +1460,9 @@ fn check_kubernetes(
     })
 }
 
-/// `vni` and `port` of a scenario's VXLAN links.
-fn check_vxlan_params(c: &mut Checker<'_>, i: usize, vni: Option<u32>, port: Option<u16>) {
-    if let Some(v) = vni
-        && (v == 0 || v > 0xFF_FFFF)
-    {
-        c.error(
-            &path!["scenarios", i, "params", "vni"],
-            format!("VNI {v} is outside 1..16777215"),
-        );
-    }
-    if port == Some(0) {
-        c.error(
-            &path!["scenarios", i, "params", "port"],
-            "UDP port 0 is not a port",
-        );
-    }
-}
-
+/// Every scenario entry: what the registry checks of each (listed once,
+/// known VMs, a cluster where its mode needs one), then the scenario's own
+/// checks.
 fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vms: &[Vm]) {
     let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -1497,7 +1476,8 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vm
                 ),
             );
         }
-        for (sub, vm) in s.vm_refs() {
+        let kind = s.kind();
+        for (sub, vm) in kind.vm_refs() {
             if !names.contains(&vm) {
                 let mut p = path!["scenarios", i, "params"].to_vec();
                 p.extend(sub);
@@ -1508,14 +1488,7 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vm
                 c.error_help(&p, format!("unknown VM `{vm}`"), help);
             }
         }
-        let needs_k8s = match s {
-            ScenarioFile::RatchetPairs(p) => p.mode == crate::scenario::RatchetMode::RatchetCni,
-            ScenarioFile::Glusterfs(p) => p.mode == crate::scenario::ClusterMode::Kubernetes,
-            ScenarioFile::CrioBuildah(p) => p.mode == crate::scenario::ClusterMode::Kubernetes,
-            ScenarioFile::Ipv6Ping6(p) => p.mode == Some(crate::scenario::ClusterMode::Kubernetes),
-            _ => false,
-        };
-        if needs_k8s && file.kubernetes.is_none() && !c.unreadable.kubernetes {
+        if kind.needs_kubernetes() && file.kubernetes.is_none() && !c.unreadable.kubernetes {
             c.error(
                 &path!["scenarios", i, "params", "mode"],
                 format!(
@@ -1524,264 +1497,7 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vm
                 ),
             );
         }
-        match s {
-            ScenarioFile::ServiceChain(p) if p.engine == crate::scenario::Engine::Netns => {
-                c.error_help(
-                    &path!["scenarios", i, "params", "engine"],
-                    "the service chain runs containers: engine podman or docker",
-                    "engine: podman",
-                );
-            }
-            ScenarioFile::Overlay(p) => {
-                let hosts = if p.hosts.is_empty() {
-                    let n = s.default_vms(vms).len();
-                    if n < 2 && !vms.is_empty() {
-                        c.error(
-                            &path!["scenarios", i, "name"],
-                            format!(
-                                "an overlay needs two or more hosts; this lab has {n} VM(s) for it"
-                            ),
-                        );
-                    }
-                    n
-                } else {
-                    if p.hosts.len() < 2 {
-                        c.error(
-                            &path!["scenarios", i, "params", "hosts"],
-                            "an overlay needs two or more hosts",
-                        );
-                    }
-                    p.hosts.len()
-                };
-                if let Some(v) = p.vni
-                    && (v == 0 || v > 0xFF_FFFF)
-                {
-                    c.error(
-                        &path!["scenarios", i, "params", "vni"],
-                        format!("VNI {v} is outside 1..16777215"),
-                    );
-                }
-                if let Some(sn) = &p.subnet
-                    && let Some(net) = parse_net4(c, &path!["scenarios", i, "params", "subnet"], sn)
-                {
-                    // Gateways take host numbers 1..=n, containers 101..=100+n.
-                    let room = 1u64 << (32 - u32::from(net.prefix_len()));
-                    if room < 100 + hosts as u64 + 2 {
-                        c.error_help(
-                            &path!["scenarios", i, "params", "subnet"],
-                            format!("{net} is too small for an overlay of {hosts} hosts"),
-                            "gateways take addresses .1, .2, …, containers .101, .102, …: use a /24 or larger",
-                        );
-                    }
-                }
-                scenario_ports(c, i, p.port, p.ingress_port);
-                if let Some(o) = &p.outside {
-                    parse_ip4(c, &path!["scenarios", i, "params", "outside"], o);
-                }
-            }
-            ScenarioFile::Tenants(p) => {
-                if p.hosts.is_empty() {
-                    let n = s.default_vms(vms).len();
-                    if n < 2 && !vms.is_empty() {
-                        c.error(
-                            &path!["scenarios", i, "name"],
-                            format!(
-                                "tenant networks span two hosts; this lab has {n} VM(s) for them"
-                            ),
-                        );
-                    }
-                } else if p.hosts.len() != 2 {
-                    c.error(
-                        &path!["scenarios", i, "params", "hosts"],
-                        "tenant networks span exactly two hosts",
-                    );
-                } else if p.hosts[0] == p.hosts[1] {
-                    c.error(
-                        &path!["scenarios", i, "params", "hosts", 1],
-                        format!(
-                            "`{}` is named twice; tenant networks span two different hosts",
-                            p.hosts[1]
-                        ),
-                    );
-                }
-                if let Some(sn) = &p.subnet
-                    && let Some(net) = parse_net4(c, &path!["scenarios", i, "params", "subnet"], sn)
-                    && net.prefix_len() > 28
-                {
-                    c.error_help(
-                        &path!["scenarios", i, "params", "subnet"],
-                        format!("{net} is too small for a tenant network"),
-                        "the gateway takes .1, workloads .11 and .12: use a /28 or larger",
-                    );
-                }
-                if p.tenants.len() == 1 {
-                    c.error(
-                        &path!["scenarios", i, "params", "tenants"],
-                        "isolation needs two or more tenants",
-                    );
-                }
-                let mut vnis = HashMap::new();
-                let mut names: HashMap<&str, usize> = HashMap::new();
-                for (t, tenant) in p.tenants.iter().enumerate() {
-                    c.label(
-                        &path!["scenarios", i, "params", "tenants", t, "name"],
-                        "tenant name",
-                        &tenant.name,
-                        12,
-                    );
-                    if let Some(first) = names.insert(tenant.name.as_str(), t) {
-                        c.error(
-                            &path!["scenarios", i, "params", "tenants", t, "name"],
-                            format!(
-                                "tenant `{}` is listed twice (also tenants[{first}])",
-                                tenant.name
-                            ),
-                        );
-                    }
-                    if tenant.vni == 0 || tenant.vni > 0xFF_FFFF {
-                        c.error(
-                            &path!["scenarios", i, "params", "tenants", t, "vni"],
-                            format!("VNI {} is outside 1..16777215", tenant.vni),
-                        );
-                    } else if let Some(other) = vnis.insert(tenant.vni, tenant.name.clone()) {
-                        c.error(
-                            &path!["scenarios", i, "params", "tenants", t, "vni"],
-                            format!("VNI {} is also used by tenant `{other}`", tenant.vni),
-                        );
-                    }
-                }
-                if let Some(tr) = &p.transit
-                    && let Some(net) =
-                        parse_net4(c, &path!["scenarios", i, "params", "transit"], tr)
-                {
-                    let tenants = p.tenants.len().max(2) as u64;
-                    let room = 1u64 << (32 - u32::from(net.prefix_len()));
-                    if room < 4 * tenants {
-                        c.error_help(
-                            &path!["scenarios", i, "params", "transit"],
-                            format!("{net} is too small for {tenants} tenants"),
-                            "each tenant's gateway takes a /30 of it",
-                        );
-                    }
-                }
-                scenario_ports(c, i, p.port, None);
-                if let Some(o) = &p.outside {
-                    parse_ip4(c, &path!["scenarios", i, "params", "outside"], o);
-                }
-            }
-            ScenarioFile::CloudRouter(p) => {
-                if !p.hosts.is_empty() && p.hosts.len() != 2 {
-                    c.error(
-                        &path!["scenarios", i, "params", "hosts"],
-                        "the cloud router spans exactly two hosts",
-                    );
-                } else if p.hosts.is_empty() && vms.len() < 2 && !c.unreadable.vms {
-                    c.error(
-                        &path!["scenarios", i, "name"],
-                        "the cloud router spans two hosts: the lab needs two VMs",
-                    );
-                } else if p.hosts.len() == 2 && p.hosts[0] == p.hosts[1] {
-                    c.error(
-                        &path!["scenarios", i, "params", "hosts", 1],
-                        "the cloud router spans two different hosts",
-                    );
-                }
-                check_vxlan_params(c, i, p.vni, p.port);
-            }
-            ScenarioFile::RatchetPairs(p) => {
-                check_vxlan_params(c, i, p.vni, p.port);
-                if p.mode == crate::scenario::RatchetMode::RatchetCni {
-                    match &p.binaries_url {
-                        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
-                            c.error(
-                                &path!["scenarios", i, "params", "binaries_url"],
-                                format!("`{u}` is not an http(s) URL"),
-                            );
-                        }
-                        _ => {}
-                    }
-                    let sha_ok = p
-                        .binaries_sha256
-                        .as_ref()
-                        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-                    if p.binaries_url.is_some() && !sha_ok {
-                        c.error(
-                            &path!["scenarios", i, "params", "binaries_sha256"],
-                            "binaries_sha256 must be the archive's SHA-256 as 64 hex digits",
-                        );
-                    }
-                } else {
-                    for (key, set) in [
-                        ("binaries_url", p.binaries_url.is_some()),
-                        ("binaries_sha256", p.binaries_sha256.is_some()),
-                        ("etcd_image", p.etcd_image.is_some()),
-                        ("pod_image", p.pod_image.is_some()),
-                    ] {
-                        if set {
-                            c.warning(
-                                &path!["scenarios", i, "params", key],
-                                format!("`{key}` is only used in mode ratchet-cni"),
-                            );
-                        }
-                    }
-                }
-                if let Some(v) = p.vni
-                    && u64::from(v) + p.pairs.len() as u64 > 0xFF_FFFF
-                {
-                    c.error(
-                        &path!["scenarios", i, "params", "vni"],
-                        format!("VNI {v} + {} pairs goes past 16777215", p.pairs.len()),
-                    );
-                }
-                if p.pairs.is_empty() && vms.len() < 2 && !c.unreadable.vms {
-                    c.error_help(
-                        &path!["scenarios", i, "name"],
-                        "the default ratchet pair spans two VMs: the lab needs two, or give `pairs`",
-                        "pairs: [{primary: {name: a, vm: node-1, ip: 192.168.2.100/24}, pair: {name: b, vm: node-1, ip: 192.168.2.101/24}}]",
-                    );
-                }
-                let mut names: BTreeMap<(&str, &str), (usize, &str)> = BTreeMap::new();
-                for (k, pair) in p.pairs.iter().enumerate() {
-                    for (side, end) in [("primary", &pair.primary), ("pair", &pair.pair)] {
-                        if let Some((first, first_side)) =
-                            names.insert((end.vm.as_str(), end.name.as_str()), (k, side))
-                        {
-                            c.error(
-                                &path!["scenarios", i, "params", "pairs", k, side, "name"],
-                                format!(
-                                    "workload `{}` on {} is also pairs[{first}].{first_side}: one link per workload",
-                                    end.name, end.vm
-                                ),
-                            );
-                        }
-                    }
-                }
-                for (k, pair) in p.pairs.iter().enumerate() {
-                    for (side, end) in [("primary", &pair.primary), ("pair", &pair.pair)] {
-                        let base = path!["scenarios", i, "params", "pairs", k, side].to_vec();
-                        let mut ip = base.clone();
-                        ip.push(Seg::Key("ip".into()));
-                        if end.ip.parse::<IpNet>().is_err() {
-                            c.error(&ip, format!("`{}` is not an address with prefix length (e.g. 192.168.2.100/24)", end.ip));
-                        }
-                        let mut np = base.clone();
-                        np.push(Seg::Key("name".into()));
-                        c.label(&np, "workload name", &end.name, 40);
-                        if let Some(ifname) = &end.ifname
-                            && let Some(why) = ifname_problem(ifname)
-                        {
-                            let mut fp = base.clone();
-                            fp.push(Seg::Key("ifname".into()));
-                            c.error(&fp, format!("`{ifname}` is not an interface name: {why}"));
-                        }
-                    }
-                }
-            }
-            ScenarioFile::Ipv6Ping6(p) => check_ping6(c, file, networks, vms, i, p),
-            ScenarioFile::Glusterfs(p) => check_glusterfs(c, vms, i, p),
-            ScenarioFile::CrioBuildah(p) => check_crio_buildah(c, file, i, p),
-            _ => {}
-        }
+        kind.check(&mut Checks::new(c, i, file, networks, vms));
     }
 }
 
@@ -1978,210 +1694,4 @@ fn check_links(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) -> Vec<Link> {
         });
     }
     links
-}
-
-fn check_ping6(
-    c: &mut Checker<'_>,
-    file: &LabFile,
-    networks: &[Network],
-    vms: &[Vm],
-    i: usize,
-    p: &crate::scenario::Ipv6Ping6Params,
-) {
-    let at = |f: &str| path!["scenarios", i, "params", f];
-    if !p.nodes.is_empty() && p.nodes.len() != 2 {
-        c.error(&at("nodes"), "ping6 runs between exactly two nodes");
-    } else if p.nodes.len() == 2 && p.nodes[0] == p.nodes[1] {
-        c.error(&at("nodes"), "ping6 runs between two different nodes");
-    } else if p.nodes.is_empty() && p.node_vms(vms).len() < 2 {
-        c.error_help(
-            &path!["scenarios", i, "name"],
-            "ipv6-ping6 needs two nodes to ping between",
-            "add a second VM, or name two with `params: {nodes: [a, b]}`",
-        );
-    }
-    if !networks.iter().any(|n| n.ipv6.is_some()) {
-        c.error_help(
-            &path!["scenarios", i, "name"],
-            "ipv6-ping6 needs a network with `ipv6`",
-            "give a network of the lab an IPv6 prefix, e.g. `ipv6: fd00:10::/64`",
-        );
-    }
-    let nat64: Vec<&Vm> = vms.iter().filter(|v| v.has_role("nat64")).collect();
-    if p.through_nat64 == Some(true) && nat64.is_empty() {
-        c.error(
-            &at("through_nat64"),
-            "through_nat64 needs a VM with role `nat64`",
-        );
-    }
-    if let Some(n) = nat64
-        .iter()
-        .find(|v| p.nodes.iter().any(|node| node == &v.name))
-        .filter(|_| p.through_nat64 == Some(true))
-    {
-        c.error(
-            &at("nodes"),
-            format!(
-                "`{}` is the NAT64 VM; ping6 runs between two other nodes",
-                n.name
-            ),
-        );
-    }
-    if let Some(t) = &p.nat64_target {
-        match t.parse::<Ipv4Addr>() {
-            Ok(_) if p.through_nat64 != Some(true) => c.warning(
-                &at("nat64_target"),
-                "nat64_target is unused without `through_nat64: true`",
-            ),
-            Ok(_) => {}
-            Err(_) => {
-                c.error(&at("nat64_target"), format!("`{t}` is not an IPv4 address"));
-            }
-        }
-    } else if p.through_nat64 == Some(true) && !networks.iter().any(|n| n.gateway4().is_some()) {
-        c.error_help(
-            &at("through_nat64"),
-            "no IPv4 address to ping through NAT64: no NAT or isolated network has `ipv4`",
-            "set `nat64_target` to an IPv4 address the NAT64 VM reaches",
-        );
-    }
-    if p.mode == Some(crate::scenario::ClusterMode::Kubernetes)
-        && let Some(k) = &file.kubernetes
-        && k.ip_family.unwrap_or(IpFamily::Ipv4) == IpFamily::Ipv4
-    {
-        c.error_help(
-            &at("mode"),
-            "ping6 between pods needs an IPv6 or dual-stack cluster",
-            "set `kubernetes.ip_family: ipv6` (or `dual`), or `mode: host`",
-        );
-    }
-}
-
-fn check_glusterfs(
-    c: &mut Checker<'_>,
-    vms: &[Vm],
-    i: usize,
-    p: &crate::scenario::GlusterfsParams,
-) {
-    let storage_names = p.storage_vms(vms);
-    let storage: Vec<&Vm> = storage_names
-        .iter()
-        .filter_map(|n| vms.iter().find(|v| &v.name == n))
-        .collect();
-    // Where the storage VMs were chosen: the params, or the scenario itself
-    // (roles).
-    let storage_at = if p.storage.is_empty() {
-        path!["scenarios", i, "name"].to_vec()
-    } else {
-        path!["scenarios", i, "params", "storage"].to_vec()
-    };
-    if storage_names.len() < 2 {
-        if p.storage.is_empty() {
-            c.error_help(
-                &storage_at,
-                format!(
-                    "glusterfs needs at least two VMs with role `storage` (found {})",
-                    storage_names.len()
-                ),
-                "give the storage VMs `roles: [storage]` and a spare disk each",
-            );
-        } else {
-            c.error(&storage_at, "glusterfs needs at least two storage VMs");
-        }
-    }
-    if p.mode == crate::scenario::ClusterMode::Kubernetes && storage_names.len() == 2 {
-        c.error_help(
-            &storage_at,
-            "glusterfs in Kubernetes mode needs three storage VMs: heketi keeps its own database on a replica-3 volume",
-            "add a third storage VM, or use `mode: host`",
-        );
-    }
-    for (k, name) in storage_names.iter().enumerate() {
-        if storage_names[..k].contains(name) {
-            c.error(&storage_at, format!("storage VM `{name}` is listed twice"));
-        }
-    }
-    for v in &storage {
-        if v.spare_disks.is_empty() {
-            c.error(
-                &storage_at,
-                format!("storage VM `{}` has no spare disk for a brick", v.name),
-            );
-        }
-    }
-    if let Some(r) = p.replica {
-        let why = if r < 2 {
-            Some(format!("replica {r} is no replication: use 2 or more"))
-        } else if r as usize > storage_names.len().max(2) {
-            Some(format!(
-                "replica {r} needs {r} storage VMs, the lab has {}",
-                storage_names.len()
-            ))
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            c.error(&path!["scenarios", i, "params", "replica"], why);
-        }
-    }
-    let replica = p.replica_count(vms) as usize;
-    if replica >= 2 && storage_names.len() > replica && !storage_names.len().is_multiple_of(replica)
-    {
-        let at = if p.replica.is_some() {
-            path!["scenarios", i, "params", "replica"].to_vec()
-        } else {
-            storage_at.clone()
-        };
-        c.error_help(
-            &at,
-            format!(
-                "{} storage VMs do not make whole replica sets of {replica}",
-                storage_names.len()
-            ),
-            "use a number of storage VMs that is a multiple of `replica`, or set `replica`",
-        );
-    }
-    if let Some(v) = &p.volume {
-        c.label(
-            &path!["scenarios", i, "params", "volume"],
-            "volume name",
-            v,
-            40,
-        );
-    }
-}
-
-fn check_crio_buildah(
-    c: &mut Checker<'_>,
-    file: &LabFile,
-    i: usize,
-    p: &crate::scenario::CrioBuildahParams,
-) {
-    let at = |f: &str| path!["scenarios", i, "params", f];
-    if p.mode == crate::scenario::ClusterMode::Kubernetes
-        && let Some(k) = &file.kubernetes
-        && k.runtime.unwrap_or(Runtime::Containerd) != Runtime::Crio
-    {
-        c.error_help(
-            &at("mode"),
-            "crio-buildah builds into CRI-O's image store: the cluster needs `runtime: crio`",
-            "set `kubernetes.runtime: crio`, or `mode: host` to run the image with podman",
-        );
-    }
-    if let Some(image) = &p.image
-        && let Some(why) = crate::scenario::image_reference_problem(image)
-    {
-        c.error(
-            &at("image"),
-            format!("`{image}` is not an image reference: {why}"),
-        );
-    }
-    if let Some(label) = &p.node_label
-        && let Some(why) = crate::scenario::node_label_problem(label)
-    {
-        c.error(
-            &at("node_label"),
-            format!("`{label}` is not a node label: {why}"),
-        );
-    }
 }
