@@ -207,6 +207,25 @@ fn malformed_ini_is_located() {
     );
 }
 
+/// The virthost's address comes from `ansible_host` or, without it, from
+/// the host's name: either must be an address, and saying so is about the
+/// inventory (found by the property test: a host named `é`).
+#[test]
+fn a_virthost_address_that_is_no_address_is_located_in_the_inventory() {
+    assert_eq!(
+        errors(&opts("broken/bad-address.inventory", &[])),
+        [
+            "tests/fixtures/ansible/broken/bad-address.inventory:2:24: `10.0.0.1;reboot` is neither an IP address nor a host name"
+        ]
+    );
+    assert_eq!(
+        errors(&opts("broken/bad-host-name.inventory", &[])),
+        [
+            "tests/fixtures/ansible/broken/bad-host-name.inventory:2:1: `host_with_é` is neither an IP address nor a host name (the virthost's name is its address without ansible_host)"
+        ]
+    );
+}
+
 #[test]
 fn inventory_without_virthost_group() {
     assert_eq!(

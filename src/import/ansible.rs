@@ -20,7 +20,7 @@ use ipnet::Ipv4Net;
 
 use super::ini::{self, SectionKind};
 use crate::diagnostic::{Diagnostic, Diagnostics, Pos, SourceFile, Span, unreadable};
-use crate::lab::validate::{KUBERNETES_MINORS, label_problem};
+use crate::lab::validate::{KUBERNETES_MINORS, address_problem, label_problem};
 use crate::yaml::{self, Node, NodeKind};
 
 /// What to import.
@@ -307,6 +307,9 @@ fn ansible_bool(s: &str) -> Option<bool> {
 /// The virthost's entry in the inventory.
 struct InventoryHost {
     name: String,
+    /// Where the name is written (the address when no `ansible_host`).
+    file: Arc<SourceFile>,
+    span: Option<Span>,
 }
 
 fn read_file(path: &Path) -> Result<Arc<SourceFile>, Diagnostics> {
@@ -426,6 +429,8 @@ fn read_ini_inventory(
     }
     Ok(InventoryHost {
         name: host.name.text.clone(),
+        file: file.clone(),
+        span: Some(host.name.span),
     })
 }
 
@@ -557,7 +562,11 @@ fn read_yaml_inventory(
             ));
         }
     }
-    Ok(InventoryHost { name: host_name })
+    Ok(InventoryHost {
+        name: host_name,
+        file: file.clone(),
+        span: Some(host_key.span),
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -951,11 +960,32 @@ fn build(r: &mut Reader, name: &str, host: &InventoryHost, opts: &ImportOptions)
                 format!("kubelab reaches the virthost over SSH; connection `{c}` is not supported"),
             );
         }
-        let address = r
+        // The lab would refuse an address that is no address: say so about
+        // the inventory, where it was written.
+        let address = match r
             .string("ansible_host")
             .or_else(|| r.string("ansible_ssh_host"))
-            .map(|(s, _)| s)
-            .unwrap_or_else(|| host.name.clone());
+        {
+            Some((address, var)) => {
+                if let Some(problem) = address_problem(&address) {
+                    let node = var.node.clone();
+                    r.error(&var, &node, problem);
+                }
+                address
+            }
+            None => {
+                if let Some(problem) = address_problem(&host.name) {
+                    r.diags.push(Diagnostic::error(
+                        &host.file,
+                        host.span,
+                        format!(
+                            "{problem} (the virthost's name is its address without ansible_host)"
+                        ),
+                    ));
+                }
+                host.name.clone()
+            }
+        };
         d.virthost.address = Some(address);
         d.virthost.port = r
             .uint("ansible_port", 1, 65535)

@@ -398,23 +398,29 @@ fn jump_host(c: &mut Checker<'_>, j: &JumpFile, at: Vec<Seg>) -> SshHost {
 
 /// A host name or IP address: no spaces, no shell metacharacters.
 fn check_address(c: &mut Checker<'_>, path: &[Seg], addr: &str) {
+    if let Some(problem) = address_problem(addr) {
+        c.error(path, problem);
+    }
+}
+
+/// Why `addr` is neither an IP address nor a host name (None when it is
+/// one): for the lab's addresses and for what importers take from other
+/// tools' files.
+pub fn address_problem(addr: &str) -> Option<String> {
     if addr.parse::<IpAddr>().is_ok() {
-        return;
+        return None;
     }
     let ok = !addr.is_empty()
         && addr.len() <= 253
         && addr
             .split('.')
             .all(|part| label_problem(&part.to_ascii_lowercase(), 63).is_none());
-    if !ok {
-        c.error(
-            path,
-            format!(
-                "`{}` is neither an IP address nor a host name",
-                addr.escape_debug()
-            ),
-        );
-    }
+    (!ok).then(|| {
+        format!(
+            "`{}` is neither an IP address nor a host name",
+            addr.escape_debug()
+        )
+    })
 }
 
 fn check_networks(c: &mut Checker<'_>, lab: &str, nets: &[NetworkFile]) -> Vec<Network> {
