@@ -114,15 +114,9 @@ impl Facts {
             }
         }
         let words = format!("{} {}", f.distro_id, f.distro_like);
-        f.family = if words
-            .split_whitespace()
-            .any(|w| matches!(w, "debian" | "ubuntu"))
-        {
+        f.family = if words.split_whitespace().any(|w| DEBIAN_LIKE.contains(&w)) {
             "debian".into()
-        } else if words
-            .split_whitespace()
-            .any(|w| matches!(w, "rhel" | "fedora" | "centos" | "rocky" | "almalinux"))
-        {
+        } else if words.split_whitespace().any(|w| REDHAT_LIKE.contains(&w)) {
             "redhat".into()
         } else {
             f.distro_id.clone()
@@ -130,6 +124,11 @@ impl Facts {
         f
     }
 }
+
+/// `ID`/`ID_LIKE` words of os-release that make the family `debian`
+/// (looked for first) and `redhat`.
+pub const DEBIAN_LIKE: &[&str] = &["debian", "ubuntu"];
+pub const REDHAT_LIKE: &[&str] = &["rhel", "fedora", "centos", "rocky", "almalinux"];
 
 /// Gather facts in one command.
 pub async fn gather(transport: &dyn Transport) -> Result<Facts, TransportError> {

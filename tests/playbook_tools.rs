@@ -733,24 +733,15 @@ fn skip_backtick(b: &[char], mut i: usize) -> usize {
 fn substitutions_in(b: &[char], nested: &mut Vec<String>) {
     let mut i = 0;
     while i < b.len() {
+        // Backticks are not read inside arithmetic, only `$(`.
         if b[i] == '$' && b.get(i + 1) == Some(&'(') {
-            let end = close_paren(b, i + 2);
-            let inner = &b[i + 2..end.saturating_sub(1).max(i + 2)];
-            if b.get(i + 2) == Some(&'(') {
-                substitutions_in(inner, nested);
-            } else {
-                nested.push(inner.iter().collect());
-            }
-            i = end;
+            i = substitution(b, i, nested);
         } else {
             i += 1;
         }
     }
 }
 
-/// Words (quotes removed, substitutions marked and their bodies put in
-/// `nested`) and control operators. Redirections and their targets are
-/// dropped.
 /// `$(…)`, `$((…))` or backticks at `b[i]`.
 fn starts_substitution(b: &[char], i: usize) -> bool {
     b[i] == '`' || (b[i] == '$' && b.get(i + 1) == Some(&'('))
@@ -774,6 +765,9 @@ fn substitution(b: &[char], i: usize, nested: &mut Vec<String>) -> usize {
     end
 }
 
+/// Words (quotes removed, substitutions marked and their bodies put in
+/// `nested`) and control operators. Redirections and their targets are
+/// dropped.
 fn tokenize(text: &str, nested: &mut Vec<String>) -> Vec<Tok> {
     let b: Vec<char> = text.chars().collect();
     let mut toks = Vec::new();

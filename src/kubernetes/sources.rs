@@ -15,6 +15,7 @@
 use serde::Serialize;
 
 use super::node::{CRIO_REPOSITORY_SINCE_MINOR, DistroFamily};
+use crate::facts::{DEBIAN_LIKE, REDHAT_LIKE};
 use crate::lab::model::{Cni, HaMode, Kubernetes, Runtime, RuntimePackages};
 
 /// HTTPS, the only port any source is reached on.
@@ -125,12 +126,17 @@ pub fn sources(k: &Kubernetes) -> Vec<Source> {
 /// distribution family are skipped (it reads `/etc/os-release`).
 pub fn probe_script(node: &str, sources: &[Source]) -> String {
     use crate::transport::quote;
-    let mut s = String::from(
+    // The family as facts name it (crate::facts), from the same words.
+    let mut s = format!(
         "family=debian\n\
-         if [ -r /etc/os-release ]; then . /etc/os-release; case \" ${ID:-} ${ID_LIKE:-} \" in \
-         *\" rhel \"*|*\" fedora \"*|*\" centos \"*) family=redhat ;; esac; fi\n\
+         if [ -r /etc/os-release ]; then . /etc/os-release; fi\n\
+         for w in ${{ID:-}} ${{ID_LIKE:-}}; do\n\
+         case $w in {}) family=debian; break ;; {}) family=redhat ;; esac\n\
+         done\n\
          out=$(mktemp -d) || exit 2\n\
-         probe() {\n",
+         probe() {{\n",
+        DEBIAN_LIKE.join("|"),
+        REDHAT_LIKE.join("|")
     );
     s.push_str(&format!(
         "  if ! timeout {RESOLVE_TIMEOUT_SECS} getent ahosts \"$1\" >/dev/null 2>&1; then \
@@ -140,7 +146,7 @@ pub fn probe_script(node: &str, sources: &[Source]) -> String {
     ));
     for (i, src) in sources.iter().enumerate() {
         let guard = match src.only_on {
-            Some(f) => format!("[ \"$family\" = {} ] && ", family_word(f)),
+            Some(f) => format!("[ \"$family\" = {} ] && ", f.name()),
             None => String::new(),
         };
         s.push_str(&format!(
@@ -168,13 +174,6 @@ pub fn probe_script(node: &str, sources: &[Source]) -> String {
 pub const WAYS_OUT: &str = ". Give the VMs internet access (a `nat` network on a \
      virthost that has it, or a bridged network with a route out), or install \
      from local files with `kubernetes.airgap_dir`";
-
-fn family_word(f: DistroFamily) -> &'static str {
-    match f {
-        DistroFamily::Debian => "debian",
-        DistroFamily::RedHat => "redhat",
-    }
-}
 
 #[cfg(test)]
 mod tests {
