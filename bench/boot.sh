@@ -12,6 +12,8 @@
 set -euo pipefail
 n=${1:-2}; rounds=${2:-2}
 here=$(cd "$(dirname "$0")" && pwd); top=$(dirname "$here")
+# libvirt, QEMU, the image build tools and Rust: what a fresh machine lacks.
+"$top/scripts/deps.sh" bench; export PATH="$HOME/.cargo/bin:$PATH"
 kubelab=${KUBELAB:-$top/target/debug/kubelab}
 [ -x "$kubelab" ] || (cd "$top" && cargo build -q)
 storage=${BENCH_STORAGE:-/var/cache/kubelab-test}

@@ -13,6 +13,7 @@ net=${KL_BENCH_NET:-10.250.0}
 case "$cmd" in
 up)
   [ "$(id -u)" = 0 ] || { echo "bench/hosts.sh needs root (network namespaces, sshd)" >&2; exit 1; }
+  "$(cd "$(dirname "$0")/.." && pwd)/scripts/deps.sh" bench
   if ! ip link show "$br" >/dev/null 2>&1 && ip route | grep -q "^$net\."; then
     echo "$net.0/24 is already routed on this machine; set KL_BENCH_NET" >&2; exit 1
   fi

@@ -9,6 +9,8 @@
 set -euo pipefail
 n=${1:-4}; runs=${2:-5}
 here=$(cd "$(dirname "$0")" && pwd); top=$(dirname "$here")
+# sshd, python3-venv, a C toolchain and Rust: what a fresh machine lacks.
+"$top/scripts/deps.sh" bench; export PATH="$HOME/.cargo/bin:$PATH"
 dir=${KL_BENCH_DIR:-/tmp/kl-bench}; export KL_BENCH_DIR=$dir
 venv=${KL_BENCH_VENV:-/tmp/kl-bench-venv}
 log=$dir/bench.log; mkdir -p "$dir"; : > "$log"; export MEASURE_LOG=$log

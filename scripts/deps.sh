@@ -3,6 +3,7 @@
 #   scripts/deps.sh build    - to build kubelab (C toolchain, libvirt headers, Rust)
 #   scripts/deps.sh virthost - to use this machine as a virthost (libvirt, QEMU, image build tools)
 #   scripts/deps.sh test     - everything the test suite uses (both of the above + sshd, sudo, ...)
+#   scripts/deps.sh bench    - everything bench/ uses (the test suite's, for its sshd hosts and VMs)
 set -euo pipefail
 what=${1:-test}
 
@@ -15,8 +16,8 @@ test_pkgs=(openssh-server openssh-client sudo iproute2 iputils-ping procps pytho
 case "$what" in
   build) pkgs=("${build_pkgs[@]}") ;;
   virthost) pkgs=("${build_pkgs[@]}" "${virthost_pkgs[@]}") ;;
-  test) pkgs=("${build_pkgs[@]}" "${virthost_pkgs[@]}" "${test_pkgs[@]}") ;;
-  *) echo "usage: $0 build|virthost|test" >&2; exit 2 ;;
+  test|bench) pkgs=("${build_pkgs[@]}" "${virthost_pkgs[@]}" "${test_pkgs[@]}") ;;
+  *) echo "usage: $0 build|virthost|test|bench" >&2; exit 2 ;;
 esac
 
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo

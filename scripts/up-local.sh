@@ -15,6 +15,8 @@ bash scripts/deps.sh virthost
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+# `man kubelab`, `man kubelab-up`, ...
+$SUDO target/release/kubelab man /usr/local/share/man/man1
 # kubelab keeps the lab's state (inventory, ssh_config, login key) for the
 # invoking user; with sudo keep it there too.
 exec $SUDO env KUBELAB_STATE_DIR="${KUBELAB_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/kubelab}" \

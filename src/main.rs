@@ -107,5 +107,19 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Man { dir } => {
+            let written = std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir));
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!(
+                        "error: cannot write the manual pages into {}: {e}",
+                        dir.display()
+                    );
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }

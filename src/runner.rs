@@ -58,15 +58,6 @@ pub fn parse_var(text: &str) -> Result<(String, serde_json::Value), String> {
     Ok((name.to_string(), value))
 }
 
-/// A log file name for a run: `<dir>/<utc-seconds>-<name>.log`.
-pub fn log_path(dir: &std::path::Path, name: &str) -> PathBuf {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    dir.join(format!("{secs}-{name}.log"))
-}
-
 /// Load, run (or plan) and report; returns the process exit code.
 pub async fn run_playbook(inventory: Inventory, req: &PlaybookRun) -> i32 {
     match execute(inventory, req).await {

@@ -36,6 +36,42 @@ pub fn state_dir(lab_name: &str) -> PathBuf {
     parent.join(lab_name)
 }
 
+/// A new run's log: `<state>/runs/<UTC time>-<command>.log`, for example
+/// `runs/20261202T162035Z-up.log` — readable, and sorted by time when listed.
+pub fn run_log(lab_name: &str, command: &str) -> PathBuf {
+    state_dir(lab_name).join("runs").join(format!(
+        "{}-{command}.log",
+        utc_stamp(std::time::SystemTime::now())
+    ))
+}
+
+/// A time as `YYYYMMDDTHHMMSSZ` (ISO 8601 basic format, UTC).
+pub fn utc_stamp(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian calendar),
+    // counted in 400-year eras that start on March 1st so that the leap day
+    // ends each year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
 /// What `up` knows about one VM after creating it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct VmRecord {
@@ -170,6 +206,19 @@ fn quote_path(p: &Path) -> String {
 mod tests {
     use super::*;
     use crate::lab::{LoadOptions, load_str};
+
+    #[test]
+    fn utc_stamps_are_civil_dates() {
+        let at = |secs| utc_stamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        assert_eq!(at(0), "19700101T000000Z");
+        // A leap day, the day after, and the last second of a century year
+        // that is no leap year (1900 is before the epoch; 2100 is not).
+        assert_eq!(at(951_782_400), "20000229T000000Z");
+        assert_eq!(at(951_868_800), "20000301T000000Z");
+        assert_eq!(at(4_107_542_399), "21000228T235959Z");
+        assert_eq!(at(4_107_542_400), "21000301T000000Z");
+        assert_eq!(at(1_796_229_635), "20261202T164035Z");
+    }
 
     fn lab(virthost: &str) -> Lab {
         let text = format!(

@@ -112,12 +112,46 @@ fn missing_lab_file() {
     assert!(text(&o.stderr).contains("cannot read tests/labs/does-not-exist.yaml"));
 }
 
+/// The schemas are committed where the shipped files' yaml-language-server
+/// lines point; they must be what the binary prints.
+fn same_as_committed(schema: &str, path: &str) {
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == schema,
+        "{path} is not what `kubelab schema` prints; regenerate it with \
+         `cargo run -q -- schema {} > {path}`",
+        if path.contains("inventory") {
+            "inventory"
+        } else {
+            "lab"
+        }
+    );
+}
+
+/// Every shipped file of `dir` tells editors where its schema is, and the
+/// schema is there.
+fn point_at_schema(dir: &str, schema: &str) {
+    let wanted = format!("# yaml-language-server: $schema={schema}");
+    assert!(std::path::Path::new(dir).join(schema).is_file(), "{schema}");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines().next(),
+            Some(wanted.as_str()),
+            "{}",
+            path.display()
+        );
+    }
+}
+
 #[test]
 fn schema_of_labs() {
     let o = kubelab(&["schema"]);
     assert!(o.status.success());
     let schema = text(&o.stdout);
-    insta::assert_snapshot!("lab_schema", schema);
+    same_as_committed(&schema, "schema/lab.schema.json");
+    point_at_schema("labs", "../schema/lab.schema.json");
     let v: serde_json::Value = serde_json::from_str(&schema).unwrap();
     let mut props: Vec<&str> = v["properties"]
         .as_object()
@@ -136,7 +170,8 @@ fn schema_of_inventories() {
     let o = kubelab(&["schema", "inventory"]);
     assert!(o.status.success());
     let schema = text(&o.stdout);
-    insta::assert_snapshot!("inventory_schema", schema);
+    same_as_committed(&schema, "schema/inventory.schema.json");
+    point_at_schema("inventories", "../schema/inventory.schema.json");
     // Every shipped inventory only uses properties the schema has.
     let v: serde_json::Value = serde_json::from_str(&schema).unwrap();
     let props = v["properties"].as_object().unwrap();
@@ -271,4 +306,47 @@ fn play_finds_playbooks_by_name_and_playbook_dir_wins() {
     );
     let err = text(&overridden.stderr);
     assert!(err.contains("books/nodeprep-bench.yaml:3:3"), "{err}");
+}
+
+#[test]
+fn man_pages_for_the_program_and_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let man1 = dir.path().join("man1");
+    let o = kubelab(&["man", man1.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let page =
+        |name: &str| std::fs::read_to_string(man1.join(format!("{name}.1"))).unwrap_or_default();
+    assert!(
+        page("kubelab").contains(".TH kubelab 1"),
+        "{}",
+        page("kubelab")
+    );
+    for command in [
+        "up",
+        "down",
+        "plan",
+        "status",
+        "ssh",
+        "verify",
+        "import-ansible",
+        "man",
+    ] {
+        let p = page(&format!("kubelab-{command}"));
+        assert!(
+            p.contains(&format!(".TH kubelab-{command} 1")),
+            "kubelab-{command}.1: {p}"
+        );
+    }
+    assert!(page("kubelab-up").contains("LAB"), "{}", page("kubelab-up"));
+
+    // A directory that cannot be made: exit 1 and why.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let o = kubelab(&["man", file.join("man1").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("cannot write the manual pages"),
+        "{}",
+        text(&o.stderr)
+    );
 }

@@ -90,10 +90,7 @@ fn run(
         inline: Some(crate::links::playbook_text(verb, &steps)),
         ..Stage::default()
     };
-    let log = crate::runner::log_path(
-        &crate::state::state_dir(&lab.name).join("runs"),
-        &verb.replace(' ', "-"),
-    );
+    let log = crate::state::run_log(&lab.name, &verb.replace(' ', "-"));
     let code = rt.block_on(async {
         let hosts = match LabHosts::connect(&lab).await {
             Ok(h) => h,

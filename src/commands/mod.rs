@@ -90,7 +90,7 @@ pub fn fail(ctx: &Context, command: &str, e: &ProvisionError) -> ExitCode {
 /// virthost and VM phases look and log like the playbook stages after it:
 /// one bar per host on a terminal (indicatif), plain timestamped lines
 /// otherwise, JSON events with `--json`, and every step with its full
-/// message in the run's log `<state>/runs/<unix time>-<command>.log`.
+/// message in the run's log `<state>/runs/<UTC time>-<command>.log`.
 pub struct EngineProgress {
     reporter: crate::output::Reporter,
     location: String,
@@ -113,8 +113,7 @@ impl EngineProgress {
         } else {
             reporter.with_sink(crate::output::stderr_sink(ctx.quiet))
         };
-        let path =
-            crate::runner::log_path(&crate::state::state_dir(&lab.name).join("runs"), command);
+        let path = crate::state::run_log(&lab.name, command);
         let log_path = match LogSink::create(&path) {
             Ok(sink) => {
                 reporter = reporter.with_sink(Box::new(sink));

@@ -278,10 +278,7 @@ fn play(opts: &PlayOptions, ctx: &Context) -> i32 {
         color: ctx.color,
         verbose: ctx.verbose > 0,
         // One log per run, with every step's full output (secrets redacted).
-        log_path: Some(crate::runner::log_path(
-            &crate::state::state_dir("play").join("runs"),
-            &log_name,
-        )),
+        log_path: Some(crate::state::run_log("play", &log_name)),
         ..Default::default()
     };
     match (&opts.lab, &opts.inventory) {
@@ -290,10 +287,7 @@ fn play(opts: &PlayOptions, ctx: &Context) -> i32 {
                 Ok(l) => l,
                 Err(_) => return 2,
             };
-            req.log_path = Some(crate::runner::log_path(
-                &crate::state::state_dir(&lab.name).join("runs"),
-                &log_name,
-            ));
+            req.log_path = Some(crate::state::run_log(&lab.name, &log_name));
             runtime.block_on(play_on_lab(&lab, limit.as_ref(), &req))
         }
         (None, Some(inventory)) => {

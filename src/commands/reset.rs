@@ -25,7 +25,7 @@ pub fn run(path: &Path, ctx: &Context) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let log = crate::runner::log_path(&crate::state::state_dir(&lab.name).join("runs"), "reset");
+    let log = crate::state::run_log(&lab.name, "reset");
     let done = rt.block_on(super::run_stages(ctx, &lab, &[stage], false, Some(&log)));
     match done {
         Ok(()) => {

@@ -68,8 +68,7 @@ impl Session {
             Ok(h) => h,
             Err(e) => return Err(super::fail(ctx, command, &e)),
         };
-        let log =
-            crate::runner::log_path(&crate::state::state_dir(&lab.name).join("runs"), command);
+        let log = crate::state::run_log(&lab.name, command);
         Ok(Session {
             lab,
             rt,
