@@ -20,10 +20,10 @@ use minijinja::value::Serde;
 use crate::apply::{self, Outcome, Target};
 use crate::facts::{self, Facts};
 use crate::inventory::Inventory;
-use crate::lab::model::Vars;
 use crate::output::{Event, Failure, HostTally, Reporter, Status, Summary, tail};
 use crate::playbook::{Condition, LoopSpec, Module, Play, Playbook, Step};
 use crate::template::Templates;
+use crate::template::Vars;
 use crate::transport::TransportError;
 
 /// How to run.

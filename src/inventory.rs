@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::lab::Lab;
-use crate::lab::model::{Vars, Vm};
 use crate::playbook::HostPattern;
+use crate::template::Vars;
 use crate::transport::Transport;
 
 /// One host of a run.
@@ -51,44 +50,6 @@ impl Inventory {
     pub fn add(&mut self, host: Host) -> &mut Self {
         self.hosts.push(host);
         self
-    }
-
-    /// The lab's VMs; `transport_for` opens (or hands out) each VM's
-    /// transport. Each VM gets `address` (its first IPv4, else IPv6)
-    /// unless its vars set one.
-    pub fn from_lab(lab: &Lab, mut transport_for: impl FnMut(&Vm) -> Arc<dyn Transport>) -> Self {
-        let mut inv = Inventory::new(lab.vars.clone());
-        for vm in &lab.vms {
-            let mut vars = vm.vars.clone();
-            let address = vm
-                .nics
-                .iter()
-                .find_map(|n| n.ipv4.map(|a| a.to_string()))
-                .or_else(|| vm.nics.iter().find_map(|n| n.ipv6.map(|a| a.to_string())));
-            if let Some(a) = address {
-                vars.entry("address".to_string())
-                    .or_insert(serde_json::Value::String(a));
-            }
-            inv.add(Host {
-                name: vm.name.clone(),
-                groups: vm.roles.clone(),
-                vars,
-                transport: transport_for(vm),
-            });
-        }
-        inv
-    }
-
-    /// The lab's virthost as the only host, in group `virthost`.
-    pub fn virthost(lab: &Lab, transport: Arc<dyn Transport>) -> Self {
-        let mut inv = Inventory::new(lab.vars.clone());
-        inv.add(Host {
-            name: transport.host().to_string(),
-            groups: vec!["virthost".to_string()],
-            vars: Vars::new(),
-            transport,
-        });
-        inv
     }
 
     /// Indexes of the hosts a pattern selects, in inventory order.

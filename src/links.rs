@@ -10,9 +10,9 @@
 
 use serde_json::{Value, json};
 
+use crate::endpoint::Endpoint;
 use crate::lab::Lab;
 use crate::lab::model::{Link, LinkEndpoint};
-use crate::playbook::links::Endpoint;
 use crate::stage::Stage;
 
 /// One generated step: the VM it runs on, its name and `{module: params}`.
@@ -463,7 +463,7 @@ fn check_step(module: &Value) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(crate::playbook::links::describe(&problems))
+        Err(crate::endpoint::describe(&problems))
     }
 }
 

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use crate::executor::{Executor, RunOptions};
 use crate::inventory::Inventory;
-use crate::lab::model::Vars;
 use crate::output::{JsonSink, LogSink, Reporter};
 use crate::plan::Plan;
 use crate::redact::Redactor;
 use crate::template::Templates;
+use crate::template::Vars;
 
 /// What to run and how to report it.
 #[derive(Clone, Debug, Default)]

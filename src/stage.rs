@@ -18,11 +18,12 @@ use serde_json::{Value, json};
 
 use crate::inventory::{Host, Inventory, UnreachableTransport};
 use crate::lab::Lab;
-use crate::lab::model::{NetworkKind, Vars, Vm};
+use crate::lab::model::{NetworkKind, Vm};
 use crate::provision::access::VirthostAccess;
 use crate::provision::{ProvisionError, read_inventory, vm_target};
 use crate::scenario::ScenarioFile;
 use crate::state::{Inventory as StateInventory, VmRecord};
+use crate::template::Vars;
 use crate::transport::Transport;
 
 /// A scenario phase; each is the built-in playbook

@@ -7,10 +7,15 @@
 //! Everything is rendered on the workstation; hosts only ever receive the
 //! rendered text.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use minijinja::value::Value;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+
+/// Free variables for playbooks and templates (a lab's `vars:`, `--var`,
+/// what stages hand to their playbooks).
+pub type Vars = BTreeMap<String, serde_json::Value>;
 
 /// Templates embedded at build time: `(name under templates/, text)`.
 pub const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/embedded_templates.rs"));

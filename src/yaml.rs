@@ -14,7 +14,9 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
 
-use crate::diagnostic::{Pos, Span};
+use std::sync::Arc;
+
+use crate::diagnostic::{Diagnostic, Pos, SourceFile, Span};
 
 /// One YAML node and where it stands in its file.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,14 +118,6 @@ impl Node {
             .iter()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(_, v)| v)
-    }
-
-    /// The key node of `key` in a mapping (to point at a key, not its value).
-    pub fn key_node(&self, key: &str) -> Option<&Node> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(k, _)| k)
     }
 
     /// Follow a path; `None` when some segment is missing.
@@ -1000,6 +994,19 @@ impl<'de> de::VariantAccess<'de> for VariantAccess<'de> {
             None => Err(Error::new("this value needs parameters", self.tag.span)),
         }
     }
+}
+
+/// Parse one YAML file into its tree, or a diagnostic.
+pub fn parse_file(file: &Arc<SourceFile>) -> Result<Node, Diagnostic> {
+    parse(&file.text).map_err(|e| Diagnostic::error(file, e.span, e.message))
+}
+
+/// Deserialize a typed value from a node, or a diagnostic at the culprit.
+pub fn typed<'a, T: serde::Deserialize<'a>>(
+    file: &Arc<SourceFile>,
+    node: &'a Node,
+) -> Result<T, Diagnostic> {
+    from_node::<T>(node).map_err(|e| Diagnostic::error(file, e.span.or(Some(node.span)), e.message))
 }
 
 #[cfg(test)]

@@ -30,9 +30,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use kubelab::playbook::modules::{Module, Probe, Text};
+use kubelab::playbook::modules::{Module, Probe};
 use kubelab::playbook::{Condition, LoopSpec, Play, Playbook, Step};
 use kubelab::template::Templates;
+use kubelab::values::Text;
 
 /// Debian 12 packages of `Priority: required`: with `apt`, what
 /// `debootstrap --variant=minbase` installs (minbase leaves out the
@@ -1060,7 +1061,7 @@ fn package_names(step: &Step) -> Vec<String> {
     let Module::Package(p) = &step.module else {
         return Vec::new();
     };
-    if p.state != kubelab::playbook::modules::Presence::Present {
+    if p.state != kubelab::values::Presence::Present {
         return Vec::new();
     }
     let choice =

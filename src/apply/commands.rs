@@ -3,10 +3,9 @@
 use std::time::{Duration, Instant};
 
 use super::{Outcome, Target, exec, quote};
-use crate::playbook::modules::{
-    AssertArgs, CommandArgs, Probe, Seconds, ShellArgs, Text, WaitForArgs,
-};
+use crate::playbook::modules::{AssertArgs, CommandArgs, Probe, ShellArgs, WaitForArgs};
 use crate::transport::{Command, Exec, TransportError};
+use crate::values::{Seconds, Text};
 
 /// Guards shared by `command` and `shell`: `Some(reason)` when the command
 /// need not run.

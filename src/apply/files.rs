@@ -1,10 +1,9 @@
 //! `file`, `copy`, `template`, `line`, `fetch`.
 
 use super::{Outcome, Target, assign, exec, quote, run_converge};
-use crate::playbook::modules::{
-    CopyArgs, FetchArgs, FileArgs, FileState, LineArgs, Mode, Presence, TemplateArgs, Text,
-};
+use crate::playbook::modules::{CopyArgs, FetchArgs, FileArgs, FileState, LineArgs, TemplateArgs};
 use crate::transport::{Command, ExitStatus, Output, TransportError, Upload};
+use crate::values::{Mode, Presence, Text};
 
 /// A path's state: what it is, its mode and owner, a regular file's content.
 #[derive(Debug)]

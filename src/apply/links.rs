@@ -17,11 +17,10 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::{Outcome, Target, exec};
-use crate::playbook::links::{
-    ContainerRuntime, Endpoint, LinkArgs, LinkEnd, LinkKind, RouteArgs, describe, parse_destination,
-};
-use crate::playbook::modules::Presence;
+use crate::endpoint::{ContainerRuntime, Endpoint, describe};
+use crate::playbook::links::{LinkArgs, LinkEnd, LinkKind, RouteArgs, parse_destination};
 use crate::transport::{Command, TransportError, quote};
+use crate::values::Presence;
 
 /// A link end, checked.
 #[derive(Clone, Debug)]
@@ -49,12 +48,12 @@ struct LinkSpec {
     mode: String,
 }
 
-fn opt_text(t: Option<&crate::playbook::modules::Text>) -> Option<String> {
+fn opt_text(t: Option<&crate::values::Text>) -> Option<String> {
     t.map(|t| t.as_str().trim().to_string())
         .filter(|s| !s.is_empty())
 }
 
-fn opt_u64(c: Option<crate::playbook::modules::Count>) -> Result<Option<u64>, String> {
+fn opt_u64(c: Option<crate::values::Count>) -> Result<Option<u64>, String> {
     c.map(|c| c.get()).transpose()
 }
 
@@ -88,7 +87,7 @@ impl LinkSpec {
         }
         let kind = a.kind()?;
         let mtu = opt_u64(a.mtu)?.map(|m| m as u32);
-        let ip = |t: Option<&crate::playbook::modules::Text>| {
+        let ip = |t: Option<&crate::values::Text>| {
             opt_text(t)
                 .map(|s| {
                     s.parse::<IpAddr>()

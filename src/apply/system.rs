@@ -2,10 +2,9 @@
 
 use super::{Outcome, Target, assign, run_converge};
 use crate::facts::PackageManager;
-use crate::playbook::modules::{
-    ModprobeArgs, PackageArgs, Presence, ServiceArgs, ServiceState, SysctlArgs,
-};
+use crate::playbook::modules::{ModprobeArgs, PackageArgs, ServiceArgs, ServiceState, SysctlArgs};
 use crate::transport::TransportError;
+use crate::values::Presence;
 
 fn safe_name(s: &str, extra: &[u8]) -> bool {
     !s.is_empty()

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use super::Context;
 use crate::import::ini::{self, SectionKind};
 use crate::inventory::{Host, Inventory, UnreachableTransport};
-use crate::lab::model::Vars;
 use crate::playbook::HostPattern;
 use crate::runner::{PlaybookRun, parse_var, run_playbook};
+use crate::template::Vars;
 use crate::transport::{HostKeyPolicy, SshTarget, SshTransport, Transport};
 
 /// What `kubelab play` was asked to do.

@@ -31,9 +31,10 @@ use super::config::{ClusterFacts, KubeadmContext, KubeadmError, NodeAddresses, N
 use super::node::{DistroFamily, NodePrepContext, RepositoryContext};
 use super::secrets::{BootstrapToken, CertificateKey, JoinSecrets, SecretError};
 use crate::lab::Lab;
-use crate::lab::model::{HaMode, Vars};
+use crate::lab::model::HaMode;
 use crate::stage::Stage;
 use crate::state::Inventory as StateInventory;
+use crate::template::Vars;
 
 /// The first control plane (`kubeadm init`).
 pub const INIT_GROUP: &str = "kube-init";

@@ -5,15 +5,12 @@
 //! [`super::validate`] turns them into the typed [`super::model::Lab`] and
 //! reports every problem with its position.
 
-use std::collections::BTreeMap;
-
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::scenario::ScenarioFile;
 
-/// Free variables for playbooks and templates.
-pub type Vars = BTreeMap<String, serde_json::Value>;
+pub use crate::template::Vars;
 
 /// A kubelab lab file.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]

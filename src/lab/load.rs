@@ -7,7 +7,7 @@ use super::file::{LabFile, VirthostFile, VirthostRef};
 use super::model::Lab;
 use super::validate::{self, Located, Unreadable};
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, unreadable};
-use crate::yaml::{self, Node, NodeKind};
+use crate::yaml::{self, Node, NodeKind, parse_file, typed};
 
 /// Inventories shipped inside the binary, used when no file of that name
 /// is found next to the lab.
@@ -41,20 +41,6 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Loaded {
         }
     };
     load_str(path, &text, opts)
-}
-
-/// Parse one YAML file into its tree, or a diagnostic.
-pub fn parse_file(file: &Arc<SourceFile>) -> Result<Node, Diagnostic> {
-    yaml::parse(&file.text).map_err(|e| Diagnostic::error(file, e.span, e.message))
-}
-
-/// Deserialize a typed value from a node, or a diagnostic at the culprit.
-pub fn typed<'a, T: serde::Deserialize<'a>>(
-    file: &Arc<SourceFile>,
-    node: &'a Node,
-) -> Result<T, Diagnostic> {
-    yaml::from_node::<T>(node)
-        .map_err(|e| Diagnostic::error(file, e.span.or(Some(node.span)), e.message))
 }
 
 /// Top-level keys of a lab file, each with a check that deserializes that

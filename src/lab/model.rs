@@ -240,7 +240,7 @@ impl Link {
 #[derive(Clone, Debug, Serialize)]
 pub struct LinkEndpoint {
     pub vm: String,
-    pub endpoint: crate::playbook::links::Endpoint,
+    pub endpoint: crate::endpoint::Endpoint,
     pub ifname: String,
     pub addresses: Vec<IpNet>,
     pub mtu: Option<u32>,

@@ -1522,8 +1522,8 @@ pub fn derived_vni(lab: &str, a: &LinkEndpoint, b: &LinkEndpoint) -> u32 {
 }
 
 fn check_links(c: &mut Checker<'_>, file: &LabFile, vms: &[Vm]) -> Vec<Link> {
-    use crate::playbook::links::{EndpointKeys, ifname_problem};
-    use crate::playbook::modules::{Count, Text};
+    use crate::endpoint::{EndpointKeys, ifname_problem};
+    use crate::values::{Count, Text};
     let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
     let mut links = Vec::new();
     // (vm, endpoint, ifname) → where it was first used.

@@ -28,10 +28,10 @@ use serde::Serialize;
 use crate::executor::render_json;
 use crate::facts::Facts;
 use crate::inventory::Inventory;
-use crate::lab::model::Vars;
 use crate::playbook::{Condition, LoopSpec, Module, Playbook, Step};
 use crate::redact::Redactor;
 use crate::template::Templates;
+use crate::template::Vars;
 
 /// What an offline plan takes for granted about the hosts.
 #[derive(Clone, Debug, Default)]

@@ -337,7 +337,7 @@ fn load_plays(
     diags: &mut Diagnostics,
 ) -> (Arc<SourceFile>, Vec<Play>) {
     let file = SourceFile::new(path, text);
-    let root = match crate::lab::load::parse_file(&file) {
+    let root = match yaml::parse_file(&file) {
         Ok(r) => r,
         Err(d) => {
             diags.push(d);
@@ -463,7 +463,7 @@ fn load_play(
     templates: &Templates,
     diags: &mut Diagnostics,
 ) -> Option<Play> {
-    let header = match crate::lab::load::typed::<PlayFile>(file, node) {
+    let header = match yaml::typed::<PlayFile>(file, node) {
         Ok(h) => Some(h),
         Err(d) => {
             diags.push(d);
@@ -606,7 +606,7 @@ fn load_step(
         kind: NodeKind::Map(common),
         span: node.span,
     };
-    let step_file = match crate::lab::load::typed::<StepFile>(file, &common_node) {
+    let step_file = match yaml::typed::<StepFile>(file, &common_node) {
         Ok(s) => Some(s),
         Err(d) => {
             diags.push(d);
@@ -648,7 +648,7 @@ fn load_step(
             .position(|(k, _)| k.as_str() == Some("changed_when"))
     {
         let (k, v) = entries.remove(i);
-        match crate::lab::load::typed::<Condition>(file, &v) {
+        match yaml::typed::<Condition>(file, &v) {
             Ok(c) => module_changed_when = Some((c, k.span, v)),
             Err(d) => diags.push(d),
         }
@@ -657,7 +657,7 @@ fn load_step(
         kind: NodeKind::Map(vec![(key.clone(), value.clone())]),
         span: key.span,
     };
-    let module = match crate::lab::load::typed::<Module>(file, &wrapped) {
+    let module = match yaml::typed::<Module>(file, &wrapped) {
         Ok(m) => Some(m),
         Err(d) => {
             diags.push(d);

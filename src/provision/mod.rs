@@ -521,7 +521,7 @@ async fn up_locked(
             (vm.name.clone(), ok.is_some())
         }
     });
-    let answers = futures_join_all(checks).await;
+    let answers = futures::future::join_all(checks).await;
     let mut unreachable = Vec::new();
     for (vm, ok) in &answers {
         if *ok {
@@ -577,35 +577,6 @@ async fn up_locked(
         boot_to_ssh_secs,
         total_secs: t0.elapsed().as_secs_f64(),
     })
-}
-
-/// Await every future (they run concurrently on this task).
-async fn futures_join_all<F: std::future::Future>(
-    futs: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }
 
 /// The tail of a VM's serial console log, or why there is none.

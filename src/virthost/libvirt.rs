@@ -5,9 +5,8 @@
 //!
 //! [`Connection`] is blocking: every call may wait on the libvirt daemon (a
 //! domain start under TCG takes a second, an upload as long as the bytes
-//! take). From async code use [`AsyncConnection`], which runs each call on
-//! tokio's blocking pool; do not call [`Connection`] methods on a runtime
-//! thread.
+//! take). From async code, leave the runtime thread first (tokio's
+//! `block_in_place` or `spawn_blocking`); never call it on a runtime thread.
 //!
 //! libvirt's default error handler, which prints every error to stderr, is
 //! switched off when the first connection opens: errors come back as
@@ -55,8 +54,6 @@ pub enum LibvirtError {
     NotFound { kind: &'static str, name: String },
     #[error("libvirt: {op}: {reason}")]
     Other { op: String, reason: String },
-    #[error("background task failed: {0}")]
-    Task(String),
 }
 
 type Result<T> = std::result::Result<T, LibvirtError>;
@@ -1132,108 +1129,6 @@ impl Connection {
         }
         report.removed.volumes.sort();
         Ok(report)
-    }
-}
-
-/// [`Connection`] for async code: every call runs on tokio's blocking pool.
-#[derive(Clone, Debug)]
-pub struct AsyncConnection {
-    inner: Connection,
-}
-
-impl AsyncConnection {
-    /// Open a connection (on the blocking pool).
-    pub async fn open(uri: &str) -> Result<Self> {
-        let uri = uri.to_string();
-        let inner = tokio::task::spawn_blocking(move || Connection::open(&uri))
-            .await
-            .map_err(|e| LibvirtError::Task(e.to_string()))??;
-        Ok(AsyncConnection { inner })
-    }
-
-    /// The blocking connection, for use inside `spawn_blocking`.
-    pub fn blocking(&self) -> &Connection {
-        &self.inner
-    }
-
-    /// Run `f` with the blocking connection on tokio's blocking pool:
-    /// `conn.run(|c| c.start_domain(&lab, "vm1")).await`.
-    pub async fn run<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        let conn = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&conn))
-            .await
-            .map_err(|e| LibvirtError::Task(e.to_string()))?
-    }
-
-    pub async fn ensure_network(&self, spec: NetworkSpec) -> Result<()> {
-        self.run(move |c| c.ensure_network(&spec)).await
-    }
-    pub async fn ensure_pool(&self, spec: PoolSpec) -> Result<()> {
-        self.run(move |c| c.ensure_pool(&spec)).await
-    }
-    pub async fn ensure_volume(&self, spec: VolumeSpec) -> Result<String> {
-        self.run(move |c| c.ensure_volume(&spec)).await
-    }
-    /// `data` is moved to the blocking pool; pass a copy you may drop.
-    pub async fn put_volume_bytes(
-        &self,
-        lab: LabName,
-        volume: String,
-        data: zeroize::Zeroizing<Vec<u8>>,
-    ) -> Result<String> {
-        self.run(move |c| c.put_volume_bytes(&lab, &volume, &data))
-            .await
-    }
-    pub async fn define_domain(&self, spec: DomainSpec) -> Result<()> {
-        self.run(move |c| c.define_domain(&spec)).await
-    }
-    pub async fn start_domain(&self, lab: LabName, vm: String) -> Result<()> {
-        self.run(move |c| c.start_domain(&lab, &vm)).await
-    }
-    pub async fn stop_domain(&self, lab: LabName, vm: String) -> Result<()> {
-        self.run(move |c| c.stop_domain(&lab, &vm)).await
-    }
-    pub async fn domain_state(&self, lab: LabName, vm: String) -> Result<VmState> {
-        self.run(move |c| c.domain_state(&lab, &vm)).await
-    }
-    pub async fn domain_addresses_any(
-        &self,
-        lab: LabName,
-        vm: String,
-    ) -> Result<Vec<NicAddresses>> {
-        self.run(move |c| c.domain_addresses_any(&lab, &vm)).await
-    }
-    pub async fn console_log_tail(
-        &self,
-        lab: LabName,
-        vm: String,
-        max_bytes: u64,
-    ) -> Result<String> {
-        self.run(move |c| c.console_log_tail(&lab, &vm, max_bytes))
-            .await
-    }
-    pub async fn console_log_read(
-        &self,
-        lab: LabName,
-        vm: String,
-        offset: u64,
-        max_bytes: u64,
-    ) -> Result<ConsoleRead> {
-        self.run(move |c| c.console_log_read(&lab, &vm, offset, max_bytes))
-            .await
-    }
-    pub async fn restart_domain(&self, lab: LabName, vm: String) -> Result<()> {
-        self.run(move |c| c.restart_domain(&lab, &vm)).await
-    }
-    pub async fn lab_objects(&self, lab: LabName) -> Result<LabObjects> {
-        self.run(move |c| c.lab_objects(&lab)).await
-    }
-    pub async fn teardown(&self, lab: LabName) -> Result<TeardownReport> {
-        self.run(move |c| c.teardown(&lab)).await
     }
 }
 

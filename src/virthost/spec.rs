@@ -25,8 +25,6 @@ use serde::Serialize;
 
 /// XML namespace of kubelab's libvirt metadata.
 pub const METADATA_NAMESPACE: &str = "https://kubelab.dev/xmlns/lab/1";
-/// XML prefix used with [`METADATA_NAMESPACE`].
-pub const METADATA_PREFIX: &str = "kubelab";
 /// First part of every libvirt object name kubelab creates.
 pub const NAME_PREFIX: &str = "kl-";
 

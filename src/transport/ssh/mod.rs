@@ -253,12 +253,6 @@ impl SshTransport {
         &self.target
     }
 
-    /// Whether a connection is open right now (no network round trip).
-    pub async fn is_connected(&self) -> bool {
-        let slot = self.connection.lock().await;
-        slot.as_ref().is_some_and(|c| !c.handle.is_closed())
-    }
-
     /// Closes the connection politely; a later operation opens a new one.
     pub async fn disconnect(&self) {
         let mut slot = self.connection.lock().await;
