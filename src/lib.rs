@@ -17,6 +17,7 @@ pub mod junit;
 pub mod kubernetes;
 pub mod lab;
 pub mod links;
+pub mod nat64;
 pub mod output;
 pub mod plan;
 pub mod playbook;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::endpoint::Endpoint;
 use crate::lab::Lab;
 use crate::lab::model::{Link, LinkEndpoint};
-use crate::stage::Stage;
+use crate::stage::model::Stage;
 
 /// One generated step: the VM it runs on, its name and `{module: params}`.
 #[derive(Clone, Debug, PartialEq)]
@@ -147,18 +147,15 @@ pub fn playbook_text(title: &str, steps: &[LinkStep]) -> String {
     text
 }
 
-/// The stage `up` runs for the lab's `links:` (none when it has none).
-pub fn stage(lab: &Lab) -> Option<Stage> {
-    if lab.links.is_empty() {
-        return None;
-    }
+/// The stage `up` runs for the lab's `links:`.
+pub fn stage(lab: &Lab) -> Stage {
     let steps: Vec<LinkStep> = lab.links.iter().flat_map(|l| link_steps(l, true)).collect();
-    Some(Stage {
+    Stage {
         title: "links".into(),
         playbook: format!("<lab links of {}>", lab.file.display()),
         inline: Some(playbook_text("lab links", &steps)),
         ..Stage::default()
-    })
+    }
 }
 
 /// An endpoint on the command line: `VM[,key=value…]` with `netns=`,
@@ -506,8 +503,7 @@ links:
             crate::lab::validate::derived_vni("lk", &lab.links[2].ends[0], &lab.links[2].ends[1]),
             "derived VNIs are stable"
         );
-        let stage = stage(&lab).unwrap();
-        let text = stage.inline.unwrap();
+        let text = stage(&lab).inline.unwrap();
         let pb = crate::playbook::load_str(
             std::path::Path::new("links"),
             &text,

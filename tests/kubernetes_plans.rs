@@ -14,12 +14,13 @@ use std::sync::Arc;
 use kubelab::facts::{Address, Facts, PackageManager};
 use kubelab::inventory::UnreachableTransport;
 use kubelab::kubernetes::api::{Document, parse_documents};
-use kubelab::kubernetes::stage::{ClusterSecrets, kubernetes_stage, nat64_stage};
+use kubelab::kubernetes::stage::{ClusterSecrets, kubernetes_stage};
 use kubelab::kubernetes::{
     BootstrapToken, CaCertHash, CertificateKey, ClusterFacts, JoinSecrets, KubeadmApi,
     KubeadmContext, NodeRole,
 };
 use kubelab::lab::{Lab, LoadOptions, load_str};
+use kubelab::nat64;
 use kubelab::plan::offline::{self, Assumptions, OfflinePlan};
 use kubelab::stage::{Stage, stage_inventory};
 use kubelab::template::Templates;
@@ -275,8 +276,8 @@ fn stage_plans(lab: &Lab, distro: Distro) -> (String, usize) {
     let state = PathBuf::from(format!("/home/user/.local/state/kubelab/{}", lab.name));
     let mut text = String::new();
     let mut stages = Vec::new();
-    if !lab.group("nat64").is_empty() {
-        stages.push(nat64_stage(lab, "nat64", None).unwrap());
+    if !lab.group(nat64::SERVER_GROUP).is_empty() {
+        stages.push(nat64::stage(lab, "nat64", None).unwrap());
     }
     stages.push(kubernetes_stage(lab, "kubernetes", None, &secrets(), &state).unwrap());
     let mut kubeadm_files = 0;

@@ -154,6 +154,12 @@ impl ClusterFacts {
         Ok(())
     }
 
+    /// The first release of a minor (`v1.31.0`), until the installed
+    /// kubeadm says which it is.
+    pub fn set_first_release_of(&mut self, minor: u32) {
+        self.kubeadm_version = Some(format!("v1.{minor}.0"));
+    }
+
     pub fn kubeadm_version(&self) -> Option<&str> {
         self.kubeadm_version.as_deref()
     }

@@ -3,7 +3,7 @@
 //! ([`config`]), join secrets ([`secrets`]), node preparation files and
 //! package repositories ([`node`]), all rendered from the templates under
 //! `templates/kubernetes/` ([`templates`]); the variables of the
-//! `kubernetes` and `nat64` stages ([`stage`]) that the playbooks under
+//! `kubernetes` stage ([`stage`]) that the playbooks under
 //! `playbooks/kubernetes/` run with; and a running cluster's nodes and
 //! kubeconfig ([`cluster`]).
 //!
@@ -31,4 +31,4 @@ pub use config::{
 };
 pub use node::{DistroFamily, NodePrepContext, RepositoryContext, repo_url};
 pub use secrets::{BootstrapToken, CaCertHash, CertificateKey, JoinSecrets};
-pub use stage::{ClusterSecrets, StageError};
+pub use stage::ClusterSecrets;

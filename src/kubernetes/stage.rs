@@ -1,6 +1,5 @@
-//! The `kubernetes` and `nat64` stages: what the built-in playbooks
-//! `kubernetes` (and its parts `kubernetes/*`) and `nat64` need beyond the
-//! lab, computed here from the typed layer so the playbooks and templates
+//! The `kubernetes` stage: what the built-in playbook `kubernetes` (and
+//! its parts `kubernetes/*`) needs beyond the lab, computed here from the typed layer so the playbooks and templates
 //! never work out kubeadm settings themselves.
 //!
 //! Per host: `kubeadm` plus its secret and run-time values
@@ -32,7 +31,7 @@ use super::node::{DistroFamily, NodePrepContext, RepositoryContext};
 use super::secrets::{BootstrapToken, CertificateKey, JoinSecrets, SecretError};
 use crate::lab::Lab;
 use crate::lab::model::HaMode;
-use crate::stage::Stage;
+use crate::stage::model::{Stage, StageError};
 use crate::state::Inventory as StateInventory;
 use crate::template::Vars;
 
@@ -48,9 +47,6 @@ pub const NODE_GROUP: &str = "kube-nodes";
 pub const LB_GROUP: &str = "kube-lb";
 /// The control planes that run kube-vip (HA mode `kube-vip`).
 pub const KUBE_VIP_GROUP: &str = "kube-vip";
-/// The NAT64/DNS64 VMs (role `nat64`) and the VMs that use them.
-pub const NAT64_GROUP: &str = "nat64";
-pub const NAT64_CLIENT_GROUP: &str = "nat64-clients";
 
 /// Versions of what kubelab installs besides the Kubernetes packages;
 /// every one is pinned so that a lab builds the same way every night.
@@ -70,18 +66,6 @@ pub const COMPONENTS: Components = Components {
     kube_vip: "v0.8.9",
     cri_dockerd: "0.3.16",
 };
-
-/// Why a stage cannot be made.
-#[derive(Debug, thiserror::Error)]
-pub enum StageError {
-    #[error(transparent)]
-    Kubeadm(#[from] KubeadmError),
-    /// A file of the lab's state directory (secrets, inventory).
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
-    #[error("{what}: {message}")]
-    Invalid { what: String, message: String },
-}
 
 /// The cluster's join secrets, made once per lab.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,8 +208,7 @@ pub fn cluster_facts(lab: &Lab, state: Option<&StateInventory>) -> ClusterFacts 
 /// the packages installed (`kubeadm version`).
 fn provisional_release(facts: &mut ClusterFacts, version: &str, minor: u32) {
     if version.split('.').count() < 3 {
-        // Cannot fail: the text is a release.
-        let _ = facts.set_kubeadm_version(&format!("v1.{minor}.0"));
+        facts.set_first_release_of(minor);
     }
 }
 
@@ -239,6 +222,12 @@ fn package_versions(version: &str, minor: u32) -> Value {
         (format!("1.{minor}.*"), format!("1.{minor}.*"))
     };
     json!({"deb": deb, "rpm": rpm, "prefix": format!("1.{minor}."), "exact": exact})
+}
+
+/// Whether a built-in playbook (its name without `playbooks/` and `.yaml`)
+/// runs in the Kubernetes stage: `kubernetes` and its parts.
+pub fn runs(playbook: &str) -> bool {
+    playbook == "kubernetes" || playbook.starts_with("kubernetes/")
 }
 
 /// The `kubernetes` stage running `playbook` (`kubernetes` or one of its
@@ -394,156 +383,6 @@ fn api_vars(lab: &Lab, facts: &ClusterFacts) -> Result<Value, KubeadmError> {
     }))
 }
 
-/// The NAT64 prefix (RFC 6052's well-known prefix) unless the lab sets
-/// `vars: {nat64_prefix: ...}` (a /96).
-pub const NAT64_PREFIX: &str = "64:ff9b::/96";
-/// The IPv4 pool tayga maps IPv6 clients into (masqueraded behind the
-/// NAT64 VM) unless the lab sets `vars: {nat64_pool4: ...}`.
-pub const NAT64_POOL4: &str = "192.168.255.0/24";
-/// tayga's own IPv6 address (the source of its ICMPv6 errors), outside
-/// the NAT64 prefix, unless the lab sets `vars: {nat64_tayga_ipv6: ...}`.
-pub const NAT64_TAYGA_IPV6: &str = "fd64:64:64::1";
-/// The prefix tayga itself translates: the NAT64 VM maps the NAT64 prefix
-/// onto it (ip6tables NETMAP) on the way in, and back on the way out.
-/// tayga 0.9 (Debian 12, Ubuntu 24.04) refuses to translate private IPv4
-/// addresses through the well-known prefix 64:ff9b::/96 (RFC 6052), and a
-/// lab's IPv4 side is private (the virthost, its NAT): through a
-/// unique-local prefix it translates them all.
-pub const NAT64_TAYGA_PREFIX: &str = "fd64:64:64:6464::/96";
-
-fn lab_var<T: std::str::FromStr>(
-    lab: &Lab,
-    name: &str,
-    default: &str,
-    expected: &str,
-) -> Result<T, StageError> {
-    let text = match lab.vars.get(name) {
-        None => default.to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
-    text.parse().map_err(|_| StageError::Invalid {
-        what: format!("vars.{name}"),
-        message: format!("`{text}` is not {expected}"),
-    })
-}
-
-/// The `nat64` stage: the VMs with role `nat64` translate the NAT64 prefix
-/// to IPv4 (tayga) and answer DNS with synthesized AAAA records (bind9,
-/// forwarding to the virthost); every other VM routes the prefix through
-/// the first of them. Var `nat64` holds the checked settings, the DNS zone
-/// `<lab>.test` (the VMs, and `virthost` with an A record only) and the
-/// server's IPv6 address.
-pub fn nat64_stage(
-    lab: &Lab,
-    playbook: &str,
-    state: Option<&StateInventory>,
-) -> Result<Stage, StageError> {
-    let facts = cluster_facts(lab, state);
-    let servers: Vec<String> = lab.group("nat64").iter().map(|v| v.name.clone()).collect();
-    let clients: Vec<String> = lab
-        .vms
-        .iter()
-        .filter(|v| !v.has_role("nat64"))
-        .map(|v| v.name.clone())
-        .collect();
-    let server6 = servers
-        .first()
-        .and_then(|s| facts.addresses(s).ipv6)
-        .map(|a| a.to_string());
-    let prefix: ipnet::Ipv6Net = lab_var(lab, "nat64_prefix", NAT64_PREFIX, "an IPv6 prefix")?;
-    if prefix.prefix_len() != 96 || prefix.trunc() != prefix {
-        return Err(StageError::Invalid {
-            what: "vars.nat64_prefix".into(),
-            message: format!("{prefix} is not a /96 network prefix"),
-        });
-    }
-    let pool4: ipnet::Ipv4Net = lab_var(lab, "nat64_pool4", NAT64_POOL4, "an IPv4 subnet")?;
-    let tayga4 = pool4.hosts().next().ok_or_else(|| StageError::Invalid {
-        what: "vars.nat64_pool4".into(),
-        message: format!("{pool4} has no room for addresses"),
-    })?;
-    let tayga6: std::net::Ipv6Addr =
-        lab_var(lab, "nat64_tayga_ipv6", NAT64_TAYGA_IPV6, "an IPv6 address")?;
-    let tayga_prefix: ipnet::Ipv6Net =
-        NAT64_TAYGA_PREFIX
-            .parse()
-            .map_err(|_| StageError::Invalid {
-                what: "NAT64_TAYGA_PREFIX".into(),
-                message: NAT64_TAYGA_PREFIX.into(),
-            })?;
-    if prefix.contains(&tayga6) {
-        return Err(StageError::Invalid {
-            what: "vars.nat64_tayga_ipv6".into(),
-            message: format!("{tayga6} is inside the NAT64 prefix {prefix}"),
-        });
-    }
-    for net in &lab.networks {
-        if net
-            .ipv4
-            .is_some_and(|n| n.contains(&pool4.network()) || pool4.contains(&n.network()))
-        {
-            return Err(StageError::Invalid {
-                what: "vars.nat64_pool4".into(),
-                message: format!("{pool4} overlaps network `{}`", net.name),
-            });
-        }
-    }
-    let network = lab
-        .kubernetes
-        .as_ref()
-        .and_then(|k| lab.network(&k.network))
-        .or_else(|| lab.networks.first());
-    let forwarders: Vec<String> = network
-        .and_then(|n| n.gateway4())
-        .map(|g| g.to_string())
-        .into_iter()
-        .collect();
-    let hosts: Vec<Value> = lab
-        .vms
-        .iter()
-        .map(|v| {
-            let a = facts.addresses(&v.name);
-            json!({"name": v.name, "ipv4": a.ipv4.map(|x| x.to_string()),
-                   "ipv6": a.ipv6.map(|x| x.to_string())})
-        })
-        .collect();
-    let mut vars = Vars::new();
-    vars.insert(
-        "nat64".into(),
-        json!({
-            "prefix": prefix.to_string(),
-            "tayga_prefix": tayga_prefix.to_string(),
-            "pool4": pool4.to_string(),
-            "tayga_ipv4": tayga4.to_string(),
-            "tayga_ipv6": tayga6.to_string(),
-            "tun": "kl-nat64",
-            "server": servers.first(),
-            "server_ipv6": server6,
-            "forwarders": forwarders,
-            "zone": format!("{}.test", lab.name),
-            // A unique-local lab prefix (fc00::/7) reaches no global IPv6.
-            "synthesize_global": network
-                .and_then(|n| n.ipv6)
-                .is_some_and(|p| (p.network().segments()[0] & 0xfe00) == 0xfc00),
-            "virthost_ipv4": network.and_then(|n| n.gateway4()).map(|g| g.to_string()),
-            "hosts": hosts,
-        }),
-    );
-    Ok(Stage {
-        title: playbook.to_string(),
-        playbook: playbook.to_string(),
-        vars,
-        host_vars: BTreeMap::new(),
-        groups: BTreeMap::from([
-            (NAT64_GROUP.to_string(), servers),
-            (NAT64_CLIENT_GROUP.to_string(), clients),
-        ]),
-        virthost: false,
-        inline: None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,25 +452,5 @@ kubernetes: {version: "1.31", ip_family: ipv6}
         assert!(!public.contains(keys.certificate_key.secret().expose()));
         assert_eq!(stage.vars["kube_packages"]["deb"], "1.31.*");
         assert_eq!(stage.vars["kube_api"]["endpoint"], "[fd00:9::10]:6443");
-    }
-
-    #[test]
-    fn the_nat64_stage_checks_its_settings() {
-        let l = lab(LAB);
-        let stage = nat64_stage(&l, "nat64", None).unwrap();
-        assert_eq!(stage.groups[NAT64_GROUP], ["gw"]);
-        assert_eq!(stage.groups[NAT64_CLIENT_GROUP], ["cp", "w"]);
-        let n = &stage.vars["nat64"];
-        assert_eq!(n["server_ipv6"], "fd00:9::64");
-        assert_eq!(n["prefix"], "64:ff9b::/96");
-        assert_eq!(n["tayga_ipv4"], "192.168.255.1");
-        assert_eq!(n["forwarders"], serde_json::json!(["10.9.0.1"]));
-        assert_eq!(n["synthesize_global"], true, "fd00::/8 is unique-local");
-        let bad = lab(&format!("{LAB}vars: {{nat64_pool4: 10.9.0.0/25}}\n"));
-        let e = nat64_stage(&bad, "nat64", None).unwrap_err().to_string();
-        assert!(e.contains("overlaps network `lan`"), "{e}");
-        let bad = lab(&format!("{LAB}vars: {{nat64_prefix: \"64:ff9b::/64\"}}\n"));
-        let e = nat64_stage(&bad, "nat64", None).unwrap_err().to_string();
-        assert!(e.contains("not a /96"), "{e}");
     }
 }
