@@ -422,8 +422,7 @@ async fn run_host(
         };
         state.failed = true;
         state.unreachable |= unreachable;
-        state.tally.failed += 1;
-        state.tally.unreachable |= unreachable;
+        state.tally.count(status);
         let record = StepRecord {
             host: host.name.clone(),
             play: play.name.clone(),
@@ -502,20 +501,14 @@ async fn run_host(
             location: step.location.clone(),
         });
         let record = run_step(shared, play, step, index, state, &base).await;
+        state.tally.count(record.status);
         match record.status {
-            Status::Ok => state.tally.ok += 1,
-            Status::Changed => state.tally.changed += 1,
-            Status::Skipped => state.tally.skipped += 1,
-            Status::Failed => {
-                state.tally.failed += 1;
-                state.failed = true;
-            }
+            Status::Failed => state.failed = true,
             Status::Unreachable => {
-                state.tally.failed += 1;
-                state.tally.unreachable = true;
                 state.unreachable = true;
                 state.failed = true;
             }
+            Status::Ok | Status::Changed | Status::Skipped => {}
         }
         shared.reporter.emit(end_event(&record));
         let stop = state.failed;

@@ -34,7 +34,7 @@ pub mod up;
 use std::process::ExitCode;
 
 use crate::lab::Lab;
-use crate::provision::{Progress, ProvisionError};
+use crate::provision::ProvisionError;
 
 /// Load and validate a lab file; an invalid lab is exit code 2.
 pub fn load_lab(path: &std::path::Path, ctx: &Context) -> Result<Lab, ExitCode> {
@@ -86,187 +86,40 @@ pub fn fail(ctx: &Context, command: &str, e: &ProvisionError) -> ExitCode {
     ExitCode::from(e.exit_code())
 }
 
-/// `up`'s progress through the engine's output sinks, so that its
-/// virthost and VM phases look and log like the playbook stages after it:
-/// one bar per host on a terminal (indicatif), plain timestamped lines
-/// otherwise, JSON events with `--json`, and every step with its full
-/// message in the run's log `<state>/runs/<UTC time>-<command>.log`.
-pub struct EngineProgress {
-    reporter: crate::output::Reporter,
-    location: String,
-    log_path: Option<std::path::PathBuf>,
-    t0: std::time::Instant,
-    play: std::sync::Mutex<String>,
-    started: std::sync::Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
-    tallies: std::sync::Mutex<Vec<crate::output::HostTally>>,
-    failures: std::sync::Mutex<Vec<crate::output::Failure>>,
-}
-
-impl EngineProgress {
-    /// Sinks as for playbooks; the run starts (hosts: the virthost and the
-    /// lab's VMs).
-    pub fn new(ctx: &Context, command: &str, lab: &Lab) -> Self {
-        use crate::output::{JsonSink, LogSink, Reporter};
-        let mut reporter = Reporter::new(crate::redact::Redactor::new());
-        reporter = if ctx.json {
-            reporter.with_sink(Box::new(JsonSink::new(std::io::stdout())))
-        } else {
-            reporter.with_sink(crate::output::stderr_sink(ctx.quiet))
-        };
-        let path = crate::state::run_log(&lab.name, command);
-        let log_path = match LogSink::create(&path) {
-            Ok(sink) => {
-                reporter = reporter.with_sink(Box::new(sink));
-                Some(path)
-            }
-            Err(e) => {
-                eprintln!("warning: cannot write the run log {}: {e}", path.display());
-                None
-            }
-        };
-        let hosts: Vec<String> = std::iter::once(crate::provision::VIRTHOST_HOST.to_string())
-            .chain(lab.vms.iter().map(|v| v.name.clone()))
-            .collect();
-        reporter.emit(crate::output::Event::RunStart {
-            playbook: format!("{command} {}", lab.file.display()),
-            check: false,
-            hosts,
-        });
-        EngineProgress {
-            reporter,
-            location: lab.file.display().to_string(),
-            log_path,
-            t0: std::time::Instant::now(),
-            play: std::sync::Mutex::new(String::new()),
-            started: Default::default(),
-            tallies: Default::default(),
-            failures: Default::default(),
+/// `up`'s events, through the same sinks as playbooks: one bar per host
+/// on a terminal (indicatif), plain timestamped lines otherwise, JSON
+/// events with `--json`, and every step with its full message in the run's
+/// log `<state>/runs/<UTC time>-<command>.log`. The run's hosts: the
+/// virthost and the lab's VMs.
+pub fn up_steps(ctx: &Context, command: &str, lab: &Lab) -> crate::output::Steps {
+    use crate::output::{JsonSink, LogSink, Reporter};
+    let mut reporter = Reporter::new(crate::redact::Redactor::new());
+    reporter = if ctx.json {
+        reporter.with_sink(Box::new(JsonSink::new(std::io::stdout())))
+    } else {
+        reporter.with_sink(crate::output::stderr_sink(ctx.quiet))
+    };
+    let path = crate::state::run_log(&lab.name, command);
+    let log_path = match LogSink::create(&path) {
+        Ok(sink) => {
+            reporter = reporter.with_sink(Box::new(sink));
+            Some(path)
         }
-    }
-
-    /// Where this run's log is (printed at the end and on failure).
-    pub fn log_path(&self) -> Option<&std::path::Path> {
-        self.log_path.as_deref()
-    }
-
-    /// The end of the run: its summary to every sink; the log is complete
-    /// (and closed) afterwards.
-    pub fn finish(self, exit_code: i32) {
-        let summary = crate::output::Summary {
-            hosts: self.tallies.lock().map(|t| t.clone()).unwrap_or_default(),
-            failures: self.failures.lock().map(|f| f.clone()).unwrap_or_default(),
-            check: false,
-            log: self.log_path.as_ref().map(|p| p.display().to_string()),
-            duration_ms: u64::try_from(self.t0.elapsed().as_millis()).unwrap_or(u64::MAX),
-            exit_code,
-        };
-        self.reporter.emit(crate::output::Event::RunEnd { summary });
-    }
-
-    fn tally(&self, host: &str, status: crate::output::Status) {
-        use crate::output::Status;
-        if let Ok(mut all) = self.tallies.lock() {
-            let i = match all.iter().position(|t| t.host == host) {
-                Some(i) => i,
-                None => {
-                    all.push(crate::output::HostTally {
-                        host: host.to_string(),
-                        ..Default::default()
-                    });
-                    all.len() - 1
-                }
-            };
-            let t = &mut all[i];
-            match status {
-                Status::Ok => t.ok += 1,
-                Status::Changed => t.changed += 1,
-                Status::Skipped => t.skipped += 1,
-                Status::Failed => t.failed += 1,
-                Status::Unreachable => t.unreachable = true,
-            }
+        Err(e) => {
+            eprintln!("warning: cannot write the run log {}: {e}", path.display());
+            None
         }
-    }
-}
-
-impl Progress for EngineProgress {
-    fn phase(&self, name: &str, hosts: &[String], steps: usize) {
-        if let Ok(mut p) = self.play.lock() {
-            *p = name.to_string();
-        }
-        self.reporter.emit(crate::output::Event::PlayStart {
-            play: name.to_string(),
-            hosts: hosts.to_vec(),
-            steps,
-        });
-    }
-
-    fn start(&self, host: &str, step: &str) {
-        if let Ok(mut s) = self.started.lock() {
-            s.insert(
-                (host.to_string(), step.to_string()),
-                std::time::Instant::now(),
-            );
-        }
-        self.reporter.emit(crate::output::Event::StepStart {
-            host: host.to_string(),
-            play: self.play.lock().map(|p| p.clone()).unwrap_or_default(),
-            step: step.to_string(),
-            location: self.location.clone(),
-        });
-    }
-
-    fn end(&self, host: &str, step: &str, status: crate::output::Status, message: &str) {
-        let play = self.play.lock().map(|p| p.clone()).unwrap_or_default();
-        let duration_ms = self
-            .started
-            .lock()
-            .ok()
-            .and_then(|mut s| s.remove(&(host.to_string(), step.to_string())))
-            .map_or(0, |t| {
-                u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
-            });
-        self.tally(host, status);
-        if status == crate::output::Status::Failed
-            && let Ok(mut f) = self.failures.lock()
-        {
-            f.push(crate::output::Failure {
-                host: host.to_string(),
-                play: play.clone(),
-                step: step.to_string(),
-                location: self.location.clone(),
-                message: message.to_string(),
-                stderr_tail: String::new(),
-            });
-        }
-        self.reporter.emit(crate::output::Event::StepEnd {
-            host: host.to_string(),
-            play,
-            step: step.to_string(),
-            location: self.location.clone(),
-            module: "up".to_string(),
-            status,
-            changed: status == crate::output::Status::Changed,
-            duration_ms,
-            message: message.to_string(),
-            stdout: String::new(),
-            stderr: String::new(),
-            diff: None,
-        });
-    }
-
-    fn phase_end(&self, name: &str) {
-        self.reporter.emit(crate::output::Event::PlayEnd {
-            play: name.to_string(),
-        });
-    }
-
-    fn vm_restarted(&self, vm: &str, reason: &str, detail: &str) {
-        self.reporter.emit(crate::output::Event::VmRestarted {
-            vm: vm.to_string(),
-            reason: reason.to_string(),
-            detail: detail.to_string(),
-        });
-    }
+    };
+    let hosts: Vec<String> = std::iter::once(crate::provision::VIRTHOST_HOST.to_string())
+        .chain(lab.vms.iter().map(|v| v.name.clone()))
+        .collect();
+    crate::output::Steps::start(
+        reporter,
+        format!("{command} {}", lab.file.display()),
+        hosts,
+        lab.file.display().to_string(),
+        log_path,
+    )
 }
 
 impl Context {

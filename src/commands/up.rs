@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{Context, EngineProgress, fail, lab_and_runtime};
+use super::{Context, fail, lab_and_runtime, up_steps};
 use crate::provision;
 
 pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
@@ -12,7 +12,7 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
         Ok(x) => x,
         Err(c) => return c,
     };
-    let progress = EngineProgress::new(ctx, "up", &lab);
+    let progress = up_steps(ctx, "up", &lab);
     let result = rt.block_on(provision::up(&lab, timeout, &progress));
     let log_path = progress.log_path().map(|p| p.to_path_buf());
     // the VM phase's summary, and its log complete before the stages append

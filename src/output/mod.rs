@@ -5,6 +5,7 @@
 mod json;
 mod log;
 mod plain;
+mod steps;
 mod terminal;
 
 use std::sync::Mutex;
@@ -14,6 +15,7 @@ use serde::Serialize;
 pub use json::JsonSink;
 pub use log::LogSink;
 pub use plain::PlainSink;
+pub use steps::Steps;
 pub use terminal::TerminalSink;
 
 use crate::redact::Redactor;
@@ -50,6 +52,23 @@ pub struct HostTally {
     pub skipped: usize,
     pub failed: usize,
     pub unreachable: bool,
+}
+
+impl HostTally {
+    /// Count one step's end: the one rule for every producer of events (an
+    /// unreachable host's step counts as failed too).
+    pub fn count(&mut self, status: Status) {
+        match status {
+            Status::Ok => self.ok += 1,
+            Status::Changed => self.changed += 1,
+            Status::Skipped => self.skipped += 1,
+            Status::Failed => self.failed += 1,
+            Status::Unreachable => {
+                self.failed += 1;
+                self.unreachable = true;
+            }
+        }
+    }
 }
 
 /// A failed step, for the summary.

@@ -30,7 +30,7 @@ use self::desired::{Desired, DesiredVm};
 use self::plan::{Action, Plan};
 use crate::lab::Lab;
 use crate::lab::model::NetworkKind;
-use crate::output::Status;
+use crate::output::{Status, Steps};
 use crate::state::{Inventory, VmRecord};
 use crate::transport::ssh::known_hosts::{parse_public_key, pin_host_key};
 use crate::transport::{Command, Exec, SshTarget, SshTransport, Transport, TransportError};
@@ -71,29 +71,13 @@ fn from_transport(e: TransportError) -> ProvisionError {
     }
 }
 
-/// Progress of `up` in the engine's terms (the command decides how to show
-/// it; `kubelab up` sends it through the engine's output sinks): phases like
-/// plays — the virthost, then the VMs — each over its hosts and made of
-/// steps that start and end on a host.
-pub trait Progress: Sync {
-    fn phase(&self, name: &str, hosts: &[String], steps: usize);
-    fn start(&self, host: &str, step: &str);
-    /// `status` is ok, changed or failed; `message` says what happened.
-    fn end(&self, host: &str, step: &str, status: Status, message: &str);
-    fn phase_end(&self, name: &str);
-    /// `up` restarted `vm` because its console showed trouble at boot:
-    /// `reason` in a few words (`kernel panic`, `boot loop`), `detail` what
-    /// the console showed.
-    fn vm_restarted(&self, vm: &str, reason: &str, detail: &str);
-}
-
 /// The host name of the virthost in `up`'s progress.
 pub const VIRTHOST_HOST: &str = "virthost";
 
 /// The end of one step of `up` on `host`: ok or changed (as `done` says,
 /// with its message) when `result` is a value, failed with the error.
 fn end_step<T>(
-    progress: &dyn Progress,
+    progress: &Steps,
     host: &str,
     name: &str,
     result: Result<T, ProvisionError>,
@@ -103,34 +87,34 @@ fn end_step<T>(
         Ok(v) => {
             let (changed, message) = done(v);
             let status = if changed { Status::Changed } else { Status::Ok };
-            progress.end(host, name, status, &message);
+            progress.end_step(host, name, status, &message);
         }
-        Err(e) => progress.end(host, name, Status::Failed, &e.to_string()),
+        Err(e) => progress.end_step(host, name, Status::Failed, &e.to_string()),
     }
     result
 }
 
 /// One step of `up` on `host`: started, `work` awaited, ended ([`end_step`]).
 async fn step<T>(
-    progress: &dyn Progress,
+    progress: &Steps,
     host: &str,
     name: &str,
     work: impl std::future::Future<Output = Result<T, ProvisionError>>,
     done: impl FnOnce(&T) -> (bool, String),
 ) -> Result<T, ProvisionError> {
-    progress.start(host, name);
+    progress.start_step(host, name);
     end_step(progress, host, name, work.await, done)
 }
 
 /// [`step`] for blocking work (a VM's own thread).
 fn step_blocking<T>(
-    progress: &dyn Progress,
+    progress: &Steps,
     host: &str,
     name: &str,
     work: impl FnOnce() -> Result<T, ProvisionError>,
     done: impl FnOnce(&T) -> (bool, String),
 ) -> Result<T, ProvisionError> {
-    progress.start(host, name);
+    progress.start_step(host, name);
     end_step(progress, host, name, work(), done)
 }
 
@@ -296,7 +280,7 @@ pub async fn plan(lab: &Lab) -> Result<(Plan, String), ProvisionError> {
 pub async fn up(
     lab: &Lab,
     timeout: Duration,
-    progress: &dyn Progress,
+    progress: &Steps,
 ) -> Result<UpReport, ProvisionError> {
     let t0 = Instant::now();
     let session = open_session(lab, true).await?;
@@ -308,7 +292,7 @@ pub async fn up(
 async fn up_locked(
     lab: &Lab,
     timeout: Duration,
-    progress: &dyn Progress,
+    progress: &Steps,
     access: &VirthostAccess,
     t0: Instant,
 ) -> Result<UpReport, ProvisionError> {
@@ -504,7 +488,7 @@ async fn up_locked(
     let ssh_step = "SSH with the pinned host key";
     let checks = inv.vms.iter().map(|vm| {
         let target = vm_target(&inv, vm, &state);
-        progress.start(&vm.name, ssh_step);
+        progress.start_step(&vm.name, ssh_step);
         async move {
             let ok = poll_until(deadline, Duration::from_millis(500), || {
                 let target = target.clone();
@@ -525,14 +509,14 @@ async fn up_locked(
     let mut unreachable = Vec::new();
     for (vm, ok) in &answers {
         if *ok {
-            progress.end(vm, ssh_step, Status::Ok, "answers");
+            progress.end_step(vm, ssh_step, Status::Ok, "answers");
         } else {
             let tail = blocking(|| console_tail(&c, &name, vm));
             let message = format!(
                 "{vm}: no SSH answer with the pinned host key within {}s; serial console (tail):\n{tail}",
                 timeout.as_secs()
             );
-            progress.end(vm, ssh_step, Status::Failed, &message);
+            progress.end_step(vm, ssh_step, Status::Failed, &message);
             unreachable.push(message);
         }
     }
@@ -839,7 +823,7 @@ fn wait_addresses(
     vm: &DesiredVm,
     deadline: Instant,
     started_now: bool,
-    progress: &dyn Progress,
+    progress: &Steps,
 ) -> Result<Addressed, ProvisionError> {
     let Some(lvm) = lab.vm(&vm.name) else {
         return Err(failed(format!("vm {} vanished from the lab", vm.name)));
