@@ -196,13 +196,10 @@ pub async fn copy(a: &CopyArgs, target: &Target<'_>) -> Result<Outcome, Transpor
             Ok(b) => b,
             Err(e) => return Ok(Outcome::failed(format!("copy: reading {src} here: {e}"))),
         },
-        _ => return Ok(Outcome::failed(COPY_SOURCE)),
+        _ => return Ok(Outcome::failed(crate::playbook::modules::COPY_SOURCE)),
     };
     put(target, a.dest.as_str(), bytes, a.mode, a.owner.as_ref()).await
 }
-
-/// What `copy` needs besides `dest`.
-pub const COPY_SOURCE: &str = "copy needs exactly one of `content` and `src`";
 
 pub async fn template(a: &TemplateArgs, target: &Target<'_>) -> Result<Outcome, TransportError> {
     let rendered = match target.templates.render_file(a.src.as_str(), target.context) {

@@ -686,7 +686,7 @@ fn load_step(
         diags.push(Diagnostic::error(
             file,
             Some(value.span),
-            crate::apply::COPY_SOURCE,
+            modules::COPY_SOURCE,
         ));
     }
     if let Some(Module::Shell(a)) = &module {

@@ -162,6 +162,10 @@ pub struct FileArgs {
     pub src: Option<Text>,
 }
 
+/// What `copy` needs besides `dest` (said when the playbook is loaded and,
+/// for templated values, when the step runs).
+pub const COPY_SOURCE: &str = "copy needs exactly one of `content` and `src`";
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CopyArgs {
