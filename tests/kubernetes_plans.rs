@@ -21,9 +21,13 @@ use kubelab::kubernetes::{
 };
 use kubelab::lab::{Lab, LoadOptions, load_str};
 use kubelab::nat64;
-use kubelab::plan::offline::{self, Assumptions, OfflinePlan};
 use kubelab::stage::{Stage, stage_inventory};
 use kubelab::template::Templates;
+
+#[path = "support/offline.rs"]
+mod offline;
+
+use offline::{Assumptions, OfflinePlan};
 
 const TOKEN: &str = "abcdef.0123456789abcdef";
 const CA_HASH: &str = "sha256:1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f";

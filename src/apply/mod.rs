@@ -85,7 +85,6 @@ impl Outcome {
     }
 }
 
-
 /// A loop of `file` items in one round trip (see [`files::file_batch`]).
 pub async fn file_batch(
     items: &[&crate::playbook::modules::FileArgs],

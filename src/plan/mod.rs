@@ -1,12 +1,9 @@
 //! Plans: what a playbook would do on each host, step by step, with diffs.
 //!
 //! A plan is a check-mode run against the reachable hosts (facts and
-//! current file contents are needed to know what would change; for a plan
-//! without hosts, see [`offline`]). Plays are
+//! current file contents are needed to know what would change). Plays are
 //! barriers: every host finishes play N before play N+1 starts, so the
 //! plan lists, per host, its steps in order with the play they belong to.
-
-pub mod offline;
 
 use serde::Serialize;
 

@@ -1,4 +1,6 @@
-//! Offline plans: what a playbook does on each host of an inventory,
+//! Offline plans (a test tool of the golden Kubernetes plans, kept with the
+//! tests: kubelab's own `plan` is the executor's check mode on real hosts):
+//! what a playbook does on each host of an inventory,
 //! rendered without connecting to any host — every step in order with its
 //! parameters after templating, the content of every templated file, and
 //! which steps a condition skips.
@@ -25,13 +27,13 @@ use minijinja::Value;
 use minijinja::value::Serde;
 use serde::Serialize;
 
-use crate::executor::render_json;
-use crate::facts::Facts;
-use crate::inventory::Inventory;
-use crate::playbook::{Condition, LoopSpec, Module, Playbook, Step};
-use crate::redact::Redactor;
-use crate::template::Templates;
-use crate::template::Vars;
+use kubelab::executor::render_json;
+use kubelab::facts::Facts;
+use kubelab::inventory::Inventory;
+use kubelab::playbook::{Condition, LoopSpec, Module, Playbook, Step};
+use kubelab::redact::Redactor;
+use kubelab::template::Templates;
+use kubelab::template::Vars;
 
 /// What an offline plan takes for granted about the hosts.
 #[derive(Clone, Debug, Default)]
@@ -453,7 +455,7 @@ impl OfflinePlan {
                     if secret_copy && let Some(c) = i.params.pointer_mut("/copy/content") {
                         // A secret step's literal content may be secret
                         // without any variable saying so.
-                        *c = serde_json::Value::String(crate::redact::REDACTED.into());
+                        *c = serde_json::Value::String(kubelab::redact::REDACTED.into());
                         i.content = None;
                     }
                     i.params = redact_json(&i.params, r);
@@ -541,7 +543,7 @@ fn compact(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::{Host, UnreachableTransport};
+    use kubelab::inventory::{Host, UnreachableTransport};
     use std::path::Path;
     use std::sync::Arc;
 
@@ -607,7 +609,7 @@ mod tests {
         )
         .unwrap();
         let templates = Templates::new(Some(dir.path().to_path_buf()));
-        let pb = crate::playbook::load_str(Path::new("p.yaml"), BOOK, &templates)
+        let pb = kubelab::playbook::load_str(Path::new("p.yaml"), BOOK, &templates)
             .map_err(|d| d.render(false))
             .unwrap();
         let assumptions = Assumptions {
