@@ -181,17 +181,7 @@ mod tests {
 
     use crate::lab::from_test_yaml as lab;
 
-    const LAB: &str = r#"
-name: k
-virthost: local
-image: {build: debian-12}
-networks: [{name: lan, kind: nat, ipv4: 10.9.0.0/24, ipv6: "fd00:9::/64"}]
-vms:
-  - {name: cp, roles: [control-plane], cpus: 2, memory: 2GiB, nics: [{network: lan, ipv4: 10.9.0.10, ipv6: "fd00:9::10"}]}
-  - {name: w, roles: [worker], nics: [{network: lan, ipv4: 10.9.0.20, ipv6: "fd00:9::20"}]}
-  - {name: gw, roles: [nat64], nics: [{network: lan, ipv4: 10.9.0.64, ipv6: "fd00:9::64"}]}
-kubernetes: {version: "1.31", ip_family: ipv6}
-"#;
+    use crate::lab::IPV6_TEST_LAB as LAB;
 
     #[test]
     fn the_nat64_stage_checks_its_settings() {
