@@ -171,7 +171,7 @@ pub fn stage(
             (CLIENT_GROUP.to_string(), clients),
         ]),
         virthost: false,
-        inline: None,
+        generated: None,
     })
 }
 

@@ -21,9 +21,9 @@ use crate::template::Vars;
 pub struct PlaybookRun {
     /// A playbook file, or the name of a built-in one (`nodeprep-bench`).
     pub playbook: PathBuf,
-    /// The playbook's text, when kubelab generated it (`playbook` then only
+    /// The playbook, typed, when kubelab made it (`playbook` then only
     /// names it in messages).
-    pub inline: Option<String>,
+    pub generated: Option<crate::playbook::Playbook>,
     /// `--playbook-dir`: playbooks here win over the built-in ones.
     pub playbook_dir: Option<PathBuf>,
     /// `--template-dir`: templates here win over the embedded ones.
@@ -73,20 +73,20 @@ pub async fn execute(
     req: &PlaybookRun,
 ) -> Result<crate::executor::RunReport, i32> {
     let templates = Arc::new(Templates::new(req.template_dir.clone()));
-    let found = match &req.inline {
-        Some(text) => Ok((req.playbook.clone(), text.clone())),
-        None => crate::playbook::find(&req.playbook.to_string_lossy(), req.playbook_dir.as_deref()),
-    }
-    .map_err(|message| {
-        crate::diagnostic::Diagnostics(vec![crate::diagnostic::Diagnostic::error(
-            &crate::diagnostic::SourceFile::new(&req.playbook, String::new()),
-            None,
-            message,
-        )])
-    });
-    let loaded = found.and_then(|(path, text)| {
-        crate::playbook::load_str_in(&path, &text, &templates, req.playbook_dir.as_deref())
-    });
+    let loaded = match &req.generated {
+        Some(playbook) => Ok(playbook.clone()),
+        None => crate::playbook::find(&req.playbook.to_string_lossy(), req.playbook_dir.as_deref())
+            .map_err(|message| {
+                crate::diagnostic::Diagnostics(vec![crate::diagnostic::Diagnostic::error(
+                    &crate::diagnostic::SourceFile::new(&req.playbook, String::new()),
+                    None,
+                    message,
+                )])
+            })
+            .and_then(|(path, text)| {
+                crate::playbook::load_str_in(&path, &text, &templates, req.playbook_dir.as_deref())
+            }),
+    };
     let playbook = match loaded {
         Ok(p) => p,
         Err(diags) => {

@@ -84,11 +84,15 @@ fn run(
         Ok(s) => s,
         Err(e) => return usage(&format!("{verb}: {e}")),
     };
-    let stage = Stage {
-        title: verb.to_string(),
-        playbook: format!("kubelab {verb}"),
-        inline: Some(crate::links::playbook_text(verb, &steps)),
-        ..Stage::default()
+    let origin = format!("kubelab {verb}");
+    let stage = match crate::links::playbook(verb, &origin, &steps) {
+        Ok(p) => Stage {
+            title: verb.to_string(),
+            playbook: origin,
+            generated: Some(p),
+            ..Stage::default()
+        },
+        Err(e) => return usage(&format!("{verb}: {e}")),
     };
     let log = crate::state::run_log(&lab.name, &verb.replace(' ', "-"));
     let code = rt.block_on(async {

@@ -132,7 +132,7 @@ impl Context {
     ) -> crate::runner::PlaybookRun {
         crate::runner::PlaybookRun {
             playbook: std::path::PathBuf::new(),
-            inline: None,
+            generated: None,
             playbook_dir: self.playbook_dir.clone(),
             template_dir: self.template_dir.clone(),
             check,

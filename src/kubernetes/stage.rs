@@ -338,7 +338,7 @@ pub fn kubernetes_stage(
         host_vars,
         groups,
         virthost: false,
-        inline: None,
+        generated: None,
     })
 }
 

@@ -150,6 +150,54 @@ impl Step {
     pub fn module_name(&self) -> &'static str {
         self.module.name()
     }
+
+    /// A step kubelab makes itself (the lab's `links:`, `kubelab link`)
+    /// from `{module: params}` (every scalar as text, as a loaded step's),
+    /// with the module checks a loaded step gets; `location` says where it
+    /// comes from, as a loaded step's `file:line:col` does.
+    pub fn generated(
+        name: String,
+        params: serde_json::Value,
+        location: String,
+        when: Option<Condition>,
+    ) -> Result<Step, String> {
+        let module = check_module(&params)?;
+        Ok(Step {
+            name,
+            module,
+            params,
+            when,
+            loop_over: None,
+            register: None,
+            become_root: true,
+            changed_when: None,
+            failed_when: None,
+            until: None,
+            retries: 0,
+            delay: Duration::from_secs(1),
+            secret: false,
+            tags: Vec::new(),
+            location,
+            span: Span::default(),
+        })
+    }
+}
+
+/// `{module: params}` as a typed module, with the checks of its literal
+/// values that loading a playbook runs (the `link`/`route` endpoints).
+pub fn check_module(params: &serde_json::Value) -> Result<Module, String> {
+    let module: Module =
+        serde_json::from_value(params.clone()).map_err(|e| format!("invalid parameters: {e}"))?;
+    let problems = match &module {
+        Module::Link(l) => l.problems(),
+        Module::Route(r) => r.problems(),
+        _ => Vec::new(),
+    };
+    if problems.is_empty() {
+        Ok(module)
+    } else {
+        Err(crate::endpoint::describe(&problems))
+    }
 }
 
 impl<'de> Deserialize<'de> for Condition {

@@ -53,7 +53,7 @@ impl Stage {
         Stage {
             title: format!("{} {}", scenario.name(), phase.as_str()),
             playbook: scenario_playbook(scenario.name(), phase),
-            inline: None,
+            generated: None,
             vars,
             host_vars,
             groups,
@@ -161,7 +161,10 @@ impl StageKind {
                     &state_dir,
                 )
             }
-            StageKind::Links => Ok(crate::links::stage(lab)),
+            StageKind::Links => crate::links::stage(lab).map_err(|message| StageError::Invalid {
+                what: "links".into(),
+                message,
+            }),
             StageKind::Scenario { index, phase } => match lab.scenarios.get(index) {
                 Some(s) => Ok(Stage::scenario(lab, s, phase)),
                 None => Err(StageError::Invalid {
@@ -210,7 +213,7 @@ pub async fn run(
 ) -> Result<crate::executor::RunReport, i32> {
     let mut req = base.clone();
     req.playbook = stage.playbook.clone().into();
-    req.inline = stage.inline.clone();
+    req.generated = stage.generated.clone();
     crate::runner::execute(hosts.inventory(lab, stage), &req).await
 }
 

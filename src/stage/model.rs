@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::kubernetes::config::KubeadmError;
+use crate::playbook::Playbook;
 use crate::template::Vars;
 
 /// A scenario phase; each is the built-in playbook
@@ -48,8 +49,8 @@ pub struct Stage {
     /// Built-in playbook name (`kubernetes`, `scenarios/overlay/setup`),
     /// or the name a generated playbook is reported under.
     pub playbook: String,
-    /// The playbook's text when kubelab generated it (the lab's `links:`).
-    pub inline: Option<String>,
+    /// The playbook, typed, when kubelab made it (the lab's `links:`).
+    pub generated: Option<Playbook>,
     /// Variables for every host, over the lab's (and under `--var`).
     pub vars: Vars,
     /// Per-VM variables over the VM's own.
