@@ -5,9 +5,9 @@
 //! The built-in playbooks `nat64` and `nat64-remove` run in this stage.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::Ipv6Net;
 use serde_json::{Value, json};
 
 use crate::kubernetes::stage::cluster_facts;
@@ -21,15 +21,6 @@ pub const SERVER_GROUP: &str = "nat64";
 /// The VMs that route the NAT64 prefix through them.
 pub const CLIENT_GROUP: &str = "nat64-clients";
 
-/// The NAT64 prefix (RFC 6052's well-known prefix 64:ff9b::/96) unless the
-/// lab sets `vars: {nat64_prefix: ...}` (a /96).
-pub const PREFIX: Ipv6Net = Ipv6Net::new_assert(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96);
-/// The IPv4 pool tayga maps IPv6 clients into (masqueraded behind the
-/// NAT64 VM) unless the lab sets `vars: {nat64_pool4: ...}`.
-pub const POOL4: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(192, 168, 255, 0), 24);
-/// tayga's own IPv6 address (the source of its ICMPv6 errors), outside
-/// the NAT64 prefix, unless the lab sets `vars: {nat64_tayga_ipv6: ...}`.
-pub const TAYGA_IPV6: Ipv6Addr = Ipv6Addr::new(0xfd64, 0x64, 0x64, 0, 0, 0, 0, 1);
 /// The prefix tayga itself translates: the NAT64 VM maps the NAT64 prefix
 /// onto it (ip6tables NETMAP) on the way in, and back on the way out.
 /// tayga 0.9 (Debian 12, Ubuntu 24.04) refuses to translate private IPv4
@@ -45,28 +36,11 @@ pub fn runs(playbook: &str) -> bool {
     playbook == "nat64" || playbook == "nat64-remove"
 }
 
-/// A setting from the lab's `vars`, else its default.
-fn lab_var<T: std::str::FromStr>(
-    lab: &Lab,
-    name: &str,
-    default: T,
-    expected: &str,
-) -> Result<T, StageError> {
-    let text = match lab.vars.get(name) {
-        None => return Ok(default),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
-    text.parse().map_err(|_| StageError::Invalid {
-        what: format!("vars.{name}"),
-        message: format!("`{text}` is not {expected}"),
-    })
-}
-
 /// The `nat64` stage: the VMs with role `nat64` translate the NAT64 prefix
 /// to IPv4 (tayga) and answer DNS with synthesized AAAA records (bind9,
 /// forwarding to the virthost); every other VM routes the prefix through
-/// the first of them. Var `nat64` holds the checked settings, the DNS zone
+/// the first of them. Var `nat64` holds the lab's settings (checked by the
+/// validator), the DNS zone
 /// `<lab>.test` (the VMs, and `virthost` with an A record only) and the
 /// server's IPv6 address.
 pub fn stage(
@@ -90,36 +64,9 @@ pub fn stage(
         .first()
         .and_then(|s| facts.addresses(s).ipv6)
         .map(|a| a.to_string());
-    let prefix: Ipv6Net = lab_var(lab, "nat64_prefix", PREFIX, "an IPv6 prefix")?;
-    if prefix.prefix_len() != 96 || prefix.trunc() != prefix {
-        return Err(StageError::Invalid {
-            what: "vars.nat64_prefix".into(),
-            message: format!("{prefix} is not a /96 network prefix"),
-        });
-    }
-    let pool4: Ipv4Net = lab_var(lab, "nat64_pool4", POOL4, "an IPv4 subnet")?;
-    let tayga4 = pool4.hosts().next().ok_or_else(|| StageError::Invalid {
-        what: "vars.nat64_pool4".into(),
-        message: format!("{pool4} has no room for addresses"),
-    })?;
-    let tayga6: Ipv6Addr = lab_var(lab, "nat64_tayga_ipv6", TAYGA_IPV6, "an IPv6 address")?;
-    if prefix.contains(&tayga6) {
-        return Err(StageError::Invalid {
-            what: "vars.nat64_tayga_ipv6".into(),
-            message: format!("{tayga6} is inside the NAT64 prefix {prefix}"),
-        });
-    }
-    for net in &lab.networks {
-        if net
-            .ipv4
-            .is_some_and(|n| n.contains(&pool4.network()) || pool4.contains(&n.network()))
-        {
-            return Err(StageError::Invalid {
-                what: "vars.nat64_pool4".into(),
-                message: format!("{pool4} overlaps network `{}`", net.name),
-            });
-        }
-    }
+    let settings = &lab.nat64;
+    // The validator checked that the pool has room for tayga's address.
+    let tayga4 = settings.pool4.hosts().next();
     let network = lab
         .kubernetes
         .as_ref()
@@ -143,11 +90,12 @@ pub fn stage(
     vars.insert(
         "nat64".into(),
         json!({
-            "prefix": prefix.to_string(),
+            "prefix": settings.prefix.to_string(),
             "tayga_prefix": TAYGA_PREFIX.to_string(),
-            "pool4": pool4.to_string(),
-            "tayga_ipv4": tayga4.to_string(),
-            "tayga_ipv6": tayga6.to_string(),
+            "pool4": settings.pool4.to_string(),
+            "tayga_ipv4": tayga4.map(|a| a.to_string()),
+            "tayga_ipv6": settings.tayga_ipv6.to_string(),
+            "resolver": settings.resolver,
             "tun": "kl-nat64",
             "server": servers.first(),
             "server_ipv6": server6,
@@ -195,21 +143,48 @@ mod tests {
         assert_eq!(n["tayga_ipv4"], "192.168.255.1");
         assert_eq!(n["forwarders"], serde_json::json!(["10.9.0.1"]));
         assert_eq!(n["synthesize_global"], true, "fd00::/8 is unique-local");
-        let bad = lab(&format!("{LAB}vars: {{nat64_pool4: 10.9.0.0/25}}\n"));
-        let e = stage(&bad, "nat64", None).unwrap_err().to_string();
-        assert!(e.contains("overlaps network `lan`"), "{e}");
-        let bad = lab(&format!("{LAB}vars: {{nat64_prefix: \"64:ff9b::/64\"}}\n"));
-        let e = stage(&bad, "nat64", None).unwrap_err().to_string();
+        assert_eq!(n["resolver"], true);
+        // Bad settings are the validator's: each error at its variable.
+        let errors = |vars: &str| {
+            crate::lab::load_str(
+                std::path::Path::new("lab.yaml"),
+                &format!("{LAB}vars: {vars}\n"),
+                &Default::default(),
+            )
+            .map(|_| String::new())
+            .unwrap_or_else(|d| d.render(false))
+        };
+        let e = errors("{nat64_pool4: 10.9.0.0/25}");
+        assert!(
+            e.contains("lab.yaml:11:21") && e.contains("overlaps network `lan`"),
+            "{e}"
+        );
+        let e = errors("{nat64_prefix: \"64:ff9b::/64\"}");
         assert!(e.contains("not a /96"), "{e}");
+        let e = errors("{nat64_tayga_ipv6: \"64:ff9b::1\"}");
+        assert!(e.contains("inside the NAT64 prefix 64:ff9b::/96"), "{e}");
+        let e = errors("{nat64_pool4: 10.99.0.0/31, nat64_resolver: maybe}");
+        assert!(
+            e.contains("has no room") && e.contains("true or false"),
+            "{e}"
+        );
+        assert!(errors("{nat64_pool4: 10.99.0.0/30}").is_empty());
+        let off = lab(&format!("{LAB}vars: {{nat64_resolver: false}}\n"));
+        assert_eq!(
+            stage(&off, "nat64", None).unwrap().vars["nat64"]["resolver"],
+            false
+        );
     }
 
     #[test]
     fn the_defaults_are_the_documented_ones() {
-        assert_eq!(PREFIX.to_string(), "64:ff9b::/96");
-        assert_eq!(POOL4.to_string(), "192.168.255.0/24");
-        assert_eq!(TAYGA_IPV6.to_string(), "fd64:64:64::1");
+        use crate::lab::model::Nat64;
+        assert_eq!(Nat64::PREFIX.to_string(), "64:ff9b::/96");
+        assert_eq!(Nat64::POOL4.to_string(), "192.168.255.0/24");
+        assert_eq!(Nat64::TAYGA_IPV6.to_string(), "fd64:64:64::1");
         assert_eq!(TAYGA_PREFIX.to_string(), "fd64:64:64:6464::/96");
-        assert!(!PREFIX.contains(&TAYGA_IPV6) && !TAYGA_PREFIX.contains(&TAYGA_IPV6));
+        assert!(!Nat64::PREFIX.contains(&Nat64::TAYGA_IPV6));
+        assert!(!TAYGA_PREFIX.contains(&Nat64::TAYGA_IPV6));
         let n = &stage(&lab(LAB), "nat64", None).unwrap().vars["nat64"];
         assert_eq!(n["tayga_prefix"], "fd64:64:64:6464::/96");
         assert_eq!(n["tayga_ipv6"], "fd64:64:64::1");

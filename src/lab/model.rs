@@ -16,6 +16,43 @@ pub use super::file::{
 };
 use crate::scenario::ScenarioFile;
 
+/// NAT64/DNS64 settings from the lab's `vars` (`nat64_prefix`,
+/// `nat64_pool4`, `nat64_tayga_ipv6`, `nat64_resolver`), checked by the
+/// validator with their positions, defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Nat64 {
+    /// The NAT64 prefix (a /96).
+    pub prefix: Ipv6Net,
+    /// The IPv4 pool tayga maps IPv6 clients into (masqueraded behind the
+    /// NAT64 VM), clear of the lab's networks.
+    pub pool4: Ipv4Net,
+    /// tayga's own IPv6 address (the source of its ICMPv6 errors), outside
+    /// the NAT64 prefix.
+    pub tayga_ipv6: Ipv6Addr,
+    /// Whether the other VMs resolve names through DNS64 (else they only
+    /// get the route to the prefix).
+    pub resolver: bool,
+}
+
+impl Nat64 {
+    /// RFC 6052's well-known prefix 64:ff9b::/96.
+    pub const PREFIX: Ipv6Net =
+        Ipv6Net::new_assert(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96);
+    pub const POOL4: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(192, 168, 255, 0), 24);
+    pub const TAYGA_IPV6: Ipv6Addr = Ipv6Addr::new(0xfd64, 0x64, 0x64, 0, 0, 0, 0, 1);
+}
+
+impl Default for Nat64 {
+    fn default() -> Self {
+        Nat64 {
+            prefix: Nat64::PREFIX,
+            pool4: Nat64::POOL4,
+            tayga_ipv6: Nat64::TAYGA_IPV6,
+            resolver: true,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Lab {
     pub name: String,
@@ -32,6 +69,8 @@ pub struct Lab {
     #[serde(skip)]
     pub scenarios: Vec<ScenarioFile>,
     pub vars: Vars,
+    /// What `vars` says of NAT64 (used when a VM has the role `nat64`).
+    pub nat64: Nat64,
 }
 
 impl Lab {

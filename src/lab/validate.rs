@@ -243,6 +243,7 @@ pub fn check(
             );
         }
     }
+    let nat64 = check_nat64(&mut c, file, &networks);
 
     if c.diags.has_errors() {
         return Err(c.diags.sorted());
@@ -263,9 +264,99 @@ pub fn check(
             links,
             scenarios: file.scenarios.clone(),
             vars: file.vars.clone(),
+            nat64,
         },
         c.diags.sorted(),
     ))
+}
+
+/// The NAT64 variables kubelab itself reads from `vars`, each checked at
+/// its position; defaults for those not given.
+fn check_nat64(c: &mut Checker<'_>, file: &LabFile, networks: &[Network]) -> Nat64 {
+    let mut nat64 = Nat64::default();
+    // A variable given as text (YAML may read `true` or a number otherwise).
+    let text = |key: &str| -> Option<String> {
+        file.vars.get(key).map(|v| match v {
+            serde_json::Value::String(s) => s.trim().to_string(),
+            other => other.to_string(),
+        })
+    };
+    if let Some(t) = text("nat64_prefix") {
+        let at = path!["vars", "nat64_prefix"];
+        match t.parse::<Ipv6Net>() {
+            Ok(p) if p.prefix_len() == 96 && p.trunc() == p => nat64.prefix = p,
+            Ok(p) => {
+                c.error(
+                    &at,
+                    format!("nat64_prefix: {p} is not a /96 network prefix"),
+                );
+            }
+            Err(_) => {
+                c.error(&at, format!("nat64_prefix: `{t}` is not an IPv6 prefix"));
+            }
+        }
+    }
+    if let Some(t) = text("nat64_pool4") {
+        let at = path!["vars", "nat64_pool4"];
+        match t.parse::<Ipv4Net>() {
+            // tayga takes the pool's first address; the clients need more.
+            Ok(p) if p.prefix_len() > 30 => {
+                c.error(
+                    &at,
+                    format!(
+                        "nat64_pool4: {p} has no room for tayga and its clients (a /30 or larger)"
+                    ),
+                );
+            }
+            Ok(p) => match networks.iter().find(|n| {
+                n.ipv4
+                    .is_some_and(|n| n.contains(&p.network()) || p.contains(&n.network()))
+            }) {
+                Some(n) => {
+                    c.error(
+                        &at,
+                        format!("nat64_pool4: {p} overlaps network `{}`", n.name),
+                    );
+                }
+                None => nat64.pool4 = p,
+            },
+            Err(_) => {
+                c.error(&at, format!("nat64_pool4: `{t}` is not an IPv4 subnet"));
+            }
+        }
+    }
+    if let Some(t) = text("nat64_tayga_ipv6") {
+        let at = path!["vars", "nat64_tayga_ipv6"];
+        match t.parse::<Ipv6Addr>() {
+            Ok(a) if nat64.prefix.contains(&a) => {
+                c.error(
+                    &at,
+                    format!(
+                        "nat64_tayga_ipv6: {a} is inside the NAT64 prefix {}",
+                        nat64.prefix
+                    ),
+                );
+            }
+            Ok(a) => nat64.tayga_ipv6 = a,
+            Err(_) => {
+                c.error(
+                    &at,
+                    format!("nat64_tayga_ipv6: `{t}` is not an IPv6 address"),
+                );
+            }
+        }
+    }
+    match file.vars.get("nat64_resolver") {
+        None => {}
+        Some(serde_json::Value::Bool(b)) => nat64.resolver = *b,
+        Some(_) => {
+            c.error(
+                &path!["vars", "nat64_resolver"],
+                "nat64_resolver is true or false",
+            );
+        }
+    }
+    nat64
 }
 
 fn family_name(f: IpFamily) -> &'static str {
