@@ -111,7 +111,8 @@ fn facts(lab: &Lab, vm: &str, distro: Distro) -> Facts {
 }
 
 /// A first run on fresh hosts: kubeadm installed at the lab's version, a CA
-/// on the first control plane, no node joined yet, no firewall.
+/// on the first control plane, no cluster before init, no node joined yet,
+/// no firewall.
 fn assumptions(lab: &Lab, distro: Distro) -> Assumptions {
     let registered = BTreeMap::from([
         (
@@ -124,6 +125,10 @@ fn assumptions(lab: &Lab, distro: Distro) -> Assumptions {
         ),
         (
             "kube_joined".to_string(),
+            serde_json::json!({"rc": 1, "changed": false}),
+        ),
+        (
+            "kube_vip_cluster".to_string(),
             serde_json::json!({"rc": 1, "changed": false}),
         ),
         (
@@ -376,4 +381,51 @@ fn the_ipv6_lab_is_ipv6_only_with_nat64() {
     );
     let addr: IpAddr = "fd00:152::10".parse().unwrap();
     assert!(addr.is_ipv6());
+}
+
+/// kube-vip 0.8 with cp_enable dials `kubernetes:6443`: every manifest maps
+/// that name to the node's own API server. The first control plane's, for
+/// kubeadm init, uses super-admin.conf (admin.conf has no rights until init
+/// ends, 1.29 and later); once the API server answers, and on the control
+/// planes that join, admin.conf.
+#[test]
+fn kube_vip_reaches_its_own_api_server_and_leaves_super_admin_after_init() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("labs/docker-kube-vip.yaml");
+    let lab = load(&path, &std::fs::read_to_string(&path).unwrap());
+    let (plan, _) = stage_plans(&lab, Distro::Debian);
+    // Each kube-vip manifest the plan writes: the step's title and its text.
+    let manifests: Vec<(&str, String)> = plan
+        .split("\n* ")
+        .filter(|s| s.contains("\"dest\":\"/etc/kubernetes/manifests/kube-vip.yaml\""))
+        .map(|s| {
+            let title = s.lines().next().unwrap_or("");
+            let text: Vec<&str> = s.lines().filter_map(|l| l.strip_prefix("  | ")).collect();
+            (title, text.join("\n"))
+        })
+        .collect();
+    let titles: Vec<&str> = manifests.iter().map(|(t, _)| *t).collect();
+    assert_eq!(manifests.len(), 3, "{titles:?}");
+    for (title, text) in &manifests {
+        assert!(
+            text.contains("hostAliases:\n    - ip: \"127.0.0.1\"\n      hostnames: [kubernetes]"),
+            "{title}: no host alias for `kubernetes`:\n{text}"
+        );
+    }
+    let kubeconfig = |text: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("path: "))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        titles[0].starts_with("kube-vip static pod for kubeadm init"),
+        "{titles:?}"
+    );
+    assert_eq!(
+        kubeconfig(&manifests[0].1),
+        "/etc/kubernetes/super-admin.conf"
+    );
+    assert!(titles[1].starts_with("kube-vip uses admin.conf now that the cluster is up"));
+    assert_eq!(kubeconfig(&manifests[1].1), "/etc/kubernetes/admin.conf");
+    assert_eq!(kubeconfig(&manifests[2].1), "/etc/kubernetes/admin.conf");
 }
