@@ -140,6 +140,7 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("mountpoint", "util-linux"),
     ("nsenter", "util-linux"),
     ("apt-get", "apt"),
+    ("apt-cache", "apt"),
     ("apt-mark", "apt"),
     ("dpkg-query", "dpkg"),
     // BASE_PKGS, CHROOT_PKGS and their dependencies
@@ -348,10 +349,16 @@ fn stage_scripts() -> Scripts {
         needed_for: "packages".into(),
         only_on: Some(DistroFamily::RedHat),
     };
-    Scripts::from([(
-        "{{ kube_sources_probe }}".to_string(),
-        probe_script("node", &[sample]),
-    )])
+    Scripts::from([
+        (
+            "{{ kube_sources_probe }}".to_string(),
+            probe_script("node", &[sample]),
+        ),
+        (
+            "{{ kube_fetch_key }}".to_string(),
+            kubelab::kubernetes::node::FETCH_KEY_SCRIPT.to_string(),
+        ),
+    ])
 }
 
 const TEMPLATE_OPEN: char = '\u{1}';

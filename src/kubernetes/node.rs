@@ -24,6 +24,23 @@ pub fn pause_image(minor: u32) -> &'static str {
 }
 
 /// Kernel modules a node loads at boot.
+/// How the stage fetches an APT signing key (arguments: URL, destination):
+/// into a temporary file beside the destination, checked to be an armored
+/// OpenPGP key, then moved into place. A download cut short is never kept,
+/// so the step's `creates:` cannot hold on to a broken key forever.
+pub const FETCH_KEY_SCRIPT: &str = r#"set -eu
+tmp=$(mktemp "$2.XXXXXX")
+trap 'rm -f "$tmp"' EXIT
+curl -fsSL --proto '=https' --retry 3 -o "$tmp" "$1"
+if ! grep -q -e '-----BEGIN PGP PUBLIC KEY BLOCK-----' "$tmp"; then
+  echo "$1 is not an armored OpenPGP key" >&2
+  exit 1
+fi
+chmod 0644 "$tmp"
+mv -f "$tmp" "$2"
+trap - EXIT
+"#;
+
 pub const KERNEL_MODULES: &[&str] = &["overlay", "br_netfilter"];
 
 /// Where each node preparation file goes.

@@ -7,6 +7,7 @@
 //! ([`NodePrepContext::template_vars`]) and `kube_role`. For every host:
 //! `kube_repositories` (both distribution families; facts pick one),
 //! `kube_sources_probe` (the check that the downloads answer),
+//! `kube_fetch_key` (how APT signing keys are fetched),
 //! `kube_components` (pinned versions of what is not a Kubernetes package),
 //! `container_runtime` (the lab's; `--var container_runtime=docker`
 //! overrides it), `kube_packages` (the package version patterns) and
@@ -221,7 +222,13 @@ fn package_versions(version: &str, minor: u32) -> Value {
     } else {
         (format!("1.{minor}.*"), format!("1.{minor}.*"))
     };
-    json!({"deb": deb, "rpm": rpm, "prefix": format!("1.{minor}."), "exact": exact})
+    // What an APT candidate of the lab's version starts with.
+    let deb_prefix = if exact {
+        format!("{version}-")
+    } else {
+        format!("1.{minor}.")
+    };
+    json!({"deb": deb, "rpm": rpm, "prefix": format!("1.{minor}."), "deb_prefix": deb_prefix, "exact": exact})
 }
 
 /// Whether a built-in playbook (its name without `playbooks/` and `.yaml`)
@@ -317,6 +324,10 @@ pub fn kubernetes_stage(
         Value::from(state_dir.display().to_string()),
     );
     vars.insert("kube_api".into(), api_vars(lab, &facts)?);
+    vars.insert(
+        "kube_fetch_key".into(),
+        Value::from(super::node::FETCH_KEY_SCRIPT),
+    );
     // Run by `kubernetes/sources` on the first control plane (kube-init).
     if let Some(init) = lab.group("control-plane").first() {
         vars.insert(
