@@ -17,6 +17,7 @@ use std::sync::Arc;
 use super::Context;
 use crate::import::ini::{self, SectionKind};
 use crate::inventory::{Host, Inventory, UnreachableTransport};
+use crate::lab::overrides::Override;
 use crate::playbook::HostPattern;
 use crate::runner::{PlaybookRun, parse_var, run_playbook};
 use crate::template::Vars;
@@ -283,10 +284,18 @@ fn play(opts: &PlayOptions, ctx: &Context) -> i32 {
     };
     match (&opts.lab, &opts.inventory) {
         (Some(lab), _) => {
-            let lab = match super::load_lab(lab, ctx) {
+            let mut lab = match super::load_lab(lab, ctx) {
                 Ok(l) => l,
                 Err(_) => return 2,
             };
+            if let Some(runtime) = runtime_override(&lab, &mut req) {
+                let mut with_runtime = ctx.clone();
+                with_runtime.load.overrides.push(runtime);
+                lab = match super::load_lab(&lab.file, &with_runtime) {
+                    Ok(l) => l,
+                    Err(_) => return 2,
+                };
+            }
             req.log_path = Some(crate::state::run_log(&lab.name, &log_name));
             runtime.block_on(play_on_lab(&lab, limit.as_ref(), &req))
         }
@@ -302,6 +311,21 @@ fn play(opts: &PlayOptions, ctx: &Context) -> i32 {
 }
 
 /// `--lab`: the lab's VMs, with the variables of its own stages.
+/// `--var container_runtime=R` on a lab with a cluster: the lab is read
+/// again with `kubernetes.runtime: R` (as `--set kubernetes.runtime=R`
+/// would), so that what is installed, the CRI socket, crictl and the
+/// kubelet all follow it and the validator checks the combination; the
+/// variable itself is then the typed layer's.
+fn runtime_override(lab: &crate::lab::Lab, req: &mut PlaybookRun) -> Option<Override> {
+    lab.kubernetes.as_ref()?;
+    let value = req.extra_vars.remove("container_runtime")?;
+    let text = match &value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    format!("kubernetes.runtime={text}").parse().ok()
+}
+
 async fn play_on_lab(lab: &crate::lab::Lab, limit: Option<&HostPattern>, req: &PlaybookRun) -> i32 {
     let hosts = match crate::stage::LabHosts::connect(lab).await {
         Ok(h) => h,
@@ -449,6 +473,57 @@ pub async fn connect_all(targets: Vec<SshTarget>) -> Vec<Arc<dyn Transport>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--var container_runtime=docker` on a containerd lab: the lab is read
+    /// with Docker, and the stage's CRI socket, crictl and kubelet follow
+    /// (not only what is installed).
+    #[test]
+    fn a_runtime_given_as_a_variable_reaches_the_typed_layer() {
+        let text = "name: rt\nvirthost: {local: true}\nimage: {build: debian-12}\n\
+                    networks: [{name: lan, kind: nat, ipv4: 10.9.0.0/24}]\n\
+                    vms: [{name: cp, roles: [control-plane], cpus: 2, memory: 2GiB, nics: [{network: lan, ipv4: 10.9.0.10}]}]\n\
+                    kubernetes: {version: \"1.31\", runtime: containerd}\n";
+        let path = Path::new("rt.yaml");
+        let load = |overrides: Vec<Override>| {
+            let opts = crate::lab::LoadOptions {
+                overrides,
+                ..Default::default()
+            };
+            crate::lab::load_str(path, text, &opts).unwrap().0
+        };
+        let lab = load(Vec::new());
+        let mut req = PlaybookRun::default();
+        req.extra_vars
+            .insert("container_runtime".into(), serde_json::json!("docker"));
+        let set = runtime_override(&lab, &mut req).expect("an override");
+        assert!(
+            req.extra_vars.is_empty(),
+            "the variable is the typed layer's now"
+        );
+        let docker = load(vec![set]);
+        let stage = crate::stage::StageKind::Kubernetes
+            .stage(
+                &docker,
+                Some("kubernetes/runtime"),
+                crate::stage::Secrets::Ephemeral,
+            )
+            .unwrap();
+        assert_eq!(stage.vars["container_runtime"], "docker");
+        let kubeadm = &stage.host_vars["cp"]["kubeadm"];
+        assert_eq!(
+            kubeadm["node"]["cri_socket"], "unix:///run/cri-dockerd.sock",
+            "{kubeadm}"
+        );
+        // Without a cluster the variable stays a variable.
+        let plain = crate::lab::load_str(
+            path,
+            &text.replace("kubernetes: {version: \"1.31\", runtime: containerd}\n", ""),
+            &Default::default(),
+        )
+        .unwrap()
+        .0;
+        assert!(runtime_override(&plain, &mut req).is_none());
+    }
 
     #[test]
     fn merges_groups_and_vars() {

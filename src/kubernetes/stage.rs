@@ -9,8 +9,9 @@
 //! `kube_sources_probe` (the check that the downloads answer),
 //! `kube_fetch_key` (how APT signing keys are fetched),
 //! `kube_components` (pinned versions of what is not a Kubernetes package),
-//! `container_runtime` (the lab's; `--var container_runtime=docker`
-//! overrides it), `kube_packages` (the package version patterns) and
+//! `container_runtime` (the lab's; `play --var container_runtime=docker`
+//! reads the lab with that runtime, so the typed layer follows it),
+//! `kube_packages` (the package version patterns) and
 //! `kube_state_dir` (where the kubeconfig is fetched to). Groups (declared
 //! even when empty): `kube-init`, `kube-control-plane-join`, `kube-workers`,
 //! `kube-nodes`, `kube-lb` (HAProxy mode), `kube-vip` (kube-vip mode).
