@@ -138,7 +138,7 @@ pub fn run(tb: &Testbed) {
     // crio-buildah: the image removed from the node's store.
     tb.sh_ok(
         "node-3",
-        "podman rm --force kubelab-crio-demo && podman rmi localhost/kubelab/crio-demo:latest",
+        "podman rm --force --time 0 kubelab-crio-demo && podman rmi localhost/kubelab/crio-demo:latest",
     );
     verify_fails(
         tb,
