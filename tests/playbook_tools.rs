@@ -89,6 +89,7 @@ const PLACED: &str = "(placed by the playbook)";
 const PROGRAMS: &[(&str, &str)] = &[
     // coreutils
     ("basename", "coreutils"),
+    ("perl", "perl-base"),
     ("cat", "coreutils"),
     ("chmod", "coreutils"),
     ("chown", "coreutils"),
