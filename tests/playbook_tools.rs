@@ -160,6 +160,10 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("curl", "curl"),
     ("iptables", "iptables"),
     ("ip6tables", "iptables"),
+    ("iptables-save", "iptables"),
+    ("iptables-restore", "iptables"),
+    ("ip6tables-save", "iptables"),
+    ("ip6tables-restore", "iptables"),
     ("conntrack", "conntrack"),
     ("jq", "jq"),
     // nc.openbsd, `nc` through the alternatives system
@@ -188,8 +192,8 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("{{ engine }}", "podman"),
     ("kubeadm", "kubeadm"),
     ("kubectl", "kubectl"),
-    // cri-tools, a dependency of kubeadm from pkgs.k8s.io
-    ("crictl", "kubeadm"),
+    // cri-tools from pkgs.k8s.io, installed by name with kubeadm
+    ("crictl", "cri-tools"),
     // Air-gapped installs and cri-dockerd: binaries kubernetes/packages and
     // kubernetes/runtime copy or unpack before the units using them start.
     ("/usr/local/bin/kubelet", PLACED),
@@ -199,6 +203,8 @@ const PROGRAMS: &[(&str, &str)] = &[
     // `command -v ufw` found them.
     ("firewall-cmd", IF_PRESENT),
     ("ufw", IF_PRESENT),
+    // kubernetes/reset: only after `command -v ipvsadm` found it.
+    ("ipvsadm", IF_PRESENT),
 ];
 
 /// What kubelab's own modules run on the host (src/apply/*.rs).
@@ -358,6 +364,10 @@ fn stage_scripts() -> Scripts {
         (
             "{{ kube_fetch_key }}".to_string(),
             kubelab::kubernetes::node::FETCH_KEY_SCRIPT.to_string(),
+        ),
+        (
+            "{{ kube_reset_rules }}".to_string(),
+            kubelab::kubernetes::node::RESET_RULES_SCRIPT.to_string(),
         ),
     ])
 }

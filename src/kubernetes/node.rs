@@ -41,6 +41,37 @@ mv -f "$tmp" "$2"
 trap - EXIT
 "#;
 
+/// How `reset` removes what kube-proxy, kubelet and the CNIs (flannel,
+/// Calico, the CNI plugins) left in iptables, ip6tables and IPVS, which
+/// `kubeadm reset` leaves behind by design: their chains and every rule
+/// that jumps to one, nothing else (the node's own and Docker's rules
+/// stay). Prints `removed ...` for what it removed.
+pub const RESET_RULES_SCRIPT: &str = r#"set -u
+ours='KUBE-|FLANNEL|CNI-|cali-'
+strip() { grep -v -E -e "^:($ours)" -e "^-A ($ours)" -e "-j ($ours)"; }
+if command -v iptables-save >/dev/null 2>&1; then
+  before=$(iptables-save | grep -v '^#')
+  after=$(printf '%s\n' "$before" | strip)
+  if [ "$before" != "$after" ]; then
+    printf '%s\n' "$after" | iptables-restore && echo "removed Kubernetes chains and rules (iptables)"
+  fi
+fi
+if command -v ip6tables-save >/dev/null 2>&1; then
+  before=$(ip6tables-save | grep -v '^#')
+  after=$(printf '%s\n' "$before" | strip)
+  if [ "$before" != "$after" ]; then
+    printf '%s\n' "$after" | ip6tables-restore && echo "removed Kubernetes chains and rules (ip6tables)"
+  fi
+fi
+if command -v ipvsadm >/dev/null 2>&1 && [ -n "$(ipvsadm -S -n 2>/dev/null)" ]; then
+  ipvsadm -C && echo "removed IPVS services"
+fi
+if ip link show kube-ipvs0 >/dev/null 2>&1; then
+  ip link delete kube-ipvs0 && echo "removed kube-ipvs0"
+fi
+exit 0
+"#;
+
 pub const KERNEL_MODULES: &[&str] = &["overlay", "br_netfilter"];
 
 /// Where each node preparation file goes.

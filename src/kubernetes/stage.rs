@@ -7,7 +7,8 @@
 //! ([`NodePrepContext::template_vars`]) and `kube_role`. For every host:
 //! `kube_repositories` (both distribution families; facts pick one),
 //! `kube_sources_probe` (the check that the downloads answer),
-//! `kube_fetch_key` (how APT signing keys are fetched),
+//! `kube_fetch_key` (how APT signing keys are fetched), `kube_reset_rules`
+//! (what `reset` removes from iptables and IPVS),
 //! `kube_components` (pinned versions of what is not a Kubernetes package),
 //! `container_runtime` (the lab's; `play --var container_runtime=docker`
 //! reads the lab with that runtime, so the typed layer follows it),
@@ -328,6 +329,10 @@ pub fn kubernetes_stage(
     vars.insert(
         "kube_fetch_key".into(),
         Value::from(super::node::FETCH_KEY_SCRIPT),
+    );
+    vars.insert(
+        "kube_reset_rules".into(),
+        Value::from(super::node::RESET_RULES_SCRIPT),
     );
     // Run by `kubernetes/sources` on the first control plane (kube-init).
     if let Some(init) = lab.group("control-plane").first() {
