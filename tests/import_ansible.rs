@@ -437,3 +437,32 @@ fn small_subnets_are_not_mapped() {
     );
     assert!(i.lab.contains("ipv4: 192.168.124.0/24"));
 }
+
+/// kube-ansible's IPv6 walkthrough prints the virthost as one host line
+/// with its connection variables and no group header: that host is the
+/// virthost, and the lab is the one the grouped inventory gives.
+#[test]
+fn the_walkthrough_inventory_as_printed() {
+    let (grouped, _) = import_valid(&opts("ipv6/virthost.inventory", &["@ipv6/extravars.yml"]));
+    let (printed, _) = import_valid(&opts(
+        "ipv6/walkthrough.inventory",
+        &["@ipv6/extravars.yml"],
+    ));
+    let body = |lab: &str| lab.lines().skip(4).collect::<Vec<_>>().join("\n");
+    assert_eq!(body(&printed.lab), body(&grouped.lab));
+    assert!(
+        printed.lab.contains("address: 192.0.2.20"),
+        "{}",
+        printed.lab
+    );
+    // The walkthrough's `ansible_host=`, before the reader fills it in.
+    assert_eq!(
+        errors(&opts("broken/walkthrough-empty-address.inventory", &[])),
+        [
+            "tests/fixtures/ansible/broken/walkthrough-empty-address.inventory:2:23: the virthost's address is empty: write its IP address or host name after the `=`"
+        ]
+    );
+    // Two ungrouped hosts: no guess.
+    let two = errors(&opts("broken/two-ungrouped.inventory", &[]));
+    assert!(two[0].contains("no [virthost] group"), "{two:?}");
+}

@@ -377,7 +377,8 @@ fn read_ini_inventory(
                 .iter()
                 .any(|s| s.group == **g && s.kind == SectionKind::Hosts && !s.hosts.is_empty())
         })
-        .copied();
+        .copied()
+        .or_else(|| lone_connected_host(&sections));
     let Some(group) = group else {
         let mut found: Vec<&str> = sections.iter().map(|s| s.group.as_str()).collect();
         found.dedup();
@@ -433,6 +434,43 @@ fn read_ini_inventory(
         span: Some(host.name.span),
     })
 }
+
+/// The inventory as kube-ansible's IPv6 walkthrough prints it: no group
+/// header, one host line with its connection variables (`ansible_host`,
+/// `ansible_ssh_user`). That host is the virthost: the group it is in.
+fn lone_connected_host(sections: &[ini::Section]) -> Option<&'static str> {
+    let hosts: Vec<&ini::HostLine> = sections
+        .iter()
+        .filter(|s| s.kind == SectionKind::Hosts)
+        .flat_map(|s| s.hosts.iter())
+        .collect();
+    let connection = [
+        "ansible_host",
+        "ansible_ssh_host",
+        "ansible_user",
+        "ansible_ssh_user",
+        "ansible_port",
+        "ansible_ssh_port",
+    ];
+    let ungrouped = sections
+        .iter()
+        .any(|s| s.kind == SectionKind::Hosts && s.group == UNGROUPED && s.hosts.len() == 1);
+    match hosts.as_slice() {
+        [only]
+            if ungrouped
+                && only
+                    .vars
+                    .iter()
+                    .any(|(k, _)| connection.contains(&k.text.as_str())) =>
+        {
+            Some(UNGROUPED)
+        }
+        _ => None,
+    }
+}
+
+/// The group of host lines before any section header.
+const UNGROUPED: &str = "ungrouped";
 
 fn read_yaml_inventory(
     file: &Arc<SourceFile>,
@@ -967,7 +1005,17 @@ fn build(r: &mut Reader, name: &str, host: &InventoryHost, opts: &ImportOptions)
             .or_else(|| r.string("ansible_ssh_host"))
         {
             Some((address, var)) => {
-                if let Some(problem) = address_problem(&address) {
+                // kube-ansible's walkthrough prints `ansible_host=` for the
+                // reader to fill in.
+                let problem = if address.trim().is_empty() {
+                    Some(
+                        "the virthost's address is empty: write its IP address or host name after the `=`"
+                            .to_string(),
+                    )
+                } else {
+                    address_problem(&address)
+                };
+                if let Some(problem) = problem {
                     let node = var.node.clone();
                     r.error(&var, &node, problem);
                 }
