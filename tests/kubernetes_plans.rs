@@ -381,6 +381,15 @@ fn the_ipv6_lab_is_ipv6_only_with_nat64() {
     );
     let addr: IpAddr = "fd00:152::10".parse().unwrap();
     assert!(addr.is_ipv6());
+    // kubelet (and CoreDNS upstream of it) resolves through DNS64 only: the
+    // node's IPv4 resolver is out of the pods' reach.
+    assert!(plan.contains("resolvConf: \"/etc/kubernetes/kubelab/resolv.conf\""));
+    assert_eq!(
+        plan.matches("kubelet on ").count(),
+        3,
+        "every Kubernetes node gets the resolver file"
+    );
+    assert_eq!(plan.matches("  | nameserver fd00:152::64\n").count(), 3);
 }
 
 /// kube-vip 0.8 with cp_enable dials `kubernetes:6443`: every manifest maps

@@ -90,6 +90,7 @@ const PROGRAMS: &[(&str, &str)] = &[
     // coreutils
     ("basename", "coreutils"),
     ("perl", "perl-base"),
+    ("networkctl", "systemd"),
     ("cat", "coreutils"),
     ("chmod", "coreutils"),
     ("chown", "coreutils"),

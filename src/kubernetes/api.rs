@@ -333,6 +333,8 @@ pub struct KubeletConfiguration {
     /// Kubelet 1.27 and later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_runtime_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolv_conf: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,6 +31,22 @@ const MIN_CONTROL_PLANE_MEMORY_MIB: u64 = 1700;
 /// configured size, so a VM of 1700-1900 MiB still fails its check.
 const MEMORY_THE_KERNEL_KEEPS_MIB: u64 = 200;
 
+/// The resolver file of kubelet (and so of CoreDNS's upstreams) in an
+/// IPv6-only cluster with a NAT64 VM: only the DNS64 resolver, not the
+/// node's IPv4 one, which nothing in the cluster can reach.
+pub const KUBELET_RESOLV_CONF: &str = "/etc/kubernetes/kubelab/resolv.conf";
+
+/// The DNS64 resolver an IPv6-only cluster's nodes use: the first NAT64
+/// VM's IPv6 address (none in other clusters).
+pub fn dns64_resolver(lab: &Lab, facts: &ClusterFacts) -> Option<IpAddr> {
+    let k = lab.kubernetes.as_ref()?;
+    if k.ip_family != IpFamily::Ipv6 {
+        return None;
+    }
+    let server = lab.group("nat64").first().map(|v| v.name.clone())?;
+    facts.addresses(&server).ipv6.map(IpAddr::V6)
+}
+
 /// The CRI socket of a container runtime (Docker through cri-dockerd).
 pub fn cri_socket(runtime: Runtime) -> &'static str {
     match runtime {
@@ -298,6 +314,8 @@ pub struct KubeadmContext {
     pub api_server_args: Vec<Arg>,
     pub controller_manager_args: Vec<Arg>,
     pub kubelet_runtime_endpoint: Option<&'static str>,
+    /// [`KUBELET_RESOLV_CONF`] in an IPv6-only cluster with DNS64.
+    pub kubelet_resolv_conf: Option<&'static str>,
     pub kube_proxy_mode: &'static str,
     pub kube_proxy_bind_address: IpAddr,
     pub control_plane_timeout: &'static str,
@@ -637,6 +655,7 @@ impl KubeadmContext {
             controller_manager_args,
             kubelet_runtime_endpoint: (minor >= KUBELET_RUNTIME_ENDPOINT_SINCE_MINOR)
                 .then_some(socket),
+            kubelet_resolv_conf: dns64_resolver(lab, facts).map(|_| KUBELET_RESOLV_CONF),
             kube_proxy_mode: "iptables",
             kube_proxy_bind_address: primary.unspecified(),
             control_plane_timeout: SLOW_VM_TIMEOUT,

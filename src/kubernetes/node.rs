@@ -95,6 +95,10 @@ pub struct NodePrepContext {
     pub kernel_modules: &'static [&'static str],
     /// `--node-ip`: the node's addresses, primary family first.
     pub node_ip: String,
+    /// The DNS64 resolver of an IPv6-only cluster, written to
+    /// `kubelet_resolv_conf` for kubelet.
+    pub dns64_resolver: Option<String>,
+    pub kubelet_resolv_conf: &'static str,
 }
 
 /// One rendered file and where it belongs on the node.
@@ -140,6 +144,8 @@ impl NodePrepContext {
                 .map(|a| a.to_string())
                 .collect::<Vec<_>>()
                 .join(","),
+            dns64_resolver: super::config::dns64_resolver(lab, facts).map(|a| a.to_string()),
+            kubelet_resolv_conf: super::config::KUBELET_RESOLV_CONF,
         })
     }
 

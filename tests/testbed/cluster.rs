@@ -84,6 +84,9 @@ iptables -t nat -F DOCKER 2>/dev/null; iptables -t nat -X DOCKER 2>/dev/null
 ip link delete docker0 2>/dev/null
 # Node preparation.
 rm -f /etc/sysctl.d/99-kubernetes.conf /etc/modules-load.d/kubernetes.conf /etc/crictl.yaml /etc/default/kubelet
+if ls /etc/systemd/network/*.network.d/kubelab-ra.conf >/dev/null 2>&1; then
+  rm -f /etc/systemd/network/*.network.d/kubelab-ra.conf; rmdir /etc/systemd/network/*.network.d 2>/dev/null; networkctl reload
+fi
 rm -rf /etc/kubernetes/kubelab
 modprobe -r br_netfilter 2>/dev/null
 true
