@@ -114,11 +114,7 @@ pub async fn apply(
             Action::RemoveBridge { bridge } => run(access, lab, "down", bridge, "").await?,
             _ => continue,
         };
-        changed.extend(
-            out.lines()
-                .filter_map(|l| l.strip_prefix("changed: "))
-                .map(str::to_string),
-        );
+        changed.extend(crate::virthost::scripts::ScriptReport::read(&out).changes);
     }
     Ok(changed)
 }

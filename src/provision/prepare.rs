@@ -10,7 +10,9 @@ use crate::lab::Lab;
 use crate::lab::model::{DomainType as LabDomainType, Image};
 use crate::transport::Command;
 use crate::virthost::libvirt::Connection;
-use crate::virthost::scripts::{BUILD_IMAGE_DEBIAN, PREPARE, RELEASE, VIRTHOST_STATE, script};
+use crate::virthost::scripts::{
+    BUILD_IMAGE_DEBIAN, PREPARE, RELEASE, ScriptReport, VIRTHOST_STATE, script,
+};
 use crate::virthost::spec::{DomainType, VolumeFormat};
 
 /// Run `prepare.sh` on the virthost; returns how many things it changed.
@@ -42,12 +44,7 @@ pub async fn prepare(access: &VirthostAccess, lab: &Lab, install: bool) -> Resul
             out.stderr_str()
         ));
     }
-    Ok(stdout
-        .lines()
-        .last()
-        .and_then(|l| l.strip_prefix("changed="))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0))
+    Ok(ScriptReport::read(&stdout).count.unwrap_or(0))
 }
 
 /// Run `release.sh` on the virthost after a lab went down; returns what it
@@ -76,14 +73,16 @@ pub async fn release(access: &VirthostAccess, lab: &Lab) -> Result<Vec<String>, 
             out.stderr_str()
         ));
     }
-    Ok(stdout
-        .lines()
-        .filter_map(|l| {
-            l.strip_prefix("changed: ").map(str::to_string).or_else(|| {
-                l.strip_prefix("kept: ")
-                    .map(|why| format!("left as it is: {why}"))
-            })
-        })
+    let report = ScriptReport::read(&stdout);
+    Ok(report
+        .changes
+        .into_iter()
+        .chain(
+            report
+                .kept
+                .iter()
+                .map(|why| format!("left as it is: {why}")),
+        )
         .collect())
 }
 

@@ -28,6 +28,37 @@ pub const VIRTHOST_STATE: &str = "/run/kubelab";
 /// Its last output line is the image path.
 pub const BUILD_IMAGE_DEBIAN: &str = include_str!("../../templates/virthost/build-image-debian.sh");
 
+/// What a virthost script reported, in the protocol `prepare.sh`,
+/// `release.sh` and `bridge.sh` share: a line `changed: WHAT` per change,
+/// `kept: WHY` when it left things as they are, and as the last line the
+/// count, `changed=N`. Read in one place.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScriptReport {
+    pub changes: Vec<String>,
+    pub kept: Vec<String>,
+    /// The last line's `changed=N` (none when the script stopped early).
+    pub count: Option<usize>,
+}
+
+impl ScriptReport {
+    pub fn read(stdout: &str) -> Self {
+        let mut report = ScriptReport::default();
+        for line in stdout.lines() {
+            if let Some(what) = line.strip_prefix("changed: ") {
+                report.changes.push(what.to_string());
+            } else if let Some(why) = line.strip_prefix("kept: ") {
+                report.kept.push(why.to_string());
+            }
+        }
+        report.count = stdout
+            .lines()
+            .last()
+            .and_then(|l| l.strip_prefix("changed="))
+            .and_then(|n| n.trim().parse().ok());
+        report
+    }
+}
+
 /// Lower-case hex SHA-256 of a text.
 pub fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
@@ -76,6 +107,19 @@ pub fn script(text: &str, vars: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_of_the_virthost_scripts() {
+        let r = ScriptReport::read(
+            "checking\nchanged: libvirtd started\nchanged: virtlogd started\nkept: lab b uses it\nchanged=2\n",
+        );
+        assert_eq!(r.changes, ["libvirtd started", "virtlogd started"]);
+        assert_eq!(r.kept, ["lab b uses it"]);
+        assert_eq!(r.count, Some(2));
+        // A script that stopped before its summary has no count.
+        assert_eq!(ScriptReport::read("changed: x\n").count, None);
+        assert_eq!(ScriptReport::read("").count, None);
+    }
 
     /// The scripts will be rendered by minijinja: they must come out unchanged.
     #[test]
