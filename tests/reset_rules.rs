@@ -4,8 +4,10 @@
 //! jump to them go; the namespace's other rules stay; a second run changes
 //! nothing.
 
-use std::process::Command;
+#[path = "support/command.rs"]
+mod command;
 
+use command::{run, run_quietly};
 use kubelab::kubernetes::node::RESET_RULES_SCRIPT;
 
 /// A network namespace removed on drop.
@@ -13,35 +15,24 @@ struct Netns(String);
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        run_quietly("ip", &["netns", "del", &self.0]);
     }
 }
 
+/// A shell script in the namespace, which must succeed: its output.
 fn sh_in(ns: &str, script: &str) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "sh", "-c", script])
-        .output()
-        .expect("ip netns exec");
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run("ip", &["netns", "exec", ns, "sh", "-c", script])
 }
 
 #[test]
 fn reset_removes_only_kubernetes_and_cni_rules() {
-    assert!(
-        is_root(),
-        "needs root (network namespaces); run the suite as scripts/test.sh does"
+    assert_eq!(
+        run("id", &["-u"]).trim(),
+        "0",
+        "this test makes a network namespace and must run as root"
     );
     let ns = Netns(format!("kl-reset-{}", std::process::id()));
-    let made = Command::new("ip")
-        .args(["netns", "add", &ns.0])
-        .status()
-        .unwrap();
-    assert!(made.success());
+    run("ip", &["netns", "add", &ns.0]);
     sh_in(
         &ns.0,
         "set -e
@@ -83,9 +74,4 @@ fn reset_removes_only_kubernetes_and_cni_rules() {
         !again.contains("removed"),
         "a second run changed something: {again}"
     );
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
