@@ -17,13 +17,13 @@ use crate::playbook::{Condition, HostPattern, Play, PlayVars, Playbook, Step};
 use crate::stage::model::Stage;
 
 /// One generated step: the VM it runs on, its name, `{module: params}`,
-/// and where it comes from (for reports).
+/// and where it comes from for reports (none: the playbook's origin).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinkStep {
     pub vm: String,
     pub name: String,
     pub module: Value,
-    pub location: String,
+    pub location: Option<String>,
 }
 
 /// The endpoint keys of a link end or route.
@@ -85,7 +85,7 @@ pub fn link_steps(link: &Link, present: bool) -> Vec<LinkStep> {
     let [a, b] = &link.ends;
     if link.is_local() {
         return vec![LinkStep {
-            location: String::new(),
+            location: None,
             vm: a.vm.clone(),
             name: format!("veth {} <-> {}", describe_end(a), describe_end(b)),
             module: json!({"link": {
@@ -106,7 +106,7 @@ pub fn link_steps(link: &Link, present: bool) -> Vec<LinkStep> {
                 params["remote"] = json!(address_of(&there.vm));
             }
             LinkStep {
-                location: String::new(),
+                location: None,
                 vm: here.vm.clone(),
                 name: format!(
                     "vxlan {vni} {} -> {}",
@@ -135,11 +135,7 @@ pub fn playbook(title: &str, origin: &str, steps: &[LinkStep]) -> Result<Playboo
         .map(|s| {
             let when = (vms.len() > 1)
                 .then(|| Condition::Expr(format!("inventory_hostname == '{}'", s.vm)));
-            let location = if s.location.is_empty() {
-                origin.to_string()
-            } else {
-                s.location.clone()
-            };
+            let location = s.location.clone().unwrap_or_else(|| origin.to_string());
             Step::generated(s.name.clone(), s.module.clone(), location, when)
         })
         .collect::<Result<Vec<Step>, String>>()?;
@@ -167,7 +163,7 @@ pub fn stage(lab: &Lab) -> Result<Stage, String> {
     for (i, l) in lab.links.iter().enumerate() {
         for s in link_steps(l, true) {
             steps.push(LinkStep {
-                location: format!("{file} links[{i}]"),
+                location: Some(format!("{file} links[{i}]")),
                 ..s
             });
         }
@@ -346,7 +342,7 @@ pub fn cli_link_steps(lab: &Lab, cli: &CliLink) -> Result<Vec<LinkStep>, String>
                 params["mtu"] = json!(m.to_string());
             }
             vec![LinkStep {
-                location: String::new(),
+                location: None,
                 vm: a.vm.clone(),
                 name: format!("veth {} <-> {}", a.describe(), b.describe()),
                 module: json!({ "link": params }),
@@ -382,7 +378,7 @@ pub fn cli_link_steps(lab: &Lab, cli: &CliLink) -> Result<Vec<LinkStep>, String>
                         }
                     }
                     LinkStep {
-                        location: String::new(),
+                        location: None,
                         vm: here.vm.clone(),
                         name: format!("vxlan {vni} {} -> {}", here.describe(), there.describe()),
                         module: json!({ "link": params }),
@@ -410,7 +406,7 @@ pub fn cli_link_steps(lab: &Lab, cli: &CliLink) -> Result<Vec<LinkStep>, String>
                 set(&mut params, "mtu", cli.mtu.map(|v| v.to_string()));
             }
             vec![LinkStep {
-                location: String::new(),
+                location: None,
                 vm: a.vm.clone(),
                 name: format!("{kind} {}", a.describe()),
                 module: json!({ "link": params }),
@@ -460,7 +456,7 @@ pub fn cli_route_steps(lab: &Lab, cli: &CliRoute) -> Result<Vec<LinkStep>, Strin
     let module = json!({ "route": params });
     crate::playbook::check_module(&module)?;
     Ok(vec![LinkStep {
-        location: String::new(),
+        location: None,
         vm: cli.at.vm.clone(),
         name: format!(
             "route {} {}{}",
