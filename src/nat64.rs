@@ -161,6 +161,8 @@ mod tests {
         );
         let e = errors("{nat64_prefix: \"64:ff9b::/64\"}");
         assert!(e.contains("not a /96"), "{e}");
+        let e = errors("{nat64_prefix: \"64:ff9b::1/96\"}");
+        assert!(e.contains("has host bits set"), "{e}");
         let e = errors("{nat64_tayga_ipv6: \"64:ff9b::1\"}");
         assert!(e.contains("inside the NAT64 prefix 64:ff9b::/96"), "{e}");
         let e = errors("{nat64_pool4: 10.99.0.0/31, nat64_resolver: maybe}");

@@ -281,69 +281,52 @@ fn check_nat64(c: &mut Checker<'_>, file: &LabFile, networks: &[Network]) -> Nat
             other => other.to_string(),
         })
     };
-    if let Some(t) = text("nat64_prefix") {
-        let at = path!["vars", "nat64_prefix"];
-        match t.parse::<Ipv6Net>() {
-            Ok(p) if p.prefix_len() == 96 && p.trunc() == p => nat64.prefix = p,
-            Ok(p) => {
-                c.error(
-                    &at,
-                    format!("nat64_prefix: {p} is not a /96 network prefix"),
-                );
-            }
-            Err(_) => {
-                c.error(&at, format!("nat64_prefix: `{t}` is not an IPv6 prefix"));
-            }
+    // Parsed as the lab's own subnets and addresses are (host bits, the
+    // family, an example), then checked for what NAT64 needs.
+    let prefix_at = path!["vars", "nat64_prefix"];
+    if let Some(p) = text("nat64_prefix").and_then(|t| parse_net6(c, &prefix_at, &t)) {
+        if p.prefix_len() == 96 {
+            nat64.prefix = p;
+        } else {
+            c.error(
+                &prefix_at,
+                format!("nat64_prefix: {p} is not a /96 network prefix"),
+            );
         }
     }
-    if let Some(t) = text("nat64_pool4") {
-        let at = path!["vars", "nat64_pool4"];
-        match t.parse::<Ipv4Net>() {
-            // tayga takes the pool's first address; the clients need more.
-            Ok(p) if p.prefix_len() > 30 => {
-                c.error(
-                    &at,
-                    format!(
-                        "nat64_pool4: {p} has no room for tayga and its clients (a /30 or larger)"
-                    ),
-                );
-            }
-            Ok(p) => match networks.iter().find(|n| {
-                n.ipv4
-                    .is_some_and(|n| n.contains(&p.network()) || p.contains(&n.network()))
-            }) {
-                Some(n) => {
-                    c.error(
-                        &at,
-                        format!("nat64_pool4: {p} overlaps network `{}`", n.name),
-                    );
-                }
-                None => nat64.pool4 = p,
-            },
-            Err(_) => {
-                c.error(&at, format!("nat64_pool4: `{t}` is not an IPv4 subnet"));
-            }
+    let pool_at = path!["vars", "nat64_pool4"];
+    if let Some(p) = text("nat64_pool4").and_then(|t| parse_net4(c, &pool_at, &t)) {
+        let overlapping = networks.iter().find(|n| {
+            n.ipv4
+                .is_some_and(|n| n.contains(&p.network()) || p.contains(&n.network()))
+        });
+        // tayga takes the pool's first address; the clients need more.
+        if p.prefix_len() > 30 {
+            c.error(
+                &pool_at,
+                format!("nat64_pool4: {p} has no room for tayga and its clients (a /30 or larger)"),
+            );
+        } else if let Some(n) = overlapping {
+            c.error(
+                &pool_at,
+                format!("nat64_pool4: {p} overlaps network `{}`", n.name),
+            );
+        } else {
+            nat64.pool4 = p;
         }
     }
-    if let Some(t) = text("nat64_tayga_ipv6") {
-        let at = path!["vars", "nat64_tayga_ipv6"];
-        match t.parse::<Ipv6Addr>() {
-            Ok(a) if nat64.prefix.contains(&a) => {
-                c.error(
-                    &at,
-                    format!(
-                        "nat64_tayga_ipv6: {a} is inside the NAT64 prefix {}",
-                        nat64.prefix
-                    ),
-                );
-            }
-            Ok(a) => nat64.tayga_ipv6 = a,
-            Err(_) => {
-                c.error(
-                    &at,
-                    format!("nat64_tayga_ipv6: `{t}` is not an IPv6 address"),
-                );
-            }
+    let tayga_at = path!["vars", "nat64_tayga_ipv6"];
+    if let Some(a) = text("nat64_tayga_ipv6").and_then(|t| parse_ip6(c, &tayga_at, &t)) {
+        if nat64.prefix.contains(&a) {
+            c.error(
+                &tayga_at,
+                format!(
+                    "nat64_tayga_ipv6: {a} is inside the NAT64 prefix {}",
+                    nat64.prefix
+                ),
+            );
+        } else {
+            nat64.tayga_ipv6 = a;
         }
     }
     match file.vars.get("nat64_resolver") {
