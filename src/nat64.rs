@@ -60,10 +60,7 @@ pub fn stage(
         .filter(|v| !v.has_role(SERVER_GROUP))
         .map(|v| v.name.clone())
         .collect();
-    let server6 = servers
-        .first()
-        .and_then(|s| facts.addresses(s).ipv6)
-        .map(|a| a.to_string());
+    let server6 = crate::kubernetes::config::dns64_server(lab, &facts).map(|a| a.to_string());
     let settings = &lab.nat64;
     // The validator checked that the pool has room for tayga's address.
     let tayga4 = settings.pool4.hosts().next();

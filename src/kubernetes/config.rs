@@ -36,15 +36,21 @@ const MEMORY_THE_KERNEL_KEEPS_MIB: u64 = 200;
 /// node's IPv4 one, which nothing in the cluster can reach.
 pub const KUBELET_RESOLV_CONF: &str = "/etc/kubernetes/kubelab/resolv.conf";
 
-/// The DNS64 resolver an IPv6-only cluster's nodes use: the first NAT64
-/// VM's IPv6 address (none in other clusters).
+/// The lab's DNS64 server: the IPv6 address of its first VM with role
+/// `nat64`, which the NAT64 stage sets up and the other VMs resolve through.
+pub fn dns64_server(lab: &Lab, facts: &ClusterFacts) -> Option<Ipv6Addr> {
+    let server = lab.group("nat64").first().map(|v| v.name.clone())?;
+    facts.addresses(&server).ipv6
+}
+
+/// The DNS64 resolver an IPv6-only cluster's nodes use ([`dns64_server`];
+/// none in other clusters).
 pub fn dns64_resolver(lab: &Lab, facts: &ClusterFacts) -> Option<IpAddr> {
     let k = lab.kubernetes.as_ref()?;
     if k.ip_family != IpFamily::Ipv6 {
         return None;
     }
-    let server = lab.group("nat64").first().map(|v| v.name.clone())?;
-    facts.addresses(&server).ipv6.map(IpAddr::V6)
+    dns64_server(lab, facts).map(IpAddr::V6)
 }
 
 /// The CRI socket of a container runtime (Docker through cri-dockerd).
