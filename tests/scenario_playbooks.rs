@@ -53,7 +53,7 @@ fn playbooks_read_only_resolved_parameters() {
     for name in ScenarioFile::NAMES {
         let entry: ScenarioFile =
             serde_json::from_value(serde_json::json!({"name": name, "params": {}})).unwrap();
-        let resolved = entry.kind().resolved(&lab);
+        let resolved = entry.kind().resolved(&lab.parts());
         let serde_json::Value::Object(resolved) = resolved else {
             panic!("{name}: resolved parameters are not a mapping: {resolved}");
         };

@@ -12,7 +12,8 @@ use serde::Serialize;
 use super::api::{self, ApiError, Arg, Document, KubeadmApi, Secret, Taint};
 use super::secrets::JoinSecrets;
 use super::templates::{self, RenderError};
-use crate::lab::model::{HaMode, IpFamily, Kubernetes, Lab, Runtime, Vm};
+use crate::lab::Lab;
+use crate::lab::model::{HaMode, IpFamily, Kubernetes, Runtime, Vm};
 
 /// The API server's port on every control plane and on the load balancer.
 pub const API_SERVER_PORT: u16 = 6443;

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::config::{ClusterFacts, Family, KubeadmError, NodeAddresses};
 use super::templates::{self, RenderError};
-use crate::lab::model::{IpFamily, Lab, Runtime, Vm};
+use crate::lab::Lab;
+use crate::lab::model::{IpFamily, Runtime, Vm};
 
 /// The pause (sandbox) image kubeadm of Kubernetes `1.<minor>` expects; the
 /// runtime is configured with the same one so that kubeadm does not warn

@@ -9,7 +9,8 @@ use super::api::{Document, ExtraArgs, KubeadmApi};
 use super::config::*;
 use super::node::*;
 use super::secrets::*;
-use crate::lab::model::{Lab, Runtime};
+use crate::lab::Lab;
+use crate::lab::model::Runtime;
 use crate::lab::{LoadOptions, load_str};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

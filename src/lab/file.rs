@@ -2,7 +2,7 @@
 //!
 //! These types mirror the file one to one (and give the JSON Schema). Values
 //! that need parsing beyond YAML (addresses, CIDRs, sizes) stay strings here;
-//! [`super::validate`] turns them into the typed [`super::model::Lab`] and
+//! [`super::validate`] turns them into the typed [`super::Lab`] and
 //! reports every problem with its position.
 
 use schemars::JsonSchema;
@@ -10,6 +10,10 @@ use serde::Deserialize;
 
 use crate::scenario::ScenarioFile;
 
+pub use super::choices::{
+    CniFile, DiskFormatFile, DomainTypeFile, FirewallFile, HaModeFile, HostKeyPolicyFile,
+    IpFamilyFile, RuntimeFile, RuntimePackagesFile, SelinuxFile,
+};
 pub use crate::template::Vars;
 
 /// A kubelab lab file.
@@ -149,23 +153,6 @@ pub struct JumpFile {
     pub jump: Option<Box<JumpFile>>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HostKeyPolicyFile {
-    /// Unknown keys are an error that shows the fingerprint (default).
-    Strict,
-    /// Unknown keys are learned; changed keys are still an error.
-    AcceptNew,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DomainTypeFile {
-    Auto,
-    Kvm,
-    Qemu,
-}
-
 /// A libvirt network.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -291,13 +278,6 @@ pub struct SpareDiskFile {
     pub format: Option<DiskFormatFile>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DiskFormatFile {
-    Qcow2,
-    Raw,
-}
-
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NicFile {
@@ -355,37 +335,6 @@ pub struct KubernetesFile {
     pub firewall: Option<FirewallFile>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuntimeFile {
-    Crio,
-    Docker,
-    Containerd,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuntimePackagesFile {
-    Upstream,
-    Distro,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CniFile {
-    Flannel,
-    Calico,
-    None,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IpFamilyFile {
-    Ipv4,
-    Ipv6,
-    Dual,
-}
-
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HaFile {
@@ -394,29 +343,6 @@ pub struct HaFile {
     /// kube-vip: the virtual IP, inside the Kubernetes network.
     #[serde(default)]
     pub vip: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HaModeFile {
-    Haproxy,
-    KubeVip,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SelinuxFile {
-    Permissive,
-    Enforcing,
-    Disabled,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FirewallFile {
-    Disable,
-    Open,
-    Keep,
 }
 
 /// A link between two endpoints (containerlab style). Both on one VM: a

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::Lab;
 use super::file::{LabFile, VirthostFile, VirthostRef};
-use super::model::Lab;
 use super::validate::{self, Located, Unreadable};
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, unreadable};
 use crate::yaml::{self, Node, NodeKind, parse_file, typed};

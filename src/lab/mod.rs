@@ -1,7 +1,15 @@
 //! Lab files: what the YAML says ([`file`]), how it is read ([`load`]) and
-//! checked ([`validate`]), and the validated model the rest of kubelab uses
-//! ([`model`]).
+//! checked ([`validate`] with a [`checker::Checker`]), and the validated
+//! [`Lab`] the rest of kubelab uses, made of the parts in [`model`].
+//!
+//! The layers inside: [`choices`], [`model`] and [`checker`] at the bottom;
+//! the scenario catalogue (`crate::scenario`) above them, since each
+//! scenario's parameters are a section of the file and are checked and
+//! resolved against the lab's parts; [`file`], [`validate`], [`load`] and
+//! the [`Lab`] on top, holding the scenarios.
 
+pub mod checker;
+pub mod choices;
 pub mod file;
 pub mod load;
 pub mod model;
@@ -9,8 +17,70 @@ pub mod overrides;
 pub mod size;
 pub mod validate;
 
+use std::path::PathBuf;
+
+use serde::Serialize;
+
 pub use load::{LoadOptions, load, load_str};
-pub use model::Lab;
+use model::{Image, Kubernetes, Link, Nat64, Network, Vars, Virthost, Vm};
+
+use crate::scenario::{LabParts, ScenarioFile};
+
+/// The validated lab.
+#[derive(Clone, Debug, Serialize)]
+pub struct Lab {
+    pub name: String,
+    pub description: Option<String>,
+    /// The lab file this came from.
+    pub file: PathBuf,
+    pub virthost: Virthost,
+    pub networks: Vec<Network>,
+    pub image: Image,
+    pub vms: Vec<Vm>,
+    pub kubernetes: Option<Kubernetes>,
+    /// The `links:` section, checked (VNIs of cross-VM links resolved).
+    pub links: Vec<Link>,
+    #[serde(skip)]
+    pub scenarios: Vec<ScenarioFile>,
+    pub vars: Vars,
+    /// What `vars` says of NAT64 (used when a VM has the role `nat64`).
+    pub nat64: Nat64,
+}
+
+impl Lab {
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+    pub fn vm(&self, name: &str) -> Option<&Vm> {
+        self.vms.iter().find(|v| v.name == name)
+    }
+    /// VMs with a role, in lab order.
+    pub fn group(&self, role: &str) -> Vec<&Vm> {
+        self.vms
+            .iter()
+            .filter(|v| v.roles.iter().any(|r| r == role))
+            .collect()
+    }
+    /// All group names (roles), sorted, without duplicates.
+    pub fn groups(&self) -> Vec<String> {
+        let mut g: Vec<String> = self.vms.iter().flat_map(|v| v.roles.clone()).collect();
+        g.sort();
+        g.dedup();
+        g
+    }
+    /// What a scenario's defaults and checks look at.
+    pub fn parts(&self) -> LabParts<'_> {
+        LabParts {
+            vms: &self.vms,
+            networks: &self.networks,
+            kubernetes: self.kubernetes.as_ref(),
+        }
+    }
+    /// Prefix of every libvirt object this lab owns.
+    pub fn prefix(&self) -> String {
+        format!("kl-{}-", self.name)
+    }
+}
 
 /// An IPv6-only cluster lab with static addresses and a NAT64 VM, for the
 /// unit tests of the stages.

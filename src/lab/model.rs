@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
-pub use super::file::{
+pub use super::choices::{
     CniFile as Cni, DiskFormatFile as DiskFormat, DomainTypeFile as DomainType,
     FirewallFile as Firewall, HaModeFile as HaMode, HostKeyPolicyFile as HostKeyPolicy,
     IpFamilyFile as IpFamily, RuntimeFile as Runtime, RuntimePackagesFile as RuntimePackages,
-    SelinuxFile as Selinux, Vars,
+    SelinuxFile as Selinux,
 };
-use crate::scenario::ScenarioFile;
+pub use crate::template::Vars;
 
 /// NAT64/DNS64 settings from the lab's `vars` (`nat64_prefix`,
 /// `nat64_pool4`, `nat64_tayga_ipv6`, `nat64_resolver`), checked by the
@@ -50,53 +50,6 @@ impl Default for Nat64 {
             tayga_ipv6: Nat64::TAYGA_IPV6,
             resolver: true,
         }
-    }
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Lab {
-    pub name: String,
-    pub description: Option<String>,
-    /// The lab file this came from.
-    pub file: PathBuf,
-    pub virthost: Virthost,
-    pub networks: Vec<Network>,
-    pub image: Image,
-    pub vms: Vec<Vm>,
-    pub kubernetes: Option<Kubernetes>,
-    /// The `links:` section, checked (VNIs of cross-VM links resolved).
-    pub links: Vec<Link>,
-    #[serde(skip)]
-    pub scenarios: Vec<ScenarioFile>,
-    pub vars: Vars,
-    /// What `vars` says of NAT64 (used when a VM has the role `nat64`).
-    pub nat64: Nat64,
-}
-
-impl Lab {
-    pub fn network(&self, name: &str) -> Option<&Network> {
-        self.networks.iter().find(|n| n.name == name)
-    }
-    pub fn vm(&self, name: &str) -> Option<&Vm> {
-        self.vms.iter().find(|v| v.name == name)
-    }
-    /// VMs with a role, in lab order.
-    pub fn group(&self, role: &str) -> Vec<&Vm> {
-        self.vms
-            .iter()
-            .filter(|v| v.roles.iter().any(|r| r == role))
-            .collect()
-    }
-    /// All group names (roles), sorted, without duplicates.
-    pub fn groups(&self) -> Vec<String> {
-        let mut g: Vec<String> = self.vms.iter().flat_map(|v| v.roles.clone()).collect();
-        g.sort();
-        g.dedup();
-        g
-    }
-    /// Prefix of every libvirt object this lab owns.
-    pub fn prefix(&self) -> String {
-        format!("kl-{}-", self.name)
     }
 }
 

@@ -6,155 +6,25 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use super::Lab;
+use super::checker::{Checker, parse_ip4, parse_ip6, parse_net4, parse_net6};
+pub use super::checker::{Located, Unreadable, label_problem};
 use super::file::*;
 use super::model::*;
-use super::size::{GIB, MIB, parse_size};
-use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
+use super::size::{GIB, MIB};
+use crate::diagnostic::Diagnostics;
 use crate::path;
 use crate::scenario::Checks;
-use crate::yaml::{Node, Seg};
+use crate::yaml::Seg;
 
 /// Image recipes `image.build` knows.
 pub const IMAGE_RECIPES: &[&str] = &["debian-12"];
 
 /// Oldest and newest Kubernetes minors kubelab renders configuration for.
 pub const KUBERNETES_MINORS: (u32, u32) = (24, 35);
-
-/// Where a part of the lab was written: a file and its parsed tree.
-pub struct Located<'a> {
-    pub file: &'a Arc<SourceFile>,
-    pub root: &'a Node,
-}
-
-/// Parts of a lab file that could not be read at all (their errors are
-/// reported already): checks that would only repeat those errors in other
-/// words stay quiet about them.
-#[derive(Clone, Debug, Default)]
-pub struct Unreadable {
-    /// Some VM entries could not be read.
-    pub vms: bool,
-    /// Some network entries (or the whole section) could not be read.
-    pub networks: bool,
-    /// Names of the unreadable networks, where their `name` was readable.
-    pub network_names: Vec<String>,
-    /// The `kubernetes` section could not be read.
-    pub kubernetes: bool,
-}
-
-impl Unreadable {
-    const NOTHING: Unreadable = Unreadable {
-        vms: false,
-        networks: false,
-        network_names: Vec::new(),
-        kubernetes: false,
-    };
-
-    fn network(&self, name: &str) -> bool {
-        self.network_names.iter().any(|n| n == name)
-    }
-}
-
-/// The lab under check and what it found so far.
-pub(crate) struct Checker<'a> {
-    lab: Located<'a>,
-    diags: Diagnostics,
-    pub(crate) unreadable: &'a Unreadable,
-}
-
-impl Checker<'_> {
-    pub(crate) fn error(&mut self, path: &[Seg], message: impl Into<String>) -> &mut Diagnostic {
-        let span = self.lab.root.span_at(path);
-        self.diags
-            .push(Diagnostic::error(self.lab.file, Some(span), message));
-        self.diags.0.last_mut().expect("just pushed")
-    }
-
-    pub(crate) fn error_help(
-        &mut self,
-        path: &[Seg],
-        message: impl Into<String>,
-        help: impl Into<String>,
-    ) {
-        self.error(path, message).help = Some(help.into());
-    }
-
-    pub(crate) fn warning(&mut self, path: &[Seg], message: impl Into<String>) {
-        let span = self.lab.root.span_at(path);
-        self.diags
-            .push(Diagnostic::warning(self.lab.file, Some(span), message));
-    }
-
-    /// A DNS-1123 label: lowercase letters, digits and `-`, starting and
-    /// ending alphanumeric, at most `max` characters. This also keeps shell
-    /// metacharacters out of every name.
-    pub(crate) fn label(&mut self, path: &[Seg], what: &str, value: &str, max: usize) -> bool {
-        match label_problem(value, max) {
-            None => true,
-            Some(why) => {
-                self.error_help(
-                    path,
-                    format!("{what} `{}` is not a valid name: {why}", value.escape_debug()),
-                    "names are DNS-1123 labels: lowercase letters, digits and `-`, starting and ending with a letter or digit",
-                );
-                false
-            }
-        }
-    }
-
-    fn size(&mut self, path: &[Seg], text: &str, min: u64, max: u64, what: &str) -> Option<u64> {
-        match parse_size(text) {
-            Err(e) => {
-                self.error(path, format!("{what}: {e}"));
-                None
-            }
-            Ok(b) if b < min => {
-                self.error(
-                    path,
-                    format!(
-                        "{what} `{text}` is too small (at least {})",
-                        super::size::format_size(min)
-                    ),
-                );
-                None
-            }
-            Ok(b) if b > max => {
-                self.error(
-                    path,
-                    format!(
-                        "{what} `{text}` is absurdly large (at most {})",
-                        super::size::format_size(max)
-                    ),
-                );
-                None
-            }
-            Ok(b) => Some(b),
-        }
-    }
-}
-
-/// Why `value` is not a DNS-1123 label, if it is not.
-pub fn label_problem(value: &str, max: usize) -> Option<String> {
-    if value.is_empty() {
-        return Some("it is empty".into());
-    }
-    if value.len() > max {
-        return Some(format!("it is longer than {max} characters"));
-    }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Some(format!("`{}` is not allowed", c.escape_debug()));
-    }
-    if value.starts_with('-') || value.ends_with('-') {
-        return Some("it must start and end with a letter or digit".into());
-    }
-    None
-}
 
 /// Expand `kube-node-{1..3}` or `name` + `count` into the VM names.
 fn expand_names(name: &str, count: Option<u32>) -> Result<Vec<String>, String> {
@@ -233,7 +103,7 @@ pub fn check(
         .kubernetes
         .as_ref()
         .and_then(|k| check_kubernetes(&mut c, k, &networks, &vms, lab_path));
-    check_scenarios(&mut c, file, &networks, &vms);
+    check_scenarios(&mut c, file, &networks, &vms, kubernetes.as_ref());
     let links = check_links(&mut c, file, &vms);
     for key in file.vars.keys() {
         if !is_identifier(key) {
@@ -704,76 +574,6 @@ pub(crate) fn short_hash(s: &str) -> String {
     use sha2::{Digest, Sha256};
     let h = Sha256::digest(s.as_bytes());
     h.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
-/// A subnet in CIDR notation without host bits, or an error at `path`.
-fn parse_net(c: &mut Checker<'_>, path: &[Seg], t: &str, v6: bool) -> Option<IpNet> {
-    let (what, example) = if v6 {
-        ("an IPv6 prefix", "write an IPv6 prefix like fd00:150::/64")
-    } else {
-        ("an IPv4 CIDR", "write an IPv4 subnet like 192.168.150.0/24")
-    };
-    match t.parse::<IpNet>() {
-        Ok(n) if matches!(n, IpNet::V6(_)) == v6 => {
-            if n.network() != n.addr() {
-                c.error_help(
-                    path,
-                    format!("`{t}` has host bits set"),
-                    format!("did you mean {}?", n.trunc()),
-                );
-                None
-            } else {
-                Some(n)
-            }
-        }
-        Ok(_) => {
-            let hint = if v6 {
-                "this is an IPv4 subnet; put it under `ipv4`"
-            } else {
-                "this is an IPv6 prefix; put it under `ipv6`"
-            };
-            c.error_help(path, format!("`{t}` is not {what}"), hint);
-            None
-        }
-        Err(_) => {
-            c.error_help(path, format!("`{t}` is not {what}"), example);
-            None
-        }
-    }
-}
-
-pub(crate) fn parse_net4(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv4Net> {
-    match parse_net(c, path, t, false)? {
-        IpNet::V4(n) => Some(n),
-        IpNet::V6(_) => None,
-    }
-}
-
-fn parse_net6(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv6Net> {
-    match parse_net(c, path, t, true)? {
-        IpNet::V6(n) => Some(n),
-        IpNet::V4(_) => None,
-    }
-}
-
-pub(crate) fn parse_ip4(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv4Addr> {
-    match t.parse() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            c.error(path, format!("`{t}` is not an IPv4 address"));
-            None
-        }
-    }
-}
-
-fn parse_ip6(c: &mut Checker<'_>, path: &[Seg], t: &str) -> Option<Ipv6Addr> {
-    match t.parse() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            c.error(path, format!("`{t}` is not an IPv6 address"));
-            None
-        }
-    }
 }
 
 fn check_image(c: &mut Checker<'_>, img: &ImageFile) -> Option<Image> {
@@ -1543,7 +1343,13 @@ fn check_kubernetes(
 /// Every scenario entry: what the registry checks of each (listed once,
 /// known VMs, a cluster where its mode needs one), then the scenario's own
 /// checks.
-fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vms: &[Vm]) {
+fn check_scenarios(
+    c: &mut Checker<'_>,
+    file: &LabFile,
+    networks: &[Network],
+    vms: &[Vm],
+    kubernetes: Option<&Kubernetes>,
+) {
     let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, s) in file.scenarios.iter().enumerate() {
@@ -1577,7 +1383,7 @@ fn check_scenarios(c: &mut Checker<'_>, file: &LabFile, networks: &[Network], vm
                 ),
             );
         }
-        kind.check(&mut Checks::new(c, i, file, networks, vms));
+        kind.check(&mut Checks::new(c, i, networks, vms, kubernetes));
     }
 }
 

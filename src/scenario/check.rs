@@ -6,9 +6,8 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use crate::lab::file::LabFile;
-use crate::lab::model::{Network, Vm};
-use crate::lab::validate::Checker;
+use crate::lab::checker::{Checker, parse_ip4, parse_net4};
+use crate::lab::model::{Kubernetes, Network, Vm};
 use crate::path;
 use crate::yaml::Seg;
 
@@ -16,25 +15,27 @@ use crate::yaml::Seg;
 pub struct Checks<'c, 'a> {
     checker: &'c mut Checker<'a>,
     index: usize,
-    pub file: &'c LabFile,
     pub networks: &'c [Network],
     pub vms: &'c [Vm],
+    /// The lab's cluster as validated (none when the lab has none, or when
+    /// its section has errors of its own).
+    pub kubernetes: Option<&'c Kubernetes>,
 }
 
 impl<'c, 'a> Checks<'c, 'a> {
     pub(crate) fn new(
         checker: &'c mut Checker<'a>,
         index: usize,
-        file: &'c LabFile,
         networks: &'c [Network],
         vms: &'c [Vm],
+        kubernetes: Option<&'c Kubernetes>,
     ) -> Self {
         Checks {
             checker,
             index,
-            file,
             networks,
             vms,
+            kubernetes,
         }
     }
 
@@ -86,12 +87,12 @@ impl<'c, 'a> Checks<'c, 'a> {
 
     /// An IPv4 subnet without host bits.
     pub fn net4(&mut self, path: &[Seg], text: &str) -> Option<Ipv4Net> {
-        crate::lab::validate::parse_net4(self.checker, path, text)
+        parse_net4(self.checker, path, text)
     }
 
     /// An IPv4 address.
     pub fn ip4(&mut self, path: &[Seg], text: &str) -> Option<Ipv4Addr> {
-        crate::lab::validate::parse_ip4(self.checker, path, text)
+        parse_ip4(self.checker, path, text)
     }
 
     /// A VXLAN network identifier at `params.vni`.

@@ -6,8 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, Scenario, VXLAN_PORT, many, or_default, to_json};
-use crate::lab::Lab;
+use super::{Checks, LabParts, Scenario, VXLAN_PORT, many, or_default, to_json};
 use crate::yaml::Seg;
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
@@ -58,10 +57,10 @@ impl Scenario for CloudRouterParams {
         c.vxlan(self.vni, self.port);
     }
 
-    fn resolved(&self, lab: &Lab) -> Value {
+    fn resolved(&self, lab: &LabParts<'_>) -> Value {
         to_json(Resolved {
             hosts: or_default(&self.hosts, || {
-                super::all(&lab.vms).into_iter().take(2).collect()
+                super::all(lab.vms).into_iter().take(2).collect()
             }),
             vni: self.vni.unwrap_or(4242),
             port: self.port.unwrap_or(VXLAN_PORT),

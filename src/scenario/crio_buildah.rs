@@ -5,8 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, ClusterMode, Scenario, first_worker, one, owned, to_json};
-use crate::lab::Lab;
+use super::{Checks, LabParts, ClusterMode, Scenario, first_worker, one, owned, to_json};
 use crate::lab::model::{Runtime, Vm};
 use crate::yaml::Seg;
 
@@ -62,8 +61,8 @@ impl Scenario for CrioBuildahParams {
 
     fn check(&self, c: &mut Checks<'_, '_>) {
         if self.mode == ClusterMode::Kubernetes
-            && let Some(k) = &c.file.kubernetes
-            && k.runtime.unwrap_or(Runtime::Containerd) != Runtime::Crio
+            && let Some(k) = c.kubernetes
+            && k.runtime != Runtime::Crio
         {
             c.error_help(
                 &c.param("mode"),
@@ -89,9 +88,9 @@ impl Scenario for CrioBuildahParams {
         }
     }
 
-    fn resolved(&self, lab: &Lab) -> Value {
+    fn resolved(&self, lab: &LabParts<'_>) -> Value {
         to_json(Resolved {
-            node: self.node_vm(&lab.vms).map(str::to_string),
+            node: self.node_vm(lab.vms).map(str::to_string),
             mode: self.mode,
             image: self
                 .image
@@ -169,7 +168,7 @@ pub fn node_label_problem(label: &str) -> Option<String> {
             let bad = prefix.len() > 253
                 || prefix
                     .split('.')
-                    .any(|part| crate::lab::validate::label_problem(part, 63).is_some());
+                    .any(|part| crate::lab::checker::label_problem(part, 63).is_some());
             if bad {
                 return Some(format!("the key prefix `{prefix}` is not a DNS name"));
             }

@@ -5,8 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, ClusterMode, Scenario, many, one, owned, to_json};
-use crate::lab::Lab;
+use super::{Checks, LabParts, ClusterMode, Scenario, many, one, owned, to_json};
 use crate::lab::model::Vm;
 use crate::yaml::Seg;
 
@@ -180,12 +179,12 @@ impl Scenario for GlusterfsParams {
         }
     }
 
-    fn resolved(&self, lab: &Lab) -> Value {
+    fn resolved(&self, lab: &LabParts<'_>) -> Value {
         to_json(Resolved {
             mode: self.mode,
-            storage: owned(self.storage_vms(&lab.vms)),
-            replica: self.replica_count(&lab.vms),
-            client: self.client_vm(&lab.vms).map(str::to_string),
+            storage: owned(self.storage_vms(lab.vms)),
+            replica: self.replica_count(lab.vms),
+            client: self.client_vm(lab.vms).map(str::to_string),
             volume: self.volume.clone().unwrap_or_else(|| "kubelab".into()),
         })
     }

@@ -7,8 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, ClusterMode, Scenario, many, owned, to_json};
-use crate::lab::Lab;
+use super::{Checks, LabParts, ClusterMode, Scenario, many, owned, to_json};
 use crate::lab::model::{IpFamily, Vm};
 use crate::yaml::Seg;
 
@@ -145,8 +144,8 @@ impl Scenario for Ipv6Ping6Params {
             );
         }
         if p.mode == Some(ClusterMode::Kubernetes)
-            && let Some(k) = &c.file.kubernetes
-            && k.ip_family.unwrap_or(IpFamily::Ipv4) == IpFamily::Ipv4
+            && let Some(k) = c.kubernetes
+            && k.ip_family == IpFamily::Ipv4
         {
             c.error_help(
                 &c.param("mode"),
@@ -156,7 +155,7 @@ impl Scenario for Ipv6Ping6Params {
         }
     }
 
-    fn resolved(&self, lab: &Lab) -> Value {
+    fn resolved(&self, lab: &LabParts<'_>) -> Value {
         let default_mode = if lab.kubernetes.is_some() {
             ClusterMode::Kubernetes
         } else {
@@ -164,7 +163,7 @@ impl Scenario for Ipv6Ping6Params {
         };
         to_json(Resolved {
             mode: self.mode.unwrap_or(default_mode),
-            nodes: owned(self.node_vms(&lab.vms)),
+            nodes: owned(self.node_vms(lab.vms)),
             through_nat64: self.through_nat64.unwrap_or(false),
             // The first network with an IPv4 gateway, not only the first.
             nat64_target: self.nat64_target.clone().or_else(|| {

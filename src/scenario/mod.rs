@@ -18,11 +18,20 @@ use serde_json::Value;
 
 use ipnet::Ipv4Net;
 
-use crate::lab::Lab;
-use crate::lab::model::Vm;
+use crate::lab::model::{Kubernetes, Network, Vm};
 use crate::yaml::Seg;
 
 pub use check::Checks;
+
+/// The parts of the lab a scenario's defaults and checks look at (the
+/// scenarios are a section of the lab, so they see its parts, not the
+/// whole [`crate::lab::Lab`]).
+#[derive(Clone, Copy, Debug)]
+pub struct LabParts<'a> {
+    pub vms: &'a [Vm],
+    pub networks: &'a [Network],
+    pub kubernetes: Option<&'a Kubernetes>,
+}
 
 /// What one kind of scenario knows beyond its parameters' shape.
 /// Implemented by each kind's parameters.
@@ -53,7 +62,7 @@ pub trait Scenario {
 
     /// The parameters with every default applied: the playbooks' variable
     /// `scenario`.
-    fn resolved(&self, lab: &Lab) -> Value;
+    fn resolved(&self, lab: &LabParts<'_>) -> Value;
 }
 
 /// The registry: each kind's variant, module, parameters and name, once.
@@ -184,7 +193,7 @@ fn first_worker(vms: &[Vm]) -> Option<&str> {
 
 /// The gateway of the lab's first network, as the scenarios that reach
 /// "outside" default to it.
-fn first_gateway4(lab: &Lab) -> Option<String> {
+fn first_gateway4(lab: &LabParts<'_>) -> Option<String> {
     lab.networks
         .first()
         .and_then(|n| n.gateway4())

@@ -5,8 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, Scenario, VXLAN_PORT, first_gateway4, fits, many, or_default, to_json};
-use crate::lab::Lab;
+use super::{Checks, LabParts, Scenario, VXLAN_PORT, first_gateway4, fits, many, or_default, to_json};
 use crate::lab::model::Vm;
 use crate::yaml::Seg;
 
@@ -116,9 +115,9 @@ impl Scenario for OverlayParams {
         }
     }
 
-    fn resolved(&self, lab: &Lab) -> Value {
+    fn resolved(&self, lab: &LabParts<'_>) -> Value {
         to_json(Resolved {
-            hosts: or_default(&self.hosts, || self.default_vms(&lab.vms)),
+            hosts: or_default(&self.hosts, || self.default_vms(lab.vms)),
             switch: self.switch,
             vni: self.vni.unwrap_or(5000),
             subnet: self

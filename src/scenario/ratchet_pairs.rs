@@ -9,8 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, Scenario, VXLAN_PORT, to_json};
-use crate::lab::Lab;
+use super::{Checks, LabParts, Scenario, VXLAN_PORT, to_json};
 use crate::yaml::Seg;
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
@@ -227,9 +226,9 @@ impl Scenario for RatchetPairsParams {
         }
     }
 
-    fn resolved(&self, lab: &Lab) -> Value {
+    fn resolved(&self, lab: &LabParts<'_>) -> Value {
         let pairs = if self.pairs.is_empty() {
-            vec![default_pair(&super::all(&lab.vms))]
+            vec![default_pair(&super::all(lab.vms))]
         } else {
             let with_ifname = |end: &RatchetEnd| RatchetEnd {
                 ifname: Some(end.ifname.clone().unwrap_or_else(|| "in1".into())),

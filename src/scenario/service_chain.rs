@@ -6,8 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, Scenario, one, to_json};
-use crate::lab::Lab;
+use super::{Checks, LabParts, Scenario, one, to_json};
 use crate::yaml::Seg;
 
 /// How workloads of networking scenarios are run on a node.
@@ -56,7 +55,7 @@ impl Scenario for ServiceChainParams {
         }
     }
 
-    fn resolved(&self, lab: &Lab) -> Value {
+    fn resolved(&self, lab: &LabParts<'_>) -> Value {
         to_json(Resolved {
             node: self
                 .node

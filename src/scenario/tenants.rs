@@ -7,8 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, Scenario, VXLAN_PORT, first_gateway4, fits, many, or_default, to_json};
-use crate::lab::Lab;
+use super::{Checks, LabParts, Scenario, VXLAN_PORT, first_gateway4, fits, many, or_default, to_json};
 use crate::lab::model::Vm;
 use crate::yaml::Seg;
 
@@ -152,7 +151,7 @@ impl Scenario for TenantsParams {
         }
     }
 
-    fn resolved(&self, lab: &Lab) -> Value {
+    fn resolved(&self, lab: &LabParts<'_>) -> Value {
         let tenants = if self.tenants.is_empty() {
             [("blue", 5001), ("red", 5002)]
                 .into_iter()
@@ -165,7 +164,7 @@ impl Scenario for TenantsParams {
             self.tenants.clone()
         };
         to_json(Resolved {
-            hosts: or_default(&self.hosts, || self.default_vms(&lab.vms)),
+            hosts: or_default(&self.hosts, || self.default_vms(lab.vms)),
             subnet: self.subnet.clone().unwrap_or_else(|| "10.1.2.0/24".into()),
             tenants,
             port: self.port.unwrap_or(VXLAN_PORT),

@@ -45,7 +45,7 @@ impl Stage {
             })
             .collect();
         let mut vars = Vars::new();
-        vars.insert("scenario".into(), kind.resolved(lab));
+        vars.insert("scenario".into(), kind.resolved(&lab.parts()));
         vars.insert("scenario_name".into(), Value::from(scenario.name()));
         vars.insert("phase".into(), Value::from(phase.as_str()));
         let mut groups = BTreeMap::from([("scenario".to_string(), members)]);
