@@ -316,6 +316,175 @@ async fn process_endpoints_and_missing_containers() {
     let _ = child.wait();
 }
 
+const SWITCHES: &str = r#"
+- name: switches
+  hosts: all
+  gather_facts: false
+  steps:
+    - name: bridge
+      link: {kind: bridge, a: {ifname: br79, addresses: ["{{ overlay }}"], ipv6: false}}
+    - name: tunnel
+      link:
+        kind: vxlan
+        a: {ifname: vx79, master: br79, ipv6: false}
+        vni: 5079
+        port: 4797
+        local: "{{ address }}"
+        flood: "{{ peer }}"
+        mtu: 1400
+    - name: a veth port
+      link:
+        a: {ifname: wa79, master: br79, ipv6: false}
+        b: {ifname: wb79, up: false}
+"#;
+
+const SWITCHES_CHECK: &str = r#"
+- name: across
+  hosts: first
+  gather_facts: false
+  steps:
+    - name: what the kernel has
+      shell: "cat /proc/sys/net/ipv6/conf/br79/disable_ipv6 /proc/sys/net/ipv6/conf/wa79/disable_ipv6; bridge fdb show dev vx79; ip -o link show master br79"
+      register: kernel
+      changed_when: false
+    - name: bridge to bridge
+      command: [ping, -c1, -W5, 10.79.1.2]
+"#;
+
+const SWITCHES_DRIFT: &str = r#"
+- name: drift
+  hosts: first
+  gather_facts: false
+  steps:
+    - name: drift
+      shell: |
+        bridge fdb del 00:00:00:00:00:00 dev vx79 dst {{ peer | quote }}
+        ip link set dev wa79 nomaster
+        echo 0 >/proc/sys/net/ipv6/conf/br79/disable_ipv6
+"#;
+
+/// Two hosts' bridges joined by a VXLAN port that floods to the other host
+/// (the overlay and tenants scenarios' switch), with a veth port and IPv6
+/// off, converge, are idempotent and are repaired after drift.
+#[tokio::test]
+async fn bridges_with_ports_and_flooding_vxlan_between_ssh_hosts() {
+    let lab = support::Lab::new();
+    let hosts = [lab.host(), lab.host()];
+    let mut inv = Inventory::new(Vars::new());
+    for (i, h) in hosts.iter().enumerate() {
+        h.pin(&h.address);
+        let mut vars = Vars::new();
+        for (k, v) in [
+            ("peer", hosts[1 - i].address.clone()),
+            ("address", h.address.clone()),
+            ("overlay", format!("10.79.1.{}/24", i + 1)),
+        ] {
+            vars.insert(k.into(), v.into());
+        }
+        let name = format!("h{i}");
+        let t: Arc<dyn Transport> = Arc::new(
+            SshTransport::connect(lab.target(&name, &h.address, "root"))
+                .await
+                .unwrap(),
+        );
+        inv.add(Host {
+            name,
+            groups: if i == 0 { vec!["first".into()] } else { vec![] },
+            vars,
+            transport: t,
+        });
+    }
+    let pb = load(SWITCHES);
+    let r = run(&pb, inv.clone(), false).await;
+    assert!(r.success(), "{:#?}", r.records);
+    let r = run(&load(SWITCHES_CHECK), inv.clone(), false).await;
+    assert!(r.success(), "no way across the overlay: {:#?}", r.records);
+    let kernel = record(&r, "h0", "what the kernel has").stdout.clone();
+    assert!(kernel.starts_with("1\n1\n"), "IPv6 is not off: {kernel}");
+    assert!(
+        kernel.contains(&format!("00:00:00:00:00:00 dst {} ", hosts[1].address)),
+        "{kernel}"
+    );
+    assert!(
+        kernel.contains("wa79@wb79") && kernel.contains("vx79"),
+        "{kernel}"
+    );
+
+    let r = run(&pb, inv.clone(), false).await;
+    assert!(r.success(), "{:#?}", r.summary);
+    assert_eq!(r.changed_count(), 0, "second run: {:#?}", r.records);
+
+    // Drift: the flooding entry gone, the veth out of its bridge, IPv6 back
+    // on the bridge. Check mode names each and changes nothing.
+    let r = run(&load(SWITCHES_DRIFT), inv.clone(), false).await;
+    assert!(r.success(), "{:#?}", r.records);
+    let r = run(&pb, inv.clone(), true).await;
+    assert_eq!(r.changed_count(), 3, "{:#?}", r.records);
+    let said: Vec<&str> = r.records.iter().map(|r| r.message.as_str()).collect();
+    let said = said.join("\n");
+    for want in ["floods to ", "port of bridge br79", "IPv6 off"] {
+        assert!(
+            said.contains(want),
+            "check mode does not say `{want}`: {said}"
+        );
+    }
+    // (Learned entries may still carry the ping: look at the kernel.)
+    let r = run(&load(SWITCHES_CHECK), inv.clone(), false).await;
+    let kernel = record(&r, "h0", "what the kernel has").stdout.clone();
+    assert!(
+        kernel.starts_with("0\n1\n") && !kernel.contains("00:00:00:00:00:00 dst"),
+        "check mode changed the host: {kernel}"
+    );
+    let r = run(&pb, inv.clone(), false).await;
+    assert!(r.success(), "{:#?}", r.records);
+    assert_eq!(r.changed_count(), 3, "{:#?}", r.records);
+    let r = run(&load(SWITCHES_CHECK), inv.clone(), false).await;
+    assert!(r.success(), "not repaired: {:#?}", r.records);
+
+    // Another flooding list: the old entry goes, the new one comes.
+    let moved = SWITCHES.replace("flood: \"{{ peer }}\"", "flood: [192.0.2.79]");
+    let r = run(&load(&moved), inv.clone(), false).await;
+    assert!(r.success(), "{:#?}", r.records);
+    let r = run(&load(SWITCHES_CHECK), inv.clone(), false).await;
+    let kernel = record(&r, "h0", "what the kernel has").stdout.clone();
+    assert!(
+        kernel.contains("00:00:00:00:00:00 dst 192.0.2.79 ")
+            && !kernel.contains(&format!("00:00:00:00:00:00 dst {} ", hosts[1].address)),
+        "{kernel}"
+    );
+}
+
+#[test]
+fn flooding_and_bridge_keys_are_checked_when_loading() {
+    let text = r#"
+- name: bad
+  hosts: all
+  steps:
+    - name: both
+      link: {kind: vxlan, a: {ifname: vx0}, vni: 5, remote: 10.0.0.2, flood: [10.0.0.3]}
+    - name: neither
+      link: {kind: vxlan, a: {ifname: vx1}, vni: 5}
+    - name: flood on a veth
+      link: {a: {ifname: a0}, b: {ifname: a1}, flood: [10.0.0.3]}
+    - name: not an address
+      link: {kind: vxlan, a: {ifname: vx2}, vni: 5, flood: [10.0.0.3, "x;y"]}
+    - name: bad master
+      link: {kind: bridge, a: {ifname: br1, master: "b r"}}
+"#;
+    let err = playbook::load_str(Path::new("bad.yaml"), text, &Templates::default())
+        .expect_err("refused")
+        .render(false);
+    for want in [
+        "error: give `remote` (one other host) or `flood` (several), not both\n --> bad.yaml:6:78",
+        "error: a vxlan link needs `remote` (the other host's address) or `flood` (every other host's)\n --> bad.yaml:8:30",
+        "error: `flood` is only for vxlan links\n  --> bad.yaml:10:55",
+        "error: `x;y` is not an IP address\n  --> bad.yaml:12:71",
+        "error: `b r` is not an interface name: ` ` is not allowed (letters, digits, `-`, `_`, `.`)\n  --> bad.yaml:14:53",
+    ] {
+        assert!(err.contains(want), "missing `{want}` in:\n{err}");
+    }
+}
+
 #[test]
 fn hostile_and_wrong_parameters_are_refused_when_loading() {
     let text = r#"

@@ -30,6 +30,8 @@ struct End {
     addresses: Option<Vec<IpNet>>,
     mtu: Option<u32>,
     up: bool,
+    master: Option<String>,
+    ipv6: Option<bool>,
 }
 
 /// A `link` step, checked.
@@ -41,6 +43,8 @@ struct LinkSpec {
     state: Presence,
     vni: Option<u32>,
     remote: Option<IpAddr>,
+    /// vxlan: the all-zero FDB entries wanted (head-end replication).
+    flood: Option<BTreeSet<IpAddr>>,
     local: Option<IpAddr>,
     port: u16,
     parent: Option<String>,
@@ -76,6 +80,8 @@ fn end_spec(e: &LinkEnd, default_mtu: Option<u32>) -> Result<End, String> {
         addresses,
         mtu: opt_u64(e.mtu)?.map(|m| m as u32).or(default_mtu),
         up: e.up.map(|u| u.get()).transpose()?.unwrap_or(true),
+        master: opt_text(e.master.as_ref()),
+        ipv6: e.ipv6.map(|f| f.get()).transpose()?,
     })
 }
 
@@ -102,6 +108,18 @@ impl LinkSpec {
             state: a.state,
             vni: opt_u64(a.vni)?.map(|v| v as u32),
             remote: ip(a.remote.as_ref())?,
+            flood: match &a.flood {
+                None => None,
+                Some(list) => Some(
+                    list.items()
+                        .iter()
+                        .map(|t| {
+                            t.parse::<IpAddr>()
+                                .map_err(|_| format!("`{t}` is not an IP address"))
+                        })
+                        .collect::<Result<BTreeSet<_>, _>>()?,
+                ),
+            },
             local: ip(a.local.as_ref())?,
             port: opt_u64(a.port)?.map_or(4789, |p| p as u16),
             parent: opt_text(a.parent.as_ref()),
@@ -209,6 +227,9 @@ struct IpLink {
     flags: Vec<String>,
     #[serde(default)]
     mtu: Option<u32>,
+    /// The bridge it is a port of.
+    #[serde(default)]
+    master: Option<String>,
     #[serde(default)]
     linkinfo: Option<LinkInfo>,
     #[serde(default)]
@@ -269,6 +290,46 @@ impl IpLink {
 struct Seen {
     ns: Ns,
     link: Option<IpLink>,
+    /// Whether IPv6 is off on it (asked only when the end sets `ipv6`).
+    ipv6_off: Option<bool>,
+    /// Its all-zero FDB entries' destinations (asked only for `flood`).
+    flood: Option<BTreeSet<IpAddr>>,
+}
+
+impl Seen {
+    #[cfg(test)]
+    fn new(ns: Ns, link: Option<IpLink>) -> Seen {
+        Seen {
+            ns,
+            link,
+            ipv6_off: None,
+            flood: None,
+        }
+    }
+}
+
+/// An entry of `bridge -j fdb show`.
+#[derive(Clone, Debug, Deserialize)]
+struct FdbEntry {
+    #[serde(default)]
+    mac: String,
+    #[serde(default)]
+    dst: Option<String>,
+}
+
+/// The destinations of the all-zero (flooding) entries.
+fn flood_entries(json: &str) -> Result<BTreeSet<IpAddr>, String> {
+    let json = json.trim();
+    if json.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let entries: Vec<FdbEntry> = serde_json::from_str(json)
+        .map_err(|e| format!("cannot read `bridge -j fdb` output ({e}): {json}"))?;
+    Ok(entries
+        .iter()
+        .filter(|e| e.mac == "00:00:00:00:00:00")
+        .filter_map(|e| e.dst.as_deref()?.parse().ok())
+        .collect())
 }
 
 /// Sections of an inspection: `@@ns PATH` then the JSON of `ip -j`.
@@ -303,7 +364,20 @@ fn parse_links(stdout: &str, expected: usize) -> Result<Vec<Seen>, String> {
     sections
         .into_iter()
         .map(|(ns, body)| {
-            let body = body.trim();
+            let mut ipv6_off = None;
+            let mut flood = None;
+            let mut json = String::new();
+            for line in body.lines() {
+                if let Some(v) = line.strip_prefix("@@ipv6off ") {
+                    ipv6_off = Some(v.trim() == "1");
+                } else if let Some(v) = line.strip_prefix("@@fdb ") {
+                    flood = Some(flood_entries(v)?);
+                } else {
+                    json.push_str(line);
+                    json.push('\n');
+                }
+            }
+            let body = json.trim();
             let link = if body.is_empty() || body == "null" {
                 None
             } else {
@@ -315,7 +389,12 @@ fn parse_links(stdout: &str, expected: usize) -> Result<Vec<Seen>, String> {
                     Some(list.swap_remove(0))
                 }
             };
-            Ok(Seen { ns, link })
+            Ok(Seen {
+                ns,
+                link,
+                ipv6_off,
+                flood,
+            })
         })
         .collect()
 }
@@ -394,8 +473,9 @@ fn end_ns(end: &End, seen: &Seen, fix: &mut Fix) -> Result<String, String> {
     }
 }
 
-/// Make one end's interface match its settings (addresses, MTU, up).
-fn settle_end(end: &End, ns: &str, link: Option<&IpLink>, fix: &mut Fix) {
+/// Make one end's interface match its settings (MTU, IPv6, addresses,
+/// bridge, up). `ipv6_off` is what the inspection saw (none: a fresh link).
+fn settle_end(end: &End, ns: &str, link: Option<&IpLink>, ipv6_off: Option<bool>, fix: &mut Fix) {
     let name = end.ifname.as_str();
     if let Some(mtu) = end.mtu
         && link.and_then(|l| l.mtu) != Some(mtu)
@@ -407,6 +487,25 @@ fn settle_end(end: &End, ns: &str, link: Option<&IpLink>, fix: &mut Fix) {
                 &["ip", "link", "set", "dev", name, "mtu", &mtu.to_string()],
             )],
         );
+    }
+    // Before the addresses: IPv6 off takes the interface's IPv6 addresses.
+    if let Some(want) = end.ipv6 {
+        let off = link.and(ipv6_off).unwrap_or(false);
+        if want == off {
+            let (value, state) = if want { ("0", "on") } else { ("1", "off") };
+            fix.push(
+                format!("{}: IPv6 {state}", where_(end)),
+                vec![Action::new(
+                    ns,
+                    &[
+                        "sh",
+                        "-c",
+                        &format!("echo {value} >\"$0\""),
+                        &format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"),
+                    ],
+                )],
+            );
+        }
     }
     if let Some(want) = &end.addresses {
         let have = link.map(IpLink::addresses).unwrap_or_default();
@@ -431,6 +530,17 @@ fn settle_end(end: &End, ns: &str, link: Option<&IpLink>, fix: &mut Fix) {
                 vec![Action::new(ns, &argv)],
             );
         }
+    }
+    if let Some(master) = &end.master
+        && link.and_then(|l| l.master.as_deref()) != Some(master.as_str())
+    {
+        fix.push(
+            format!("{}: port of bridge {master}", where_(end)),
+            vec![Action::new(
+                ns,
+                &["ip", "link", "set", "dev", name, "master", master],
+            )],
+        );
     }
     let up = link.is_some_and(IpLink::is_up);
     if end.up != up {
@@ -488,7 +598,7 @@ fn single_differs(spec: &LinkSpec, l: &IpLink) -> Option<String> {
             let mode = info_str(l, &["mode"]).unwrap_or_default();
             (mode != spec.mode).then(|| format!("mode {mode}"))
         }
-        LinkKind::Veth => None,
+        LinkKind::Veth | LinkKind::Bridge => None,
     }
 }
 
@@ -521,7 +631,7 @@ fn create_single(spec: &LinkSpec, ns: &str) -> Action {
         }
         LinkKind::Vlan => argv.extend(["id".into(), spec.vlan_id.unwrap_or(0).to_string()]),
         LinkKind::Macvlan => argv.extend(["mode".into(), spec.mode.clone()]),
-        LinkKind::Veth => {}
+        LinkKind::Veth | LinkKind::Bridge => {}
     }
     Action {
         ns: String::new(),
@@ -641,21 +751,65 @@ fn plan_link(spec: &LinkSpec, seen: &[Seen]) -> Result<Fix, String> {
     };
     for (i, end) in ends.iter().enumerate() {
         let link = if fresh { None } else { current[i] };
-        settle_end(end, &ns[i], link, &mut fix);
+        settle_end(end, &ns[i], link, seen[i].ipv6_off, &mut fix);
+    }
+    if let Some(want) = &spec.flood {
+        let have = if fresh {
+            BTreeSet::new()
+        } else {
+            seen[0].flood.clone().unwrap_or_default()
+        };
+        let vx = spec.a.ifname.as_str();
+        for r in have.difference(want) {
+            let r = r.to_string();
+            fix.push(
+                format!("{}: no longer floods to {r}", where_(&spec.a)),
+                vec![Action::new(
+                    &ns[0],
+                    &["bridge", "fdb", "del", ZERO_MAC, "dev", vx, "dst", &r],
+                )],
+            );
+        }
+        for r in want.difference(&have) {
+            let r = r.to_string();
+            fix.push(
+                format!("{}: floods to {r}", where_(&spec.a)),
+                vec![Action::new(
+                    &ns[0],
+                    &["bridge", "fdb", "append", ZERO_MAC, "dev", vx, "dst", &r],
+                )],
+            );
+        }
     }
     Ok(fix)
 }
 
-/// The inspection script for interfaces in endpoints.
-fn inspect_links_script(ends: &[&End]) -> String {
+/// The all-zero MAC address of flooding FDB entries.
+const ZERO_MAC: &str = "00:00:00:00:00:00";
+
+/// The inspection script for the link's ends: per end its namespace, the
+/// interface (`ip -j`), and when asked for, whether IPv6 is off on it and
+/// (the first end of a `flood` vxlan) its FDB.
+fn inspect_links_script(spec: &LinkSpec) -> String {
     let mut s = String::from(INNS);
-    for e in ends {
+    for (i, e) in spec.ends().into_iter().enumerate() {
+        let name = quote(&e.ifname);
         s.push_str(&resolve_script(&e.endpoint));
         s.push_str("printf '@@ns %s\\n' \"$ns\"\n");
         s.push_str(&format!(
-            "case \"$ns\" in missing:*) echo null ;; *) inns \"$ns\" ip -j -d addr show dev {} 2>/dev/null || echo null ;; esac\n",
-            quote(&e.ifname)
+            "case \"$ns\" in missing:*) echo null ;; *) inns \"$ns\" ip -j -d addr show dev {name} 2>/dev/null || echo null ;; esac\n"
         ));
+        // No file: no IPv6 in that namespace's kernel, which is off too.
+        if e.ipv6.is_some() {
+            s.push_str(&format!(
+                "case \"$ns\" in missing:*) ;; *) printf '@@ipv6off %s\\n' \"$(inns \"$ns\" cat /proc/sys/net/ipv6/conf/{name}/disable_ipv6 2>/dev/null || echo 1)\" ;; esac\n"
+            ));
+        }
+        if i == 0 && spec.flood.is_some() {
+            s.push_str(&format!(
+                "case \"$ns\" in missing:*) ;; *) printf '@@fdb %s\\n' \"$(inns \"$ns\" bridge -j fdb show dev {name} 2>/dev/null)\" ;; esac\n"
+            ));
+        }
     }
     s
 }
@@ -696,7 +850,7 @@ pub async fn link(a: &LinkArgs, target: &Target<'_>) -> Result<Outcome, Transpor
         Err(e) => return Ok(Outcome::failed(format!("link: {e}"))),
     };
     let ends = spec.ends();
-    let out = exec(target, Command::Script(inspect_links_script(&ends)), None).await?;
+    let out = exec(target, Command::Script(inspect_links_script(&spec)), None).await?;
     if !out.status.success() {
         return Ok(Outcome::failed(format!(
             "link: inspecting the host failed ({}): {}",
@@ -947,6 +1101,8 @@ mod tests {
             addresses: Some(addrs.iter().map(|a| a.parse().unwrap()).collect()),
             mtu: None,
             up: true,
+            master: None,
+            ipv6: None,
         }
     }
 
@@ -958,6 +1114,7 @@ mod tests {
             state: Presence::Present,
             vni: None,
             remote: None,
+            flood: None,
             local: None,
             port: 4789,
             parent: None,
@@ -1004,26 +1161,17 @@ mod tests {
             r#"{"ifindex":7,"ifname":"e2","link_index":3,"flags":["UP"],"linkinfo":{"info_kind":"veth"},"addr_info":[{"family":"inet","local":"10.0.0.2","prefixlen":24,"scope":"global"},{"family":"inet6","local":"fd00::2","prefixlen":64,"scope":"global"}]}"#,
         );
         let seen = vec![
-            Seen {
-                ns: Ns::Found("/run/netns/x".into()),
-                link: Some(a.clone()),
-            },
-            Seen {
-                ns: Ns::Found("/run/netns/y".into()),
-                link: Some(b),
-            },
+            Seen::new(Ns::Found("/run/netns/x".into()), Some(a.clone())),
+            Seen::new(Ns::Found("/run/netns/y".into()), Some(b)),
         ];
         assert!(plan_link(&spec, &seen).unwrap().actions.is_empty());
 
         let seen = vec![
-            Seen {
-                ns: Ns::Missing("network namespace x does not exist".into()),
-                link: None,
-            },
-            Seen {
-                ns: Ns::Found("/run/netns/y".into()),
-                link: None,
-            },
+            Seen::new(
+                Ns::Missing("network namespace x does not exist".into()),
+                None,
+            ),
+            Seen::new(Ns::Found("/run/netns/y".into()), None),
         ];
         let fix = plan_link(&spec, &seen).unwrap();
         let cmds: Vec<String> = fix.actions.iter().map(Action::display).collect();
@@ -1051,14 +1199,8 @@ mod tests {
             r#"{"ifindex":3,"ifname":"e1","link":"zz","flags":[],"linkinfo":{"info_kind":"veth"}}"#,
         );
         let seen = vec![
-            Seen {
-                ns: Ns::Found(String::new()),
-                link: Some(a),
-            },
-            Seen {
-                ns: Ns::Found("/run/netns/y".into()),
-                link: None,
-            },
+            Seen::new(Ns::Found(String::new()), Some(a)),
+            Seen::new(Ns::Found("/run/netns/y".into()), None),
         ];
         let fix = plan_link(&spec, &seen).unwrap();
         assert_eq!(fix.actions[0].display(), "ip link del dev e1");
@@ -1071,14 +1213,8 @@ mod tests {
         let bridge =
             link(r#"{"ifindex":3,"ifname":"e1","flags":[],"linkinfo":{"info_kind":"bridge"}}"#);
         let seen = vec![
-            Seen {
-                ns: Ns::Found(String::new()),
-                link: Some(bridge),
-            },
-            Seen {
-                ns: Ns::Found("/run/netns/y".into()),
-                link: None,
-            },
+            Seen::new(Ns::Found(String::new()), Some(bridge)),
+            Seen::new(Ns::Found("/run/netns/y".into()), None),
         ];
         let e = plan_link(&spec, &seen).unwrap_err();
         assert!(e.contains("is a bridge, not a veth"), "{e}");
@@ -1098,14 +1234,11 @@ mod tests {
             end(Endpoint::Netns { name: "y".into() }, "e2", &[]),
         );
         let seen = vec![
-            Seen {
-                ns: Ns::Missing("podman container c is not running on this host".into()),
-                link: None,
-            },
-            Seen {
-                ns: Ns::Found("/run/netns/y".into()),
-                link: None,
-            },
+            Seen::new(
+                Ns::Missing("podman container c is not running on this host".into()),
+                None,
+            ),
+            Seen::new(Ns::Found("/run/netns/y".into()), None),
         ];
         let e = plan_link(&spec, &seen).unwrap_err();
         assert!(e.contains("not running"), "{e}");
@@ -1125,14 +1258,8 @@ mod tests {
         let b =
             link(r#"{"ifindex":7,"ifname":"e2","link_index":3,"linkinfo":{"info_kind":"veth"}}"#);
         let seen = vec![
-            Seen {
-                ns: Ns::Found("/run/netns/x".into()),
-                link: Some(a),
-            },
-            Seen {
-                ns: Ns::Found("/run/netns/y".into()),
-                link: Some(b),
-            },
+            Seen::new(Ns::Found("/run/netns/x".into()), Some(a)),
+            Seen::new(Ns::Found("/run/netns/y".into()), Some(b)),
         ];
         let fix = plan_link(&spec, &seen).unwrap();
         assert_eq!(fix.actions.len(), 1, "{:?}", fix.actions);
@@ -1151,6 +1278,7 @@ mod tests {
             state: Presence::Present,
             vni: Some(6100),
             remote: Some("192.168.221.12".parse().unwrap()),
+            flood: None,
             local: None,
             port: 4796,
             parent: Some("eth0".into()),
@@ -1160,18 +1288,12 @@ mod tests {
         let same = link(
             r#"{"ifindex":3,"ifname":"vx0","flags":["UP"],"linkinfo":{"info_kind":"vxlan","info_data":{"id":6100,"remote":"192.168.221.12","port":4796}}}"#,
         );
-        let seen = vec![Seen {
-            ns: Ns::Found("/run/netns/x".into()),
-            link: Some(same),
-        }];
+        let seen = vec![Seen::new(Ns::Found("/run/netns/x".into()), Some(same))];
         assert!(plan_link(&spec, &seen).unwrap().actions.is_empty());
         let other = link(
             r#"{"ifindex":3,"ifname":"vx0","flags":["UP"],"linkinfo":{"info_kind":"vxlan","info_data":{"id":6101,"remote":"192.168.221.12","port":4796}}}"#,
         );
-        let seen = vec![Seen {
-            ns: Ns::Found("/run/netns/x".into()),
-            link: Some(other),
-        }];
+        let seen = vec![Seen::new(Ns::Found("/run/netns/x".into()), Some(other))];
         let fix = plan_link(&spec, &seen).unwrap();
         let cmds: Vec<String> = fix.actions.iter().map(Action::display).collect();
         assert_eq!(

@@ -23,7 +23,8 @@ use crate::values::{Count, Flag, Presence, Text};
 use crate::yaml::Seg;
 
 /// What kind of link: `veth` (both ends on this host), `vxlan` (this host's
-/// end of a tunnel), `vlan` or `macvlan` (on a parent interface).
+/// end of a tunnel), `vlan` or `macvlan` (on a parent interface), or
+/// `bridge` (a Linux bridge other links' ends join with `master`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LinkKind {
@@ -32,6 +33,7 @@ pub enum LinkKind {
     Vxlan,
     Vlan,
     Macvlan,
+    Bridge,
 }
 
 impl LinkKind {
@@ -41,6 +43,7 @@ impl LinkKind {
             LinkKind::Vxlan => "vxlan",
             LinkKind::Vlan => "vlan",
             LinkKind::Macvlan => "macvlan",
+            LinkKind::Bridge => "bridge",
         }
     }
     fn parse(s: &str) -> Option<LinkKind> {
@@ -49,10 +52,13 @@ impl LinkKind {
             "vxlan" => Some(LinkKind::Vxlan),
             "vlan" => Some(LinkKind::Vlan),
             "macvlan" => Some(LinkKind::Macvlan),
+            "bridge" => Some(LinkKind::Bridge),
             _ => None,
         }
     }
 }
+
+const KINDS: &str = "veth, vxlan, vlan, macvlan or bridge";
 
 /// `kind:` as written: a kind, or a template decided on the host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -63,7 +69,7 @@ impl<'de> Deserialize<'de> for KindText {
         let t = Text::deserialize(d)?;
         if !has_template_syntax(t.as_str()) && LinkKind::parse(t.as_str().trim()).is_none() {
             return Err(serde::de::Error::custom(format!(
-                "unknown link kind `{t}`: expected veth, vxlan, vlan or macvlan"
+                "unknown link kind `{t}`: expected {KINDS}"
             )));
         }
         Ok(KindText(t))
@@ -133,6 +139,13 @@ pub struct LinkEnd {
     pub mtu: Option<Count>,
     /// Bring the interface up (default true).
     pub up: Option<Flag>,
+    /// The Linux bridge (in the same namespace) this interface is a port
+    /// of; not given: whatever it is.
+    pub master: Option<Text>,
+    /// `false`: IPv6 off on the interface (no link-local address, no
+    /// neighbour or multicast-listener traffic); `true`: on; not given:
+    /// as it is.
+    pub ipv6: Option<Flag>,
 }
 
 /// `link:` — a veth pair, or this host's end of a vxlan, vlan or macvlan.
@@ -153,6 +166,10 @@ pub struct LinkArgs {
     pub vni: Option<Count>,
     /// vxlan: the other host's underlay address.
     pub remote: Option<Text>,
+    /// vxlan without `remote`: the underlay addresses of every other host,
+    /// each sent a copy of broadcast and unknown frames (all-zero FDB
+    /// entries: head-end replication); exactly these are kept.
+    pub flood: Option<AddressList>,
     /// vxlan: this host's underlay source address.
     pub local: Option<Text>,
     /// vxlan: UDP port (default 4789).
@@ -222,6 +239,11 @@ impl LinkEnd {
             }
         }
         mtu_problem(self.mtu, &at(base, "mtu"), out);
+        if let Some(m) = literal(self.master.as_ref())
+            && let Some(p) = ifname_problem(m)
+        {
+            out.push((at(base, "master"), p));
+        }
     }
 }
 
@@ -270,9 +292,7 @@ impl LinkArgs {
         if k.is_empty() {
             return Ok(LinkKind::Veth);
         }
-        LinkKind::parse(k).ok_or_else(|| {
-            format!("unknown link kind `{k}`: expected veth, vxlan, vlan or macvlan")
-        })
+        LinkKind::parse(k).ok_or_else(|| format!("unknown link kind `{k}`: expected {KINDS}"))
     }
 
     /// Every problem of the literal values; templates are checked once
@@ -299,6 +319,19 @@ impl LinkArgs {
         range_problem(self.port, "port", "UDP port", 1..=65535, &mut out);
         range_problem(self.vlan_id, "vlan_id", "VLAN id", 1..=4094, &mut out);
         ip_problem(self.remote.as_ref(), "remote", &mut out);
+        if let Some(list) = &self.flood {
+            for (i, a) in list.items().iter().enumerate() {
+                if !has_template_syntax(a) && a.parse::<IpAddr>().is_err() {
+                    out.push((
+                        vec![
+                            key("flood"),
+                            Seg::Index(i.min(list.0.len().saturating_sub(1))),
+                        ],
+                        format!("`{}` is not an IP address", a.escape_debug()),
+                    ));
+                }
+            }
+        }
         ip_problem(self.local.as_ref(), "local", &mut out);
         if let (Some(r), Some(l)) = (literal(self.remote.as_ref()), literal(self.local.as_ref()))
             && let (Ok(r), Ok(l)) = (r.parse::<IpAddr>(), l.parse::<IpAddr>())
@@ -362,15 +395,23 @@ impl LinkArgs {
             if present && self.vni.is_none() {
                 out.push((vec![key("a")], "a vxlan link needs `vni`".into()));
             }
-            if present && !given(self.remote.as_ref()) {
+            let flood = self.flood.is_some();
+            if present && !given(self.remote.as_ref()) && !flood {
                 out.push((
                     vec![key("a")],
-                    "a vxlan link needs `remote` (the other host's address)".into(),
+                    "a vxlan link needs `remote` (the other host's address) or `flood` (every other host's)".into(),
+                ));
+            }
+            if self.remote.is_some() && flood {
+                out.push((
+                    vec![key("flood")],
+                    "give `remote` (one other host) or `flood` (several), not both".into(),
                 ));
             }
         } else {
             only_for("vni", self.vni.is_some(), "vxlan", &mut out);
             only_for("remote", self.remote.is_some(), "vxlan", &mut out);
+            only_for("flood", self.flood.is_some(), "vxlan", &mut out);
             only_for("local", self.local.is_some(), "vxlan", &mut out);
             only_for("port", self.port.is_some(), "vxlan", &mut out);
         }
@@ -381,7 +422,7 @@ impl LinkArgs {
                     format!("a {} link needs `parent`", kind.as_str()),
                 ));
             }
-        } else if kind == LinkKind::Veth {
+        } else if matches!(kind, LinkKind::Veth | LinkKind::Bridge) {
             only_for(
                 "parent",
                 self.parent.is_some(),
