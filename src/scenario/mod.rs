@@ -152,6 +152,15 @@ pub enum ClusterMode {
 /// VXLAN UDP port of every scenario that gives none (IANA's).
 pub const VXLAN_PORT: u16 = 4789;
 
+/// The MTU inside a VXLAN across the lab's first network (the VMs' own):
+/// that network's MTU (1500 unless set) less the 50 bytes VXLAN adds over
+/// IPv4 (outer IPv4, UDP, VXLAN and inner Ethernet headers), less `extra`
+/// (IPsec ESP).
+fn vxlan_mtu(lab: &LabParts<'_>, extra: u32) -> u32 {
+    let underlay = lab.networks.first().and_then(|n| n.mtu).unwrap_or(1500);
+    underlay.saturating_sub(50 + extra)
+}
+
 /// Whether `net` holds host number `last` with room for its broadcast
 /// address: where a scenario's address layout meets a subnet of the lab's.
 fn fits(net: Ipv4Net, last: u64) -> bool {

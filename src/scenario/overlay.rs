@@ -5,7 +5,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, LabParts, Scenario, VXLAN_PORT, first_gateway4, fits, many, or_default, to_json};
+use super::{
+    Checks, LabParts, Scenario, VXLAN_PORT, first_gateway4, fits, many, or_default, to_json,
+    vxlan_mtu,
+};
 use crate::lab::model::Vm;
 use crate::yaml::Seg;
 
@@ -58,6 +61,12 @@ pub struct OverlayParams {
 struct Resolved {
     hosts: Vec<String>,
     switch: OverlaySwitch,
+    /// What everything the scenario makes is named after: `ovo` (Open
+    /// vSwitch) or `ovl` (Linux bridge), `OVO`/`OVL` for iptables chains.
+    prefix: &'static str,
+    /// The MTU of the switch, the tunnels and the containers: the lab
+    /// network's less VXLAN's headers, less IPsec's with `encrypt`.
+    mtu: u32,
     vni: u32,
     subnet: String,
     ingress_port: u16,
@@ -71,6 +80,10 @@ struct Resolved {
 
 /// See [`Resolved::container_base`].
 const CONTAINER_BASE: u64 = 100;
+
+/// What IPsec ESP in transport mode may add to a tunnel's packet (SPI,
+/// sequence number, IV, padding, trailer and integrity check), rounded up.
+const ESP_OVERHEAD: u32 = 80;
 
 impl Scenario for OverlayParams {
     fn vm_refs(&self) -> Vec<(Vec<Seg>, &str)> {
@@ -119,6 +132,11 @@ impl Scenario for OverlayParams {
         to_json(Resolved {
             hosts: or_default(&self.hosts, || self.default_vms(lab.vms)),
             switch: self.switch,
+            prefix: match self.switch {
+                OverlaySwitch::Ovs => "ovo",
+                OverlaySwitch::Linux => "ovl",
+            },
+            mtu: vxlan_mtu(lab, if self.encrypt { ESP_OVERHEAD } else { 0 }),
             vni: self.vni.unwrap_or(5000),
             subnet: self
                 .subnet

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checks, LabParts, Scenario, VXLAN_PORT, first_gateway4, fits, many, or_default, to_json};
+use super::{Checks, LabParts, Scenario, VXLAN_PORT, first_gateway4, fits, many, or_default, to_json, vxlan_mtu};
 use crate::lab::model::Vm;
 use crate::yaml::Seg;
 
@@ -53,6 +53,9 @@ struct Resolved {
     port: u16,
     transit: String,
     outside: Option<String>,
+    /// The MTU of the tenants' networks: the lab network's less VXLAN's
+    /// headers.
+    mtu: u32,
     /// The address layout in the subnet: the gateway takes host number 1,
     /// the workload on host k (of 2) `workload_base + k`.
     workload_base: u64,
@@ -168,6 +171,7 @@ impl Scenario for TenantsParams {
             subnet: self.subnet.clone().unwrap_or_else(|| "10.1.2.0/24".into()),
             tenants,
             port: self.port.unwrap_or(VXLAN_PORT),
+            mtu: vxlan_mtu(lab, 0),
             transit: self
                 .transit
                 .clone()
