@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod containerd;
 pub mod diagnostic;
 pub mod endpoint;
 pub mod executor;

@@ -148,6 +148,8 @@ fn environment(override_dir: Option<PathBuf>, ws: Whitespace) -> Environment<'st
     env.add_filter("ipwrap", ipwrap);
     env.add_filter("nthhost", nthhost);
     env.add_filter("prefixlen", prefixlen);
+    env.add_filter("version_line", version_line);
+    env.add_test("version_at_least", version_at_least);
     env
 }
 
@@ -340,9 +342,73 @@ fn prefixlen(v: &Value) -> Result<u8, Error> {
     Ok(parse_net("prefixlen", v)?.prefix_len())
 }
 
+/// The numbers of a release written `1.7.27`, `v2.1.5` or `1.6.20~ds1`
+/// (what follows the numbers is dropped).
+fn release_numbers(what: &str, v: &str) -> Result<Vec<u64>, Error> {
+    let numbers: Vec<u64> = v
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .map_while(|part| {
+            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect();
+    if numbers.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{what}: `{v}` is not a version"),
+        ));
+    }
+    Ok(numbers)
+}
+
+/// `"1.7.27" | version_line` is `"1.7"`: a release's line.
+fn version_line(v: &str) -> Result<String, Error> {
+    let n = release_numbers("version_line", v)?;
+    Ok(n.iter()
+        .take(2)
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join("."))
+}
+
+/// `v is version_at_least("1.7.24")`: `v`'s numbers compared one by one
+/// (missing ones count as 0).
+fn version_at_least(v: &str, min: &str) -> Result<bool, Error> {
+    let (mut a, mut b) = (
+        release_numbers("version_at_least", v)?,
+        release_numbers("version_at_least", min)?,
+    );
+    let len = a.len().max(b.len());
+    a.resize(len, 0);
+    b.resize(len, 0);
+    Ok(a >= b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_compare_number_by_number() {
+        let t = Templates::default();
+        let c = ctx(serde_json::json!({}));
+        let r = |s: &str| t.render_str(s, &c).unwrap();
+        assert_eq!(r("{{ '1.7.27' | version_line }}"), "1.7");
+        assert_eq!(r("{{ 'v2.1.5' | version_line }}"), "2.1");
+        assert_eq!(
+            r("{{ '1.6.20~ds1' is version_at_least('1.6.20') }}"),
+            "True"
+        );
+        assert_eq!(r("{{ '1.6.20' is version_at_least('1.6.27') }}"), "False");
+        assert_eq!(r("{{ '1.10.0' is version_at_least('1.9.9') }}"), "True");
+        assert_eq!(r("{{ '2.1' is version_at_least('2.1.0') }}"), "True");
+        let err = t
+            .render_str("{{ 'containerd' is version_at_least('1.0') }}", &c)
+            .unwrap_err();
+        assert!(err.contains("`containerd` is not a version"), "{err}");
+    }
 
     fn ctx(json: serde_json::Value) -> Value {
         Value::from(minijinja::value::Serde(&json))

@@ -194,6 +194,9 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("kubectl", "kubectl"),
     // cri-tools from pkgs.k8s.io, installed by name with kubeadm
     ("crictl", "cri-tools"),
+    // Debian's containerd; the same playbook's other sources (containerd.io
+    // from Docker's repository, the air-gap bundle) put the same program.
+    ("containerd", "containerd"),
     // Air-gapped installs and cri-dockerd: binaries kubernetes/packages and
     // kubernetes/runtime copy or unpack before the units using them start.
     ("/usr/local/bin/kubelet", PLACED),

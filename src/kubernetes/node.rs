@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use super::config::{ClusterFacts, Family, KubeadmError, NodeAddresses};
 use super::templates::{self, RenderError};
+use crate::containerd;
 use crate::lab::Lab;
-use crate::lab::model::{IpFamily, Runtime, Vm};
+use crate::lab::model::{IpFamily, Runtime, RuntimePackages, Vm};
 
 /// The pause (sandbox) image kubeadm of Kubernetes `1.<minor>` expects; the
 /// runtime is configured with the same one so that kubeadm does not warn
@@ -84,6 +85,16 @@ pub const DOCKER_DAEMON_PATH: &str = "/etc/docker/daemon.json";
 pub const CRI_DOCKERD_DROP_IN_PATH: &str =
     "/etc/systemd/system/cri-docker.service.d/10-kubelab.conf";
 
+/// The containerd line a node is expected to get: Debian's with `distro`
+/// packages, else the one kubelab installs (what a plan shows before
+/// containerd is there; an air-gap bundle is expected to carry that line).
+fn containerd_planned(minor: u32, packages: RuntimePackages) -> &'static str {
+    match packages {
+        RuntimePackages::Distro => containerd::DEBIAN_12_LINE,
+        RuntimePackages::Upstream => containerd::upstream_line(minor),
+    }
+}
+
 /// The variables of the node preparation templates.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NodePrepContext {
@@ -93,6 +104,9 @@ pub struct NodePrepContext {
     pub ipv4: bool,
     pub ipv6: bool,
     pub pause_image: &'static str,
+    /// The containerd line the node is expected to get (its configuration
+    /// follows the installed one once it is there).
+    pub containerd_planned: &'static str,
     pub kernel_modules: &'static [&'static str],
     /// `--node-ip`: the node's addresses, primary family first.
     pub node_ip: String,
@@ -139,6 +153,7 @@ impl NodePrepContext {
             ipv4: families.contains(&Family::V4),
             ipv6: families.contains(&Family::V6),
             pause_image: pause_image(k.minor()),
+            containerd_planned: containerd_planned(k.minor(), k.runtime_packages),
             kernel_modules: KERNEL_MODULES,
             node_ip: ips
                 .iter()

@@ -185,7 +185,7 @@ mod tests {
             "name: t\nvirthost: {{local: true}}\nimage: {{build: debian-12}}\n\
              networks: [{{name: lan, kind: nat, ipv4: 192.168.50.0/24}}]\n\
              vms:\n  - {{name: cp, roles: [control-plane]}}\n  - {{name: w, roles: [worker]}}\n\
-             kubernetes: {{version: '1.31'{extra}}}\n"
+             kubernetes: {{version: '1.28'{extra}}}\n"
         );
         match load_str(
             std::path::Path::new("t.yaml"),

@@ -318,6 +318,10 @@ pub fn kubernetes_stage(
     );
     vars.insert("kube_packages".into(), package_versions(&k.version, minor));
     vars.insert(
+        "kube_containerd".into(),
+        crate::containerd::stage_vars(minor),
+    );
+    vars.insert(
         "kube_components".into(),
         serde_json::to_value(COMPONENTS).unwrap_or(Value::Null),
     );

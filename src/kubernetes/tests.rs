@@ -796,6 +796,44 @@ fn file<'a>(files: &'a [NodeFile], path: &str) -> &'a str {
         .text
 }
 
+/// Before 1.30 (the gluster lab's 1.25) containerd 1.7: config version 2.
+/// The installed containerd decides once it is there (a registered
+/// `containerd_version`), e.g. Debian's 1.6 or a 2.0 from an air-gap bundle.
+#[test]
+fn containerd_configuration_follows_the_containerd_line() {
+    let (ctx, files) = prep(
+        Case {
+            runtime: "containerd",
+            family: Fam::Ipv4,
+            version: "1.25",
+            ha: Ha::Single,
+        },
+        "worker-1",
+    );
+    assert_eq!(ctx.containerd_planned, "1.7");
+    let v2 = file(&files, CONTAINERD_CONFIG_PATH);
+    assert!(v2.contains("\nversion = 2\n"), "{v2}");
+    assert!(v2.contains(
+        "[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"registry.k8s.io/pause:3.8\""
+    ));
+    assert!(v2.contains("bin_dir = \"/opt/cni/bin\""));
+    let render = |installed: &str| {
+        let mut vars = ctx.template_vars();
+        vars.insert(
+            "containerd_version".into(),
+            serde_json::json!({"stdout": installed}),
+        );
+        crate::kubernetes::templates::render("containerd-config.toml.j2", &vars).unwrap()
+    };
+    assert!(render("1.6.20").contains("\nversion = 2\n"));
+    let v20 = render("2.0.4");
+    assert!(v20.contains("\nversion = 3\n") && v20.contains("  bin_dir = \"/opt/cni/bin\""));
+    assert!(render("2.1.5").contains("bin_dirs = [\"/opt/cni/bin\"]"));
+    // Nothing installed yet (a plan): the planned line.
+    assert!(render("").contains("(containerd 1.7)"));
+    insta::assert_snapshot!("prep-containerd-config-1.7", v2);
+}
+
 #[test]
 fn node_preparation_per_runtime() {
     let case = |runtime, family| Case {
@@ -819,9 +857,17 @@ fn node_preparation_per_runtime() {
     let sysctl = file(&files, SYSCTL_PATH);
     assert!(sysctl.contains("net.ipv4.ip_forward = 1"));
     assert!(!sysctl.contains("net.ipv6.conf.all.forwarding"));
+    // 1.31 runs on containerd 2.1 from Docker's repository: config
+    // version 3, the sandbox image pinned in the images plugin.
     let containerd = file(&files, CONTAINERD_CONFIG_PATH);
+    assert_eq!(ctx.containerd_planned, "2.1");
+    assert!(containerd.contains("\nversion = 3\n"), "{containerd}");
     assert!(containerd.contains("SystemdCgroup = true"));
-    assert!(containerd.contains("sandbox_image = \"registry.k8s.io/pause:3.10\""));
+    assert!(containerd.contains(
+        "[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = \"registry.k8s.io/pause:3.10\""
+    ));
+    assert!(containerd.contains("bin_dirs = [\"/opt/cni/bin\"]"));
+    assert!(!containerd.contains("io.containerd.grpc.v1.cri"));
     assert!(containerd.starts_with("# Written by kubelab"));
     insta::assert_snapshot!("prep-containerd-ipv4-sysctl", sysctl);
     insta::assert_snapshot!("prep-modules-load", file(&files, MODULES_LOAD_PATH));

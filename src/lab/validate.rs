@@ -15,6 +15,7 @@ pub use super::checker::{Located, Unreadable, label_problem};
 use super::file::*;
 use super::model::*;
 use super::size::{GIB, MIB};
+use crate::containerd;
 use crate::diagnostic::Diagnostics;
 use crate::path;
 use crate::scenario::Checks;
@@ -102,7 +103,7 @@ pub fn check(
     let kubernetes = file
         .kubernetes
         .as_ref()
-        .and_then(|k| check_kubernetes(&mut c, k, &networks, &vms, lab_path));
+        .and_then(|k| check_kubernetes(&mut c, k, &networks, &vms, image.as_ref(), lab_path));
     check_scenarios(&mut c, file, &networks, &vms, kubernetes.as_ref());
     let links = check_links(&mut c, file, &vms);
     for key in file.vars.keys() {
@@ -1026,6 +1027,7 @@ fn check_kubernetes(
     k: &KubernetesFile,
     networks: &[Network],
     vms: &[Vm],
+    image: Option<&Image>,
     lab_path: &Path,
 ) -> Option<Kubernetes> {
     let at = |f: &str| path!["kubernetes", f];
@@ -1321,6 +1323,30 @@ fn check_kubernetes(
             &at("runtime_packages"),
             "CRI-O comes from its own repository, matching the Kubernetes minor",
             "`runtime_packages: distro` applies to docker and containerd; remove it for crio",
+        );
+    }
+    // The nodes are built from Debian 12, whose containerd is 1.6.20.
+    if runtime == Runtime::Containerd
+        && runtime_packages == RuntimePackages::Distro
+        && let Some(Image::Build { recipe, .. }) = image
+        && recipe == "debian-12"
+        && let Some(m) = minor
+        && let Some((_, oldest)) = containerd::supported(m)
+            .iter()
+            .find(|(line, _)| *line == containerd::DEBIAN_12_LINE)
+        && *oldest > containerd::DEBIAN_12_RELEASE
+    {
+        c.error_help(
+            &at("runtime_packages"),
+            format!(
+                "Debian 12's containerd {} does not support Kubernetes 1.{m} (containerd's support table: {})",
+                containerd::dotted(containerd::DEBIAN_12_RELEASE),
+                containerd::stage_vars(m)["supported"].as_str().unwrap_or_default()
+            ),
+            format!(
+                "use `runtime_packages: upstream` (containerd {} from Docker's repository), or Kubernetes 1.28 or older",
+                containerd::upstream_line(m)
+            ),
         );
     }
     Some(Kubernetes {

@@ -222,7 +222,7 @@ pub fn run(tb: &Testbed) {
     );
     for wanted in [
         "stage `kubernetes` failed",
-        "node-1 cannot reach what the Kubernetes stage downloads: pkgs.k8s.io:443 (Kubernetes 1.31 packages",
+        "node-1 cannot reach what the Kubernetes stage downloads: pkgs.k8s.io:443 (Kubernetes 1.28 packages",
         "registry.k8s.io:443 (the control plane's images",
         "ghcr.io:443 (flannel's images)",
         "internet access",
@@ -369,7 +369,7 @@ pub fn run(tb: &Testbed) {
     let packages_text = all_text(&packages);
     assert_eq!(packages.status.code(), Some(1));
     assert!(
-        packages_text.contains("cannot reach the Kubernetes 1.31 packages at https://pkgs.k8s.io/core:/stable:/v1.31/deb/")
+        packages_text.contains("cannot reach the Kubernetes 1.28 packages at https://pkgs.k8s.io/core:/stable:/v1.28/deb/")
             && packages_text.contains("kubernetes.airgap_dir"),
         "the packages failure is not clear:\n{packages_text}"
     );
