@@ -372,6 +372,10 @@ fn stage_scripts() -> Scripts {
             kubelab::kubernetes::node::FETCH_KEY_SCRIPT.to_string(),
         ),
         (
+            "{{ kube_fetch_file }}".to_string(),
+            kubelab::kubernetes::node::FETCH_FILE_SCRIPT.to_string(),
+        ),
+        (
             "{{ kube_reset_rules }}".to_string(),
             kubelab::kubernetes::node::RESET_RULES_SCRIPT.to_string(),
         ),

@@ -43,6 +43,24 @@ mv -f "$tmp" "$2"
 trap - EXIT
 "#;
 
+/// How the stage downloads a release file (arguments: URL, destination,
+/// SHA-256): into a temporary file beside the destination, checked
+/// against the checksum kubelab pins, then moved into place. A download cut
+/// short or altered is never kept, so `creates:` cannot hold on to it.
+pub const FETCH_FILE_SCRIPT: &str = r#"set -eu
+tmp=$(mktemp "$2.XXXXXX")
+trap 'rm -f "$tmp"' EXIT
+curl -fsSL --proto '=https' --retry 3 -o "$tmp" "$1"
+got=$(sha256sum "$tmp" | cut -d' ' -f1)
+if [ "$got" != "$3" ]; then
+  echo "$1 has SHA-256 $got, not the pinned $3: not kept" >&2
+  exit 1
+fi
+chmod 0644 "$tmp"
+mv -f "$tmp" "$2"
+trap - EXIT
+"#;
+
 /// How `reset` removes what kube-proxy, kubelet and the CNIs (flannel,
 /// Calico, the CNI plugins) left in iptables, ip6tables and IPVS, which
 /// `kubeadm reset` leaves behind by design: their chains and every rule

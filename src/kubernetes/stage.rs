@@ -60,6 +60,24 @@ pub struct Components {
     pub calico: &'static str,
     pub kube_vip: &'static str,
     pub cri_dockerd: &'static str,
+    /// cri-dockerd's release archive per node architecture (`uname -m`);
+    /// the playbooks see a map.
+    #[serde(serialize_with = "as_map")]
+    pub cri_dockerd_archives: &'static [(&'static str, Download)],
+}
+
+fn as_map<S: serde::Serializer>(
+    entries: &&'static [(&'static str, Download)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(entries.iter().map(|(k, v)| (k, v)))
+}
+
+/// A file kubelab downloads, with the SHA-256 it must have.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Download {
+    pub url: &'static str,
+    pub sha256: &'static str,
 }
 
 pub const COMPONENTS: Components = Components {
@@ -68,6 +86,25 @@ pub const COMPONENTS: Components = Components {
     calico: "v3.29.3",
     kube_vip: "v0.8.9",
     cri_dockerd: "0.3.16",
+    // Mirantis publishes no checksums; these are the release assets'
+    // SHA-256 as kubespray pins them (roles/kubespray_defaults/vars/main/
+    // checksums.yml, cri_dockerd_archive_checksums).
+    cri_dockerd_archives: &[
+        (
+            "x86_64",
+            Download {
+                url: "https://github.com/Mirantis/cri-dockerd/releases/download/v0.3.16/cri-dockerd-0.3.16.amd64.tgz",
+                sha256: "cc7f181ce850130dc375515c54cd8a27e1e862252abc5b7eade7b4a03ddabd8e",
+            },
+        ),
+        (
+            "aarch64",
+            Download {
+                url: "https://github.com/Mirantis/cri-dockerd/releases/download/v0.3.16/cri-dockerd-0.3.16.arm64.tgz",
+                sha256: "0ab930b6f7ab87697cd94c954d01e19fdd5b5d65810662effb957c5db49a55d4",
+            },
+        ),
+    ],
 };
 
 /// The cluster's join secrets, made once per lab.
@@ -333,6 +370,10 @@ pub fn kubernetes_stage(
     vars.insert(
         "kube_fetch_key".into(),
         Value::from(super::node::FETCH_KEY_SCRIPT),
+    );
+    vars.insert(
+        "kube_fetch_file".into(),
+        Value::from(super::node::FETCH_FILE_SCRIPT),
     );
     vars.insert(
         "kube_reset_rules".into(),
