@@ -11,7 +11,8 @@ build_pkgs=(build-essential pkg-config libvirt-dev ca-certificates curl git)
 virthost_pkgs=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
                qemu-utils dnsmasq-base iptables iproute2 debootstrap dosfstools mtools
                syslinux syslinux-common fdisk e2fsprogs openssh-client xz-utils)
-test_pkgs=(openssh-server openssh-client sudo iproute2 iputils-ping procps python3 python3-venv libxml2-utils openssl)
+test_pkgs=(openssh-server openssh-client sudo iproute2 iputils-ping procps python3 python3-venv libxml2-utils openssl
+           docker-registry containerd docker.io busybox-static)
 
 case "$what" in
   build) pkgs=("${build_pkgs[@]}") ;;

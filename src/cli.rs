@@ -238,6 +238,31 @@ pub enum Command {
         #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Gather everything the lab's Kubernetes stage installs into DIR, for
+    /// `kubernetes.airgap_dir`: kubeadm, kubelet, kubectl, crictl, the CNI
+    /// plugins, containerd and runc (each checked against its published
+    /// or pinned SHA-256) and every image it runs as OCI archives, listed
+    /// with their digests in DIR/bundle.json. Runs on a connected machine.
+    Bundle {
+        #[arg(value_name = "LAB")]
+        lab: PathBuf,
+        /// The bundle directory (created; files already there with the
+        /// right SHA-256 are kept).
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
+        /// The nodes' architecture (default: this machine's).
+        #[arg(long, value_name = "amd64|arm64")]
+        arch: Option<String>,
+        /// Fetch files from this mirror of the upstream hosts, which serves
+        /// `https://HOST/PATH` as `URL/HOST/PATH`.
+        #[arg(long, value_name = "URL")]
+        download_mirror: Option<String>,
+        /// Read images from this registry mirror (same repository paths):
+        /// `URL` for every registry or `REGISTRY=URL` for one; repeatable.
+        /// `http://` for a plain-HTTP mirror.
+        #[arg(long, value_name = "[REGISTRY=]URL")]
+        registry_mirror: Vec<String>,
+    },
     /// Check the virthost for the lab; each finding with a fix.
     Doctor {
         #[arg(value_name = "LAB")]

@@ -64,6 +64,16 @@ pub fn upstream_line(minor: u32) -> &'static str {
     if minor < 30 { "1.7" } else { "2.1" }
 }
 
+/// The release of `line` an air-gap bundle carries, and the runc release
+/// kubelab pairs with it (containerd's release tarball carries no runc).
+pub fn bundle_release(line: &str) -> (&'static str, &'static str) {
+    if line.starts_with("1.") {
+        ("1.7.27", "1.2.5")
+    } else {
+        ("2.1.1", "1.3.0")
+    }
+}
+
 /// The configuration file version containerd `line` reads natively.
 pub fn config_version(line: &str) -> u8 {
     if line.starts_with("1.") { 2 } else { 3 }

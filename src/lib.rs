@@ -5,6 +5,7 @@
 //! over a [`transport`] → results → report.
 
 pub mod apply;
+pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod containerd;

@@ -98,6 +98,20 @@ fn main() -> ExitCode {
         Command::Status { lab } => commands::status::run(&lab, &ctx),
         Command::Ssh { lab, vm, command } => commands::ssh::run(&lab, &vm, &command, &ctx),
         Command::Doctor { lab } => commands::doctor::run(&lab, &ctx),
+        Command::Bundle {
+            lab,
+            output,
+            arch,
+            download_mirror,
+            registry_mirror,
+        } => commands::bundle::run(
+            &lab,
+            &output,
+            arch.as_deref(),
+            download_mirror,
+            &registry_mirror,
+            &ctx,
+        ),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

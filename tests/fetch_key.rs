@@ -4,75 +4,21 @@
 //! download that fails, is not a key or has another checksum leaves
 //! nothing behind, so the step's `creates:` fetches it again next time.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use kubelab::kubernetes::node::{FETCH_FILE_SCRIPT, FETCH_KEY_SCRIPT};
 
 const KEY: &str =
     "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ0test\n-----END PGP PUBLIC KEY BLOCK-----\n";
 
-/// An HTTPS server on 127.0.0.1 serving `dir`, with a certificate for
-/// 127.0.0.1 made here; killed on drop.
-struct Server(Child, u16);
+#[path = "support/file_server.rs"]
+mod file_server;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Server {
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(dir.join("tls.key"))
-        .arg("-out")
-        .arg(dir.join("tls.crt"))
-        .output()
-        .expect("openssl (scripts/deps.sh test installs it)");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let server = r#"
-import http.server, ssl, sys, functools
-handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
-httpd = http.server.HTTPServer(("127.0.0.1", 0), handler)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(sys.argv[1] + "/tls.crt", sys.argv[1] + "/tls.key")
-httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-print(httpd.server_address[1], flush=True)
-httpd.serve_forever()
-"#;
-    let mut child = Command::new("python3")
-        .args(["-c", server])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().parse().expect("the server's port");
-    Server(child, port)
+/// An HTTPS server serving `dir`, its certificate beside the files.
+fn serve(dir: &Path) -> file_server::FileServer {
+    file_server::https(dir, dir)
 }
 
 fn fetch(dir: &Path, url: &str, dest: &Path) -> std::process::Output {
@@ -119,7 +65,7 @@ fn a_release_file_lands_only_with_its_pinned_checksum() {
     let cache = tempfile::tempdir().unwrap();
     let dest = cache.path().join("kubelab-cri-dockerd.tgz");
     let dest_s = dest.to_string_lossy().into_owned();
-    let url = |file: &str| format!("https://127.0.0.1:{}/{file}", server.1);
+    let url = |file: &str| format!("https://127.0.0.1:{}/{file}", server.port);
 
     let wrong = "0".repeat(64);
     let bad = run(
@@ -173,7 +119,7 @@ fn a_key_lands_whole_and_nothing_else_is_kept() {
     let server = serve(dir.path());
     let keyrings = tempfile::tempdir().unwrap();
     let dest = keyrings.path().join("kubernetes.asc");
-    let url = |file: &str| format!("https://127.0.0.1:{}/{file}", server.1);
+    let url = |file: &str| format!("https://127.0.0.1:{}/{file}", server.port);
 
     let ok = fetch(dir.path(), &url("key.asc"), &dest);
     assert!(

@@ -22,6 +22,7 @@ pub struct Context {
     pub color: bool,
 }
 
+pub mod bundle;
 pub mod doctor;
 pub mod down;
 pub mod plan;

@@ -56,9 +56,11 @@ pub const KUBE_VIP_GROUP: &str = "kube-vip";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Components {
     pub flannel: &'static str,
-    pub flannel_cni_plugin: &'static str,
     pub calico: &'static str,
     pub kube_vip: &'static str,
+    /// The images of kubelab's own manifests (flannel's DaemonSet,
+    /// kube-vip's static pod).
+    pub images: ComponentImages,
     pub cri_dockerd: &'static str,
     /// cri-dockerd's release archive per node architecture (`uname -m`);
     /// the playbooks see a map.
@@ -73,6 +75,14 @@ fn as_map<S: serde::Serializer>(
     s.collect_map(entries.iter().map(|(k, v)| (k, v)))
 }
 
+/// Image references, `REGISTRY/REPOSITORY:TAG[@sha256:DIGEST]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ComponentImages {
+    pub flannel: &'static str,
+    pub flannel_cni_plugin: &'static str,
+    pub kube_vip: &'static str,
+}
+
 /// A file kubelab downloads, with the SHA-256 it must have.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Download {
@@ -81,10 +91,19 @@ pub struct Download {
 }
 
 pub const COMPONENTS: Components = Components {
-    flannel: "v0.26.7",
-    flannel_cni_plugin: "v1.6.2-flannel1",
+    flannel: "v0.27.2",
     calico: "v3.29.3",
     kube_vip: "v0.8.9",
+    // Pinned by the digest of each tag's image index (all architectures),
+    // as published with flannel v0.27.2's pairing of flannel and its CNI
+    // plugin (NVIDIA doca-platform's dpu-networking chart pins these two).
+    // kube-vip by tag only: no published digest of v0.8.9 could be
+    // verified, and a digest kubelab cannot check is not pinned.
+    images: ComponentImages {
+        flannel: "ghcr.io/flannel-io/flannel:v0.27.2@sha256:782c111d55e850e8038cdaf35454987e6c170ae9b54d5b12895b02d45c908caf",
+        flannel_cni_plugin: "ghcr.io/flannel-io/flannel-cni-plugin:v1.7.1-flannel1@sha256:cb3176a2c9eae5fa0acd7f45397e706eacb4577dac33cad89f93b775ff5611df",
+        kube_vip: "ghcr.io/kube-vip/kube-vip:v0.8.9",
+    },
     cri_dockerd: "0.3.16",
     // Mirantis publishes no checksums; these are the release assets'
     // SHA-256 as kubespray pins them (roles/kubespray_defaults/vars/main/
