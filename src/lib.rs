@@ -8,6 +8,7 @@ pub mod apply;
 pub mod bundle;
 pub mod cli;
 pub mod commands;
+pub mod components;
 pub mod containerd;
 pub mod diagnostic;
 pub mod endpoint;

@@ -5,30 +5,27 @@
 //! busybox-static (one of them a two-architecture index). The archives are
 //! then imported by containerd (`ctr images import`) and by Docker
 //! (`docker load`), both Debian's, started here in temporary directories.
-//!
-//! What is not real: kubeadm. The mirror's `kubeadm` is a script that
-//! answers `config images list` as kubeadm does (kubeadm itself cannot be
-//! downloaded on this machine); kubelet, kubectl and the archives are
-//! files with the right names whose contents nobody runs.
+//! (What is real and what is not: tests/support/bundle_sources.rs.)
 
-#[path = "support/command.rs"]
-mod command;
-#[path = "support/file_server.rs"]
-mod file_server;
+mod support {
+    #[path = "../support/bundle_sources.rs"]
+    pub mod bundle_sources;
+    #[path = "../support/command.rs"]
+    pub mod command;
+    #[path = "../support/file_server.rs"]
+    pub mod file_server;
+}
 
 use std::io::Read;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use kubelab::bundle::Manifest;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::{Client, Reference};
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
+use support::bundle_sources::{BundleSources, Daemon, Pushed, VERSION, sha256_hex, wait_for};
+use support::{command, file_server};
 
-const VERSION: &str = "1.28.15";
 const KUBEADM_IMAGES: [&str; 3] = [
     "registry.k8s.io/kube-apiserver:v1.28.15",
     "registry.k8s.io/pause:3.9",
@@ -50,251 +47,6 @@ kubernetes:
   cni: none
   ha: {mode: kube-vip, vip: 192.168.150.250}
 ";
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    data_encoding::HEXLOWER.encode(&Sha256::digest(bytes))
-}
-
-fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", sha256_hex(bytes))
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Wait until `ready` holds, failing the test after `limit`.
-fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(start.elapsed() < limit, "{what} not ready after {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Debian's docker-registry on 127.0.0.1, storing under `dir`.
-fn registry(dir: &Path) -> (Daemon, u16) {
-    let port = free_port();
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
-            dir.join("storage").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("docker-registry (scripts/deps.sh test installs it)");
-    let daemon = Daemon(child);
-    wait_for("docker-registry", Duration::from_secs(30), || {
-        http_status(port, "/v2/") == Some(200)
-    });
-    (daemon, port)
-}
-
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    use std::io::Write;
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// A layer: Debian's static busybox as /bin/busybox and /bin/sh.
-fn busybox_layer() -> Vec<u8> {
-    let mut tar = tar::Builder::new(Vec::new());
-    tar.mode(tar::HeaderMode::Deterministic);
-    tar.append_path_with_name("/bin/busybox", "bin/busybox")
-        .expect("/bin/busybox (busybox-static; scripts/deps.sh test installs it)");
-    let mut link = tar::Header::new_gnu();
-    link.set_entry_type(tar::EntryType::Symlink);
-    link.set_size(0);
-    link.set_mode(0o777);
-    tar.append_link(&mut link, "bin/sh", "busybox").unwrap();
-    tar.into_inner().unwrap()
-}
-
-/// Images pushed to the test registry under their upstream repository
-/// paths (what a mirror serves). Returns each reference's digest.
-struct Pushed {
-    digests: Vec<(String, String)>,
-    /// The pause image is an index of amd64 and arm64 images.
-    pause_arm64: String,
-    configs: Vec<(String, String)>,
-}
-
-async fn push_images(port: u16) -> Pushed {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..Default::default()
-    });
-    let layer = busybox_layer();
-    let layer_digest = digest(&layer);
-    let mut digests = Vec::new();
-    let mut configs = Vec::new();
-    let mut pause_arm64 = String::new();
-    let local = |reference: &str| -> Reference {
-        let r: Reference = reference.parse().unwrap();
-        format!("127.0.0.1:{port}/{}:{}", r.repository(), r.tag().unwrap())
-            .parse()
-            .unwrap()
-    };
-    let manifest_type = "application/vnd.oci.image.manifest.v1+json";
-    for reference in KUBEADM_IMAGES.iter().chain([&KUBE_VIP]) {
-        let target = local(reference);
-        client
-            .push_blob(&target, layer.clone(), &layer_digest)
-            .await
-            .unwrap();
-        let image_manifest = |arch: &str| {
-            let config = serde_json::to_vec(&json!({
-                "architecture": arch, "os": "linux",
-                "config": {"Cmd": ["/bin/sh"], "Labels": {"kubelab.test/image": reference}},
-                "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-            }))
-            .unwrap();
-            let manifest = serde_json::to_vec(&json!({
-                "schemaVersion": 2, "mediaType": manifest_type,
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                           "digest": digest(&config), "size": config.len()},
-                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                            "digest": layer_digest, "size": layer.len()}],
-            }))
-            .unwrap();
-            (config, manifest)
-        };
-        let (config, manifest) = image_manifest("amd64");
-        client
-            .push_blob(&target, config.clone(), &digest(&config))
-            .await
-            .unwrap();
-        configs.push((reference.to_string(), digest(&config)));
-        let header = |t: &str| reqwest::header::HeaderValue::from_str(t).unwrap();
-        if reference.contains("/pause:") {
-            let (arm_config, arm_manifest) = image_manifest("arm64");
-            client
-                .push_blob(&target, arm_config.clone(), &digest(&arm_config))
-                .await
-                .unwrap();
-            for m in [&manifest, &arm_manifest] {
-                let by_digest = target.clone_with_digest(digest(m));
-                client
-                    .push_manifest_raw(&by_digest, m.clone(), header(manifest_type))
-                    .await
-                    .unwrap();
-            }
-            pause_arm64 = digest(&arm_manifest);
-            let index_type = "application/vnd.oci.image.index.v1+json";
-            let index = serde_json::to_vec(&json!({
-                "schemaVersion": 2, "mediaType": index_type,
-                "manifests": [
-                    {"mediaType": manifest_type, "digest": digest(&arm_manifest), "size": arm_manifest.len(),
-                     "platform": {"architecture": "arm64", "os": "linux"}},
-                    {"mediaType": manifest_type, "digest": digest(&manifest), "size": manifest.len(),
-                     "platform": {"architecture": "amd64", "os": "linux"}},
-                ],
-            }))
-            .unwrap();
-            client
-                .push_manifest_raw(&target, index.clone(), header(index_type))
-                .await
-                .unwrap();
-            digests.push((reference.to_string(), digest(&index)));
-        } else {
-            client
-                .push_manifest_raw(&target, manifest.clone(), header(manifest_type))
-                .await
-                .unwrap();
-            digests.push((reference.to_string(), digest(&manifest)));
-        }
-    }
-    Pushed {
-        digests,
-        pause_arm64,
-        configs,
-    }
-}
-
-/// The upstream release files under a mirror's `/<host>/<path>` layout,
-/// each with the checksum file its project publishes.
-fn release_files(root: &Path) -> Vec<(String, String)> {
-    let mut files = Vec::new();
-    let put = |path: &str, bytes: &[u8]| {
-        let p = root.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, bytes).unwrap();
-        sha256_hex(bytes)
-    };
-    let kube = format!("dl.k8s.io/release/v{VERSION}/bin/linux/amd64");
-    let kubeadm = format!(
-        "#!/bin/sh\n[ \"$*\" = 'config images list --kubernetes-version v{VERSION}' ] || {{ echo \"unexpected: $*\" >&2; exit 1; }}\nprintf '%s\\n' {}\n",
-        KUBEADM_IMAGES.join(" ")
-    );
-    for (name, bytes) in [
-        ("kubeadm", kubeadm.into_bytes()),
-        ("kubelet", b"kubelet binary\n".repeat(1000)),
-        ("kubectl", b"kubectl binary\n".repeat(1000)),
-    ] {
-        let sum = put(&format!("{kube}/{name}"), &bytes);
-        put(&format!("{kube}/{name}.sha256"), sum.as_bytes());
-        files.push((name.to_string(), sum));
-    }
-    let gh = "github.com";
-    let crictl = format!(
-        "{gh}/kubernetes-sigs/cri-tools/releases/download/v1.28.0/crictl-v1.28.0-linux-amd64.tar.gz"
-    );
-    let sum = put(&crictl, b"crictl archive");
-    put(&format!("{crictl}.sha256"), sum.as_bytes());
-    files.push(("crictl.tar.gz".into(), sum));
-    let cni = format!(
-        "{gh}/containernetworking/plugins/releases/download/v1.6.2/cni-plugins-linux-amd64-v1.6.2.tgz"
-    );
-    let sum = put(&cni, b"cni plugins archive");
-    put(
-        &format!("{cni}.sha256"),
-        format!("{sum}  cni-plugins-linux-amd64-v1.6.2.tgz\n").as_bytes(),
-    );
-    files.push(("cni-plugins.tgz".into(), sum));
-    let ctrd = format!(
-        "{gh}/containerd/containerd/releases/download/v1.7.27/containerd-1.7.27-linux-amd64.tar.gz"
-    );
-    let sum = put(&ctrd, b"containerd archive");
-    put(
-        &format!("{ctrd}.sha256sum"),
-        format!("{sum}  containerd-1.7.27-linux-amd64.tar.gz\n").as_bytes(),
-    );
-    files.push(("containerd.tar.gz".into(), sum));
-    let runc = format!("{gh}/opencontainers/runc/releases/download/v1.2.5");
-    let sum = put(&format!("{runc}/runc.amd64"), b"runc binary");
-    let arm = sha256_hex(b"runc arm64");
-    put(
-        &format!("{runc}/runc.sha256sum"),
-        format!("{arm}  runc.arm64\n{sum}  runc.amd64\n").as_bytes(),
-    );
-    files.push(("runc".into(), sum));
-    files
-}
 
 fn kubelab(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_kubelab"))
@@ -331,12 +83,7 @@ struct Bed {
     _dirs: tempfile::TempDir,
     root: PathBuf,
     lab: PathBuf,
-    files: Vec<(String, String)>,
-    pushed: Pushed,
-    _registry: Daemon,
-    registry_port: u16,
-    _server: file_server::FileServer,
-    mirror: String,
+    sources: BundleSources,
 }
 
 fn bed() -> Bed {
@@ -344,41 +91,21 @@ fn bed() -> Bed {
     let root = dirs.path().to_path_buf();
     let lab = root.join("lab.yaml");
     std::fs::write(&lab, LAB).unwrap();
-    let files = release_files(&root.join("mirror"));
-    let server = file_server::http(&root.join("mirror"));
-    std::fs::create_dir_all(root.join("registry")).unwrap();
-    let (registry, registry_port) = registry(&root.join("registry"));
-    let pushed = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(push_images(registry_port));
-    let mirror = format!("http://127.0.0.1:{}", server.port);
+    let sources = BundleSources::start(&root, &KUBEADM_IMAGES, &[KUBE_VIP]);
     Bed {
         _dirs: dirs,
         root,
         lab,
-        files,
-        pushed,
-        _registry: registry,
-        registry_port,
-        _server: server,
-        mirror,
+        sources,
     }
 }
 
 impl Bed {
     fn bundle(&self, out: &Path, mirror: &str) -> std::process::Output {
-        kubelab(&[
-            "bundle",
-            self.lab.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--arch",
-            "amd64",
-            "--download-mirror",
-            mirror,
-            "--registry-mirror",
-            &format!("http://127.0.0.1:{}", self.registry_port),
-        ])
+        let mut args = vec!["bundle".to_string(), self.lab.display().to_string()];
+        args.extend(self.sources.args(out, mirror));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kubelab(&args)
     }
 }
 
@@ -386,7 +113,7 @@ impl Bed {
 fn a_bundle_holds_every_file_and_image_checked_and_importable() {
     let bed = bed();
     let out = bed.root.join("bundle");
-    let made = bed.bundle(&out, &bed.mirror);
+    let made = bed.bundle(&out, &bed.sources.mirror);
     assert!(made.status.success(), "{}", text(&made));
 
     let manifest = Manifest::read(&out).unwrap();
@@ -400,7 +127,7 @@ fn a_bundle_holds_every_file_and_image_checked_and_importable() {
         .iter()
         .map(|f| (f.path.clone(), f.sha256.clone()))
         .collect();
-    assert_eq!(files, bed.files);
+    assert_eq!(files, bed.sources.files);
     assert!(
         manifest
             .files
@@ -424,7 +151,10 @@ fn a_bundle_holds_every_file_and_image_checked_and_importable() {
         .iter()
         .map(|i| (i.reference.clone(), i.digest.clone()))
         .collect();
-    assert_eq!(images, bed.pushed.digests, "kubeadm's list, then kube-vip");
+    assert_eq!(
+        images, bed.sources.pushed.digests,
+        "kubeadm's list, then kube-vip"
+    );
     assert_eq!(manifest.images[3].used_by, "kube-vip");
     assert!(
         manifest.check(&out).is_empty(),
@@ -447,7 +177,9 @@ fn a_bundle_holds_every_file_and_image_checked_and_importable() {
     assert!(names.contains(&format!("blobs/{}", pause.digest.replace(':', "/")).as_str()));
     assert!(names.contains(&format!("blobs/{}", pause.manifest.replace(':', "/")).as_str()));
     assert!(
-        !names.contains(&format!("blobs/{}", bed.pushed.pause_arm64.replace(':', "/")).as_str())
+        !names.contains(
+            &format!("blobs/{}", bed.sources.pushed.pause_arm64.replace(':', "/")).as_str()
+        )
     );
     for (name, bytes) in &entries {
         if let Some(hex) = name.strip_prefix("blobs/sha256/") {
@@ -456,7 +188,7 @@ fn a_bundle_holds_every_file_and_image_checked_and_importable() {
     }
 
     // A second bundle into the same directory downloads nothing again.
-    let again = bed.bundle(&out, &bed.mirror);
+    let again = bed.bundle(&out, &bed.sources.mirror);
     assert!(again.status.success(), "{}", text(&again));
     assert_eq!(
         text(&again).matches("kept   ").count(),
@@ -467,7 +199,7 @@ fn a_bundle_holds_every_file_and_image_checked_and_importable() {
     assert_eq!(Manifest::read(&out).unwrap(), manifest);
 
     imported_by_containerd(&bed.root, &manifest, &out);
-    loaded_by_docker(&bed.root, &manifest, &bed.pushed, &out);
+    loaded_by_docker(&bed.root, &manifest, &bed.sources.pushed, &out);
 }
 
 /// Debian's containerd, in a temporary root: every archive imports, under
@@ -626,7 +358,13 @@ fn a_wrong_checksum_or_a_missing_image_leaves_no_bundle() {
     let out = bed.root.join("refused");
     let refused = bed.bundle(&out, &format!("http://127.0.0.1:{}", server.port));
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    let runc_sum = &bed.files.iter().find(|(n, _)| n == "runc").unwrap().1;
+    let runc_sum = &bed
+        .sources
+        .files
+        .iter()
+        .find(|(n, _)| n == "runc")
+        .unwrap()
+        .1;
     let message = text(&refused);
     assert!(message.contains("checksum mismatch"), "{message}");
     assert!(
@@ -642,7 +380,7 @@ fn a_wrong_checksum_or_a_missing_image_leaves_no_bundle() {
     )
     .unwrap();
     let out = bed.root.join("incomplete");
-    let failed = bed.bundle(&out, &bed.mirror);
+    let failed = bed.bundle(&out, &bed.sources.mirror);
     assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
     assert!(text(&failed).contains(KUBE_VIP), "{}", text(&failed));
     assert!(!out.exists());

@@ -197,6 +197,10 @@ const PROGRAMS: &[(&str, &str)] = &[
     // Debian's containerd; the same playbook's other sources (containerd.io
     // from Docker's repository, the air-gap bundle) put the same program.
     ("containerd", "containerd"),
+    // kubernetes/images: containerd's client (in every containerd package
+    // and release tarball) and Docker's (docker.io, or docker-ce-cli).
+    ("ctr", "containerd"),
+    ("docker", "docker.io"),
     // Air-gapped installs and cri-dockerd: binaries kubernetes/packages and
     // kubernetes/runtime copy or unpack before the units using them start.
     ("/usr/local/bin/kubelet", PLACED),

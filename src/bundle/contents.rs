@@ -6,8 +6,8 @@
 
 use serde::Serialize;
 
+use crate::components::COMPONENTS;
 use crate::containerd;
-use crate::kubernetes::stage::COMPONENTS;
 use crate::lab::Lab;
 use crate::lab::model::{Cni, HaMode, Runtime};
 

@@ -303,6 +303,20 @@ impl ImageNames {
     }
 }
 
+/// The name containerd lists an imported image under: the reference as
+/// written, tag kept and a pinned digest dropped
+/// (`ghcr.io/flannel-io/flannel:v0.27.2`); the `…@sha256:` name is
+/// imported beside it.
+pub fn containerd_name(reference: &str) -> String {
+    match reference.parse::<Reference>() {
+        Ok(r) => ImageNames::of(&r)
+            .tagged
+            .or(ImageNames::of(&r).digested)
+            .unwrap_or_else(|| reference.to_string()),
+        Err(_) => reference.to_string(),
+    }
+}
+
 fn oci_index(names: &ImageNames, media_type: &str, digest: &str, size: usize) -> Value {
     let entry = |name: &str| {
         let mut annotations = BTreeMap::new();

@@ -158,6 +158,54 @@ impl Manifest {
     }
 }
 
+/// The `kube_bundle` variable of the Kubernetes stage for a lab with
+/// `airgap_dir: dir` and Kubernetes `version` (a minor or a release):
+/// the bundle's release and its images (`path` inside the bundle, `file`
+/// its name on the node, `reference`, `digest`, `config`). The bundle must
+/// be whole (every file with the SHA-256 its `bundle.json` says) and of
+/// the lab's release; otherwise the reasons, one per line.
+pub fn stage_vars(dir: &Path, version: &str) -> Result<serde_json::Value, String> {
+    let manifest = Manifest::read(dir).map_err(|e| {
+        format!(
+            "{e}; make the bundle with `kubelab bundle LAB -o {}`",
+            dir.display()
+        )
+    })?;
+    let same_release = if version.split('.').count() == 3 {
+        manifest.kubernetes == version
+    } else {
+        manifest.kubernetes.starts_with(&format!("{version}."))
+    };
+    if !same_release {
+        return Err(format!(
+            "the bundle holds Kubernetes {}, the lab wants {version}",
+            manifest.kubernetes
+        ));
+    }
+    let problems = manifest.check(dir);
+    if !problems.is_empty() {
+        return Err(format!(
+            "the bundle does not match its {MANIFEST}:\n  {}",
+            problems.join("\n  ")
+        ));
+    }
+    let images: Vec<serde_json::Value> = manifest
+        .images
+        .iter()
+        .map(|i| {
+            serde_json::json!({
+                "path": i.path,
+                "file": Path::new(&i.path).file_name().map(|f| f.to_string_lossy().into_owned()),
+                "reference": i.reference,
+                "name": image::containerd_name(&i.reference),
+                "digest": i.digest,
+                "config": i.config,
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({"kubernetes": manifest.kubernetes, "images": images}))
+}
+
 /// `rel` under `dir`, when it is a plain relative path.
 fn inside(dir: &Path, rel: &str) -> Option<PathBuf> {
     let p = Path::new(rel);
@@ -367,4 +415,94 @@ async fn kubeadm_images(dir: &Path, contents: &Contents) -> Result<Vec<String>, 
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle_with(dir: &Path, version: &str, content: &[u8]) {
+        std::fs::create_dir_all(dir.join(IMAGES_DIR)).unwrap();
+        std::fs::write(dir.join("kubeadm"), content).unwrap();
+        std::fs::write(dir.join("images/pause.tar"), b"archive").unwrap();
+        let manifest = Manifest {
+            format: 1,
+            lab: "t".into(),
+            kubernetes: version.into(),
+            arch: "amd64".into(),
+            containerd: "1.7.27".into(),
+            runc: "1.2.5".into(),
+            files: vec![BundledFile {
+                path: "kubeadm".into(),
+                sha256: fetch::file_sha256(&dir.join("kubeadm")).unwrap(),
+                size: 1,
+                origin: "https://dl.k8s.io/x".into(),
+            }],
+            images: vec![BundledImage {
+                reference: "registry.k8s.io/pause:3.9".into(),
+                used_by: "kubeadm".into(),
+                digest: "sha256:1".into(),
+                manifest: "sha256:2".into(),
+                config: "sha256:3".into(),
+                path: "images/pause.tar".into(),
+                sha256: fetch::file_sha256(&dir.join("images/pause.tar")).unwrap(),
+                size: 7,
+                origin: "registry.k8s.io".into(),
+            }],
+        };
+        std::fs::write(
+            dir.join(MANIFEST),
+            serde_json::to_string(&manifest).unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn the_stage_gets_a_whole_bundle_of_the_labs_release_or_the_reasons() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = stage_vars(dir.path(), "1.28").unwrap_err();
+        assert!(
+            missing.contains("bundle.json") && missing.contains("kubelab bundle LAB -o"),
+            "{missing}"
+        );
+
+        bundle_with(dir.path(), "1.28.15", b"kubeadm");
+        let vars = stage_vars(dir.path(), "1.28").unwrap();
+        assert_eq!(vars["kubernetes"], "1.28.15");
+        assert_eq!(vars["images"][0]["file"], "pause.tar");
+        assert_eq!(vars["images"][0]["name"], "registry.k8s.io/pause:3.9");
+        assert!(stage_vars(dir.path(), "1.28.15").is_ok());
+        let other = stage_vars(dir.path(), "1.29").unwrap_err();
+        assert_eq!(
+            other,
+            "the bundle holds Kubernetes 1.28.15, the lab wants 1.29"
+        );
+        assert!(
+            stage_vars(dir.path(), "1.28.1").is_err(),
+            "1.28.1 is not 1.28.15"
+        );
+
+        std::fs::write(dir.path().join("kubeadm"), b"changed").unwrap();
+        let changed = stage_vars(dir.path(), "1.28").unwrap_err();
+        assert!(
+            changed.contains("does not match its bundle.json")
+                && changed.contains("kubeadm: sha256 "),
+            "{changed}"
+        );
+        std::fs::remove_file(dir.path().join("images/pause.tar")).unwrap();
+        let gone = stage_vars(dir.path(), "1.28").unwrap_err();
+        assert!(gone.contains("images/pause.tar: "), "{gone}");
+    }
+
+    #[test]
+    fn manifest_paths_stay_inside_the_bundle() {
+        let d = Path::new("/b");
+        assert_eq!(
+            inside(d, "images/x.tar"),
+            Some(PathBuf::from("/b/images/x.tar"))
+        );
+        for bad in ["../x", "/etc/passwd", "", "a/../../b"] {
+            assert_eq!(inside(d, bad), None, "{bad}");
+        }
+    }
 }

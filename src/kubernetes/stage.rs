@@ -9,7 +9,7 @@
 //! `kube_sources_probe` (the check that the downloads answer),
 //! `kube_fetch_key` (how APT signing keys are fetched), `kube_reset_rules`
 //! (what `reset` removes from iptables and IPVS),
-//! `kube_components` (pinned versions of what is not a Kubernetes package),
+//! `kube_components` (pinned versions of what is not a Kubernetes package, [`crate::components`]),
 //! `container_runtime` (the lab's; `play --var container_runtime=docker`
 //! reads the lab with that runtime, so the typed layer follows it),
 //! `kube_packages` (the package version patterns) and
@@ -26,12 +26,12 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::config::{ClusterFacts, KubeadmContext, KubeadmError, NodeAddresses, NodeRole};
 use super::node::{DistroFamily, NodePrepContext, RepositoryContext};
 use super::secrets::{BootstrapToken, CertificateKey, JoinSecrets, SecretError};
+use crate::components::COMPONENTS;
 use crate::lab::Lab;
 use crate::lab::model::HaMode;
 use crate::stage::model::{Stage, StageError};
@@ -50,81 +50,6 @@ pub const NODE_GROUP: &str = "kube-nodes";
 pub const LB_GROUP: &str = "kube-lb";
 /// The control planes that run kube-vip (HA mode `kube-vip`).
 pub const KUBE_VIP_GROUP: &str = "kube-vip";
-
-/// Versions of what kubelab installs besides the Kubernetes packages;
-/// every one is pinned so that a lab builds the same way every night.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Components {
-    pub flannel: &'static str,
-    pub calico: &'static str,
-    pub kube_vip: &'static str,
-    /// The images of kubelab's own manifests (flannel's DaemonSet,
-    /// kube-vip's static pod).
-    pub images: ComponentImages,
-    pub cri_dockerd: &'static str,
-    /// cri-dockerd's release archive per node architecture (`uname -m`);
-    /// the playbooks see a map.
-    #[serde(serialize_with = "as_map")]
-    pub cri_dockerd_archives: &'static [(&'static str, Download)],
-}
-
-fn as_map<S: serde::Serializer>(
-    entries: &&'static [(&'static str, Download)],
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_map(entries.iter().map(|(k, v)| (k, v)))
-}
-
-/// Image references, `REGISTRY/REPOSITORY:TAG[@sha256:DIGEST]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ComponentImages {
-    pub flannel: &'static str,
-    pub flannel_cni_plugin: &'static str,
-    pub kube_vip: &'static str,
-}
-
-/// A file kubelab downloads, with the SHA-256 it must have.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Download {
-    pub url: &'static str,
-    pub sha256: &'static str,
-}
-
-pub const COMPONENTS: Components = Components {
-    flannel: "v0.27.2",
-    calico: "v3.29.3",
-    kube_vip: "v0.8.9",
-    // Pinned by the digest of each tag's image index (all architectures),
-    // as published with flannel v0.27.2's pairing of flannel and its CNI
-    // plugin (NVIDIA doca-platform's dpu-networking chart pins these two).
-    // kube-vip by tag only: no published digest of v0.8.9 could be
-    // verified, and a digest kubelab cannot check is not pinned.
-    images: ComponentImages {
-        flannel: "ghcr.io/flannel-io/flannel:v0.27.2@sha256:782c111d55e850e8038cdaf35454987e6c170ae9b54d5b12895b02d45c908caf",
-        flannel_cni_plugin: "ghcr.io/flannel-io/flannel-cni-plugin:v1.7.1-flannel1@sha256:cb3176a2c9eae5fa0acd7f45397e706eacb4577dac33cad89f93b775ff5611df",
-        kube_vip: "ghcr.io/kube-vip/kube-vip:v0.8.9",
-    },
-    cri_dockerd: "0.3.16",
-    // Mirantis publishes no checksums; these are the release assets'
-    // SHA-256 as kubespray pins them (roles/kubespray_defaults/vars/main/
-    // checksums.yml, cri_dockerd_archive_checksums).
-    cri_dockerd_archives: &[
-        (
-            "x86_64",
-            Download {
-                url: "https://github.com/Mirantis/cri-dockerd/releases/download/v0.3.16/cri-dockerd-0.3.16.amd64.tgz",
-                sha256: "cc7f181ce850130dc375515c54cd8a27e1e862252abc5b7eade7b4a03ddabd8e",
-            },
-        ),
-        (
-            "aarch64",
-            Download {
-                url: "https://github.com/Mirantis/cri-dockerd/releases/download/v0.3.16/cri-dockerd-0.3.16.arm64.tgz",
-                sha256: "0ab930b6f7ab87697cd94c954d01e19fdd5b5d65810662effb957c5db49a55d4",
-            },
-        ),
-    ],
-};
 
 /// The cluster's join secrets, made once per lab.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -377,6 +302,17 @@ pub fn kubernetes_stage(
         "kube_containerd".into(),
         crate::containerd::stage_vars(minor),
     );
+    // Air-gapped: the bundle, checked whole before any node is touched.
+    let bundle = match &k.airgap_dir {
+        Some(dir) => {
+            crate::bundle::stage_vars(dir, &k.version).map_err(|message| StageError::Invalid {
+                what: format!("kubernetes.airgap_dir {}", dir.display()),
+                message,
+            })?
+        }
+        None => Value::Null,
+    };
+    vars.insert("kube_bundle".into(), bundle);
     vars.insert(
         "kube_components".into(),
         serde_json::to_value(COMPONENTS).unwrap_or(Value::Null),

@@ -14,8 +14,13 @@
 //! through NAT64, and its NAT64 check fails while NAT64 is stopped; a
 //! second run of node preparation and runtime changes nothing;
 //! containerd and (with `--var container_runtime=docker`) Debian's Docker
-//! each run a container imported from a local rootfs; `reset` works on
-//! nodes without a cluster. Everything is undone at the end (also when a
+//! each run a container imported from a local rootfs; an air-gap bundle
+//! made here (`kubelab bundle` from a local download mirror and registry,
+//! tests/support/bundle_sources.rs) is checked and its images imported by
+//! `kubernetes/images` into containerd on node-1 and Docker on node-2 with
+//! the nodes' default routes removed, by digest, and run; a damaged bundle
+//! is refused before any node is touched; `reset` works on nodes without a
+//! cluster. Everything is undone at the end (also when a
 //! check fails): NAT64 removed, the runtimes stopped and their state
 //! removed, node preparation files removed, containerd's configuration put
 //! back.
@@ -82,6 +87,14 @@ iptables -t nat -D OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKE
 iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE 2>/dev/null
 iptables -t nat -F DOCKER 2>/dev/null; iptables -t nat -X DOCKER 2>/dev/null
 ip link delete docker0 2>/dev/null
+# The air-gap bundle's images, and the default routes taken away for them.
+rm -rf /var/cache/kubelab-images
+for f in 4 6; do
+  if [ -s /var/tmp/kl-k8s-default$f ]; then
+    sed 's/ expires [^ ]*//' /var/tmp/kl-k8s-default$f | while read -r r; do ip -$f route replace $r; done
+  fi
+  rm -f /var/tmp/kl-k8s-default$f
+done
 # Node preparation.
 rm -f /etc/sysctl.d/99-kubernetes.conf /etc/modules-load.d/kubernetes.conf /etc/crictl.yaml /etc/default/kubelet
 if ls /etc/systemd/network/*.network.d/kubelab-ra.conf >/dev/null 2>&1; then
@@ -152,6 +165,134 @@ fn ping6_through_nat64(tb: &Testbed) {
         let route = sh_ok(tb, vm, "ip -6 route show 64:ff9b::/96");
         assert!(route.contains("via "), "{vm} lost the NAT64 route: {route}");
     }
+}
+
+/// The images kubeadm lists in the bundle (the mirror's stand-in kubeadm;
+/// the pause image is a two-architecture index).
+const BUNDLE_IMAGES: [&str; 3] = [
+    "registry.k8s.io/kube-apiserver:v1.28.15",
+    "registry.k8s.io/pause:3.9",
+    "registry.k8s.io/coredns/coredns:v1.10.1",
+];
+
+/// The lab as an air-gapped one: its release exact, no CNI (flannel's
+/// images are pinned by digests no local image can have), `airgap_dir`.
+fn airgapped(dir: &std::path::Path) -> Vec<String> {
+    [
+        "kubernetes.version=1.28.15".to_string(),
+        "kubernetes.cni=none".to_string(),
+        format!("kubernetes.airgap_dir={}", dir.display()),
+    ]
+    .into_iter()
+    .flat_map(|s| ["--set".to_string(), s])
+    .collect()
+}
+
+/// `kubelab bundle` here, then `kubernetes/images` on the nodes with
+/// their routes out removed: every image lands by digest and runs.
+fn bundled_images(tb: &Testbed) {
+    let work = tempfile::tempdir().unwrap();
+    let sources = crate::bundle_sources::BundleSources::start(work.path(), &BUNDLE_IMAGES, &[]);
+    let bundle = work.path().join("bundle");
+    let mut args = airgapped(&bundle);
+    args.extend(["bundle".to_string(), LAB.to_string()]);
+    args.extend(sources.args(&bundle, &sources.mirror));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let made = tb.kubelab(&args);
+    assert!(made.status.success(), "bundle: {}", all_text(&made));
+    let manifest = kubelab::bundle::Manifest::read(&bundle).unwrap();
+    assert_eq!(manifest.images.len(), 3);
+
+    for vm in NODES {
+        sh_ok(
+            tb,
+            vm,
+            "for f in 4 6; do test -e /var/tmp/kl-k8s-default$f || ip -$f route show default > /var/tmp/kl-k8s-default$f; ip -$f route del default 2>/dev/null; done; ip route show default | wc -l",
+        );
+    }
+    let play = |limit: &str, extra: &[&str]| {
+        let mut args = airgapped(&bundle);
+        args.extend(
+            [
+                "--json",
+                "play",
+                "kubernetes/images",
+                "--lab",
+                LAB,
+                "--limit",
+                limit,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        tb.kubelab(&args)
+    };
+    let docker = ["--var", "container_runtime=docker"];
+    for (vm, extra) in [("node-1", &[][..]), ("node-2", &docker[..])] {
+        let first = play(vm, extra);
+        assert!(first.status.success(), "{vm}: {}", all_text(&first));
+        let counts = super::changed_per_host(&first);
+        assert!(
+            counts.iter().all(|(_, n)| *n > 0),
+            "{vm} imported nothing: {counts:?}"
+        );
+        let again = play(vm, extra);
+        assert!(again.status.success(), "{vm} again");
+        assert_eq!(
+            super::changed_per_host(&again),
+            [(vm.to_string(), 0)],
+            "{vm} again"
+        );
+    }
+    let routes = sh_ok(
+        tb,
+        "node-1",
+        "ip -4 route show default; ip -6 route show default",
+    );
+    assert!(routes.trim().is_empty(), "node-1 has a route out: {routes}");
+    let listed = sh_ok(tb, "node-1", "ctr -n k8s.io images ls");
+    for image in &manifest.images {
+        let line = listed
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(image.reference.as_str()))
+            .unwrap_or_else(|| panic!("{} not in containerd:\n{listed}", image.reference));
+        assert!(line.contains(&image.digest), "{line}");
+    }
+    let run = sh_ok(
+        tb,
+        "node-1",
+        "ctr -n k8s.io run --rm registry.k8s.io/pause:3.9 kl-k8s-bundle /bin/busybox echo hello-from-the-bundle",
+    );
+    assert!(run.contains("hello-from-the-bundle"), "{run}");
+    for image in &manifest.images {
+        let id = sh_ok(
+            tb,
+            "node-2",
+            &format!("docker image inspect -f '{{{{.Id}}}}' {}", image.reference),
+        );
+        assert_eq!(id.trim(), image.config, "{}", image.reference);
+    }
+    let run = sh_ok(
+        tb,
+        "node-2",
+        "docker run --rm --network none registry.k8s.io/coredns/coredns:v1.10.1 /bin/busybox echo hello-from-the-bundle",
+    );
+    assert!(run.contains("hello-from-the-bundle"), "{run}");
+
+    // A bundle that is not what its bundle.json says: refused before any
+    // node is touched.
+    let archive = bundle.join(&manifest.images[0].path);
+    std::fs::write(&archive, b"not the image").unwrap();
+    let refused = play("node-1", &[]);
+    let text = all_text(&refused);
+    assert!(!refused.status.success());
+    assert!(
+        text.contains("does not match its bundle.json") && text.contains(&manifest.images[0].path),
+        "{text}"
+    );
+    assert!(!text.contains("image imported into containerd"), "{text}");
 }
 
 /// Undo everything, even when a check failed.
@@ -363,6 +504,8 @@ pub fn run(tb: &Testbed) {
     let run = sh_ok(tb, "node-2", DOCKER_RUN);
     assert!(run.contains("cgroup-driver=systemd"), "{run}");
     assert!(run.contains("hello-from-docker"), "{run}");
+
+    bundled_images(tb);
 
     // The packages stage alone says the same, for its repository.
     let packages = tb.kubelab(&["play", "kubernetes/packages", "--lab", &lab]);

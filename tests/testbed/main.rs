@@ -18,6 +18,10 @@
 //! Needs root and `scripts/deps.sh test`. About 5 minutes for the first boot
 //! on 2 cores with a cached base image (the first image build takes longer).
 
+#[path = "../support/bundle_sources.rs"]
+mod bundle_sources;
+#[path = "../support/file_server.rs"]
+mod file_server;
 #[path = "../support/libvirt.rs"]
 mod support;
 
