@@ -238,6 +238,22 @@ pub enum Command {
         #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Draw the lab's topology: virthost, networks with their prefixes, VMs
+    /// with roles, sizes, disks and addresses, links with their VNIs, and
+    /// the scenarios placed on VMs. From the lab file alone (no virthost
+    /// needed); `--live` adds each VM's state and addresses.
+    Graph {
+        #[arg(value_name = "LAB")]
+        lab: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Svg)]
+        format: GraphFormat,
+        /// Write here instead of to stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Read the VMs' state and addresses from the virthost.
+        #[arg(long)]
+        live: bool,
+    },
     /// Gather everything the lab's Kubernetes stage installs into DIR, for
     /// `kubernetes.airgap_dir`: kubeadm, kubelet, kubectl, crictl, the CNI
     /// plugins, containerd and runc (each checked against its published
@@ -279,6 +295,17 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+}
+
+/// `kubelab graph --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Self-contained SVG laid out by kubelab.
+    Svg,
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// Graphviz dot.
+    Dot,
 }
 
 #[derive(Debug, Subcommand)]

@@ -98,6 +98,12 @@ fn main() -> ExitCode {
         Command::Status { lab } => commands::status::run(&lab, &ctx),
         Command::Ssh { lab, vm, command } => commands::ssh::run(&lab, &vm, &command, &ctx),
         Command::Doctor { lab } => commands::doctor::run(&lab, &ctx),
+        Command::Graph {
+            lab,
+            format,
+            output,
+            live,
+        } => commands::graph::run(&lab, format, output.as_deref(), live, &ctx),
         Command::Bundle {
             lab,
             output,

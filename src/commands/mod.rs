@@ -25,6 +25,7 @@ pub struct Context {
 pub mod bundle;
 pub mod doctor;
 pub mod down;
+pub mod graph;
 pub mod plan;
 pub mod reset;
 pub mod scenario;
