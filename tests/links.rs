@@ -369,31 +369,14 @@ const SWITCHES_DRIFT: &str = r#"
 #[tokio::test]
 async fn bridges_with_ports_and_flooding_vxlan_between_ssh_hosts() {
     let lab = support::Lab::new();
-    let hosts = [lab.host(), lab.host()];
-    let mut inv = Inventory::new(Vars::new());
-    for (i, h) in hosts.iter().enumerate() {
-        h.pin(&h.address);
-        let mut vars = Vars::new();
-        for (k, v) in [
-            ("peer", hosts[1 - i].address.clone()),
-            ("address", h.address.clone()),
+    let (inv, hosts) = two_ssh_hosts(&lab, |i, peer, own| {
+        vec![
+            ("peer", peer.to_string()),
+            ("address", own.to_string()),
             ("overlay", format!("10.79.1.{}/24", i + 1)),
-        ] {
-            vars.insert(k.into(), v.into());
-        }
-        let name = format!("h{i}");
-        let t: Arc<dyn Transport> = Arc::new(
-            SshTransport::connect(lab.target(&name, &h.address, "root"))
-                .await
-                .unwrap(),
-        );
-        inv.add(Host {
-            name,
-            groups: if i == 0 { vec!["first".into()] } else { vec![] },
-            vars,
-            transport: t,
-        });
-    }
+        ]
+    })
+    .await;
     let pb = load(SWITCHES);
     let r = run(&pb, inv.clone(), false).await;
     assert!(r.success(), "{:#?}", r.records);
@@ -617,33 +600,14 @@ const OVERLAY_GONE: &str = r#"
 #[tokio::test]
 async fn vxlan_and_macvlan_between_ssh_hosts() {
     let lab = support::Lab::new();
-    let hosts = [lab.host(), lab.host()];
-    let mut inv = Inventory::new(Vars::new());
-    for (i, h) in hosts.iter().enumerate() {
-        h.pin(&h.address);
-        let peer = &hosts[1 - i].address;
-        let mut vars = Vars::new();
-        let n = i + 1;
-        for (k, v) in [
-            ("peer", peer.clone()),
-            ("overlay", format!("10.61.0.{n}/24")),
-            ("mv", format!("10.63.0.{n}/24")),
-        ] {
-            vars.insert(k.into(), v.into());
-        }
-        let name = format!("h{i}");
-        let t: Arc<dyn Transport> = Arc::new(
-            SshTransport::connect(lab.target(&name, &h.address, "root"))
-                .await
-                .unwrap(),
-        );
-        inv.add(Host {
-            name,
-            groups: if i == 0 { vec!["first".into()] } else { vec![] },
-            vars,
-            transport: t,
-        });
-    }
+    let (inv, _hosts) = two_ssh_hosts(&lab, |i, peer, _| {
+        vec![
+            ("peer", peer.to_string()),
+            ("overlay", format!("10.61.0.{}/24", i + 1)),
+            ("mv", format!("10.63.0.{}/24", i + 1)),
+        ]
+    })
+    .await;
     let pb = load(OVERLAY);
     let r = run(&pb, inv.clone(), false).await;
     assert!(r.success(), "{:#?}", r.summary);
@@ -693,4 +657,35 @@ async fn loops_give_each_item_its_position() {
     assert!(z.contains("z1") && z.contains("10.79.1.2/24"), "{z}");
     let (ok, out) = sh(&format!("ip netns exec {tag}y ping -c1 -W3 10.79.1.2"));
     assert!(ok, "{out}");
+}
+
+/// Two sshd hosts of `lab`, `h0` (in group `first`) and `h1`, each with the
+/// variables `vars(index, the other's address, its own address)`; and
+/// the hosts, which live as long as the caller keeps them.
+async fn two_ssh_hosts(
+    lab: &support::Lab,
+    vars: impl Fn(usize, &str, &str) -> Vec<(&'static str, String)>,
+) -> (Inventory, [support::SshHost; 2]) {
+    let hosts = [lab.host(), lab.host()];
+    let mut inv = Inventory::new(Vars::new());
+    for (i, h) in hosts.iter().enumerate() {
+        h.pin(&h.address);
+        let mut host_vars = Vars::new();
+        for (k, v) in vars(i, &hosts[1 - i].address, &h.address) {
+            host_vars.insert(k.into(), v.into());
+        }
+        let name = format!("h{i}");
+        let t: Arc<dyn Transport> = Arc::new(
+            SshTransport::connect(lab.target(&name, &h.address, "root"))
+                .await
+                .unwrap(),
+        );
+        inv.add(Host {
+            name,
+            groups: if i == 0 { vec!["first".into()] } else { vec![] },
+            vars: host_vars,
+            transport: t,
+        });
+    }
+    (inv, hosts)
 }

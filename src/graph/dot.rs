@@ -30,10 +30,7 @@ pub fn render(t: &Topology) -> String {
         quote(&format!("virthost\n{}", t.virthost))
     );
     for n in &t.networks {
-        let mut label = format!("{}\n{}", n.name, n.kind);
-        for p in n.ipv4.iter().chain(&n.ipv6) {
-            label.push_str(&format!("\n{p}"));
-        }
+        let label = n.lines().join("\n");
         let id = ident("net", &n.name);
         let _ = writeln!(
             out,
@@ -43,16 +40,7 @@ pub fn render(t: &Topology) -> String {
         let _ = writeln!(out, "  virthost -- {id};");
     }
     for vm in &t.vms {
-        let mut label = format!("{}\n{}\n{}", vm.name, vm.roles.join(", "), vm.size());
-        for d in &vm.disks {
-            label.push_str(&format!("\ndisk {d}"));
-        }
-        for s in &vm.scenarios {
-            label.push_str(&format!("\nscenario {s}"));
-        }
-        if let Some(state) = &vm.state {
-            label.push_str(&format!("\n[{state}]"));
-        }
+        let label = vm.lines().join("\n");
         let id = ident("vm", &vm.name);
         let _ = writeln!(out, "  {id} [shape=box, label={}];", quote(&label));
         for nic in &vm.nics {

@@ -17,25 +17,13 @@ pub fn render(t: &Topology) -> String {
     }
     let _ = writeln!(out, "  virthost[[\"{}\"]]", text(&title));
     for n in &t.networks {
-        let mut label = format!("{}<br/>{}", n.name, n.kind);
-        for p in n.ipv4.iter().chain(&n.ipv6) {
-            label.push_str(&format!("<br/>{p}"));
-        }
+        let label = n.lines().join("<br/>");
         let id = ident("net", &n.name);
         let _ = writeln!(out, "  {id}([\"{}\"])", text(&label));
         let _ = writeln!(out, "  virthost --- {id}");
     }
     for vm in &t.vms {
-        let mut label = format!("{}<br/>{}<br/>{}", vm.name, vm.roles.join(", "), vm.size());
-        for d in &vm.disks {
-            label.push_str(&format!("<br/>disk {d}"));
-        }
-        for s in &vm.scenarios {
-            label.push_str(&format!("<br/>scenario {s}"));
-        }
-        if let Some(state) = &vm.state {
-            label.push_str(&format!("<br/>[{state}]"));
-        }
+        let label = vm.lines().join("<br/>");
         let id = ident("vm", &vm.name);
         let _ = writeln!(out, "  {id}[\"{}\"]", text(&label));
         for nic in &vm.nics {

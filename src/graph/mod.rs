@@ -181,7 +181,26 @@ impl Topology {
     }
 }
 
+impl NetworkNode {
+    /// Name, kind and prefixes, a line each (the text renderers' label).
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![self.name.clone(), self.kind.clone()];
+        lines.extend(self.ipv4.iter().chain(&self.ipv6).cloned());
+        lines
+    }
+}
+
 impl VmNode {
+    /// Name, roles, size, disks, scenarios and the live state, a line
+    /// each (the text renderers' label; addresses go on the edges).
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![self.name.clone(), self.roles.join(", "), self.size()];
+        lines.extend(self.disks.iter().map(|d| format!("disk {d}")));
+        lines.extend(self.scenarios.iter().map(|s| format!("scenario {s}")));
+        lines.extend(self.state.iter().map(|s| format!("[{s}]")));
+        lines
+    }
+
     /// `2 CPU · 4 GiB`.
     pub fn size(&self) -> String {
         format!("{} CPU · {}", self.cpus, size(self.memory_mib))
