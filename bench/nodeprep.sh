@@ -34,16 +34,19 @@ run_ansible() {
   ANSIBLE_PIPELINING=1 ANSIBLE_HOST_KEY_CHECKING=1 ANSIBLE_SSH_ARGS="-o UserKnownHostsFile=$dir/known_hosts -o ControlMaster=auto -o ControlPersist=60s -o ControlPath=$dir/cm-%h" \
     "$venv/bin/ansible-playbook" -i "$inv" -f "$n" -e ansible_python_interpreter=/usr/bin/python3 "$here/ansible/nodeprep.yml"
 }
+# pyinfra reads its hosts from an inventory file: given as one
+# comma-separated argument, pyinfra stops working above about 20 hosts.
+pyinv=$dir/pyinfra_inventory.$n.py
+{ printf 'hosts = [\n'; head -n "$n" "$dir/hosts.txt" | awk '{printf "    \"%s\",\n", $2}'; printf ']\n'; } > "$pyinv"
 run_pyinfra() {
-  local hosts; hosts=$(head -n "$n" "$dir/hosts.txt" | awk '{print $2}' | paste -sd, -)
   (cd "$here/pyinfra" && "$venv/bin/pyinfra" -y --parallel "$n" --ssh-user klbench --ssh-key "$dir/id_ed25519" \
-     --data ssh_known_hosts_file="$dir/known_hosts" --data ssh_strict_host_key_checking=yes "$hosts" nodeprep.py)
+     --data ssh_known_hosts_file="$dir/known_hosts" --data ssh_strict_host_key_checking=yes "$pyinv" nodeprep.py)
 }
 run_floor() { "$here/floor.sh" "$n"; }
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 export -f run_kubelab run_ansible run_pyinfra run_floor
-export kubelab inv dir here top venv n
+export kubelab inv pyinv dir here top venv n
 
 measure() { # tool fresh|again -> prints "wall rss"
   local tool=$1 mode=$2 out
