@@ -210,6 +210,16 @@ impl Contents {
                 used_by: "kube-vip",
             });
         }
+        for scenario in &lab.scenarios {
+            for reference in scenario.kind().images(&lab.parts()) {
+                if !images.iter().any(|i| i.reference == reference) {
+                    images.push(ImageSource {
+                        reference,
+                        used_by: scenario.name(),
+                    });
+                }
+            }
+        }
         Ok(Contents {
             kubernetes: version,
             arch,
@@ -353,6 +363,49 @@ mod tests {
                 "1.{minor}: {release}"
             );
         }
+    }
+
+    #[test]
+    fn scenarios_bring_the_images_their_kubernetes_mode_runs() {
+        let text = [
+            "name: t",
+            "virthost: {local: true}",
+            "image: {build: debian-12}",
+            "networks: [{name: lan, kind: nat, ipv4: 192.168.50.0/24, ipv6: 'fd00:50::/64'}]",
+            "vms:",
+            "  - {name: cp, roles: [control-plane]}",
+            "  - {name: w1, roles: [worker, storage], spare_disks: [{size: 10GiB}]}",
+            "  - {name: w2, roles: [worker, storage], spare_disks: [{size: 10GiB}]}",
+            "  - {name: w3, roles: [worker, storage], spare_disks: [{size: 10GiB}]}",
+            "kubernetes: {version: '1.31.4', runtime: containerd, cni: none, ip_family: dual}",
+            "scenarios:",
+            "  - {name: glusterfs, params: {mode: kubernetes, heketi_image: 'quay.io/x/heketi:1'}}",
+            "  - {name: ipv6-ping6}",
+        ]
+        .join("\n");
+        let l = match load_str(
+            std::path::Path::new("t.yaml"),
+            &text,
+            &LoadOptions::default(),
+        ) {
+            Ok((lab, _)) => lab,
+            Err(d) => panic!("{d:?}"),
+        };
+        let c = Contents::for_lab(&l, Arch::Amd64).unwrap();
+        let images: Vec<(&str, &str)> = c
+            .images
+            .iter()
+            .map(|i| (i.reference.as_str(), i.used_by))
+            .collect();
+        assert_eq!(
+            images,
+            [
+                ("docker.io/gluster/gluster-centos:latest", "glusterfs"),
+                ("quay.io/x/heketi:1", "glusterfs"),
+                ("docker.io/library/mysql:8.0", "glusterfs"),
+                ("docker.io/library/busybox:1.36", "ipv6-ping6"),
+            ]
+        );
     }
 
     #[test]

@@ -309,12 +309,11 @@ async fn fill(
         .into_iter()
         .map(|r| (r, "kubeadm".to_string()))
         .collect();
-    wanted.extend(
-        contents
-            .images
-            .iter()
-            .map(|i| (i.reference.clone(), i.used_by.to_string())),
-    );
+    for image in &contents.images {
+        if !wanted.iter().any(|(r, _)| r == &image.reference) {
+            wanted.push((image.reference.clone(), image.used_by.to_string()));
+        }
+    }
     let puller = Puller::new(request.registry_mirrors.clone(), request.arch);
     let mut images = Vec::new();
     for (reference, used_by) in wanted {

@@ -29,6 +29,17 @@ pub struct GlusterfsParams {
     /// Name of the volume (host mode; default `kubelab`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<String>,
+    /// `kubernetes`: GlusterFS's image (default
+    /// docker.io/gluster/gluster-centos:latest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glusterfs_image: Option<String>,
+    /// `kubernetes`: heketi's image (default docker.io/heketi/heketi:9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heketi_image: Option<String>,
+    /// `kubernetes`: the verify's MySQL image (default
+    /// docker.io/library/mysql:8.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql_image: Option<String>,
 }
 
 /// What the playbooks see as `scenario`.
@@ -39,6 +50,9 @@ struct Resolved {
     replica: u32,
     client: Option<String>,
     volume: String,
+    glusterfs_image: String,
+    heketi_image: String,
+    mysql_image: String,
 }
 
 impl GlusterfsParams {
@@ -93,6 +107,13 @@ impl Scenario for GlusterfsParams {
 
     fn check(&self, c: &mut Checks<'_, '_>) {
         let p = self;
+        for (param, image) in [
+            ("glusterfs_image", &p.glusterfs_image),
+            ("heketi_image", &p.heketi_image),
+            ("mysql_image", &p.mysql_image),
+        ] {
+            super::check_image(c, param, image.as_ref());
+        }
         let vms = c.vms;
         let storage_names = p.storage_vms(vms);
         let storage: Vec<&Vm> = storage_names
@@ -186,6 +207,31 @@ impl Scenario for GlusterfsParams {
             replica: self.replica_count(lab.vms),
             client: self.client_vm(lab.vms).map(str::to_string),
             volume: self.volume.clone().unwrap_or_else(|| "kubelab".into()),
+            glusterfs_image: self.images_resolved()[0].clone(),
+            heketi_image: self.images_resolved()[1].clone(),
+            mysql_image: self.images_resolved()[2].clone(),
         })
+    }
+
+    fn images(&self, _lab: &LabParts<'_>) -> Vec<String> {
+        if self.mode == ClusterMode::Kubernetes {
+            self.images_resolved().to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl GlusterfsParams {
+    /// GlusterFS's, heketi's and MySQL's images, defaults resolved.
+    fn images_resolved(&self) -> [String; 3] {
+        let or = |image: &Option<String>, default: &str| {
+            image.clone().unwrap_or_else(|| default.to_string())
+        };
+        [
+            or(&self.glusterfs_image, "docker.io/gluster/gluster-centos:latest"),
+            or(&self.heketi_image, "docker.io/heketi/heketi:9"),
+            or(&self.mysql_image, "docker.io/library/mysql:8.0"),
+        ]
     }
 }

@@ -32,7 +32,13 @@ pub struct Ipv6Ping6Params {
     /// address on the lab's first network with IPv4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat64_target: Option<String>,
+    /// `kubernetes`: the pods' image (default
+    /// docker.io/library/busybox:1.36).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
+
+const IMAGE: &str = "docker.io/library/busybox:1.36";
 
 /// What the playbooks see as `scenario`.
 #[derive(Serialize)]
@@ -41,6 +47,7 @@ struct Resolved {
     nodes: Vec<String>,
     through_nat64: bool,
     nat64_target: Option<String>,
+    image: String,
 }
 
 impl Ipv6Ping6Params {
@@ -82,6 +89,7 @@ impl Scenario for Ipv6Ping6Params {
 
     fn check(&self, c: &mut Checks<'_, '_>) {
         let p = self;
+        super::check_image(c, "image", p.image.as_ref());
         if !p.nodes.is_empty() && p.nodes.len() != 2 {
             c.error(&c.param("nodes"), "ping6 runs between exactly two nodes");
         } else if p.nodes.len() == 2 && p.nodes[0] == p.nodes[1] {
@@ -156,13 +164,8 @@ impl Scenario for Ipv6Ping6Params {
     }
 
     fn resolved(&self, lab: &LabParts<'_>) -> Value {
-        let default_mode = if lab.kubernetes.is_some() {
-            ClusterMode::Kubernetes
-        } else {
-            ClusterMode::Host
-        };
         to_json(Resolved {
-            mode: self.mode.unwrap_or(default_mode),
+            mode: self.resolved_mode(lab),
             nodes: owned(self.node_vms(lab.vms)),
             through_nat64: self.through_nat64.unwrap_or(false),
             // The first network with an IPv4 gateway, not only the first.
@@ -172,6 +175,26 @@ impl Scenario for Ipv6Ping6Params {
                     .find_map(|n| n.gateway4())
                     .map(|a| a.to_string())
             }),
+            image: self.image.clone().unwrap_or_else(|| IMAGE.into()),
+        })
+    }
+
+    fn images(&self, lab: &LabParts<'_>) -> Vec<String> {
+        if self.resolved_mode(lab) == ClusterMode::Kubernetes {
+            vec![self.image.clone().unwrap_or_else(|| IMAGE.into())]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl Ipv6Ping6Params {
+    /// `mode`, or `kubernetes` when the lab has a cluster, else `host`.
+    fn resolved_mode(&self, lab: &LabParts<'_>) -> ClusterMode {
+        self.mode.unwrap_or(if lab.kubernetes.is_some() {
+            ClusterMode::Kubernetes
+        } else {
+            ClusterMode::Host
         })
     }
 }

@@ -63,6 +63,25 @@ pub trait Scenario {
     /// The parameters with every default applied: the playbooks' variable
     /// `scenario`.
     fn resolved(&self, lab: &LabParts<'_>) -> Value;
+
+    /// The registry images this scenario runs on the cluster, defaults
+    /// resolved (an air-gap bundle carries them); none by default.
+    fn images(&self, _lab: &LabParts<'_>) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A registry image parameter: an error at its position when it is not
+/// an image reference.
+fn check_image(c: &mut Checks<'_, '_>, param: &str, image: Option<&String>) {
+    if let Some(image) = image
+        && let Err(e) = image.parse::<oci_client::Reference>()
+    {
+        c.error(
+            &c.param(param),
+            format!("`{image}` is not an image reference: {e}"),
+        );
+    }
 }
 
 /// The registry: each kind's variant, module, parameters and name, once.

@@ -169,6 +169,8 @@ impl Scenario for RatchetPairsParams {
                 }
             }
         }
+        super::check_image(c, "etcd_image", self.etcd_image.as_ref());
+        super::check_image(c, "pod_image", self.pod_image.as_ref());
         if let Some(v) = self.vni
             && u64::from(v) + self.pairs.len() as u64 > 0xFF_FFFF
         {
@@ -249,14 +251,30 @@ impl Scenario for RatchetPairsParams {
             port: self.port.unwrap_or(VXLAN_PORT),
             binaries_url: self.binaries_url.clone(),
             binaries_sha256: self.binaries_sha256.clone(),
-            etcd_image: self
-                .etcd_image
+            etcd_image: self.images_resolved()[0].clone(),
+            pod_image: self.images_resolved()[1].clone(),
+        })
+    }
+
+    fn images(&self, _lab: &LabParts<'_>) -> Vec<String> {
+        if self.mode == RatchetMode::RatchetCni {
+            self.images_resolved().to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl RatchetPairsParams {
+    /// etcd's and the pairs' pod image, defaults resolved.
+    fn images_resolved(&self) -> [String; 2] {
+        [
+            self.etcd_image
                 .clone()
                 .unwrap_or_else(|| "registry.k8s.io/etcd:3.5.16-0".into()),
-            pod_image: self
-                .pod_image
+            self.pod_image
                 .clone()
                 .unwrap_or_else(|| "docker.io/library/busybox:1.36".into()),
-        })
+        ]
     }
 }
