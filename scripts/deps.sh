@@ -12,7 +12,7 @@ virthost_pkgs=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-sy
                qemu-utils dnsmasq-base iptables iproute2 debootstrap dosfstools mtools
                syslinux syslinux-common fdisk e2fsprogs openssh-client xz-utils)
 test_pkgs=(openssh-server openssh-client sudo iproute2 iputils-ping procps python3 python3-venv libxml2-utils openssl
-           docker-registry containerd docker.io busybox-static)
+           docker-registry containerd docker.io busybox-static chromium)
 
 case "$what" in
   build) pkgs=("${build_pkgs[@]}") ;;

@@ -46,6 +46,10 @@ pub struct Global {
     /// Templates here win over the built-in ones.
     #[arg(long, global = true, value_name = "DIR")]
     pub template_dir: Option<PathBuf>,
+    /// `up`, `verify`, `chaos`, `play`: also write the run's HTML report
+    /// here (it is always written beside the run log, `<log>.html`).
+    #[arg(long, global = true, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 }
 
 /// A scenario phase on the command line.

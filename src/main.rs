@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         verbose: cli.global.verbose,
         playbook_dir: cli.global.playbook_dir.clone(),
         template_dir: cli.global.template_dir.clone(),
+        report: cli.global.report.clone(),
         color,
     };
     match cli.command {

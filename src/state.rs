@@ -38,11 +38,19 @@ pub fn state_dir(lab_name: &str) -> PathBuf {
 
 /// A new run's log: `<state>/runs/<UTC time>-<command>.log`, for example
 /// `runs/20261202T162035Z-up.log` — readable, and sorted by time when listed.
+/// A second run of the same command in the same second gets `…-up-2.log`:
+/// a log (and the events and report beside it) is one run's.
 pub fn run_log(lab_name: &str, command: &str) -> PathBuf {
-    state_dir(lab_name).join("runs").join(format!(
-        "{}-{command}.log",
-        utc_stamp(std::time::SystemTime::now())
-    ))
+    let dir = state_dir(lab_name).join("runs");
+    let stamp = utc_stamp(std::time::SystemTime::now());
+    let first = dir.join(format!("{stamp}-{command}.log"));
+    if !first.exists() {
+        return first;
+    }
+    (2u32..)
+        .map(|n| dir.join(format!("{stamp}-{command}-{n}.log")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
 }
 
 /// A time as `YYYYMMDDTHHMMSSZ` (ISO 8601 basic format, UTC).

@@ -120,6 +120,7 @@ fn play_runs_the_bench_playbook_from_an_ini_inventory_then_changes_nothing() {
         .unwrap()
         .flatten()
         .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
         .collect();
     assert_eq!(logs.len(), 1, "{logs:?}");
     let log = std::fs::read_to_string(&logs[0]).unwrap();

@@ -18,6 +18,8 @@ pub struct Context {
     pub playbook_dir: Option<std::path::PathBuf>,
     /// `--template-dir`: templates here win over the built-in ones.
     pub template_dir: Option<std::path::PathBuf>,
+    /// `--report FILE.html`: a copy of the run's HTML report.
+    pub report: Option<std::path::PathBuf>,
     /// Colour on stderr (already decided from `--color`, `NO_COLOR` and the terminal).
     pub color: bool,
 }
@@ -51,6 +53,29 @@ pub fn load_lab(path: &std::path::Path, ctx: &Context) -> Result<Lab, ExitCode> 
             eprint!("{}", errors.render(ctx.color));
             eprintln!("{}: invalid lab", path.display());
             Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// Write the HTML report of the run whose log is `log` beside it
+/// (`<log>.html`) and, with `--report`, to that file too; say where on
+/// stderr (or as a JSON event).
+pub fn write_report(ctx: &Context, title: &str, lab: Option<&Lab>, log: Option<&std::path::Path>) {
+    let Some(log) = log else {
+        return;
+    };
+    let topology = lab.map(|l| crate::graph::svg::render(&crate::graph::Topology::of(l, None)));
+    let beside = log.with_extension("html");
+    for out in std::iter::once(beside.as_path()).chain(ctx.report.as_deref()) {
+        match crate::output::html::write(log, out, title, topology.as_deref()) {
+            Ok(()) => {
+                if ctx.json {
+                    println!("{}", serde_json::json!({"event": "report", "path": out}));
+                } else if !ctx.quiet {
+                    eprintln!("report: {}", out.display());
+                }
+            }
+            Err(e) => eprintln!("warning: cannot write the report {}: {e}", out.display()),
         }
     }
 }

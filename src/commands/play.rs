@@ -297,16 +297,28 @@ fn play(opts: &PlayOptions, ctx: &Context) -> i32 {
                 };
             }
             req.log_path = Some(crate::state::run_log(&lab.name, &log_name));
-            runtime.block_on(play_on_lab(&lab, limit.as_ref(), &req))
+            let code = runtime.block_on(play_on_lab(&lab, limit.as_ref(), &req));
+            report(ctx, opts, Some(&lab), &req);
+            code
         }
         (None, Some(inventory)) => {
             let inventory = inventory.clone();
-            play_on_ini(opts, &inventory, limit.as_ref(), &runtime, &req)
+            let code = play_on_ini(opts, &inventory, limit.as_ref(), &runtime, &req);
+            report(ctx, opts, None, &req);
+            code
         }
         (None, None) => {
             eprintln!("error: give an inventory (-i) or a lab (--lab)");
             2
         }
+    }
+}
+
+/// The run's HTML report, when the run got as far as its log.
+fn report(ctx: &Context, opts: &PlayOptions, lab: Option<&crate::lab::Lab>, req: &PlaybookRun) {
+    if let Some(log) = req.log_path.as_deref().filter(|l| l.exists()) {
+        let title = format!("play {}", opts.playbook.display());
+        super::write_report(ctx, &title, lab, Some(log));
     }
 }
 

@@ -59,6 +59,8 @@ struct Session {
     rt: tokio::runtime::Runtime,
     hosts: LabHosts,
     log: PathBuf,
+    /// `verify labs/x.yaml`, the report's title.
+    title: String,
 }
 
 impl Session {
@@ -70,6 +72,7 @@ impl Session {
         };
         let log = crate::state::run_log(&lab.name, command);
         Ok(Session {
+            title: format!("{command} {}", path.display()),
             lab,
             rt,
             hosts,
@@ -90,8 +93,12 @@ impl Session {
         ))
     }
 
-    fn close(self) {
+    /// Close the connections and write the run's report.
+    fn close(self, ctx: &Context) {
         self.rt.block_on(self.hosts.close());
+        if self.log.exists() {
+            super::write_report(ctx, &self.title, Some(&self.lab), Some(&self.log));
+        }
     }
 }
 
@@ -108,7 +115,7 @@ pub fn phase(path: &Path, name: &str, phase: Phase, ctx: &Context) -> ExitCode {
     let result = find(&session.lab, name)
         .and_then(|s| stage_of(&session.lab, s, phase, ctx))
         .map(|stage| session.run(&stage, ctx));
-    session.close();
+    session.close(ctx);
     match result {
         Err(c) => c,
         Ok(Err(c)) => code(c),
@@ -123,7 +130,7 @@ pub fn verify(path: &Path, only: Option<&str>, junit: Option<&Path>, ctx: &Conte
         Err(c) => return c,
     };
     let result = verify_all(&session, only, junit, ctx);
-    session.close();
+    session.close(ctx);
     result.unwrap_or_else(|c| c)
 }
 
@@ -193,7 +200,7 @@ pub fn chaos(path: &Path, name: &str, ctx: &Context) -> ExitCode {
         Err(c) => return c,
     };
     let result = chaos_cycle(&session, name, ctx);
-    session.close();
+    session.close(ctx);
     result.unwrap_or_else(|c| c)
 }
 

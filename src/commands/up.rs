@@ -21,6 +21,8 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
         Err(e) => i32::from(e.exit_code()),
     });
     let log_path = log_path.as_deref();
+    let title = format!("up {}", path.display());
+    let report = || super::write_report(ctx, &title, Some(&lab), log_path);
     match result {
         Ok(r) => {
             let staged = match crate::stage::after_up(&lab) {
@@ -73,6 +75,7 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                     path.display()
                 );
             }
+            report();
             match staged {
                 Ok(()) => {
                     merge_kubeconfig(&lab, ctx);
@@ -88,6 +91,7 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
             }
         }
         Err(e) => {
+            report();
             if let Some(log) = log_path {
                 eprintln!("log: {}", log.display());
             }

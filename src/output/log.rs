@@ -8,6 +8,15 @@ use super::{Event, Sink, timestamp};
 pub struct LogSink {
     path: PathBuf,
     out: std::io::BufWriter<std::fs::File>,
+    /// The same events as JSON lines with their time ([`events_path`]),
+    /// what the HTML report is made from.
+    events: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+/// Where the events of the run whose log is `log` are kept:
+/// `…-up.log` → `…-up.events.jsonl`.
+pub fn events_path(log: &Path) -> PathBuf {
+    log.with_extension("events.jsonl")
 }
 
 impl LogSink {
@@ -18,13 +27,18 @@ impl LogSink {
         }
         // Appended: one run's log may collect several playbooks (every stage
         // of an `up`).
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+        let append = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+        };
+        let file = append(path)?;
+        let events = append(&events_path(path)).ok().map(std::io::BufWriter::new);
         Ok(LogSink {
             path: path.to_path_buf(),
             out: std::io::BufWriter::new(file),
+            events,
         })
     }
 
@@ -46,6 +60,18 @@ fn section(out: &mut impl Write, name: &str, text: &str) {
 
 impl Sink for LogSink {
     fn handle(&mut self, event: &Event) {
+        if let Some(events) = &mut self.events
+            && let Ok(serde_json::Value::Object(mut fields)) = serde_json::to_value(event)
+        {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            fields.insert("time_ms".into(), ms.into());
+            let _ = writeln!(events, "{}", serde_json::Value::Object(fields));
+            if matches!(event, Event::RunEnd { .. }) {
+                let _ = events.flush();
+            }
+        }
         let t = timestamp();
         let out = &mut self.out;
         match event {
@@ -108,5 +134,8 @@ impl Sink for LogSink {
 impl Drop for LogSink {
     fn drop(&mut self) {
         let _ = self.out.flush();
+        if let Some(events) = &mut self.events {
+            let _ = events.flush();
+        }
     }
 }

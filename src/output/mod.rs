@@ -2,6 +2,7 @@
 //! [`Reporter`], which redacts them and hands them to its sinks (terminal
 //! bars, plain lines for CI, JSON lines, a per-run log file).
 
+pub mod html;
 mod json;
 mod log;
 mod plain;
@@ -13,7 +14,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 pub use json::JsonSink;
-pub use log::LogSink;
+pub use log::{LogSink, events_path};
 pub use plain::PlainSink;
 pub use steps::Steps;
 pub use terminal::TerminalSink;

@@ -409,6 +409,7 @@ pub fn run(tb: &Testbed) {
     let log = std::fs::read_dir(tb.state.join("testbed/runs"))
         .unwrap()
         .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
         .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
         .unwrap();
     assert!(

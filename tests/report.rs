@@ -1,0 +1,207 @@
+//! The HTML run report, opened in a real browser: `kubelab play` runs a
+//! passing and a failing playbook on two OpenSSH servers in network
+//! namespaces with `--report`; Debian's Chromium (headless, started by the
+//! test, no network needed: the page is self-contained) renders each page;
+//! the test asserts on the rendered DOM and keeps a 1280×800 screenshot of
+//! each under target/test-artifacts/. Runs as root.
+
+#[path = "support/sshd.rs"]
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::{Lab, TEST_USER};
+
+const SECRET: &str = "s3cr3t-join-value-71";
+
+const PLAYBOOK: &str = r#"
+- name: prepare
+  hosts: all
+  steps:
+    - name: a file
+      copy: {content: "hello\n", dest: "{{ work }}/{{ inventory_hostname }}.txt"}
+    - name: the secret is used
+      shell: "echo using {{ api_token | quote }} >/dev/null"
+      changed_when: false
+- name: check
+  hosts: all
+  steps:
+    - name: each host answers with its code
+      shell: "echo checking {{ inventory_hostname | quote }}; echo 'why it failed' >&2; exit {{ code | int }}"
+      changed_when: false
+"#;
+
+fn kubelab(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubelab"))
+        .env("KUBELAB_STATE_DIR", state)
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .expect("cannot run kubelab")
+}
+
+/// The page as Chromium renders it, its stderr, and a screenshot.
+fn render(page: &Path, shot: &Path) -> (String, String) {
+    let profile = tempfile::tempdir().unwrap();
+    let common = |cmd: &mut Command| {
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .args(["--disable-extensions", "--window-size=1280,800"])
+        .args(["--enable-logging=stderr", "--v=0"])
+        .arg(format!("--user-data-dir={}", profile.path().display()));
+    };
+    let url = format!("file://{}", page.display());
+    let mut dump = Command::new("chromium");
+    common(&mut dump);
+    let dom = dump
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .expect("chromium (scripts/deps.sh test installs it)");
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let mut snap = Command::new("chromium");
+    common(&mut snap);
+    let shot_run = snap
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        shot_run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot_run.stderr)
+    );
+    let png = std::fs::read(shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG"),
+        "no screenshot at {}",
+        shot.display()
+    );
+    (
+        String::from_utf8_lossy(&dom.stdout).into_owned(),
+        String::from_utf8_lossy(&dom.stderr).into_owned(),
+    )
+}
+
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn passing_and_failing_runs_as_pages_a_browser_renders() {
+    let lab = Lab::new();
+    let a = lab.host();
+    let b = lab.host();
+    a.pin(&a.address);
+    b.pin(&b.address);
+    let work = tempfile::Builder::new()
+        .prefix("kubelab-report-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let playbook = work.path().join("report.yaml");
+    std::fs::write(&playbook, PLAYBOOK).unwrap();
+    let state = work.path().join("state");
+    let inventory = |beta_code: u8| {
+        let path = work.path().join(format!("inventory-{beta_code}.ini"));
+        std::fs::write(
+            &path,
+            format!(
+                "alpha ansible_host={} code=0\nbeta ansible_host={} code={beta_code}\n\
+                 [all:vars]\nansible_user={TEST_USER}\nansible_ssh_private_key_file={}\n",
+                a.address,
+                b.address,
+                lab.ed25519.private.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let run = |beta_code: u8, report: &Path| {
+        let inv = inventory(beta_code);
+        kubelab(
+            &state,
+            &[
+                "--report",
+                report.to_str().unwrap(),
+                "play",
+                playbook.to_str().unwrap(),
+                "-i",
+                inv.to_str().unwrap(),
+                "--known-hosts",
+                lab.known_hosts.to_str().unwrap(),
+                "--var",
+                &format!("work={}", work.path().display()),
+                "--var",
+                &format!("api_token={SECRET}"),
+            ],
+        )
+    };
+
+    let passed_page = work.path().join("passed.html");
+    let passed = run(0, &passed_page);
+    assert_eq!(passed.status.code(), Some(0), "{passed:?}");
+    let failed_page = work.path().join("failed.html");
+    let failed = run(3, &failed_page);
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    // The report is also written beside each run log.
+    let beside = std::fs::read_dir(state.join("play/runs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "html"))
+        .count();
+    assert_eq!(beside, 2);
+
+    for page in [&passed_page, &failed_page] {
+        let html = std::fs::read_to_string(page).unwrap();
+        assert!(
+            !html.contains(SECRET),
+            "the secret is in {}",
+            page.display()
+        );
+        assert!(
+            !html.contains("<script") && !html.contains("<link"),
+            "not self-contained"
+        );
+    }
+
+    let (dom, log) = render(&passed_page, &artifacts().join("report-passed.png"));
+    assert!(dom.contains("id=\"result\">passed<"), "{dom}");
+    assert!(!dom.contains(" open"), "a passing run opens nothing");
+    let (dom, log2) = render(&failed_page, &artifacts().join("report-failed.png"));
+    assert!(dom.contains("id=\"result\">failed<"));
+    // A bar per host and play on the timeline.
+    for host in ["alpha", "beta"] {
+        for play in ["prepare", "check"] {
+            assert!(
+                dom.contains(&format!("data-host=\"{host}\" data-play=\"{play}\"")),
+                "no bar for {host}/{play}"
+            );
+        }
+    }
+    assert!(dom.contains("class=\"bar s-failed\" data-host=\"beta\" data-play=\"check\""));
+    assert!(dom.contains("class=\"bar s-ok\" data-host=\"alpha\" data-play=\"check\""));
+    // The failed play and the failed step's output are open, with its evidence.
+    let open_play = dom
+        .find("<details class=\"play failed\" open=\"\">")
+        .expect("the failed play is not open");
+    let failed_output = &dom[open_play..];
+    assert!(failed_output.contains("<details class=\"output failed\" open=\"\">"));
+    assert!(failed_output.contains("why it failed") && failed_output.contains("checking beta"));
+    // No console errors while rendering either page.
+    for l in [&log, &log2] {
+        assert!(!l.contains("CONSOLE("), "console messages: {l}");
+    }
+}
