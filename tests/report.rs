@@ -5,11 +5,13 @@
 //! the test asserts on the rendered DOM and keeps a 1280×800 screenshot of
 //! each under target/test-artifacts/. Runs as root.
 
+#[path = "support/browser.rs"]
+mod browser;
 #[path = "support/sshd.rs"]
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use support::{Lab, TEST_USER};
@@ -40,63 +42,6 @@ fn kubelab(state: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("cannot run kubelab")
-}
-
-/// The page as Chromium renders it, its stderr, and a screenshot.
-fn render(page: &Path, shot: &Path) -> (String, String) {
-    let profile = tempfile::tempdir().unwrap();
-    let common = |cmd: &mut Command| {
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-        ])
-        .args(["--disable-extensions", "--window-size=1280,800"])
-        .args(["--enable-logging=stderr", "--v=0"])
-        .arg(format!("--user-data-dir={}", profile.path().display()));
-    };
-    let url = format!("file://{}", page.display());
-    let mut dump = Command::new("chromium");
-    common(&mut dump);
-    let dom = dump
-        .arg("--dump-dom")
-        .arg(&url)
-        .output()
-        .expect("chromium (scripts/deps.sh test installs it)");
-    assert!(
-        dom.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dom.stderr)
-    );
-    let mut snap = Command::new("chromium");
-    common(&mut snap);
-    let shot_run = snap
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert!(
-        shot_run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&shot_run.stderr)
-    );
-    let png = std::fs::read(shot).unwrap();
-    assert!(
-        png.starts_with(b"\x89PNG"),
-        "no screenshot at {}",
-        shot.display()
-    );
-    (
-        String::from_utf8_lossy(&dom.stdout).into_owned(),
-        String::from_utf8_lossy(&dom.stderr).into_owned(),
-    )
-}
-
-fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]
@@ -177,10 +122,16 @@ fn passing_and_failing_runs_as_pages_a_browser_renders() {
         );
     }
 
-    let (dom, log) = render(&passed_page, &artifacts().join("report-passed.png"));
+    let (dom, log) = browser::render(
+        &passed_page,
+        &browser::artifacts().join("report-passed.png"),
+    );
     assert!(dom.contains("id=\"result\">passed<"), "{dom}");
     assert!(!dom.contains(" open"), "a passing run opens nothing");
-    let (dom, log2) = render(&failed_page, &artifacts().join("report-failed.png"));
+    let (dom, log2) = browser::render(
+        &failed_page,
+        &browser::artifacts().join("report-failed.png"),
+    );
     assert!(dom.contains("id=\"result\">failed<"));
     // A bar per host and play on the timeline.
     for host in ["alpha", "beta"] {

@@ -18,6 +18,8 @@
 //! Needs root and `scripts/deps.sh test`. About 5 minutes for the first boot
 //! on 2 cores with a cached base image (the first image build takes longer).
 
+#[path = "../support/browser.rs"]
+mod browser;
 #[path = "../support/bundle_sources.rs"]
 mod bundle_sources;
 #[path = "../support/file_server.rs"]
@@ -135,21 +137,87 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// The first event of `kind` a `--json` run printed.
+fn json_event(out: &Output, kind: &str) -> serde_json::Value {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} event"))
+}
+
+const VMS: [&str; 3] = ["node-1", "node-2", "node-3"];
+
 /// The lab itself: a second `up` changes nothing, `plan` is empty, every VM
-/// answers with its spare disk.
+/// answers with its spare disk; `up`'s HTML report and a failing run's, as
+/// Chromium renders them, with the lab's topology; `graph --live`.
 fn lab_area(tb: &Testbed) {
     let out = tb.kubelab(&["--json", "up", tb.lab_arg()]);
     assert!(out.status.success());
-    let up = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["event"] == "up")
-        .expect("up event");
+    let up = json_event(&out, "up");
     assert_eq!(up["changes"], 0, "second up changed something: {up}");
-    for vm in ["node-1", "node-2", "node-3"] {
+    for vm in VMS {
         let lsblk = tb.sh_ok(vm, "lsblk -dn -o NAME");
         assert!(lsblk.lines().any(|l| l.trim() == "vdb"), "{vm}: {lsblk}");
     }
+
+    // up's report: passed, the topology with every VM, a lane per host.
+    let page = PathBuf::from(json_event(&out, "report")["path"].as_str().unwrap());
+    let (dom, log) = browser::render(&page, &browser::artifacts().join("testbed-up.png"));
+    assert!(dom.contains("id=\"result\">passed<"), "{}", page.display());
+    for host in VMS.iter().chain(&["virthost"]) {
+        assert!(
+            dom.contains(&format!("data-host=\"{host}\"")),
+            "no lane for {host}"
+        );
+    }
+    for vm in VMS {
+        assert!(
+            dom.contains(&format!("class=\"vm\" data-name=\"{vm}\"")),
+            "{vm} not drawn"
+        );
+    }
+    assert!(!log.contains("CONSOLE("), "{log}");
+
+    // A run that fails on one VM: its report opens that step.
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = dir.path().join("probe.yaml");
+    std::fs::write(
+        &playbook,
+        "- name: probe\n  hosts: all\n  steps:\n    - name: every VM but node-2\n      shell: \"echo on $(hostname); test {{ inventory_hostname | quote }} != node-2\"\n      changed_when: false\n",
+    )
+    .unwrap();
+    let report = dir.path().join("failed.html");
+    let failed = tb.kubelab(&[
+        "--report",
+        report.to_str().unwrap(),
+        "play",
+        playbook.to_str().unwrap(),
+        "--lab",
+        tb.lab_arg(),
+    ]);
+    assert_eq!(failed.status.code(), Some(1));
+    let (dom, _) = browser::render(&report, &browser::artifacts().join("testbed-failed.png"));
+    assert!(dom.contains("id=\"result\">failed<"));
+    assert!(dom.contains("class=\"bar s-failed\" data-host=\"node-2\" data-play=\"probe\""));
+    let open = dom
+        .find("<details class=\"play failed\" open=\"\">")
+        .expect("failed play open");
+    assert!(
+        dom[open..].contains("on node-2"),
+        "the failed step's output"
+    );
+    assert!(
+        dom.contains("class=\"vm\" data-name=\"node-3\""),
+        "no topology"
+    );
+
+    // graph --live: every VM running, with its addresses.
+    let live = tb.kubelab_ok(&["graph", tb.lab_arg(), "--live", "--format", "dot"]);
+    for vm in VMS {
+        assert!(live.contains(&format!("{vm}\\n")), "{vm} not in the graph");
+    }
+    assert_eq!(live.matches("[running]").count(), 3, "{live}");
 }
 
 /// Take the lab down at the end unless asked to keep it.
