@@ -957,6 +957,7 @@ impl PtyRun {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
+                self.drained(deadline);
                 return s;
             }
             assert!(
@@ -965,6 +966,29 @@ impl PtyRun {
                 self.seen()
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait until the reader has taken everything the ended child wrote:
+    /// nothing left unread on the terminal and the output no longer
+    /// growing (the child's last frames arrive after its exit is seen).
+    fn drained(&self, deadline: Instant) {
+        use std::os::fd::AsRawFd;
+        let mut last = usize::MAX;
+        loop {
+            let mut unread: libc::c_int = 0;
+            // SAFETY: FIONREAD writes the count of unread bytes into `unread`.
+            let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::FIONREAD, &mut unread) };
+            let len = self.seen.lock().unwrap().len();
+            if rc == 0 && unread == 0 && len == last {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the terminal output never settled"
+            );
+            last = len;
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
