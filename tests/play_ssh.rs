@@ -62,15 +62,8 @@ fn step_counts(output: &Output) -> std::collections::BTreeMap<String, (u32, u32,
 #[test]
 fn play_runs_the_bench_playbook_from_an_ini_inventory_then_changes_nothing() {
     let lab = Lab::new();
-    let a = lab.host();
-    let b = lab.host();
-    a.pin(&a.address);
-    b.pin(&b.address);
-    let work = tempfile::Builder::new()
-        .prefix("kubelab-play-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (a, b) = lab.pinned_pair();
+    let work = Lab::open_workdir("kubelab-play-");
     let inventory = work.path().join("inventory.ini");
     std::fs::write(
         &inventory,

@@ -10,7 +10,6 @@ mod browser;
 #[path = "support/sshd.rs"]
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -47,15 +46,8 @@ fn kubelab(state: &Path, args: &[&str]) -> Output {
 #[test]
 fn passing_and_failing_runs_as_pages_a_browser_renders() {
     let lab = Lab::new();
-    let a = lab.host();
-    let b = lab.host();
-    a.pin(&a.address);
-    b.pin(&b.address);
-    let work = tempfile::Builder::new()
-        .prefix("kubelab-report-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (a, b) = lab.pinned_pair();
+    let work = Lab::open_workdir("kubelab-report-");
     let playbook = work.path().join("report.yaml");
     std::fs::write(&playbook, PLAYBOOK).unwrap();
     let state = work.path().join("state");

@@ -236,6 +236,23 @@ impl Lab {
     }
 
     /// Starts a host with no link at all yet (reach it through [`Lab::link`]).
+    /// Two hosts, each with its key pinned in the lab's known_hosts.
+    pub fn pinned_pair(&self) -> (SshHost, SshHost) {
+        let (a, b) = (self.host(), self.host());
+        a.pin(&a.address);
+        b.pin(&b.address);
+        (a, b)
+    }
+
+    /// A temporary directory anyone may write in (the test user's runs
+    /// write their files there).
+    pub fn open_workdir(prefix: &str) -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        dir
+    }
+
     pub fn isolated_host(&self) -> SshHost {
         self.start_host(false, None)
     }
