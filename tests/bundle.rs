@@ -396,6 +396,20 @@ fn a_wrong_checksum_or_a_missing_image_leaves_no_bundle() {
     ]);
     assert_eq!(said.status.code(), Some(1));
     assert!(text(&said).contains("Tigera operator"), "{}", text(&said));
+    let arm = kubelab(&[
+        "bundle",
+        bed.lab.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--arch",
+        "arm64",
+    ]);
+    assert_eq!(arm.status.code(), Some(1));
+    assert!(
+        text(&arm).contains("make the arm64 bundle on an arm64 machine"),
+        "{}",
+        text(&arm)
+    );
     let minor = bed.root.join("minor.yaml");
     std::fs::write(&minor, LAB.replace("\"1.28.15\"", "\"1.28\"")).unwrap();
     let said = kubelab(&[

@@ -234,6 +234,9 @@ pub async fn make(
     mut progress: impl FnMut(Progress<'_>),
 ) -> Result<Manifest, BundleError> {
     let contents = Contents::for_lab(lab, request.arch)?;
+    // kubeadm's image list comes from running the bundled kubeadm: say so
+    // before anything is downloaded.
+    kubeadm_runs_here(&contents)?;
     let created_dir = !dir.exists();
     let mut written: Vec<PathBuf> = Vec::new();
     let result = fill(lab, dir, request, &contents, &mut written, &mut progress).await;
@@ -359,15 +362,7 @@ async fn fill(
 /// kubeadm itself lists them: only kubeadm knows its etcd, CoreDNS and
 /// pause versions for a patch release.
 async fn kubeadm_images(dir: &Path, contents: &Contents) -> Result<Vec<String>, BundleError> {
-    if Arch::host() != Some(contents.arch) {
-        return Err(BundleError::Kubeadm(format!(
-            "the bundled kubeadm is for {} and cannot run on this {} machine; make {}'s bundle on a {} machine",
-            contents.arch.name(),
-            std::env::consts::ARCH,
-            contents.arch.name(),
-            contents.arch.name()
-        )));
-    }
+    kubeadm_runs_here(contents)?;
     let kubeadm = dir.join("kubeadm");
     let run = tokio::process::Command::new(&kubeadm)
         .args([
@@ -409,6 +404,18 @@ async fn kubeadm_images(dir: &Path, contents: &Contents) -> Result<Vec<String>, 
         )));
     }
     Ok(images)
+}
+
+/// The bundle's kubeadm can run on this machine (same architecture).
+fn kubeadm_runs_here(contents: &Contents) -> Result<(), BundleError> {
+    if Arch::host() == Some(contents.arch) {
+        return Ok(());
+    }
+    Err(BundleError::Kubeadm(format!(
+        "the bundled kubeadm is for {a} and cannot run on this {} machine: kubeadm lists its images; make the {a} bundle on an {a} machine",
+        std::env::consts::ARCH,
+        a = contents.arch.name(),
+    )))
 }
 
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
