@@ -21,6 +21,7 @@ pub mod junit;
 pub mod kubernetes;
 pub mod lab;
 pub mod links;
+pub mod markup;
 pub mod nat64;
 pub mod output;
 pub mod plan;

@@ -15,6 +15,7 @@
 use std::fmt::Write;
 
 use super::Topology;
+use crate::markup::escape_xml;
 
 /// Role → fill colour (also Mermaid's classes).
 pub const ROLE_COLOURS: [(&str, &str); 5] = [
@@ -42,13 +43,6 @@ fn colour(role: &str) -> &'static str {
         .iter()
         .find(|(r, _)| *r == role)
         .map_or("#5f6b76", |(_, c)| c)
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// `text` cut to `width` pixels, with an ellipsis when cut.
@@ -177,7 +171,7 @@ pub fn render(t: &Topology) -> String {
         s,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" xml:space=\"preserve\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"DejaVu Sans Mono, Menlo, Consolas, monospace\" font-size=\"{FONT}\">"
     );
-    let _ = writeln!(s, "<title>{}</title>", esc(&title));
+    let _ = writeln!(s, "<title>{}</title>", escape_xml(&title));
     let _ = writeln!(
         s,
         "<rect class=\"background\" x=\"0\" y=\"0\" width=\"{width:.0}\" height=\"{height:.0}\" fill=\"#ffffff\"/>"
@@ -187,14 +181,14 @@ pub fn render(t: &Topology) -> String {
         "<text class=\"title\" x=\"{M}\" y=\"{}\" font-size=\"{}\" font-weight=\"bold\">{}</text>",
         M + 6.0,
         FONT * 1.3,
-        esc(&title)
+        escape_xml(&title)
     );
     if let Some(k) = &t.kubernetes {
         let _ = writeln!(
             s,
             "<text class=\"subtitle\" x=\"{M}\" y=\"{}\" fill=\"#444\">{}</text>",
             M + 24.0,
-            esc(&fit(k, width - 2.0 * M))
+            escape_xml(&fit(k, width - 2.0 * M))
         );
     }
 
@@ -211,7 +205,7 @@ pub fn render(t: &Topology) -> String {
         let _ = writeln!(
             s,
             "<rect class=\"network\" data-name=\"{}\" x=\"{trunk_x}\" y=\"{bar}\" width=\"{:.1}\" height=\"{BAR_H}\" rx=\"3\" fill=\"#9aa7b4\"/>",
-            esc(&t.networks[i].name),
+            escape_xml(&t.networks[i].name),
             width - M - trunk_x
         );
         for (k, line) in net_labels[i].iter().enumerate() {
@@ -220,7 +214,7 @@ pub fn render(t: &Topology) -> String {
             let _ = writeln!(
                 s,
                 "<text class=\"label\" x=\"{label_x}\" y=\"{ly}\"{weight}>{}</text>",
-                esc(&fit(line, label_w))
+                escape_xml(&fit(line, label_w))
             );
         }
     }
@@ -232,18 +226,15 @@ pub fn render(t: &Topology) -> String {
                 continue;
             };
             let bar_mid = bars[net] + BAR_H / 2.0;
-            let d = if r == 0 {
+            // Where the line meets the bar: straight up from a first-row
+            // box, else up the VM's own lane in the channel.
+            let (end_x, d) = if r == 0 {
                 let x = bx + 20.0 + 16.0 * k as f64;
-                format!("M{x} {by} V{bar_mid}")
+                (x, format!("M{x} {by} V{bar_mid}"))
             } else {
                 let lane = bx - gap + 10.0 + LANE * ((r - 1) * max_nics + k) as f64;
                 let y = by + 10.0 + 6.0 * k as f64;
-                format!("M{bx} {y} H{lane} V{bar_mid}")
-            };
-            let end_x = if r == 0 {
-                bx + 20.0 + 16.0 * k as f64
-            } else {
-                bx - gap + 10.0 + LANE * ((r - 1) * max_nics + k) as f64
+                (lane, format!("M{bx} {y} H{lane} V{bar_mid}"))
             };
             let _ = writeln!(
                 s,
@@ -260,7 +251,7 @@ pub fn render(t: &Topology) -> String {
         "<text class=\"label\" x=\"{}\" y=\"{}\" font-weight=\"bold\">{}</text>",
         M + 10.0,
         vh_y + 20.0,
-        esc(&virthost)
+        escape_xml(&virthost)
     );
     for (i, vm) in t.vms.iter().enumerate() {
         let (r, c) = (i / cols, i % cols);
@@ -269,7 +260,7 @@ pub fn render(t: &Topology) -> String {
         let _ = writeln!(
             s,
             "<g class=\"vm\" data-name=\"{}\"><rect x=\"{bx}\" y=\"{by}\" width=\"{BOX_W}\" height=\"{box_h}\" rx=\"6\" fill=\"#ffffff\" stroke=\"{fill}\" stroke-width=\"2\"/><rect x=\"{bx}\" y=\"{by}\" width=\"{BOX_W}\" height=\"{}\" rx=\"6\" fill=\"{fill}\"/>",
-            esc(&vm.name),
+            escape_xml(&vm.name),
             LINE_H + 6.0
         );
         for (k, line) in lines[i].iter().enumerate() {
@@ -283,7 +274,7 @@ pub fn render(t: &Topology) -> String {
                 "<text x=\"{}\" y=\"{}\" fill=\"{fill}\"{weight}>{}</text>",
                 bx + 8.0,
                 by + 16.0 + LINE_H * k as f64 + if k == 0 { 0.0 } else { 6.0 },
-                esc(&fit(line, BOX_W - 16.0))
+                escape_xml(&fit(line, BOX_W - 16.0))
             );
         }
         s.push_str("</g>\n");
@@ -300,7 +291,7 @@ pub fn render(t: &Topology) -> String {
                 s,
                 "<text class=\"label\" x=\"{M}\" y=\"{}\">{}</text>",
                 links_y + LINE_H * (k + 2) as f64 - 4.0,
-                esc(&fit(&text, width - 2.0 * M))
+                escape_xml(&fit(&text, width - 2.0 * M))
             );
         }
     }

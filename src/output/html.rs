@@ -11,6 +11,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::markup::escape_xml;
+
 /// What the page says besides the events.
 pub struct Page<'a> {
     /// `up labs/ipv6.yaml`.
@@ -30,13 +32,6 @@ pub fn read_events(path: &Path) -> std::io::Result<Vec<Value>> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v.get("event").is_some())
         .collect())
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -171,12 +166,12 @@ pub fn render(events: &[Value], page: &Page<'_>) -> String {
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>kubelab {}</title><style>{STYLE}</style></head><body><main>",
-        esc(page.title)
+        escape_xml(page.title)
     );
     let _ = write!(
         h,
         "<h1>kubelab {} <span class=\"result {}\" id=\"result\">{}</span></h1>",
-        esc(page.title),
+        escape_xml(page.title),
         if passed { "passed" } else { "failed" },
         if passed {
             "passed"
@@ -196,7 +191,7 @@ pub fn render(events: &[Value], page: &Page<'_>) -> String {
         let _ = write!(
             h,
             "<div><b>run log</b>{}</div>",
-            esc(&log.display().to_string())
+            escape_xml(&log.display().to_string())
         );
     }
     h.push_str("</div>");
@@ -221,7 +216,7 @@ pub fn render(events: &[Value], page: &Page<'_>) -> String {
         let _ = write!(
             h,
             "<div class=\"lane\"><span class=\"host\" title=\"{0}\">{0}</span><div class=\"track\">",
-            esc(host)
+            escape_xml(host)
         );
         for b in &blocks {
             let mine: Vec<&StepRow> = b.steps.iter().filter(|s| s.host == *host).collect();
@@ -237,13 +232,13 @@ pub fn render(events: &[Value], page: &Page<'_>) -> String {
             let _ = write!(
                 h,
                 "<div class=\"bar s-{status}\" data-host=\"{}\" data-play=\"{}\" style=\"left:{left:.2}%;width:{width:.2}%\" title=\"{}: {} ({}, {})\">{}</div>",
-                esc(host),
-                esc(b.play),
-                esc(host),
-                esc(b.play),
+                escape_xml(host),
+                escape_xml(b.play),
+                escape_xml(host),
+                escape_xml(b.play),
                 status,
                 seconds(end - start),
-                esc(b.play)
+                escape_xml(b.play)
             );
         }
         h.push_str("</div></div>");
@@ -268,8 +263,8 @@ pub fn render(events: &[Value], page: &Page<'_>) -> String {
             "<details class=\"play{}\"{}><summary>{} — {} ({} step{}, {} changed{})</summary><table><tr><th>host</th><th>step</th><th>status</th><th>time</th><th>where</th></tr>",
             if failed > 0 { " failed" } else { "" },
             if failed > 0 { " open" } else { "" },
-            esc(b.play),
-            esc(b.playbook),
+            escape_xml(b.play),
+            escape_xml(b.playbook),
             b.steps.len(),
             if b.steps.len() == 1 { "" } else { "s" },
             b.steps.iter().filter(|s| s.changed).count(),
@@ -285,8 +280,8 @@ pub fn render(events: &[Value], page: &Page<'_>) -> String {
                 h,
                 "<tr class=\"step {}\"><td>{}</td><td>{}",
                 s.status,
-                esc(s.host),
-                esc(s.step)
+                escape_xml(s.host),
+                escape_xml(s.step)
             );
             let mut output = String::new();
             for (name, body) in [
@@ -299,7 +294,7 @@ pub fn render(events: &[Value], page: &Page<'_>) -> String {
                     let _ = write!(
                         output,
                         "<pre class=\"{name}\">{}</pre>",
-                        esc(body.trim_end())
+                        escape_xml(body.trim_end())
                     );
                 }
             }
@@ -321,8 +316,8 @@ pub fn render(events: &[Value], page: &Page<'_>) -> String {
                     ""
                 },
                 seconds(s.end_ms - s.start_ms),
-                esc(s.module),
-                esc(s.location)
+                escape_xml(s.module),
+                escape_xml(s.location)
             );
         }
         h.push_str("</table></details>");
