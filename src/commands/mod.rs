@@ -59,15 +59,28 @@ pub fn load_lab(path: &std::path::Path, ctx: &Context) -> Result<Lab, ExitCode> 
 
 /// Write the HTML report of the run whose log is `log` beside it
 /// (`<log>.html`) and, with `--report`, to that file too; say where on
-/// stderr (or as a JSON event).
+/// stderr (or as a JSON event). Nothing when the run never got as far as
+/// its log.
 pub fn write_report(ctx: &Context, title: &str, lab: Option<&Lab>, log: Option<&std::path::Path>) {
-    let Some(log) = log else {
+    let Some(log) = log.filter(|l| l.exists()) else {
         return;
     };
     let topology = lab.map(|l| crate::graph::svg::render(&crate::graph::Topology::of(l, None)));
+    let page = match crate::output::html::report(log, title, topology.as_deref()) {
+        Ok(page) => page,
+        Err(e) => {
+            eprintln!("warning: cannot read the events of {}: {e}", log.display());
+            return;
+        }
+    };
     let beside = log.with_extension("html");
     for out in std::iter::once(beside.as_path()).chain(ctx.report.as_deref()) {
-        match crate::output::html::write(log, out, title, topology.as_deref()) {
+        let written = match out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => std::fs::create_dir_all(dir),
+            None => Ok(()),
+        }
+        .and_then(|()| std::fs::write(out, &page));
+        match written {
             Ok(()) => {
                 if ctx.json {
                     println!("{}", serde_json::json!({"event": "report", "path": out}));

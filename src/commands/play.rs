@@ -314,12 +314,10 @@ fn play(opts: &PlayOptions, ctx: &Context) -> i32 {
     }
 }
 
-/// The run's HTML report, when the run got as far as its log.
+/// The run's HTML report.
 fn report(ctx: &Context, opts: &PlayOptions, lab: Option<&crate::lab::Lab>, req: &PlaybookRun) {
-    if let Some(log) = req.log_path.as_deref().filter(|l| l.exists()) {
-        let title = format!("play {}", opts.playbook.display());
-        super::write_report(ctx, &title, lab, Some(log));
-    }
+    let title = format!("play {}", opts.playbook.display());
+    super::write_report(ctx, &title, lab, req.log_path.as_deref());
 }
 
 /// `--lab`: the lab's VMs, with the variables of its own stages.

@@ -96,9 +96,7 @@ impl Session {
     /// Close the connections and write the run's report.
     fn close(self, ctx: &Context) {
         self.rt.block_on(self.hosts.close());
-        if self.log.exists() {
-            super::write_report(ctx, &self.title, Some(&self.lab), Some(&self.log));
-        }
+        super::write_report(ctx, &self.title, Some(&self.lab), Some(&self.log));
     }
 }
 

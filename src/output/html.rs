@@ -5,7 +5,6 @@
 //! timeline of every play per host, and every step with its status,
 //! duration and output (failed ones open).
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -62,6 +61,12 @@ struct StepRow<'a> {
     stdout: &'a str,
     stderr: &'a str,
     diff: &'a str,
+}
+
+impl StepRow<'_> {
+    fn failed(&self) -> bool {
+        self.status == "failed" || self.status == "unreachable"
+    }
 }
 
 /// A play of one run, its steps in the order they ended.
@@ -155,9 +160,7 @@ pub fn render(events: &[Value], page: &Page<'_>) -> String {
         }
     }
     let all_steps = || blocks.iter().flat_map(|b| &b.steps);
-    let failed_steps = all_steps()
-        .filter(|s| s.status == "failed" || s.status == "unreachable")
-        .count();
+    let failed_steps = all_steps().filter(|s| s.failed()).count();
     let finished = exit_codes.len() == runs_started;
     let passed = finished && exit_codes.iter().all(|c| *c == 0) && failed_steps == 0;
     let changes = all_steps().filter(|s| s.changed).count();
@@ -253,11 +256,7 @@ pub fn render(events: &[Value], page: &Page<'_>) -> String {
     // Steps, play by play; failed plays and steps open.
     h.push_str("<h2>Steps</h2>");
     for b in &blocks {
-        let failed = b
-            .steps
-            .iter()
-            .filter(|s| s.status == "failed" || s.status == "unreachable")
-            .count();
+        let failed = b.steps.iter().filter(|s| s.failed()).count();
         let _ = write!(
             h,
             "<details class=\"play{}\"{}><summary>{} — {} ({} step{}, {} changed{})</summary><table><tr><th>host</th><th>step</th><th>status</th><th>time</th><th>where</th></tr>",
@@ -275,7 +274,7 @@ pub fn render(events: &[Value], page: &Page<'_>) -> String {
             }
         );
         for s in &b.steps {
-            let is_failed = s.status == "failed" || s.status == "unreachable";
+            let is_failed = s.failed();
             let _ = write!(
                 h,
                 "<tr class=\"step {}\"><td>{}</td><td>{}",
@@ -328,40 +327,21 @@ pub fn render(events: &[Value], page: &Page<'_>) -> String {
 
 /// The worst of some steps' statuses, as a bar's colour.
 fn worst<'a>(statuses: impl Iterator<Item = &'a str>) -> &'static str {
-    let rank = |s: &str| match s {
-        "unreachable" => 4,
-        "failed" => 3,
-        "changed" => 2,
-        "ok" => 1,
-        _ => 0,
-    };
-    let names: BTreeMap<i32, &'static str> = [
-        (0, "skipped"),
-        (1, "ok"),
-        (2, "changed"),
-        (3, "failed"),
-        (4, "unreachable"),
-    ]
-    .into_iter()
-    .collect();
-    let top = statuses.map(rank).max().unwrap_or(0);
-    names.get(&top).copied().unwrap_or("ok")
+    // Best to worst; an unknown status counts as skipped.
+    const ORDER: [&str; 5] = ["skipped", "ok", "changed", "failed", "unreachable"];
+    let rank = |s: &str| ORDER.iter().position(|o| *o == s).unwrap_or(0);
+    ORDER[statuses.map(rank).max().unwrap_or(0)]
 }
 
-/// Write the report of the run whose log is `log` to `out`.
-pub fn write(log: &Path, out: &Path, title: &str, topology: Option<&str>) -> std::io::Result<()> {
+/// The report of the run whose log is `log`, from the events kept beside it.
+pub fn report(log: &Path, title: &str, topology: Option<&str>) -> std::io::Result<String> {
     let events = read_events(&super::events_path(log))?;
     let page = Page {
         title,
         topology,
         log: Some(log),
     };
-    if let Some(dir) = out.parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(out, render(&events, &page))
+    Ok(render(&events, &page))
 }
 
 #[cfg(test)]
