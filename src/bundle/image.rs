@@ -309,10 +309,13 @@ impl ImageNames {
 /// imported beside it.
 pub fn containerd_name(reference: &str) -> String {
     match reference.parse::<Reference>() {
-        Ok(r) => ImageNames::of(&r)
-            .tagged
-            .or(ImageNames::of(&r).digested)
-            .unwrap_or_else(|| reference.to_string()),
+        Ok(r) => {
+            let names = ImageNames::of(&r);
+            names
+                .tagged
+                .or(names.digested)
+                .unwrap_or_else(|| reference.to_string())
+        }
         Err(_) => reference.to_string(),
     }
 }

@@ -201,15 +201,16 @@ impl Scenario for GlusterfsParams {
     }
 
     fn resolved(&self, lab: &LabParts<'_>) -> Value {
+        let [glusterfs_image, heketi_image, mysql_image] = self.images_resolved();
         to_json(Resolved {
             mode: self.mode,
             storage: owned(self.storage_vms(lab.vms)),
             replica: self.replica_count(lab.vms),
             client: self.client_vm(lab.vms).map(str::to_string),
             volume: self.volume.clone().unwrap_or_else(|| "kubelab".into()),
-            glusterfs_image: self.images_resolved()[0].clone(),
-            heketi_image: self.images_resolved()[1].clone(),
-            mysql_image: self.images_resolved()[2].clone(),
+            glusterfs_image,
+            heketi_image,
+            mysql_image,
         })
     }
 

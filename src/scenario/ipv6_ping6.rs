@@ -175,13 +175,13 @@ impl Scenario for Ipv6Ping6Params {
                     .find_map(|n| n.gateway4())
                     .map(|a| a.to_string())
             }),
-            image: self.image.clone().unwrap_or_else(|| IMAGE.into()),
+            image: self.image_resolved(),
         })
     }
 
     fn images(&self, lab: &LabParts<'_>) -> Vec<String> {
         if self.resolved_mode(lab) == ClusterMode::Kubernetes {
-            vec![self.image.clone().unwrap_or_else(|| IMAGE.into())]
+            vec![self.image_resolved()]
         } else {
             Vec::new()
         }
@@ -189,6 +189,11 @@ impl Scenario for Ipv6Ping6Params {
 }
 
 impl Ipv6Ping6Params {
+    /// The pods' image, its default resolved.
+    fn image_resolved(&self) -> String {
+        self.image.clone().unwrap_or_else(|| IMAGE.into())
+    }
+
     /// `mode`, or `kubernetes` when the lab has a cluster, else `host`.
     fn resolved_mode(&self, lab: &LabParts<'_>) -> ClusterMode {
         self.mode.unwrap_or(if lab.kubernetes.is_some() {

@@ -244,6 +244,7 @@ impl Scenario for RatchetPairsParams {
                 })
                 .collect()
         };
+        let [etcd_image, pod_image] = self.images_resolved();
         to_json(Resolved {
             mode: self.mode,
             pairs,
@@ -251,8 +252,8 @@ impl Scenario for RatchetPairsParams {
             port: self.port.unwrap_or(VXLAN_PORT),
             binaries_url: self.binaries_url.clone(),
             binaries_sha256: self.binaries_sha256.clone(),
-            etcd_image: self.images_resolved()[0].clone(),
-            pod_image: self.images_resolved()[1].clone(),
+            etcd_image,
+            pod_image,
         })
     }
 
