@@ -80,10 +80,7 @@ impl Downloader {
         let mut response = self.get(url).await?;
         let at = self.location(url);
         let tmp = dest.with_extension("partial");
-        let io = |e: std::io::Error| BundleError::Io {
-            path: tmp.clone(),
-            message: e.to_string(),
-        };
+        let io = |e| BundleError::io(&tmp, e);
         let result = async {
             let mut file = tokio::fs::File::create(&tmp).await.map_err(io)?;
             let mut hash = Sha256::new();

@@ -191,20 +191,20 @@ impl Puller {
         let result = async {
             tokio::fs::create_dir_all(&staging)
                 .await
-                .map_err(|e| io(&staging, e))?;
+                .map_err(|e| BundleError::io(&staging, e))?;
             let mut files: Vec<(String, PathBuf)> = Vec::new();
             for digest in std::iter::once(&config).chain(&layers) {
                 let file = staging.join(digest.replace(':', "-"));
                 let out = tokio::fs::File::create(&file)
                     .await
-                    .map_err(|e| io(&file, e))?;
+                    .map_err(|e| BundleError::io(&file, e))?;
                 self.client
                     .pull_blob(&r, digest.as_str(), out)
                     .await
                     .map_err(|e| fail(format!("{origin}: blob {digest}: {e}")))?;
                 let got = format!(
                     "sha256:{}",
-                    super::fetch::file_sha256(&file).map_err(|e| io(&file, e))?
+                    super::fetch::file_sha256(&file).map_err(|e| BundleError::io(&file, e))?
                 );
                 if &got != digest {
                     return Err(fail(format!("blob {digest} arrived as {got}")));
@@ -218,7 +218,8 @@ impl Puller {
                 "RepoTags": names.tagged.iter().collect::<Vec<_>>(),
                 "Layers": layers.iter().map(|l| blob_path(l)).collect::<Vec<_>>(),
             }]);
-            write_archive(&path, &index, &docker, &blobs, &files).map_err(|e| io(&path, e))
+            write_archive(&path, &index, &docker, &blobs, &files)
+                .map_err(|e| BundleError::io(&path, e))
         }
         .await;
         let _ = tokio::fs::remove_dir_all(&staging).await;
@@ -226,25 +227,20 @@ impl Puller {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(e);
         }
-        let sha256 = super::fetch::file_sha256(&path).map_err(|e| io(&path, e))?;
-        let size = std::fs::metadata(&path).map_err(|e| io(&path, e))?.len();
+        let sha256 = super::fetch::file_sha256(&path).map_err(|e| BundleError::io(&path, e))?;
+        let size = std::fs::metadata(&path)
+            .map_err(|e| BundleError::io(&path, e))?
+            .len();
         Ok(PulledImage {
             reference: reference.to_string(),
             digest: top_digest,
             manifest: manifest_digest,
             config,
-            archive: format!("images/{archive}"),
+            archive: format!("{}/{archive}", super::IMAGES_DIR),
             sha256,
             size,
             origin,
         })
-    }
-}
-
-fn io(path: &Path, e: std::io::Error) -> BundleError {
-    BundleError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
     }
 }
 

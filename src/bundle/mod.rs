@@ -52,6 +52,16 @@ pub enum BundleError {
     Manifest { path: PathBuf, message: String },
 }
 
+impl BundleError {
+    /// A file of the bundle could not be read or written.
+    fn io(path: &Path, e: std::io::Error) -> BundleError {
+        BundleError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// rustls' crypto provider for the HTTPS clients (ring, as russh uses);
 /// installed once per process.
 fn tls_provider() {
@@ -259,10 +269,7 @@ async fn fill(
     written: &mut Vec<PathBuf>,
     progress: &mut impl FnMut(Progress<'_>),
 ) -> Result<Manifest, BundleError> {
-    let io = |path: &Path, e: std::io::Error| BundleError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
+    let io = BundleError::io;
     let images_dir = dir.join(IMAGES_DIR);
     std::fs::create_dir_all(&images_dir).map_err(|e| io(&images_dir, e))?;
     // A manifest from an earlier bundle no longer describes the directory.
@@ -288,11 +295,12 @@ async fn fill(
         };
         let dest = dir.join(&source.name);
         let kept = fetch::file_sha256(&dest).is_ok_and(|got| got == sha256);
-        if !kept {
+        let size = if kept {
+            std::fs::metadata(&dest).map_err(|e| io(&dest, e))?.len()
+        } else {
             written.push(dest.clone());
-            downloader.file(&source.url, &dest, &sha256).await?;
-        }
-        let size = std::fs::metadata(&dest).map_err(|e| io(&dest, e))?.len();
+            downloader.file(&source.url, &dest, &sha256).await?
+        };
         set_mode(&dest, if source.executable { 0o755 } else { 0o644 }).map_err(|e| io(&dest, e))?;
         progress(Progress::File {
             name: &source.name,
