@@ -50,6 +50,18 @@ pub struct Global {
     /// here (it is always written beside the run log, `<log>.html`).
     #[arg(long, global = true, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
+    /// `up`, `verify`, `chaos`: no forensics bundle when the run fails (one
+    /// is written to `<state>/forensics/` otherwise).
+    #[arg(long, global = true)]
+    pub no_collect: bool,
+}
+
+/// A `--ttl` value in seconds (not zero).
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    match crate::lab::duration::parse_duration(text)? {
+        0 => Err("0 would expire the lab at once".into()),
+        secs => Ok(secs),
+    }
 }
 
 /// A scenario phase on the command line.
@@ -166,6 +178,12 @@ pub enum Command {
         /// Seconds to wait for every VM's addresses and SSH (from their start).
         #[arg(long, value_name = "S", default_value_t = 300)]
         timeout: u64,
+        /// The lab may stay this long from now (`8h`, `2d`; renews an
+        /// earlier lease); recorded on the virthost with the owner, for
+        /// `kubelab ls` and `reap`. The lab file's `ttl:` counts from the
+        /// lab's creation instead.
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+        ttl: Option<u64>,
     },
     /// Show what `up` would change, without changing anything.
     Plan {
@@ -241,6 +259,53 @@ pub enum Command {
         /// The command (after `--`).
         #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
+    },
+    /// Every kubelab lab on a virthost, from libvirt alone (no lab file or
+    /// state directory needed): owner, age, expiry, VMs running/total,
+    /// memory and disk.
+    Ls {
+        /// The virthost: an inventory name or file, or `user@host[:port]`.
+        #[arg(long, value_name = "INVENTORY|USER@HOST", default_value = "local")]
+        virthost: String,
+    },
+    /// Remove the labs whose time is up (`ttl:` in the lab file, `up
+    /// --ttl`) from a virthost exactly as `down` would, from libvirt alone
+    /// (labs whose state directory is gone too); never a lab whose lock a
+    /// running `up` or `down` holds. For a cron job: exit 1 when a removal
+    /// failed.
+    Reap {
+        /// The virthost: an inventory name or file, or `user@host[:port]`.
+        #[arg(long, value_name = "INVENTORY|USER@HOST", default_value = "local")]
+        virthost: String,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also labs created longer ago than this (`3d`), expired or not.
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+        older_than: Option<u64>,
+    },
+    /// Gather the lab's forensics bundle (.tar.gz): per VM its console,
+    /// definition, QEMU log, cloud-init, journal, network and sockets; the
+    /// virthost's and libvirt's view; kubelab's run logs and the lab file;
+    /// the cluster's nodes, pods and events; the scenarios' checks. Works
+    /// on a broken lab (what it cannot get is listed in MISSING.txt);
+    /// secrets are redacted.
+    Collect {
+        #[arg(value_name = "LAB")]
+        lab: PathBuf,
+        /// Write here (default `<state>/forensics/<time>-collect.tar.gz`).
+        #[arg(short, long, value_name = "FILE.tar.gz")]
+        output: Option<PathBuf>,
+        /// The bundle's contents at most, uncompressed (the most telling
+        /// sources first; logs keep their tail).
+        #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = crate::lab::size::parse_size)]
+        max_size: u64,
+        /// Seconds each source may take.
+        #[arg(long, value_name = "S", default_value_t = 30)]
+        timeout: u64,
+        /// Do not run the scenarios' checks for their output.
+        #[arg(long)]
+        no_verify: bool,
     },
     /// Draw the lab's topology: virthost, networks with their prefixes, VMs
     /// with roles, sizes, disks and addresses, links with their VNIs, and

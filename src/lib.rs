@@ -14,6 +14,7 @@ pub mod diagnostic;
 pub mod endpoint;
 pub mod executor;
 pub mod facts;
+pub mod forensics;
 pub mod graph;
 pub mod import;
 pub mod inventory;

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         playbook_dir: cli.global.playbook_dir.clone(),
         template_dir: cli.global.template_dir.clone(),
         report: cli.global.report.clone(),
+        collect: !cli.global.no_collect,
         color,
     };
     match cli.command {
@@ -79,9 +80,14 @@ fn main() -> ExitCode {
             },
             &ctx,
         ),
-        Command::Up { lab, timeout } => {
-            commands::up::run(&lab, std::time::Duration::from_secs(timeout), &ctx)
-        }
+        Command::Up { lab, timeout, ttl } => commands::up::run(
+            &lab,
+            &kubelab::provision::UpOptions {
+                timeout: std::time::Duration::from_secs(timeout),
+                ttl_renew: ttl,
+            },
+            &ctx,
+        ),
         Command::Plan { lab } => commands::plan::run(&lab, &ctx),
         Command::Scenario { lab, name, phase } => {
             commands::scenario::phase(&lab, &name, phase.into(), &ctx)
@@ -99,6 +105,35 @@ fn main() -> ExitCode {
         Command::Status { lab } => commands::status::run(&lab, &ctx),
         Command::Ssh { lab, vm, command } => commands::ssh::run(&lab, &vm, &command, &ctx),
         Command::Doctor { lab } => commands::doctor::run(&lab, &ctx),
+        Command::Ls { virthost } => commands::ls::run(&virthost, &ctx),
+        Command::Reap {
+            virthost,
+            dry_run,
+            older_than,
+        } => commands::reap::run(
+            &virthost,
+            &kubelab::provision::ReapOptions {
+                dry_run,
+                older_than,
+            },
+            &ctx,
+        ),
+        Command::Collect {
+            lab,
+            output,
+            max_size,
+            timeout,
+            no_verify,
+        } => commands::collect::run(
+            &lab,
+            output.as_deref(),
+            &kubelab::forensics::Options {
+                max_size,
+                timeout: std::time::Duration::from_secs(timeout),
+            },
+            !no_verify,
+            &ctx,
+        ),
         Command::Graph {
             lab,
             format,

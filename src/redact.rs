@@ -82,12 +82,15 @@ impl Redactor {
         self.secrets.read().map(|s| s.is_empty()).unwrap_or(true)
     }
 
-    /// The text with every secret replaced.
+    /// The text with every secret replaced: the values this run knows, and
+    /// whatever has the shape of a secret no run told it about (a private
+    /// key block, a kubeadm bootstrap token), such as a journal line of a
+    /// node from an earlier run.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = scrub_shapes(text);
         let Ok(secrets) = self.secrets.read() else {
-            return Cow::Borrowed(text);
+            return out;
         };
-        let mut out = Cow::Borrowed(text);
         for s in secrets.iter() {
             if out.contains(s.as_str()) {
                 out = Cow::Owned(out.replace(s.as_str(), REDACTED));
@@ -104,9 +107,85 @@ impl Redactor {
     }
 }
 
+/// Private key blocks (PEM and OpenSSH) and kubeadm bootstrap tokens
+/// (`[a-z0-9]{6}.[a-z0-9]{16}`), whoever's they are. A block cut off by
+/// the end of a log's tail (or its beginning) is redacted up to that end.
+fn scrub_shapes(text: &str) -> Cow<'_, str> {
+    use std::sync::LazyLock;
+    static TOKEN: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b").expect("a valid pattern")
+    });
+    static MARK: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"-----(BEGIN|END) [A-Z0-9 ]*PRIVATE KEY-----").expect("a valid pattern")
+    });
+    let out = match TOKEN.replace_all(text, REDACTED) {
+        Cow::Borrowed(_) => Cow::Borrowed(text),
+        Cow::Owned(o) => Cow::Owned(o),
+    };
+    if !out.contains("PRIVATE KEY-----") {
+        return out;
+    }
+    // keep the markers, drop what is between a BEGIN and its END (or the
+    // text's end), and what comes before an END that has no BEGIN
+    let mut kept = String::with_capacity(out.len());
+    let mut inside = false;
+    let mut at = 0;
+    for m in MARK.find_iter(&out) {
+        let begin = m.as_str().starts_with("-----BEGIN");
+        if !inside && begin {
+            kept.push_str(&out[at..m.end()]);
+            inside = true;
+        } else if inside && !begin {
+            kept.push_str(REDACTED);
+            kept.push_str(m.as_str());
+            inside = false;
+        } else if !inside {
+            // an END without its BEGIN: the text starts inside a key
+            kept.clear();
+            kept.push_str(REDACTED);
+            kept.push_str(m.as_str());
+        } else {
+            continue;
+        }
+        at = m.end();
+    }
+    if inside {
+        kept.push_str(REDACTED);
+    } else {
+        kept.push_str(&out[at..]);
+    }
+    Cow::Owned(kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_no_run_told_about_are_redacted_by_their_shape() {
+        let r = Redactor::new();
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----";
+        let text = format!("before\n{key}\nafter kubeadm join --token abcdef.0123456789abcdef x");
+        let out = r.redact(&text);
+        assert_eq!(
+            out,
+            "before\n-----BEGIN OPENSSH PRIVATE KEY-----[REDACTED]-----END OPENSSH PRIVATE KEY-----\nafter kubeadm join --token [REDACTED] x"
+        );
+        // cut off at either end
+        let head = r.redact("x -----BEGIN RSA PRIVATE KEY-----\nMIIE\nabc");
+        assert_eq!(head, "x -----BEGIN RSA PRIVATE KEY-----[REDACTED]");
+        let tail = r.redact("MIIE\nabc\n-----END RSA PRIVATE KEY-----\nnext");
+        assert_eq!(tail, "[REDACTED]-----END RSA PRIVATE KEY-----\nnext");
+        // ordinary text is left as it is
+        for plain in [
+            "node-1.testbed.test",
+            "sha256:0123abcd",
+            "version 1.31.2",
+            "a.b",
+        ] {
+            assert!(matches!(r.redact(plain), Cow::Borrowed(_)), "{plain}");
+        }
+    }
 
     #[test]
     fn redacts_values_and_lines() {

@@ -8,6 +8,7 @@
 //! <state>/known_hosts      VM host keys, learned when kubelab created them
 //! <state>/id_ed25519       the lab's VM login key (secret, mode 0600)
 //! <state>/runs/*.log       one log per run
+//! <state>/forensics/*.tar.gz  what `collect` gathered (after a failed run too)
 //! ```
 //!
 //! The default location is `$XDG_STATE_HOME/kubelab/<lab>` (else
@@ -41,24 +42,47 @@ pub fn state_dir(lab_name: &str) -> PathBuf {
 /// A second run of the same command in the same second gets `…-up-2.log`:
 /// a log (and the events and report beside it) is one run's.
 pub fn run_log(lab_name: &str, command: &str) -> PathBuf {
-    let dir = state_dir(lab_name).join("runs");
+    stamped(&state_dir(lab_name).join("runs"), command, "log")
+}
+
+/// A new forensics bundle of a run of `command`:
+/// `<state>/forensics/<UTC time>-<command>.tar.gz` (unique as [`run_log`]).
+pub fn forensics_bundle(lab_name: &str, command: &str) -> PathBuf {
+    stamped(&state_dir(lab_name).join("forensics"), command, "tar.gz")
+}
+
+/// `<dir>/<UTC time>-<what>.<ext>`, or with `-2`, `-3`, … when taken.
+fn stamped(dir: &Path, what: &str, ext: &str) -> PathBuf {
     let stamp = utc_stamp(std::time::SystemTime::now());
-    let first = dir.join(format!("{stamp}-{command}.log"));
+    let first = dir.join(format!("{stamp}-{what}.{ext}"));
     if !first.exists() {
         return first;
     }
     (2u32..)
-        .map(|n| dir.join(format!("{stamp}-{command}-{n}.log")))
+        .map(|n| dir.join(format!("{stamp}-{what}-{n}.{ext}")))
         .find(|p| !p.exists())
         .unwrap_or(first)
 }
 
 /// A time as `YYYYMMDDTHHMMSSZ` (ISO 8601 basic format, UTC).
 pub fn utc_stamp(time: std::time::SystemTime) -> String {
-    let secs = time
-        .duration_since(std::time::UNIX_EPOCH)
+    utc_stamp_secs(unix_secs(time))
+}
+
+/// Seconds since the Unix epoch (0 before it).
+pub fn unix_secs(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// Now, in seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    unix_secs(std::time::SystemTime::now())
+}
+
+/// [`utc_stamp`] of a time in seconds since the Unix epoch.
+pub fn utc_stamp_secs(secs: u64) -> String {
     let (days, rest) = (secs / 86_400, secs % 86_400);
     // Days since 1970-01-01 to a civil date (proleptic Gregorian calendar),
     // counted in 400-year eras that start on March 1st so that the leap day
@@ -78,6 +102,41 @@ pub fn utc_stamp(time: std::time::SystemTime) -> String {
         rest % 3_600 / 60,
         rest % 60
     )
+}
+
+/// A [`utc_stamp`] back to seconds since the Unix epoch; `None` for
+/// anything else (a hand-edited metadata attribute).
+pub fn parse_utc_stamp(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u64> {
+        let s = text.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (h, m, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || h > 23
+        || m > 59
+        || s > 60
+    {
+        return None;
+    }
+    // the inverse of utc_stamp's civil date: days since 1970-01-01
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y % 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + h * 3_600 + m * 60 + s)
 }
 
 /// What `up` knows about one VM after creating it.
@@ -213,6 +272,31 @@ fn quote_path(p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_stamps_read_back() {
+        for secs in [
+            0,
+            951_782_400,
+            1_764_755_100,
+            4_102_444_799,
+            253_402_300_799,
+        ] {
+            let stamp = utc_stamp_secs(secs);
+            assert_eq!(parse_utc_stamp(&stamp), Some(secs), "{stamp}");
+        }
+        assert_eq!(utc_stamp_secs(951_782_400), "20000229T000000Z");
+        for bad in [
+            "",
+            "20261203T094500",
+            "2026-12-03T09:45:00Z",
+            "20261303T094500Z",
+            "2026120xT094500Z",
+            "19691231T235959Z",
+        ] {
+            assert_eq!(parse_utc_stamp(bad), None, "{bad}");
+        }
+    }
     use crate::lab::{LoadOptions, load_str};
 
     #[test]

@@ -9,6 +9,8 @@
 //! Needs root and `scripts/deps.sh test`; skipped (with a message) otherwise.
 //! About 3-5 minutes on 2 cores with a cached base image.
 
+#[path = "support/forensics.rs"]
+mod forensics;
 #[path = "support/netns_virthost.rs"]
 mod netns_virthost;
 #[path = "support/libvirt.rs"]
@@ -340,13 +342,19 @@ fn vm_that_never_boots_fails_in_time_with_console_and_down_cleans() {
     .unwrap();
     let lab = lab_path.to_str().unwrap();
     let state_parent = work.path().join("state");
-    let _cleanup = Cleanup {
+    let name = LabName::new("e2e-noboot").unwrap();
+    let mut cleanup = Cleanup {
         lab: lab_path.clone(),
         state: state_parent.clone(),
         foreign: None,
     };
+    cleanup.foreign = Some(define_foreign(&name, "noboot", work.path()));
     let t0 = Instant::now();
-    let out = kubelab(&state_parent, &["up", "--timeout", "40", lab]);
+    // a lease of one second: expired when up gives up
+    let out = kubelab(
+        &state_parent,
+        &["up", "--timeout", "40", "--ttl", "1s", lab],
+    );
     let took = t0.elapsed();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -355,14 +363,143 @@ fn vm_that_never_boots_fails_in_time_with_console_and_down_cleans() {
     assert!(err.contains("wrote nothing to its serial console"), "{err}");
     assert!(err.contains("kubelab down"), "{err}");
     assert!(took < Duration::from_secs(40 + 90), "up took {took:?}");
+    // its forensics: the console (empty) and the definition from the
+    // virthost; nothing over SSH (no address), and MISSING.txt says why
+    let bundle = forensics::printed_bundle(&out.stderr);
+    assert!(
+        bundle.starts_with(state_parent.join("e2e-noboot/forensics")),
+        "{}",
+        bundle.display()
+    );
+    let files = forensics::bundle_files(&bundle);
+    assert!(files["vms/dud/domain.xml"].contains("<name>kl-e2e-noboot-dud</name>"));
+    assert!(files.contains_key("vms/dud/qemu.log"), "{:?}", files.keys());
+    assert!(files["networks/lan.xml"].contains("kl-e2e-noboot-lan"));
+    assert!(files["lab/noboot.yaml"].contains("name: e2e-noboot"));
+    assert!(
+        files
+            .keys()
+            .any(|k| k.starts_with("kubelab/runs/") && k.ends_with("-up.log")),
+        "{:?}",
+        files.keys()
+    );
+    let missing = &files["MISSING.txt"];
+    assert!(missing.contains("vms/dud/ over SSH: "), "{missing}");
+    assert!(
+        missing.contains("vms/dud/console.log"),
+        "an empty console: {missing}"
+    );
+    // the report names the bundle
+    let report = std::fs::read_dir(state_parent.join("e2e-noboot/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "html"))
+        .expect("up's report");
+    let html = std::fs::read_to_string(report).unwrap();
+    assert!(
+        html.contains(&format!("<b>forensics</b>{}", bundle.display())),
+        "the report does not name the bundle"
+    );
     // the lab is left in place for down
-    let name = LabName::new("e2e-noboot").unwrap();
     let c = Connection::open(URI).unwrap();
     assert_eq!(c.lab_objects(&name).unwrap().domains.len(), 1);
 
-    let out = kubelab(&state_parent, &["down", lab]);
-    assert!(out.status.success());
+    // ---- ls: the lab and its lease, from libvirt alone -----------------------------
+    let out = kubelab(&state_parent, &["--json", "ls"]);
+    assert!(out.status.success(), "ls failed");
+    let ls = event(&out, "ls");
+    let listed = |ls: &serde_json::Value| {
+        ls["labs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["lab"] == "e2e-noboot")
+            .cloned()
+    };
+    let me = listed(&ls).expect("e2e-noboot listed");
+    assert_eq!(
+        (me["vms"].as_u64(), me["networks"].as_u64()),
+        (Some(1), Some(1)),
+        "{me}"
+    );
+    assert_eq!(me["memory_mib"], 256, "{me}");
+    assert!(me["disk_bytes"].as_u64().unwrap() > 0, "{me}");
+    let lease = &me["lease"];
+    assert!(lease["owner"].as_str().unwrap().contains('@'), "{me}");
+    assert_eq!(
+        lease["expires"].as_u64().unwrap(),
+        lease["created"].as_u64().unwrap() + 1,
+        "{me}"
+    );
+    let text = kubelab(&state_parent, &["ls"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("EXPIRED"));
+
+    // ---- reap: not while a run holds the lab's lock, then exactly the lab ----------
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open("/var/cache/kubelab-test/e2e-noboot.lock")
+        .unwrap();
+    lock.lock().unwrap();
+    let out = kubelab(&state_parent, &["--json", "reap"]);
+    assert!(out.status.success(), "reap failed");
+    let reaped = |out: &Output| {
+        event(out, "reap")["labs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["lab"] == "e2e-noboot")
+            .cloned()
+            .expect("e2e-noboot in reap's answer")
+    };
+    assert_eq!(reaped(&out)["outcome"], "locked");
+    assert_eq!(
+        c.lab_objects(&name).unwrap().domains.len(),
+        1,
+        "reaped while locked"
+    );
+    let out = kubelab(&state_parent, &["--json", "reap", "--dry-run"]);
+    assert_eq!(reaped(&out)["outcome"], "locked");
+    lock.unlock().unwrap();
+    let out = kubelab(&state_parent, &["--json", "reap", "--dry-run"]);
+    assert_eq!(reaped(&out)["outcome"], "would-remove");
+    assert_eq!(
+        c.lab_objects(&name).unwrap().domains.len(),
+        1,
+        "dry run removed"
+    );
+    // reap needs no state directory (a CI job's workspace is long gone)
+    std::fs::remove_dir_all(state_parent.join("e2e-noboot")).unwrap();
+    let out = kubelab(&state_parent, &["--json", "reap"]);
+    assert!(out.status.success(), "reap failed");
+    let r = reaped(&out);
+    assert_eq!(r["outcome"], "removed", "{r}");
+    assert!(r["why"].as_str().unwrap().starts_with("expired "), "{r}");
+    assert_eq!(r["removed"]["domains"].as_array().unwrap().len(), 1, "{r}");
     lab_is_gone(&name, Path::new("/var/cache/kubelab-test/e2e-noboot"));
+    // labs that are not due stay (those of the tests running beside this
+    // one have no expiry), and so do the neighbours that are not the lab's
+    assert!(
+        event(&out, "reap")["labs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["lab"] == "e2e-noboot" || l["outcome"] == "kept"),
+        "{}",
+        event(&out, "reap")
+    );
+    let f = cleanup.foreign.as_ref().unwrap();
+    virsh_ok(&["dominfo", &f.domain]);
+    virsh_ok(&["net-info", &f.network]);
+    virsh_ok(&["vol-info", "--pool", &f.pool, &f.volume]);
+    assert!(listed(&event(&kubelab(&state_parent, &["--json", "ls"]), "ls")).is_none());
+
+    // down after reap: nothing left of it
+    let out = kubelab(&state_parent, &["--json", "down", lab]);
+    assert!(out.status.success());
+    assert_eq!(event(&out, "down")["was_absent"], true);
 }
 
 /// A file removed when this goes out of scope, even when the test panics.
@@ -790,6 +927,60 @@ fn remote_virthost_over_ssh_only() {
     let plan = event(&out, "plan");
     assert_eq!(plan["changes"], 0, "{plan}");
     assert_eq!(plan["actions"][0]["action"], "not-applied", "{plan}");
+
+    // ---- forensics with libvirtd dead on the virthost -----------------------------------
+    // the VM, its console file and the virthost's shell still answer; what
+    // only libvirt knows is missing, with libvirt's reason
+    virthost.ssh_ok("pkill -x libvirtd; while pgrep -x libvirtd >/dev/null; do sleep 0.2; done");
+    let bundle = work.path().join("remote.tar.gz");
+    let out = kubelab(
+        &state_parent,
+        &[
+            "--json",
+            "collect",
+            lab,
+            "-o",
+            bundle.to_str().unwrap(),
+            "--timeout",
+            "20",
+        ],
+    );
+    assert!(out.status.success(), "collect failed");
+    let collected = event(&out, "collect");
+    let files = forensics::bundle_files(&bundle);
+    assert!(
+        files["vms/rvm/journal.txt"].contains("kernel"),
+        "{:?}",
+        files.keys()
+    );
+    assert!(files["vms/rvm/ip-addr.txt"].contains(&vm_on_lan));
+    assert!(
+        files["vms/rvm/console.log"].contains("rvm login:"),
+        "console"
+    );
+    assert!(files["virthost/ip-addr.txt"].contains("lan0"));
+    // the daemons that still run, but no list of libvirt's
+    assert!(!files["virthost/libvirt.txt"].contains("kl-e2e-remote-rvm"));
+    let missing = &files["MISSING.txt"];
+    assert!(
+        missing.contains("vms/rvm/domain.xml: error: Failed to connect socket"),
+        "{missing}"
+    );
+    assert!(missing.contains("networks/lan.xml: "), "{missing}");
+    assert!(
+        collected["missing"].as_array().unwrap().len() >= 3,
+        "{collected}"
+    );
+    // no key material: the lab's login key, the VM's host key
+    let login_key = std::fs::read_to_string(state.join("id_ed25519")).unwrap();
+    let key_line = login_key.lines().nth(1).unwrap();
+    for (path, text) in &files {
+        assert!(
+            !text.contains("PRIVATE KEY-----\n"),
+            "{path}: a private key"
+        );
+        assert!(!text.contains(key_line), "{path}: the login key");
+    }
 
     // ---- down: the lab's objects, then what kubelab changed on the virthost -----------
     let forwarding = "sysctl -n net.ipv4.ip_forward net.ipv6.conf.all.forwarding";

@@ -213,6 +213,7 @@ fn create_vm(
             },
         ],
         seed_volume: Some(seed_vol),
+        seed_format: VolumeFormat::Raw,
         nics: std::iter::once(NicSpec {
             mac: vm.mac.clone(),
             source: NicSource::Network("nat".into()),
@@ -228,6 +229,7 @@ fn create_vm(
         tb_cache_mib: Some(256),
         guest_agent: true,
         seed_digest: None,
+        lease: None,
     })
     .unwrap();
     host_key

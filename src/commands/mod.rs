@@ -20,15 +20,20 @@ pub struct Context {
     pub template_dir: Option<std::path::PathBuf>,
     /// `--report FILE.html`: a copy of the run's HTML report.
     pub report: Option<std::path::PathBuf>,
+    /// A failed `up`, `verify` or `chaos` writes a forensics bundle.
+    pub collect: bool,
     /// Colour on stderr (already decided from `--color`, `NO_COLOR` and the terminal).
     pub color: bool,
 }
 
 pub mod bundle;
+pub mod collect;
 pub mod doctor;
 pub mod down;
 pub mod graph;
+pub mod ls;
 pub mod plan;
+pub mod reap;
 pub mod reset;
 pub mod scenario;
 pub mod ssh;
@@ -57,16 +62,43 @@ pub fn load_lab(path: &std::path::Path, ctx: &Context) -> Result<Lab, ExitCode> 
     }
 }
 
+/// A virthost named on the command line (`--virthost`); an invalid one
+/// is exit code 2, as an invalid lab.
+pub fn load_virthost(
+    reference: &str,
+    ctx: &Context,
+) -> Result<crate::lab::model::Virthost, ExitCode> {
+    match crate::lab::load::load_virthost(reference, &ctx.load) {
+        Ok((v, warnings)) => {
+            if !ctx.quiet && !warnings.0.is_empty() {
+                eprint!("{}", warnings.render(ctx.color));
+            }
+            Ok(v)
+        }
+        Err(errors) => {
+            eprint!("{}", errors.render(ctx.color));
+            eprintln!("{reference}: invalid virthost");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 /// Write the HTML report of the run whose log is `log` beside it
 /// (`<log>.html`) and, with `--report`, to that file too; say where on
 /// stderr (or as a JSON event). Nothing when the run never got as far as
-/// its log.
-pub fn write_report(ctx: &Context, title: &str, lab: Option<&Lab>, log: Option<&std::path::Path>) {
+/// its log. A failed run's forensics bundle is named in it.
+pub fn write_report(
+    ctx: &Context,
+    title: &str,
+    lab: Option<&Lab>,
+    log: Option<&std::path::Path>,
+    forensics: Option<&std::path::Path>,
+) {
     let Some(log) = log.filter(|l| l.exists()) else {
         return;
     };
     let topology = lab.map(|l| crate::graph::svg::render(&crate::graph::Topology::of(l, None)));
-    let page = match crate::output::html::report(log, title, topology.as_deref()) {
+    let page = match crate::output::html::report(log, title, topology.as_deref(), forensics) {
         Ok(page) => page,
         Err(e) => {
             eprintln!("warning: cannot read the events of {}: {e}", log.display());

@@ -317,7 +317,7 @@ fn play(opts: &PlayOptions, ctx: &Context) -> i32 {
 /// The run's HTML report.
 fn report(ctx: &Context, opts: &PlayOptions, lab: Option<&crate::lab::Lab>, req: &PlaybookRun) {
     let title = format!("play {}", opts.playbook.display());
-    super::write_report(ctx, &title, lab, req.log_path.as_deref());
+    super::write_report(ctx, &title, lab, req.log_path.as_deref(), None);
 }
 
 /// `--lab`: the lab's VMs, with the variables of its own stages.

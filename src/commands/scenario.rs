@@ -93,10 +93,31 @@ impl Session {
         ))
     }
 
-    /// Close the connections and write the run's report.
-    fn close(self, ctx: &Context) {
+    /// After a failed run, the forensics bundle (over the run's own
+    /// connections); then close them and write the run's report.
+    fn close(self, ctx: &Context, command: &str, failed: bool) {
+        let bundle = failed
+            .then(|| {
+                super::collect::after_failure(ctx, &self.lab, &self.rt, command, Some(&self.hosts))
+            })
+            .flatten();
         self.rt.block_on(self.hosts.close());
-        super::write_report(ctx, &self.title, Some(&self.lab), Some(&self.log));
+        super::write_report(
+            ctx,
+            &self.title,
+            Some(&self.lab),
+            Some(&self.log),
+            bundle.as_deref(),
+        );
+    }
+}
+
+/// Whether a command's outcome is success (a bad argument, exit 2 before
+/// anything ran, is not a failed run to collect for either).
+fn is_success(result: &Result<ExitCode, ExitCode>) -> bool {
+    match result {
+        Ok(c) => *c == ExitCode::SUCCESS,
+        Err(_) => true,
     }
 }
 
@@ -113,7 +134,7 @@ pub fn phase(path: &Path, name: &str, phase: Phase, ctx: &Context) -> ExitCode {
     let result = find(&session.lab, name)
         .and_then(|s| stage_of(&session.lab, s, phase, ctx))
         .map(|stage| session.run(&stage, ctx));
-    session.close(ctx);
+    session.close(ctx, "scenario", false);
     match result {
         Err(c) => c,
         Ok(Err(c)) => code(c),
@@ -128,7 +149,7 @@ pub fn verify(path: &Path, only: Option<&str>, junit: Option<&Path>, ctx: &Conte
         Err(c) => return c,
     };
     let result = verify_all(&session, only, junit, ctx);
-    session.close(ctx);
+    session.close(ctx, "verify", !is_success(&result));
     result.unwrap_or_else(|c| c)
 }
 
@@ -198,7 +219,7 @@ pub fn chaos(path: &Path, name: &str, ctx: &Context) -> ExitCode {
         Err(c) => return c,
     };
     let result = chaos_cycle(&session, name, ctx);
-    session.close(ctx);
+    session.close(ctx, "chaos", !is_success(&result));
     result.unwrap_or_else(|c| c)
 }
 

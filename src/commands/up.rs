@@ -2,18 +2,17 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use super::{Context, fail, lab_and_runtime, up_steps};
 use crate::provision;
 
-pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
+pub fn run(path: &Path, options: &provision::UpOptions, ctx: &Context) -> ExitCode {
     let (lab, rt) = match lab_and_runtime(path, ctx) {
         Ok(x) => x,
         Err(c) => return c,
     };
     let progress = up_steps(ctx, "up", &lab);
-    let result = rt.block_on(provision::up(&lab, timeout, &progress));
+    let result = rt.block_on(provision::up(&lab, options, &progress));
     let log_path = progress.log_path().map(|p| p.to_path_buf());
     // the VM phase's summary, and its log complete before the stages append
     progress.finish(match &result {
@@ -22,7 +21,13 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
     });
     let log_path = log_path.as_deref();
     let title = format!("up {}", path.display());
-    let report = || super::write_report(ctx, &title, Some(&lab), log_path);
+    // a failed run: its forensics bundle first, so that the report names it
+    let report = |failed: bool| {
+        let bundle = failed
+            .then(|| super::collect::after_failure(ctx, &lab, &rt, "up", None))
+            .flatten();
+        super::write_report(ctx, &title, Some(&lab), log_path, bundle.as_deref());
+    };
     match result {
         Ok(r) => {
             let staged = match crate::stage::after_up(&lab) {
@@ -36,7 +41,7 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                         "virthost_changes": r.virthost_changes, "actions": r.plan.actions,
                         "domain_type": r.domain_type, "base_image": r.base_image,
                         "vms": r.vms, "restart_needed": r.restart_needed, "not_applied": r.not_applied,
-                        "restarted": r.restarted,
+                        "restarted": r.restarted, "lease": r.lease,
                         "state_dir": r.state_dir, "boot_to_ssh_secs": r.boot_to_ssh_secs,
                         "total_secs": r.total_secs})
                 );
@@ -65,6 +70,9 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                     r.boot_to_ssh_secs,
                     r.total_secs
                 );
+                if let Some(l) = &r.lease {
+                    println!("lease: {}", lease_line(l, crate::state::now_secs()));
+                }
                 println!("state: {}", r.state_dir.display());
                 if let Some(log) = log_path {
                     println!("log:   {}", log.display());
@@ -75,7 +83,7 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
                     path.display()
                 );
             }
-            report();
+            report(staged.is_err());
             match staged {
                 Ok(()) => {
                     merge_kubeconfig(&lab, ctx);
@@ -91,7 +99,7 @@ pub fn run(path: &Path, timeout: Duration, ctx: &Context) -> ExitCode {
             }
         }
         Err(e) => {
-            report();
+            report(true);
             if let Some(log) = log_path {
                 eprintln!("log: {}", log.display());
             }
@@ -128,5 +136,25 @@ fn merge_kubeconfig(lab: &crate::lab::Lab, ctx: &Context) {
         Some(Ok(t)) => println!("            context `{}` in {}", lab.name, t.display()),
         Some(Err(e)) => eprintln!("warning: kubeconfig not merged: {e}"),
         None => {}
+    }
+}
+
+/// `owner ci@runner, expires 20261203T180000Z (in 7h59m)`, or `no expiry`.
+pub fn lease_line(l: &crate::virthost::spec::Lease, now: u64) -> String {
+    use crate::lab::duration::format_duration;
+    match l.expires {
+        Some(e) if e > now => format!(
+            "owner {}, expires {} (in {})",
+            l.owner,
+            crate::state::utc_stamp_secs(e),
+            format_duration(e - now)
+        ),
+        Some(e) => format!(
+            "owner {}, EXPIRED {} ({} ago)",
+            l.owner,
+            crate::state::utc_stamp_secs(e),
+            format_duration(now - e)
+        ),
+        None => format!("owner {}, no expiry", l.owner),
     }
 }

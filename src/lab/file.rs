@@ -26,6 +26,11 @@ pub struct LabFile {
     /// Free text shown by `status`.
     #[serde(default)]
     pub description: Option<String>,
+    /// How long the lab may stay after `up` created it, e.g. `8h`, `2d`:
+    /// recorded on the virthost with its owner; `kubelab reap` removes it
+    /// when the time is up (`up --ttl` renews it from now).
+    #[serde(default)]
+    pub ttl: Option<String>,
     /// The machine that runs the VMs: the name of a file in `inventories/`
     /// (e.g. `local`), a path to such a file, or the definition inline.
     pub virthost: VirthostRef,

@@ -113,6 +113,7 @@ fn scenarios(file: &Arc<SourceFile>, node: &Node, diags: &mut Diagnostics) -> Br
 const SECTIONS: &[(&str, bool, SectionCheck)] = &[
     ("name", true, whole::<String>),
     ("description", false, whole::<Option<String>>),
+    ("ttl", false, whole::<Option<String>>),
     ("virthost", true, whole::<VirthostRef>),
     ("networks", false, each_item::<super::file::NetworkFile>),
     ("image", true, whole::<super::file::ImageFile>),
@@ -399,6 +400,56 @@ fn read_lab(path: &Path, text: &str, opts: &LoadOptions) -> Loaded {
 }
 
 /// Find an inventory by name or path.
+/// A virthost named on the command line (`kubelab ls --virthost REF`):
+/// `[user@]host[:port]` when it has an `@` (root by default, strict host
+/// keys against ~/.ssh/known_hosts, the SSH agent), else an inventory name
+/// or file as a lab file's `virthost:` takes it (looked up from the current
+/// directory).
+pub fn load_virthost(
+    reference: &str,
+    opts: &LoadOptions,
+) -> Result<(super::model::Virthost, Diagnostics), Diagnostics> {
+    let file = if let Some((user, rest)) = reference.split_once('@') {
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') && p.parse::<u16>().is_ok() => (h, Some(p)),
+            _ => (rest, None),
+        };
+        let quote = |v: &str| serde_json::to_string(v).unwrap_or_default();
+        let mut text = format!("address: {}\nuser: {}\n", quote(host), quote(user));
+        if let Some(p) = port {
+            text.push_str(&format!("port: {p}\n"));
+        }
+        SourceFile::new("<--virthost>", text)
+    } else {
+        find_inventory(Path::new("./-"), reference, opts).map_err(|message| {
+            let mut d = Diagnostics::default();
+            d.push(Diagnostic::error(
+                &SourceFile::new("<--virthost>", reference.to_string()),
+                None,
+                format!("{message} (or give the virthost as user@host[:port])"),
+            ));
+            d
+        })?
+    };
+    let root = parse_file(&file).map_err(|d| {
+        let mut all = Diagnostics::default();
+        all.push(d);
+        all
+    })?;
+    let vh: VirthostFile = typed(&file, &root).map_err(|d| {
+        let mut all = Diagnostics::default();
+        all.push(d);
+        all
+    })?;
+    validate::virthost(
+        &vh,
+        Located {
+            file: &file,
+            root: &root,
+        },
+    )
+}
+
 fn find_inventory(lab: &Path, name: &str, opts: &LoadOptions) -> Result<Arc<SourceFile>, String> {
     let lab_dir = lab.parent().unwrap_or(Path::new("."));
     let read = |p: &Path| -> Result<Arc<SourceFile>, String> {

@@ -10,6 +10,7 @@
 
 pub mod checker;
 pub mod choices;
+pub mod duration;
 pub mod file;
 pub mod load;
 pub mod model;
@@ -45,6 +46,9 @@ pub struct Lab {
     pub vars: Vars,
     /// What `vars` says of NAT64 (used when a VM has the role `nat64`).
     pub nat64: Nat64,
+    /// `ttl:` in seconds: how long the lab may stay after its creation
+    /// (`kubelab reap` removes it then).
+    pub ttl: Option<u64>,
 }
 
 impl Lab {

@@ -76,9 +76,33 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
+/// Render a measured size for reading (`317.2MiB`, `1.5GiB`, `900KiB`):
+/// one decimal, the largest unit it reaches.
+pub fn format_size_approx(bytes: u64) -> String {
+    for (unit, size) in [("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", 1 << 10)] {
+        if bytes >= size {
+            let tenths = (bytes as u128 * 10 + size as u128 / 2) / size as u128;
+            return if tenths.is_multiple_of(10) {
+                format!("{}{unit}", tenths / 10)
+            } else {
+                format!("{}.{}{unit}", tenths / 10, tenths % 10)
+            };
+        }
+    }
+    format!("{bytes}B")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measured_sizes_read_approximately() {
+        assert_eq!(format_size_approx(332_652_544), "317.2MiB");
+        assert_eq!(format_size_approx(3 * GIB / 2), "1.5GiB");
+        assert_eq!(format_size_approx(2 * GIB), "2GiB");
+        assert_eq!(format_size_approx(900), "900B");
+    }
 
     #[test]
     fn binary_and_decimal_units() {

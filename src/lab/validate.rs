@@ -115,6 +115,19 @@ pub fn check(
         }
     }
     let nat64 = check_nat64(&mut c, file, &networks);
+    let ttl = file.ttl.as_deref().and_then(|t| {
+        match super::duration::parse_duration(t) {
+            Ok(0) => {
+                c.error(&path!["ttl"], "ttl: `0` would remove the lab at once; leave `ttl` out for a lab that stays until `down`");
+                None
+            }
+            Ok(secs) => Some(secs),
+            Err(e) => {
+                c.error(&path!["ttl"], format!("ttl: {e}"));
+                None
+            }
+        }
+    });
 
     if c.diags.has_errors() {
         return Err(c.diags.sorted());
@@ -136,6 +149,7 @@ pub fn check(
             scenarios: file.scenarios.clone(),
             vars: file.vars.clone(),
             nat64,
+            ttl,
         },
         c.diags.sorted(),
     ))
@@ -225,6 +239,16 @@ fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A virthost definition alone (an inventory file, or one made from the
+/// command line), checked as a lab's would be.
+pub fn virthost(v: &VirthostFile, at: Located<'_>) -> Result<(Virthost, Diagnostics), Diagnostics> {
+    let mut diags = Diagnostics::default();
+    match check_virthost(v, at, &mut diags) {
+        Some(vh) if !diags.has_errors() => Ok((vh, diags)),
+        _ => Err(diags.sorted()),
+    }
 }
 
 fn check_virthost(v: &VirthostFile, at: Located<'_>, diags: &mut Diagnostics) -> Option<Virthost> {

@@ -20,6 +20,8 @@ pub struct Page<'a> {
     pub topology: Option<&'a str>,
     /// Where the run log is.
     pub log: Option<&'a Path>,
+    /// The forensics bundle a failed run left.
+    pub forensics: Option<&'a Path>,
 }
 
 /// The events of a run, from its `.events.jsonl` file (lines that do not
@@ -197,6 +199,13 @@ pub fn render(events: &[Value], page: &Page<'_>) -> String {
             escape_xml(&log.display().to_string())
         );
     }
+    if let Some(bundle) = page.forensics {
+        let _ = write!(
+            h,
+            "<div id=\"forensics\"><b>forensics</b>{}</div>",
+            escape_xml(&bundle.display().to_string())
+        );
+    }
     h.push_str("</div>");
 
     if let Some(svg) = page.topology {
@@ -334,12 +343,18 @@ fn worst<'a>(statuses: impl Iterator<Item = &'a str>) -> &'static str {
 }
 
 /// The report of the run whose log is `log`, from the events kept beside it.
-pub fn report(log: &Path, title: &str, topology: Option<&str>) -> std::io::Result<String> {
+pub fn report(
+    log: &Path,
+    title: &str,
+    topology: Option<&str>,
+    forensics: Option<&Path>,
+) -> std::io::Result<String> {
     let events = read_events(&super::events_path(log))?;
     let page = Page {
         title,
         topology,
         log: Some(log),
+        forensics,
     };
     Ok(render(&events, &page))
 }
@@ -363,6 +378,7 @@ mod tests {
             &Page {
                 title: "play p.yaml",
                 topology: None,
+                forensics: None,
                 log: None,
             },
         );
@@ -380,6 +396,7 @@ mod tests {
             &Page {
                 title: "t",
                 topology: None,
+                forensics: None,
                 log: None,
             },
         );

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::lab::Lab;
 use crate::lab::model::{
-    Connection as VirthostConnection, HostKeyPolicy as LabHostKeyPolicy, SshHost,
+    Connection as VirthostConnection, HostKeyPolicy as LabHostKeyPolicy, SshHost, Virthost,
 };
 use crate::transport::{
     Command, Exec, HostKeyPolicy, LocalTransport, Output, SshTarget, SshTransport, Transport,
@@ -49,11 +49,22 @@ async fn connect_chain(host: &SshHost, name: &str) -> Result<Arc<SshTransport>, 
 impl VirthostAccess {
     /// Connect to the lab's virthost.
     pub async fn connect(lab: &Lab) -> Result<Self, TransportError> {
-        match &lab.virthost.connection {
+        Self::connect_to(&lab.virthost, &crate::state::virthost_alias(lab)).await
+    }
+
+    /// Connect to a virthost; `name` is how the connection shows in
+    /// messages.
+    pub async fn connect_to(virthost: &Virthost, name: &str) -> Result<Self, TransportError> {
+        match &virthost.connection {
             VirthostConnection::Local => Ok(VirthostAccess::Local(LocalTransport::new("virthost"))),
-            VirthostConnection::Ssh(h) => Ok(VirthostAccess::Remote(
-                connect_chain(h, &crate::state::virthost_alias(lab)).await?,
-            )),
+            VirthostConnection::Ssh(h) => Ok(VirthostAccess::Remote(connect_chain(h, name).await?)),
+        }
+    }
+
+    /// Close the connection (a remote virthost's SSH session).
+    pub async fn close(self) {
+        if let VirthostAccess::Remote(t) = &self {
+            t.disconnect().await;
         }
     }
 

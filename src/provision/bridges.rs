@@ -30,7 +30,7 @@ pub fn wanted(lab: &Lab) -> Vec<(String, String, String)> {
 
 async fn run(
     access: &VirthostAccess,
-    lab: &Lab,
+    lab: &str,
     action: &str,
     bridge: &str,
     nic: &str,
@@ -39,7 +39,7 @@ async fn run(
         BRIDGE,
         &[
             ("KUBELAB_ACTION", action),
-            ("KUBELAB_LAB", lab.name.as_str()),
+            ("KUBELAB_LAB", lab),
             ("KUBELAB_BRIDGE", bridge),
             ("KUBELAB_NIC", nic),
             ("KUBELAB_VIRTHOST_STATE", VIRTHOST_STATE),
@@ -59,7 +59,7 @@ async fn run(
 }
 
 /// The lab's bridges on the virthost: (bridge, NIC).
-pub async fn existing(access: &VirthostAccess, lab: &Lab) -> Result<Vec<(String, String)>, String> {
+pub async fn existing(access: &VirthostAccess, lab: &str) -> Result<Vec<(String, String)>, String> {
     let out = run(access, lab, "list", "", "").await?;
     Ok(out
         .lines()
@@ -73,7 +73,7 @@ pub async fn existing(access: &VirthostAccess, lab: &Lab) -> Result<Vec<(String,
 /// lab's shows up as an error when `up` tries to make it.
 pub async fn plan(access: &VirthostAccess, lab: &Lab) -> Result<Vec<Action>, String> {
     let wanted = wanted(lab);
-    let have = existing(access, lab).await?;
+    let have = existing(access, &lab.name).await?;
     let mut actions = Vec::new();
     for (bridge, _) in &have {
         if !wanted.iter().any(|(_, b, _)| b == bridge) {
@@ -104,7 +104,7 @@ pub async fn plan(access: &VirthostAccess, lab: &Lab) -> Result<Vec<Action>, Str
 /// Apply the bridge actions of a plan; returns what changed.
 pub async fn apply(
     access: &VirthostAccess,
-    lab: &Lab,
+    lab: &str,
     actions: &[Action],
 ) -> Result<Vec<String>, String> {
     let mut changed = Vec::new();
@@ -120,7 +120,7 @@ pub async fn apply(
 }
 
 /// Remove every bridge of the lab (for `down`); returns what changed.
-pub async fn remove_all(access: &VirthostAccess, lab: &Lab) -> Result<Vec<String>, String> {
+pub async fn remove_all(access: &VirthostAccess, lab: &str) -> Result<Vec<String>, String> {
     let have = existing(access, lab).await?;
     let actions: Vec<Action> = have
         .into_iter()

@@ -23,6 +23,8 @@ pub struct Desired {
     /// libvirt networks (NAT and isolated; bridged networks use a host bridge).
     pub networks: Vec<NetworkSpec>,
     pub vms: Vec<DesiredVm>,
+    /// What this run asks of the lab's lease (`None`: leave leases alone).
+    pub lease: Option<super::lease::LeaseRequest>,
 }
 
 /// One VM: its volumes, its seed volume name, its domain and its guest NICs.
@@ -282,6 +284,7 @@ pub fn desired(
             memory_mib: vm.memory_mib,
             disks,
             seed_volume: Some(seed_volume.clone()),
+            seed_format: VolumeFormat::Qcow2,
             nics,
             console_log: pool.console_log_path(&vm.name),
             tb_cache_mib: match domain_type {
@@ -293,6 +296,8 @@ pub fn desired(
             },
             guest_agent: true,
             seed_digest: Some(seed_digest(lab, vm, &seed_nics)),
+            // the plan decides it, from what the lab's domains carry
+            lease: None,
         };
         vms.push(DesiredVm {
             name: vm.name.clone(),
@@ -308,6 +313,7 @@ pub fn desired(
         pool,
         networks: networks(lab, &name),
         vms,
+        lease: None,
     })
 }
 

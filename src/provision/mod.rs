@@ -13,8 +13,10 @@ pub mod access;
 pub mod bridges;
 pub mod desired;
 pub mod doctor;
+pub mod lease;
 pub mod plan;
 pub mod prepare;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -30,14 +32,15 @@ use self::desired::{Desired, DesiredVm};
 use self::plan::{Action, Plan};
 use crate::lab::Lab;
 use crate::lab::model::NetworkKind;
+use crate::lab::model::Virthost;
 use crate::output::{Status, Steps};
 use crate::state::{Inventory, VmRecord};
 use crate::transport::ssh::known_hosts::{parse_public_key, pin_host_key};
 use crate::transport::{Command, Exec, SshTarget, SshTransport, Transport, TransportError};
 use crate::virthost::console::{BootTrouble, ConsoleWatch};
-use crate::virthost::libvirt::{Connection, NicAddresses, VmState};
+use crate::virthost::libvirt::{Connection, LabListing, NicAddresses, VmState};
 use crate::virthost::seed::{HostKey, SeedSpec, SeedUser, seed_files};
-use crate::virthost::spec::{DomainType, LabName, VolumeFormat};
+use crate::virthost::spec::{DomainType, LabName, Lease, VolumeFormat};
 
 /// Why a provisioning command failed; decides the exit code.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +160,15 @@ pub struct VmStatus {
     pub disks: Vec<String>,
 }
 
+/// How `up` runs.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// How long to wait for every VM's addresses and SSH (from their start).
+    pub timeout: Duration,
+    /// `up --ttl`: the lab's lease renewed to expire this long from now.
+    pub ttl_renew: Option<u64>,
+}
+
 /// What `up` did.
 #[derive(Clone, Debug, Serialize)]
 pub struct UpReport {
@@ -178,6 +190,8 @@ pub struct UpReport {
     pub restarted: Vec<VmRestart>,
     /// Seconds from starting the VMs until every one answered SSH.
     pub boot_to_ssh_secs: f64,
+    /// The lab's lease as recorded on the virthost.
+    pub lease: Option<crate::virthost::spec::Lease>,
     pub total_secs: f64,
 }
 
@@ -255,19 +269,28 @@ impl Session {
 /// nothing (no prepare, no image build: the base image is where the build
 /// or download would put it).
 pub async fn plan(lab: &Lab) -> Result<(Plan, String), ProvisionError> {
+    plan_with(lab, None).await
+}
+
+/// [`plan`] of an `up --ttl` (the lease renewed from now).
+pub async fn plan_with(
+    lab: &Lab,
+    ttl_renew: Option<u64>,
+) -> Result<(Plan, String), ProvisionError> {
     let session = open_session(lab, false).await?;
     let c = open_libvirt(&session.access).await?;
     let (dt, why) = prepare::domain_type(&session.access, lab, &c)
         .await
         .map_err(failed)?;
     let base = prepare::expected_base_image(lab);
-    let d = desired::desired(
+    let mut d = desired::desired(
         lab,
         base.as_deref().unwrap_or(Path::new("/base-image")),
         VolumeFormat::Qcow2,
         dt,
     )
     .map_err(failed)?;
+    d.lease = Some(lease::LeaseRequest::now(lab.ttl, ttl_renew));
     let mut p = blocking(|| plan::plan(&c, &d, base.as_deref())).map_err(failed)?;
     drop(c);
     let bridge_actions = bridges::plan(&session.access, lab).await.map_err(failed)?;
@@ -279,23 +302,24 @@ pub async fn plan(lab: &Lab) -> Result<(Plan, String), ProvisionError> {
 /// `kubelab up`.
 pub async fn up(
     lab: &Lab,
-    timeout: Duration,
+    options: &UpOptions,
     progress: &Steps,
 ) -> Result<UpReport, ProvisionError> {
     let t0 = Instant::now();
     let session = open_session(lab, true).await?;
-    let r = up_locked(lab, timeout, progress, &session.access, t0).await;
+    let r = up_locked(lab, options, progress, &session.access, t0).await;
     session.close().await;
     r
 }
 
 async fn up_locked(
     lab: &Lab,
-    timeout: Duration,
+    options: &UpOptions,
     progress: &Steps,
     access: &VirthostAccess,
     t0: Instant,
 ) -> Result<UpReport, ProvisionError> {
+    let timeout = options.timeout;
     let name = lab_name(lab)?;
     let state = crate::state::state_dir(&lab.name);
     let vh = VIRTHOST_HOST;
@@ -349,7 +373,8 @@ async fn up_locked(
         |(dt, why)| (false, format!("{} ({why})", domain_type_word(*dt))),
     )
     .await?;
-    let d = desired::desired(lab, &base.path, base.format, dt).map_err(failed)?;
+    let mut d = desired::desired(lab, &base.path, base.format, dt).map_err(failed)?;
+    d.lease = Some(lease::LeaseRequest::now(lab.ttl, options.ttl_renew));
     let p = step(
         progress,
         vh,
@@ -384,6 +409,7 @@ async fn up_locked(
                 | Action::RedefineDomain { .. }
                 | Action::RestartNeeded { .. }
                 | Action::StartDomain { .. }
+                | Action::SetLease { .. }
                 | Action::NotApplied { .. }
         )
     });
@@ -392,7 +418,7 @@ async fn up_locked(
         vh,
         "bridges, pool and networks",
         async {
-            let mut done = bridges::apply(access, lab, &p.actions)
+            let mut done = bridges::apply(access, &lab.name, &p.actions)
                 .await
                 .map_err(failed)?;
             let reattach = blocking(|| apply_lab_objects(&c, &d, &p, &state))?;
@@ -489,21 +515,7 @@ async fn up_locked(
     let checks = inv.vms.iter().map(|vm| {
         let target = vm_target(&inv, vm, &state);
         progress.start_step(&vm.name, ssh_step);
-        async move {
-            let ok = poll_until(deadline, Duration::from_millis(500), || {
-                let target = target.clone();
-                async move {
-                    let t = access.vm(target).await.ok()?;
-                    let out = t
-                        .exec(Exec::new(Command::argv(["true"])).timeout(Duration::from_secs(30)))
-                        .await;
-                    t.disconnect().await;
-                    out.ok().filter(|o| o.status.success()).map(|_| ())
-                }
-            })
-            .await;
-            (vm.name.clone(), ok.is_some())
-        }
+        async move { (vm.name.clone(), answers_ssh(access, target, deadline).await) }
     });
     let answers = futures::future::join_all(checks).await;
     let mut unreachable = Vec::new();
@@ -544,6 +556,7 @@ async fn up_locked(
             disks: r.disks.clone(),
         })
         .collect();
+    let lease = p.lease.clone();
     let restart_needed = p.restart_needed();
     let not_applied = p.not_applied().iter().map(|a| a.to_string()).collect();
     Ok(UpReport {
@@ -559,8 +572,27 @@ async fn up_locked(
         not_applied,
         restarted,
         boot_to_ssh_secs,
+        lease,
         total_secs: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// Whether a VM runs `true` over SSH, with its pinned host key, before
+/// `deadline` (tried every half second).
+async fn answers_ssh(access: &VirthostAccess, target: SshTarget, deadline: Instant) -> bool {
+    poll_until(deadline, Duration::from_millis(500), || {
+        let target = target.clone();
+        async move {
+            let t = access.vm(target).await.ok()?;
+            let out = t
+                .exec(Exec::new(Command::argv(["true"])).timeout(Duration::from_secs(30)))
+                .await;
+            t.disconnect().await;
+            out.ok().filter(|o| o.status.success()).map(|_| ())
+        }
+    })
+    .await
+    .is_some()
 }
 
 /// The tail of a VM's serial console log, or why there is none.
@@ -582,6 +614,7 @@ fn action_vm(a: &Action) -> Option<&str> {
         | Action::DefineDomain { vm }
         | Action::RedefineDomain { vm, .. }
         | Action::RestartNeeded { vm, .. }
+        | Action::SetLease { vm, .. }
         | Action::StartDomain { vm } => Some(vm),
         _ => None,
     }
@@ -714,20 +747,36 @@ fn apply_vm(
         let key = parse_public_key(&public).map_err(failed)?;
         pin_host_key(&state.join("known_hosts"), &vm.name, 22, &key)
             .map_err(|e| failed(format!("known_hosts: {e}")))?;
-        c.put_volume_bytes(&d.lab, &vm.seed_volume, image.as_bytes())
+        c.put_seed(&d.lab, &vm.seed_volume, image.as_bytes())
             .map_err(failed)?;
     }
-    if p.vm_needs_definition(&vm.name) {
-        let mut spec = vm.domain.clone();
-        if !p.vm_is_new(&vm.name) {
-            // the seed stays as it is: so does what the metadata says it holds
-            spec.seed_digest = c
-                .domain_xml(&d.lab, &vm.name)
-                .ok()
-                .and_then(|x| crate::virthost::shape::domain_shape(&x))
-                .and_then(|s| s.seed_digest);
+    let mut spec = vm.domain.clone();
+    spec.lease = p.lease.clone();
+    let set_lease = p
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::SetLease { vm: v, .. } if *v == vm.name));
+    if !p.vm_is_new(&vm.name) && (set_lease || p.vm_needs_definition(&vm.name)) {
+        // the seed stays as it is: so does what the metadata says it holds,
+        // and its format (raw when an older kubelab made it)
+        spec.seed_digest = c
+            .domain_xml(&d.lab, &vm.name)
+            .ok()
+            .and_then(|x| crate::virthost::shape::domain_shape(&x))
+            .and_then(|s| s.seed_digest);
+        if c.volume_details(&d.lab, &vm.seed_volume)
+            .map_err(failed)?
+            .and_then(|v| v.format)
+            .as_deref()
+            == Some("raw")
+        {
+            spec.seed_format = VolumeFormat::Raw;
         }
+    }
+    if p.vm_needs_definition(&vm.name) {
         c.define_domain(&spec).map_err(failed)?;
+    } else if set_lease {
+        c.set_lab_metadata(&spec).map_err(failed)?;
     }
     c.start_domain(&d.lab, &vm.name).map_err(failed)?;
     Ok(())
@@ -1125,13 +1174,54 @@ async fn down_locked(lab: &Lab, access: &VirthostAccess) -> Result<DownReport, P
             Err(_) => return Err(e),
         },
     };
+    let removed = remove_lab(
+        access,
+        c,
+        &name,
+        &lab.virthost.storage_dir,
+        &desired::lock_path(lab),
+    )
+    .await?;
+    Ok(DownReport {
+        state_files_removed: remove_state_files(&lab.name),
+        ..removed
+    })
+}
+
+/// Remove a lab's inventory files from its state directory (its run logs,
+/// forensics and login key stay); what was removed.
+fn remove_state_files(lab: &str) -> Vec<String> {
+    let state = crate::state::state_dir(lab);
+    let mut removed = Vec::new();
+    for f in STATE_FILES {
+        if std::fs::remove_file(state.join(f)).is_ok() {
+            removed.push(f.to_string());
+        }
+    }
+    if std::fs::remove_dir_all(state.join("host_keys")).is_ok() {
+        removed.push("host_keys/".into());
+    }
+    removed
+}
+
+/// Remove a lab from a virthost by its name alone (what `down` and `reap`
+/// share): its libvirt objects by ownership, its bridges by their alias,
+/// then `release.sh` gives back what kubelab changed on the virthost when
+/// no other lab is left. The caller holds the lab's lock (`own_lock`).
+pub async fn remove_lab(
+    access: &VirthostAccess,
+    c: Libvirt,
+    name: &LabName,
+    storage_dir: &str,
+    own_lock: &Path,
+) -> Result<DownReport, ProvisionError> {
     let (was_absent, report) = blocking(|| -> Result<_, ProvisionError> {
-        let objects = c.lab_objects(&name).map_err(failed)?;
+        let objects = c.lab_objects(name).map_err(failed)?;
         let was_absent = objects.is_empty();
         let report = if was_absent {
             None
         } else {
-            Some(c.teardown(&name).map_err(failed)?)
+            Some(c.teardown(name).map_err(failed)?)
         };
         Ok((was_absent, report))
     })?;
@@ -1139,40 +1229,204 @@ async fn down_locked(lab: &Lab, access: &VirthostAccess) -> Result<DownReport, P
     let virthost_released = if report.as_ref().is_some_and(|r| !r.failures.is_empty()) {
         Vec::new()
     } else {
-        let mut released = bridges::remove_all(access, lab).await.map_err(failed)?;
-        released.extend(prepare::release(access, lab).await.map_err(failed)?);
+        let mut released = bridges::remove_all(access, name.as_str())
+            .await
+            .map_err(failed)?;
+        released.extend(
+            prepare::release(access, storage_dir, own_lock)
+                .await
+                .map_err(failed)?,
+        );
         released
     };
     if let Some(r) = &report
         && !r.failures.is_empty()
     {
         return Err(failed(format!(
-            "teardown of lab {} incomplete (run down again):\n  {}",
-            lab.name,
+            "teardown of lab {name} incomplete (run down again):\n  {}",
             r.failures.join("\n  ")
         )));
     }
-    let state = crate::state::state_dir(&lab.name);
-    let mut removed_files = Vec::new();
-    for f in STATE_FILES {
-        if std::fs::remove_file(state.join(f)).is_ok() {
-            removed_files.push(f.to_string());
-        }
-    }
-    if std::fs::remove_dir_all(state.join("host_keys")).is_ok() {
-        removed_files.push("host_keys/".into());
-    }
     let removed = report.map(|r| r.removed).unwrap_or_default();
     Ok(DownReport {
-        lab: lab.name.clone(),
+        lab: name.to_string(),
         domains: removed.domains,
         networks: removed.networks,
         volumes: removed.volumes,
         pool: removed.pool,
         was_absent,
-        state_files_removed: removed_files,
+        state_files_removed: Vec::new(),
         virthost_released,
     })
+}
+
+/// `kubelab ls`: every kubelab lab on a virthost, from libvirt alone.
+pub async fn list_labs(virthost: &Virthost) -> Result<Vec<LabListing>, ProvisionError> {
+    let access = VirthostAccess::connect_to(virthost, "virthost")
+        .await
+        .map_err(from_transport)?;
+    let c = open_libvirt(&access).await?;
+    let labs = blocking(|| c.labs()).map_err(failed);
+    drop(c);
+    access.close().await;
+    labs
+}
+
+/// What `reap` removes besides expired labs.
+#[derive(Clone, Debug, Default)]
+pub struct ReapOptions {
+    /// Only say what would be removed.
+    pub dry_run: bool,
+    /// Also labs created longer ago than this (seconds), expired or not.
+    pub older_than: Option<u64>,
+}
+
+/// What `reap` did with one lab.
+#[derive(Clone, Debug, Serialize)]
+pub struct Reaped {
+    pub lab: String,
+    /// `removed`, `would-remove`, `locked` (a run holds its lock), `failed`
+    /// or `kept` (not due).
+    pub outcome: &'static str,
+    pub why: String,
+    pub lease: Option<Lease>,
+    pub removed: Option<DownReport>,
+}
+
+/// `kubelab reap`: remove the labs whose lease expired (or that are older
+/// than asked) exactly as `down` would, from libvirt's metadata alone (no
+/// lab file, no state directory needed); never a lab whose lock a running
+/// `up` or `down` holds.
+pub async fn reap(
+    virthost: &Virthost,
+    options: &ReapOptions,
+) -> Result<Vec<Reaped>, ProvisionError> {
+    let access = VirthostAccess::connect_to(virthost, "virthost")
+        .await
+        .map_err(from_transport)?;
+    let r = reap_on(&access, virthost, options).await;
+    access.close().await;
+    r
+}
+
+async fn reap_on(
+    access: &VirthostAccess,
+    virthost: &Virthost,
+    options: &ReapOptions,
+) -> Result<Vec<Reaped>, ProvisionError> {
+    let listing = {
+        let c = open_libvirt(access).await?;
+        blocking(|| c.labs()).map_err(failed)?
+    };
+    let now = crate::state::now_secs();
+    let mut out = Vec::new();
+    for l in listing {
+        let due = reap_reason(l.lease.as_ref(), now, options.older_than);
+        let mut reaped = Reaped {
+            lab: l.lab.clone(),
+            outcome: "kept",
+            why: String::new(),
+            lease: l.lease.clone(),
+            removed: None,
+        };
+        let (Ok(why), Ok(name)) = (due.clone(), LabName::new(&l.lab)) else {
+            reaped.why = due.err().unwrap_or_default();
+            out.push(reaped);
+            continue;
+        };
+        reaped.why = why;
+        // the lock lives beside the lab's pool: <storage_dir>/<lab>.lock
+        let storage_dir = l
+            .pool_path
+            .as_deref()
+            .and_then(|p| Path::new(p).parent())
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| virthost.storage_dir.clone());
+        let lock_path = Path::new(&storage_dir).join(format!("{}.lock", l.lab));
+        let lock = match LabLock::acquire(access, &lock_path).await {
+            Ok(lock) => lock,
+            Err(e) => {
+                reaped.outcome = "locked";
+                reaped.why = format!("{}; not removed: {e}", reaped.why);
+                out.push(reaped);
+                continue;
+            }
+        };
+        if options.dry_run {
+            reaped.outcome = "would-remove";
+        } else {
+            let removed = match open_libvirt(access).await {
+                Ok(c) => remove_lab(access, c, &name, &storage_dir, &lock_path).await,
+                Err(e) => Err(e),
+            };
+            match removed {
+                Ok(mut r) => {
+                    r.state_files_removed = state_files_of(&l.lab, access, virthost);
+                    reaped.outcome = "removed";
+                    reaped.removed = Some(r);
+                }
+                Err(e) => {
+                    reaped.outcome = "failed";
+                    reaped.why = format!("{}; {e}", reaped.why);
+                }
+            }
+        }
+        lock.release(access).await;
+        out.push(reaped);
+    }
+    Ok(out)
+}
+
+/// Why a lab is due for `reap` (`Ok`), or why it is kept (`Err`).
+fn reap_reason(lease: Option<&Lease>, now: u64, older_than: Option<u64>) -> Result<String, String> {
+    use crate::lab::duration::format_duration;
+    let Some(l) = lease else {
+        return Err("no lease in its metadata (made before kubelab recorded leases): `down` it by its lab file".into());
+    };
+    if let Some(e) = l.expires.filter(|e| *e <= now) {
+        return Ok(format!(
+            "expired {} ago ({}), owner {}",
+            format_duration(now - e),
+            crate::state::utc_stamp_secs(e),
+            l.owner
+        ));
+    }
+    if let Some(age) = older_than.filter(|o| l.created.saturating_add(*o) <= now) {
+        return Ok(format!(
+            "created {} ago, older than {}, owner {}",
+            format_duration(now.saturating_sub(l.created)),
+            format_duration(age),
+            l.owner
+        ));
+    }
+    Err(match l.expires {
+        Some(e) => format!("expires in {}", format_duration(e - now)),
+        None => "no expiry".into(),
+    })
+}
+
+/// The inventory files of a reaped lab in this machine's state directory,
+/// when they are of this virthost's lab (not another lab of the same name
+/// elsewhere): removed as `down` would.
+fn state_files_of(lab: &str, access: &VirthostAccess, virthost: &Virthost) -> Vec<String> {
+    let path = crate::state::state_dir(lab).join("inventory.yaml");
+    let Some(inv) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_saphyr::from_str::<Inventory>(&t).ok())
+    else {
+        return Vec::new();
+    };
+    let this = match (&virthost.connection, access.is_local()) {
+        (crate::lab::model::Connection::Ssh(h), false) => {
+            format!("{}@{}:{}", h.user, h.address, h.port)
+        }
+        _ => "local".to_string(),
+    };
+    if inv.virthost == this {
+        remove_state_files(lab)
+    } else {
+        Vec::new()
+    }
 }
 
 /// `kubelab status`: every VM of the lab, from libvirt and the state dir.

@@ -17,7 +17,7 @@ use crate::virthost::libvirt::{Connection, LabObjects, LibvirtError, VmState};
 use crate::virthost::shape::{
     domain_differences, domain_shape, network_differences, network_shape,
 };
-use crate::virthost::spec::NicSource;
+use crate::virthost::spec::{Lease, NicSource};
 use crate::virthost::xml;
 
 /// One step of a plan.
@@ -91,6 +91,13 @@ pub enum Action {
     },
     StartDomain {
         vm: String,
+    },
+    /// A VM whose lease (owner, creation, expiry) in its metadata is not
+    /// the lab's: rewritten in place (nothing restarts).
+    SetLease {
+        vm: String,
+        /// `YYYYMMDDTHHMMSSZ`, or none.
+        expires: Option<String>,
     },
     /// A change of the lab that `up` does not make, because it would throw
     /// data away or cannot be done in place; says what to do instead.
@@ -170,6 +177,10 @@ impl fmt::Display for Action {
                 "redefine running vm {vm}: {why}; RESTART NEEDED (takes effect at its next boot)"
             ),
             Action::StartDomain { vm } => write!(f, "start vm {vm}"),
+            Action::SetLease { vm, expires } => match expires {
+                Some(e) => write!(f, "lease of vm {vm}: expires {e}"),
+                None => write!(f, "lease of vm {vm}: no expiry"),
+            },
             Action::NotApplied { subject, why } => write!(f, "NOT APPLIED: {subject}: {why}"),
         }
     }
@@ -179,6 +190,8 @@ impl fmt::Display for Action {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Plan {
     pub actions: Vec<Action>,
+    /// The lab's lease after `up` (`None` when the run leaves leases alone).
+    pub lease: Option<Lease>,
 }
 
 impl Plan {
@@ -408,6 +421,21 @@ pub fn plan(
         }
     }
 
+    // ---- the lease: the one the lab's domains carry, renewed as asked ------------------
+    let mut existing_lease = None;
+    for vm in &desired.vms {
+        if objects.domains.contains(&lab.object_name(&vm.name))
+            && let Some(l) = domain_shape(&c.domain_xml(lab, &vm.name)?).and_then(|s| s.lease)
+        {
+            existing_lease = Some(l);
+            break;
+        }
+    }
+    let lease = desired
+        .lease
+        .as_ref()
+        .map(|r| r.decide(existing_lease.as_ref()));
+
     // ---- domains ----------------------------------------------------------------------
     for vm in &desired.vms {
         let full = lab.object_name(&vm.name);
@@ -440,6 +468,14 @@ pub fn plan(
                 ),
             });
         }
+        if let Some(want) = &lease
+            && have.as_ref().and_then(|h| h.lease.as_ref()) != Some(want)
+        {
+            actions.push(Action::SetLease {
+                vm: vm.name.clone(),
+                expires: want.expires.map(crate::state::utc_stamp_secs),
+            });
+        }
         let state = c.domain_state(lab, &vm.name)?;
         let running = !matches!(state, VmState::Shutoff | VmState::Crashed);
         if !diffs.is_empty() {
@@ -462,7 +498,7 @@ pub fn plan(
             });
         }
     }
-    Ok(Plan { actions })
+    Ok(Plan { actions, lease })
 }
 
 #[cfg(test)]
@@ -487,6 +523,7 @@ mod tests {
                     why: "smaller".into(),
                 },
             ],
+            lease: None,
         };
         assert_eq!(p.changes(), 2);
         assert_eq!(p.restart_needed(), vec!["a", "b"]);

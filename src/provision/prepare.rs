@@ -2,7 +2,7 @@
 //! (packages, a running libvirtd), the base image (built or downloaded,
 //! cached on the virthost) and the domain type.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::access::VirthostAccess;
@@ -50,13 +50,17 @@ pub async fn prepare(access: &VirthostAccess, lab: &Lab, install: bool) -> Resul
 /// Run `release.sh` on the virthost after a lab went down; returns what it
 /// changed (one line each), or why it left the virthost as it is (something
 /// else uses it).
-pub async fn release(access: &VirthostAccess, lab: &Lab) -> Result<Vec<String>, String> {
-    let own_lock = super::desired::lock_path(lab).display().to_string();
+pub async fn release(
+    access: &VirthostAccess,
+    storage_dir: &str,
+    own_lock: &Path,
+) -> Result<Vec<String>, String> {
+    let own_lock = own_lock.display().to_string();
     let text = script(
         RELEASE,
         &[
             ("KUBELAB_VIRTHOST_STATE", VIRTHOST_STATE),
-            ("KUBELAB_STORAGE_DIR", lab.virthost.storage_dir.as_str()),
+            ("KUBELAB_STORAGE_DIR", storage_dir),
             ("KUBELAB_OWN_LOCK", own_lock.as_str()),
         ],
     );

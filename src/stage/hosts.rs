@@ -59,6 +59,15 @@ impl LabHosts {
         &self.access
     }
 
+    /// The connection to a VM (an unreachable one answers every command
+    /// with the reason), `None` when the inventory has no such VM.
+    pub fn vm(&self, name: &str) -> Option<Arc<dyn Transport>> {
+        self.vms
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.clone())
+    }
+
     /// The engine's inventory for a stage: the lab's VMs (in lab order, with
     /// [`vm_vars`] and the stage's host vars), the stage's groups, and the
     /// virthost when the stage asks for it.

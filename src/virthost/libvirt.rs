@@ -202,6 +202,37 @@ impl LabObjects {
     }
 }
 
+/// A lab found on a virthost by its objects alone ([`Connection::labs`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LabListing {
+    pub lab: String,
+    /// As its domains' metadata says (none: a lab of an older kubelab, or
+    /// one without domains).
+    pub lease: Option<super::spec::Lease>,
+    pub vms: usize,
+    pub vms_running: usize,
+    /// Memory of its VMs as defined, and of those running (MiB).
+    pub memory_mib: u64,
+    pub memory_running_mib: u64,
+    pub networks: usize,
+    /// What its pool's volumes take on the virthost's disk (bytes).
+    pub disk_bytes: u64,
+    /// Its pool's directory (`<storage_dir>/<lab>`): the lab's lock is
+    /// beside it.
+    pub pool_path: Option<String>,
+}
+
+/// One domain's snapshot ([`Connection::snapshots`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotInfo {
+    pub name: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The domain's state in it: `running`, `paused` (memory kept) or
+    /// `shutoff` (disks only).
+    pub state: String,
+}
+
 /// What [`Connection::teardown`] removed (full names), and what it could not.
 #[derive(Clone, Debug, Default)]
 pub struct TeardownReport {
@@ -210,10 +241,12 @@ pub struct TeardownReport {
     pub failures: Vec<String>,
 }
 
-/// A volume's size and backing file.
+/// A volume's size, format and backing file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumeDetails {
     pub capacity_bytes: u64,
+    /// `qcow2`, `raw`, … as libvirt reads the file.
+    pub format: Option<String>,
     /// The image an overlay reads from.
     pub backing: Option<String>,
 }
@@ -613,6 +646,42 @@ impl Connection {
         call(|| format!("path of volume {name}"), vol.path())
     }
 
+    /// A seed image as a qcow2 volume (a snapshot with memory needs every
+    /// writable disk in qcow2): the bytes go up as a raw volume, libvirt
+    /// converts it (`qemu-img convert` in the pool), the raw one goes.
+    pub fn put_seed(&self, lab: &LabName, volume: &str, data: &[u8]) -> Result<String> {
+        let upload = format!("{volume}.upload");
+        self.put_volume_bytes(lab, &upload, data)?;
+        let pool = self.lab_pool(lab)?;
+        let name = lab.object_name(volume);
+        let raw_name = lab.object_name(&upload);
+        let raw = self
+            .find_volume(&pool, &raw_name)?
+            .ok_or(LibvirtError::NotFound {
+                kind: "volume",
+                name: raw_name.clone(),
+            })?;
+        let converted = (|| {
+            if let Some(old) = self.find_volume(&pool, &name)? {
+                call(|| format!("delete old volume {name}"), old.delete(0))?;
+            }
+            let xml = xml::render_volume(&VolumeSpec {
+                lab: lab.clone(),
+                name: volume.to_string(),
+                capacity_bytes: data.len().max(512) as u64,
+                format: VolumeFormat::Qcow2,
+                backing: None,
+            })?;
+            let vol = call(
+                || format!("convert {raw_name} into the qcow2 volume {name}"),
+                StorageVol::create_xml_from(&pool, &xml, &raw, 0),
+            )?;
+            call(|| format!("path of volume {name}"), vol.path())
+        })();
+        let _ = raw.delete(0);
+        converted
+    }
+
     /// Size and backing file of a volume in the lab's pool (`None`: no
     /// such volume).
     pub fn volume_details(&self, lab: &LabName, volume: &str) -> Result<Option<VolumeDetails>> {
@@ -623,7 +692,8 @@ impl Connection {
         };
         let info = call(|| format!("size of volume {name}"), vol.info())?;
         let xml = call(|| format!("read XML of volume {name}"), vol.xml_desc(0))?;
-        let backing = roxmltree::Document::parse(&xml).ok().and_then(|d| {
+        let doc = roxmltree::Document::parse(&xml).ok();
+        let backing = doc.as_ref().and_then(|d| {
             d.root_element()
                 .children()
                 .find(|n| n.has_tag_name("backingStore"))
@@ -631,8 +701,17 @@ impl Connection {
                 .and_then(|p| p.text())
                 .map(|t| t.trim().to_string())
         });
+        let format = doc.as_ref().and_then(|d| {
+            d.root_element()
+                .children()
+                .find(|n| n.has_tag_name("target"))
+                .and_then(|t| t.children().find(|n| n.has_tag_name("format")))
+                .and_then(|f| f.attribute("type"))
+                .map(str::to_string)
+        });
         Ok(Some(VolumeDetails {
             capacity_bytes: info.capacity,
+            format,
             backing,
         }))
     }
@@ -850,6 +929,28 @@ impl Connection {
         Ok(())
     }
 
+    /// Rewrite kubelab's metadata element of a lab's domain from `spec`
+    /// (its lease, say) in the persistent definition, and in the running
+    /// domain too: nothing restarts.
+    pub fn set_lab_metadata(&self, spec: &DomainSpec) -> Result<()> {
+        let dom = self.owned_domain(&spec.lab, &spec.name)?;
+        let name = spec.lab.object_name(&spec.name);
+        let element = xml::lab_metadata_element(spec)?;
+        let live = call(|| format!("state of domain {name}"), dom.is_active())?;
+        let flags =
+            sys::VIR_DOMAIN_AFFECT_CONFIG | if live { sys::VIR_DOMAIN_AFFECT_LIVE } else { 0 };
+        call(
+            || format!("set the metadata of domain {name}"),
+            dom.set_metadata(
+                sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+                Some(&element),
+                Some("kubelab"),
+                Some(METADATA_NAMESPACE),
+                flags,
+            ),
+        )
+    }
+
     /// Start a domain unless it is running.
     pub fn start_domain(&self, lab: &LabName, vm: &str) -> Result<()> {
         let dom = self.owned_domain(lab, vm)?;
@@ -868,6 +969,147 @@ impl Connection {
         power_off(&dom, &name)?;
         call(|| format!("start domain {name}"), dom.create())?;
         Ok(())
+    }
+
+    /// Pause a running domain (its vCPUs stop; memory and devices stay).
+    pub fn suspend_domain(&self, lab: &LabName, vm: &str) -> Result<()> {
+        let dom = self.owned_domain(lab, vm)?;
+        call(
+            || format!("pause domain {}", lab.object_name(vm)),
+            dom.suspend(),
+        )
+    }
+
+    /// Let a paused domain run again.
+    pub fn resume_domain(&self, lab: &LabName, vm: &str) -> Result<()> {
+        let dom = self.owned_domain(lab, vm)?;
+        call(
+            || format!("resume domain {}", lab.object_name(vm)),
+            dom.resume(),
+        )
+    }
+
+    /// An internal snapshot of a lab's domain: disks, and its memory when
+    /// it runs (or is paused). Every writable disk must be qcow2.
+    pub fn create_snapshot(
+        &self,
+        lab: &LabName,
+        vm: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<()> {
+        let dom = self.owned_domain(lab, vm)?;
+        let xml = format!(
+            "<domainsnapshot><name>{}</name><description>{}</description></domainsnapshot>",
+            xml::escape_xml(name),
+            xml::escape_xml(description)
+        );
+        call(
+            || format!("snapshot {name} of domain {}", lab.object_name(vm)),
+            dom.create_snapshot_xml(&xml, 0),
+        )
+        .map(|_| ())
+    }
+
+    /// Bring a lab's domain back to a snapshot: a running (or paused)
+    /// snapshot comes back paused when `paused`, a disks-only one shut off.
+    pub fn revert_snapshot(&self, lab: &LabName, vm: &str, name: &str, paused: bool) -> Result<()> {
+        let dom = self.owned_domain(lab, vm)?;
+        let full = lab.object_name(vm);
+        let snap = call(
+            || format!("snapshot {name} of domain {full}"),
+            Domain::lookup_snapshot_by_name(&dom, name, 0),
+        )?;
+        let flags = if paused {
+            sys::VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED
+        } else {
+            0
+        };
+        call(
+            || format!("revert domain {full} to snapshot {name}"),
+            snap.revert(flags),
+        )
+    }
+
+    /// Delete a snapshot of a lab's domain (its data in the qcow2 files
+    /// and libvirt's metadata); no-op when it has none of that name.
+    pub fn delete_snapshot(&self, lab: &LabName, vm: &str, name: &str) -> Result<()> {
+        let dom = self.owned_domain(lab, vm)?;
+        let full = lab.object_name(vm);
+        match Domain::lookup_snapshot_by_name(&dom, name, 0) {
+            Ok(snap) => call(
+                || format!("delete snapshot {name} of domain {full}"),
+                snap.delete(0),
+            ),
+            Err(e) if is_code(&e, ErrorNumber::NoDomainSnapshot) => Ok(()),
+            Err(source) => Err(LibvirtError::Call {
+                op: format!("snapshot {name} of domain {full}"),
+                source,
+            }),
+        }
+    }
+
+    /// The snapshots of a lab's domain, oldest first.
+    pub fn snapshots(&self, lab: &LabName, vm: &str) -> Result<Vec<SnapshotInfo>> {
+        let dom = self.owned_domain(lab, vm)?;
+        let full = lab.object_name(vm);
+        let mut out = Vec::new();
+        for snap in call(
+            || format!("snapshots of domain {full}"),
+            dom.list_all_snapshots(0),
+        )? {
+            let xml = call(|| format!("a snapshot of domain {full}"), snap.xml_desc(0))?;
+            let Ok(doc) = roxmltree::Document::parse(&xml) else {
+                continue;
+            };
+            let text = |tag: &str| {
+                doc.root_element()
+                    .children()
+                    .find(|n| n.has_tag_name(tag))
+                    .and_then(|n| n.text())
+                    .map(|t| t.trim().to_string())
+            };
+            out.push(SnapshotInfo {
+                name: text("name").unwrap_or_default(),
+                created: text("creationTime")
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0),
+                state: text("state").unwrap_or_default(),
+            });
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+        Ok(out)
+    }
+
+    /// Set a domain's clock from the host's through its guest agent (after
+    /// a revert the guest's clock is the snapshot's).
+    pub fn sync_guest_time(&self, lab: &LabName, vm: &str) -> Result<()> {
+        let dom = self.owned_domain(lab, vm)?;
+        call(
+            || format!("set the time of domain {}", lab.object_name(vm)),
+            dom.set_time(0, 0, sys::VIR_DOMAIN_TIME_SYNC),
+        )
+    }
+
+    /// The driver formats of a domain's disks (`device="disk"`), by target.
+    pub fn disk_formats(&self, lab: &LabName, vm: &str) -> Result<Vec<(String, String)>> {
+        let xml = self.domain_xml(lab, vm)?;
+        let doc = roxmltree::Document::parse(&xml)
+            .map_err(|e| XmlError::Invalid(format!("domain {}: {e}", lab.object_name(vm))))?;
+        Ok(doc
+            .descendants()
+            .filter(|n| n.has_tag_name("disk") && n.attribute("device") == Some("disk"))
+            .map(|d| {
+                let find = |tag: &str, attr: &str| {
+                    d.children()
+                        .find(|n| n.has_tag_name(tag))
+                        .and_then(|n| n.attribute(attr))
+                        .unwrap_or("?")
+                        .to_string()
+                };
+                (find("target", "dev"), find("driver", "type"))
+            })
+            .collect())
     }
 
     /// Hard power-off of a domain (no-op when it is not running).
@@ -1009,6 +1251,76 @@ impl Connection {
     }
 
     // ---- ownership and teardown ---------------------------------------------------
+
+    /// Every kubelab lab on this virthost, from libvirt alone: domains and
+    /// networks whose metadata names a lab (and whose name carries that
+    /// lab's prefix), and pools named as a lab's; sorted by name.
+    pub fn labs(&self) -> Result<Vec<LabListing>> {
+        let mut labs: BTreeMap<String, LabListing> = BTreeMap::new();
+        let owner_of = |name: &str, xml: &str| -> Option<LabName> {
+            let lab = LabName::new(&metadata_lab(xml)?).ok()?;
+            name.starts_with(&lab.prefix()).then_some(lab)
+        };
+        for dom in call(|| "list domains".into(), self.conn.list_all_domains(0))? {
+            let (Ok(name), Ok(xml)) = (dom.name(), dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE))
+            else {
+                continue; // gone meanwhile
+            };
+            let Some(lab) = owner_of(&name, &xml) else {
+                continue;
+            };
+            let shape = super::shape::domain_shape(&xml);
+            let running = dom.is_active().unwrap_or(false);
+            let entry = labs.entry(lab.to_string()).or_default();
+            entry.vms += 1;
+            let memory = shape.as_ref().map(|s| s.memory_mib).unwrap_or(0);
+            entry.memory_mib += memory;
+            if running {
+                entry.vms_running += 1;
+                entry.memory_running_mib += memory;
+            }
+            if entry.lease.is_none() {
+                entry.lease = shape.and_then(|s| s.lease);
+            }
+        }
+        for net in call(|| "list networks".into(), self.conn.list_all_networks(0))? {
+            let (Ok(name), Ok(xml)) = (net.name(), net.xml_desc(0)) else {
+                continue;
+            };
+            if let Some(lab) = owner_of(&name, &xml) {
+                labs.entry(lab.to_string()).or_default().networks += 1;
+            }
+        }
+        for pool in call(|| "list pools".into(), self.conn.list_all_storage_pools(0))? {
+            let Ok(name) = pool.name() else { continue };
+            let Some(lab) = name
+                .strip_prefix(super::spec::NAME_PREFIX)
+                .and_then(|n| n.strip_suffix("-pool"))
+                .and_then(|n| LabName::new(n).ok())
+                .filter(|l| l.pool_name() == name)
+            else {
+                continue;
+            };
+            let entry = labs.entry(lab.to_string()).or_default();
+            if pool.is_active().unwrap_or(false) {
+                // a directory pool's own figures are its file system's: add
+                // up its volumes instead
+                let _ = pool.refresh(0);
+                entry.disk_bytes = pool
+                    .list_all_volumes(0)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|v| v.info().ok())
+                    .map(|i| i.allocation)
+                    .sum();
+            }
+            entry.pool_path = self.pool_path(&lab).ok().flatten();
+        }
+        Ok(labs
+            .into_iter()
+            .map(|(lab, l)| LabListing { lab, ..l })
+            .collect())
+    }
 
     /// Every object of the lab on this virthost: domains and networks whose
     /// name has the lab's prefix *and* whose metadata names the lab, the

@@ -231,6 +231,9 @@ pub struct DomainShape {
     /// [`super::spec::DomainSpec::seed_digest`]); not part of
     /// [`domain_differences`].
     pub seed_digest: Option<String>,
+    /// The lab's lease as the metadata says; not part of
+    /// [`domain_differences`] either.
+    pub lease: Option<super::spec::Lease>,
 }
 
 fn mib(n: Node) -> Option<u64> {
@@ -291,15 +294,14 @@ pub fn domain_shape(xml: &str) -> Option<DomainShape> {
         })
         .collect();
     nics.sort();
-    let seed_digest = child(root, "metadata")
-        .and_then(|m| {
-            m.children().find(|n| {
-                n.tag_name().namespace() == Some(super::spec::METADATA_NAMESPACE)
-                    && n.tag_name().name() == "lab"
-            })
+    let ours = child(root, "metadata").and_then(|m| {
+        m.children().find(|n| {
+            n.tag_name().namespace() == Some(super::spec::METADATA_NAMESPACE)
+                && n.tag_name().name() == "lab"
         })
-        .and_then(|n| n.attribute("seed"))
-        .map(str::to_string);
+    });
+    let seed_digest = ours.and_then(|n| n.attribute("seed")).map(str::to_string);
+    let lease = ours.and_then(lease_of);
     Some(DomainShape {
         domain_type,
         cpus,
@@ -308,6 +310,23 @@ pub fn domain_shape(xml: &str) -> Option<DomainShape> {
         disks,
         nics,
         seed_digest,
+        lease,
+    })
+}
+
+/// The lease in kubelab's metadata element; an unreadable `expires` reads
+/// as expired (a lab whose time cannot be told is the reaper's to show,
+/// not to keep forever), an unreadable `created` as the epoch.
+fn lease_of(n: Node) -> Option<super::spec::Lease> {
+    let owner = n.attribute("owner")?.to_string();
+    let stamp = |a: &str| {
+        n.attribute(a)
+            .map(|t| crate::state::parse_utc_stamp(t).unwrap_or(0))
+    };
+    Some(super::spec::Lease {
+        owner,
+        created: stamp("created").unwrap_or(0),
+        expires: stamp("expires"),
     })
 }
 

@@ -286,9 +286,13 @@ pub struct DomainSpec {
     pub memory_mib: u64,
     /// Virtio disks: root first (`vda`), spare disks after it (`vdb`, …).
     pub disks: Vec<DiskSpec>,
-    /// The cloud-init seed volume (raw vfat), attached as an IDE disk so it
+    /// The cloud-init seed volume (vfat), attached as an IDE disk so it
     /// does not shift the virtio disk names.
     pub seed_volume: Option<String>,
+    /// The seed volume's format: qcow2 for VMs kubelab makes now (a lab
+    /// snapshot with memory needs every writable disk in qcow2), raw for
+    /// those an older kubelab made.
+    pub seed_format: VolumeFormat,
     pub nics: Vec<NicSpec>,
     /// File the serial console is logged to (see [`PoolSpec::console_log_path`]).
     pub console_log: PathBuf,
@@ -301,4 +305,26 @@ pub struct DomainSpec {
     /// network settings; not its secrets), kept in the domain's metadata so
     /// a later run can tell that the lab asks for other guest settings.
     pub seed_digest: Option<String>,
+    /// Who brought the lab up and until when it may stay.
+    pub lease: Option<Lease>,
+}
+
+/// Who brought a lab up, when, and until when it may stay: kept in the
+/// metadata of the lab's domains (`owner`, `created`, `expires`), so that
+/// `kubelab ls` and `reap` need nothing but libvirt on the virthost.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Lease {
+    /// `user@host` of whoever ran the `up` that created the lab.
+    pub owner: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// Unix seconds; `None`: the lab stays until `down`.
+    pub expires: Option<u64>,
+}
+
+impl Lease {
+    /// Whether the lab's time is up at `now` (unix seconds).
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires.is_some_and(|e| e <= now)
+    }
 }

@@ -358,13 +358,40 @@ pub fn render_domain(spec: &DomainSpec) -> Result<String, XmlError> {
             "pool": spec.lab.pool_name(),
             "disks": disks,
             "seed_volume": spec.seed_volume.as_ref().map(|s| spec.lab.object_name(s)),
+            "seed_format": spec.seed_format,
             "nics": nics,
             "console_log": spec.console_log.display().to_string(),
             "tb_cache_mib": spec.tb_cache_mib,
             "guest_agent": spec.guest_agent,
             "seed_digest": spec.seed_digest.as_deref().filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit())),
+            "lease": spec.lease.as_ref().map(|l| json!({
+                "owner": l.owner,
+                "created": crate::state::utc_stamp_secs(l.created),
+                "expires": l.expires.map(crate::state::utc_stamp_secs),
+            })),
         }),
     )
+}
+
+/// kubelab's metadata element of a domain as `virDomainSetMetadata` takes
+/// it (`<lab …/>`, no namespace prefix): the attributes of the element in
+/// the domain's rendered XML, so both say the same.
+pub fn lab_metadata_element(spec: &DomainSpec) -> Result<String, XmlError> {
+    let xml = render_domain(spec)?;
+    let doc = roxmltree::Document::parse(&xml)
+        .map_err(|e| XmlError::Invalid(format!("rendered domain XML: {e}")))?;
+    let lab = doc
+        .descendants()
+        .find(|n| {
+            n.tag_name().namespace() == Some(METADATA_NAMESPACE) && n.tag_name().name() == "lab"
+        })
+        .ok_or_else(|| XmlError::Invalid("no kubelab metadata in the domain XML".into()))?;
+    let attrs: String = lab
+        .attributes()
+        .filter(|a| a.namespace().is_none())
+        .map(|a| format!(" {}=\"{}\"", a.name(), escape_xml(a.value())))
+        .collect();
+    Ok(format!("<lab{attrs}/>"))
 }
 
 #[cfg(test)]
@@ -565,6 +592,7 @@ mod tests {
                 },
             ],
             seed_volume: Some("vm1-seed.img".into()),
+            seed_format: VolumeFormat::Qcow2,
             nics: vec![
                 NicSpec {
                     mac: "52:54:00:aa:00:01".into(),
@@ -581,6 +609,7 @@ mod tests {
             tb_cache_mib: Some(256),
             guest_agent: true,
             seed_digest: Some("0123abcd".into()),
+            lease: None,
         }
     }
 

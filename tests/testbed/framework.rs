@@ -86,6 +86,21 @@ pub fn run(tb: &Testbed) {
         xml.contains("No such file or directory"),
         "evidence in JUnit: {xml}"
     );
+    // the failed verify left its forensics: the run log with the failed
+    // check's evidence, every VM's side
+    let files = super::forensics::bundle_files(&super::forensics::printed_bundle(&broken.stderr));
+    // the newest verify log: the failed run's (an earlier one passed)
+    let log = files
+        .iter()
+        .rev()
+        .find(|(k, _)| k.starts_with("kubelab/runs/") && k.ends_with("-verify.log"))
+        .map(|(_, v)| v)
+        .expect("the verify run's log in the bundle");
+    assert!(log.contains("No such file or directory"), "{log}");
+    for vm in ["node-1", "node-2", "node-3"] {
+        assert!(files.contains_key(&format!("vms/{vm}/journal.txt")), "{vm}");
+        assert!(files[&format!("vms/{vm}/domain.xml")].contains("kl-testbed-"));
+    }
 
     // play --lab: the stage variables reach an ad-hoc playbook, --limit holds.
     let out = k(&[

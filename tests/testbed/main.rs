@@ -24,12 +24,15 @@ mod browser;
 mod bundle_sources;
 #[path = "../support/file_server.rs"]
 mod file_server;
+#[path = "../support/forensics.rs"]
+mod forensics;
 #[path = "../support/libvirt.rs"]
 mod support;
 
 mod cluster;
 mod framework;
 mod links;
+mod operate;
 mod overlay;
 mod storage;
 mod verify;
@@ -45,6 +48,7 @@ type Area = (&'static str, fn(&Testbed));
 /// The areas, in the order they run.
 const AREAS: &[Area] = &[
     ("lab", lab_area),
+    ("operate", operate::run),
     ("framework", framework::run),
     ("links", links::run),
     ("storage", storage::run),
@@ -138,7 +142,7 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// The first event of `kind` a `--json` run printed.
-fn json_event(out: &Output, kind: &str) -> serde_json::Value {
+pub fn json_event(out: &Output, kind: &str) -> serde_json::Value {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
