@@ -64,6 +64,35 @@ fn parse_ttl(text: &str) -> Result<u64, String> {
     }
 }
 
+/// What `kubelab snapshot LAB` does.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// Snapshot every VM of the lab at one moment (with memory while they
+    /// run).
+    Save {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Disks only, of shut-off VMs.
+        #[arg(long)]
+        disk_only: bool,
+    },
+    /// Bring every VM back to the snapshot and wait until each answers SSH.
+    Revert {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Seconds to wait for SSH after the revert.
+        #[arg(long, value_name = "S", default_value_t = 120)]
+        timeout: u64,
+    },
+    /// The lab's snapshots.
+    List,
+    /// Remove a snapshot from every VM.
+    Delete {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+}
+
 /// A scenario phase on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PhaseArg {
@@ -259,6 +288,15 @@ pub enum Command {
         /// The command (after `--`).
         #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
+    },
+    /// Snapshots of the whole lab: every VM at one consistent point (all
+    /// paused, each snapshotted with its memory, all resumed), back to it
+    /// in seconds: `save NAME`, `revert NAME`, `list`, `delete NAME`.
+    Snapshot {
+        #[arg(value_name = "LAB")]
+        lab: PathBuf,
+        #[command(subcommand)]
+        action: SnapshotAction,
     },
     /// Every kubelab lab on a virthost, from libvirt alone (no lab file or
     /// state directory needed): owner, age, expiry, VMs running/total,

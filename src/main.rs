@@ -105,6 +105,7 @@ fn main() -> ExitCode {
         Command::Status { lab } => commands::status::run(&lab, &ctx),
         Command::Ssh { lab, vm, command } => commands::ssh::run(&lab, &vm, &command, &ctx),
         Command::Doctor { lab } => commands::doctor::run(&lab, &ctx),
+        Command::Snapshot { lab, action } => commands::snapshot::run(&lab, action, &ctx),
         Command::Ls { virthost } => commands::ls::run(&virthost, &ctx),
         Command::Reap {
             virthost,

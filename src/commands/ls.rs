@@ -3,19 +3,15 @@
 
 use std::process::ExitCode;
 
-use super::{Context, fail, load_virthost, runtime};
+use super::{Context, fail, virthost_and_runtime};
 use crate::lab::duration::format_duration;
 use crate::lab::size::{format_size, format_size_approx};
 use crate::provision;
 use crate::virthost::libvirt::LabListing;
 
 pub fn run(reference: &str, ctx: &Context) -> ExitCode {
-    let virthost = match load_virthost(reference, ctx) {
-        Ok(v) => v,
-        Err(c) => return c,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (virthost, rt) = match virthost_and_runtime(reference, ctx) {
+        Ok(x) => x,
         Err(c) => return c,
     };
     match rt.block_on(provision::list_labs(&virthost)) {

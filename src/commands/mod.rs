@@ -36,6 +36,7 @@ pub mod plan;
 pub mod reap;
 pub mod reset;
 pub mod scenario;
+pub mod snapshot;
 pub mod ssh;
 pub mod status;
 pub mod up;
@@ -47,37 +48,47 @@ use crate::provision::ProvisionError;
 
 /// Load and validate a lab file; an invalid lab is exit code 2.
 pub fn load_lab(path: &std::path::Path, ctx: &Context) -> Result<Lab, ExitCode> {
-    match crate::lab::load(path, &ctx.load) {
-        Ok((lab, warnings)) => {
-            if !ctx.quiet && !warnings.0.is_empty() {
-                eprint!("{}", warnings.render(ctx.color));
-            }
-            Ok(lab)
-        }
-        Err(errors) => {
-            eprint!("{}", errors.render(ctx.color));
-            eprintln!("{}: invalid lab", path.display());
-            Err(ExitCode::from(2))
-        }
-    }
+    loaded(
+        crate::lab::load(path, &ctx.load),
+        &path.display().to_string(),
+        "lab",
+        ctx,
+    )
 }
 
-/// A virthost named on the command line (`--virthost`); an invalid one
-/// is exit code 2, as an invalid lab.
-pub fn load_virthost(
+/// A virthost named on the command line (`--virthost`) and a runtime to
+/// reach it; an invalid one is exit code 2, as an invalid lab.
+pub fn virthost_and_runtime(
     reference: &str,
     ctx: &Context,
-) -> Result<crate::lab::model::Virthost, ExitCode> {
-    match crate::lab::load::load_virthost(reference, &ctx.load) {
-        Ok((v, warnings)) => {
+) -> Result<(crate::lab::model::Virthost, tokio::runtime::Runtime), ExitCode> {
+    let virthost = loaded(
+        crate::lab::load::load_virthost(reference, &ctx.load),
+        reference,
+        "virthost",
+        ctx,
+    )?;
+    Ok((virthost, runtime()?))
+}
+
+/// What a loader gave: the value (its warnings said unless `--quiet`), or
+/// every error and `<what>: invalid <kind>`, exit code 2.
+fn loaded<T>(
+    result: Result<(T, crate::diagnostic::Diagnostics), crate::diagnostic::Diagnostics>,
+    what: &str,
+    kind: &str,
+    ctx: &Context,
+) -> Result<T, ExitCode> {
+    match result {
+        Ok((value, warnings)) => {
             if !ctx.quiet && !warnings.0.is_empty() {
                 eprint!("{}", warnings.render(ctx.color));
             }
-            Ok(v)
+            Ok(value)
         }
         Err(errors) => {
             eprint!("{}", errors.render(ctx.color));
-            eprintln!("{reference}: invalid virthost");
+            eprintln!("{what}: invalid {kind}");
             Err(ExitCode::from(2))
         }
     }

@@ -3,16 +3,12 @@
 
 use std::process::ExitCode;
 
-use super::{Context, fail, load_virthost, runtime};
+use super::{Context, fail, virthost_and_runtime};
 use crate::provision::{self, ReapOptions};
 
 pub fn run(reference: &str, options: &ReapOptions, ctx: &Context) -> ExitCode {
-    let virthost = match load_virthost(reference, ctx) {
-        Ok(v) => v,
-        Err(c) => return c,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (virthost, rt) = match virthost_and_runtime(reference, ctx) {
+        Ok(x) => x,
         Err(c) => return c,
     };
     let reaped = match rt.block_on(provision::reap(&virthost, options)) {

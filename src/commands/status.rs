@@ -17,6 +17,9 @@ pub fn run(path: &Path, ctx: &Context) -> ExitCode {
     match rt.block_on(provision::status(&lab)) {
         Ok(vms) => {
             let nodes = cluster_nodes(&lab, &rt);
+            let snapshots = rt
+                .block_on(crate::provision::snapshot::list(&lab))
+                .unwrap_or_default();
             if ctx.json {
                 let (nodes, why) = match &nodes {
                     Some(Ok(n)) => (Some(n.clone()), None),
@@ -27,10 +30,14 @@ pub fn run(path: &Path, ctx: &Context) -> ExitCode {
                     "{}",
                     serde_json::json!({"event": "status", "lab": lab.name, "vms": vms,
                         "state_dir": crate::state::state_dir(&lab.name),
-                        "kubernetes_nodes": nodes, "kubernetes_error": why})
+                        "kubernetes_nodes": nodes, "kubernetes_error": why,
+                        "snapshots": snapshots})
                 );
             } else {
                 print!("{}", provision::table(&vms));
+                if !snapshots.is_empty() {
+                    print!("\nsnapshots:\n{}", super::snapshot::table(&snapshots));
+                }
                 match &nodes {
                     Some(Ok(n)) => print!("\n{}", cluster::table(n)),
                     Some(Err(e)) => println!("\nkubernetes: {e}"),

@@ -59,6 +59,14 @@ pub struct Reverted {
     pub clock_not_set: Vec<String>,
 }
 
+/// The errors among per-VM results, as lines.
+fn errors_of(results: Vec<Result<(), ProvisionError>>) -> Vec<String> {
+    results
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.to_string()))
+        .collect()
+}
+
 /// A snapshot name: letters, digits, `.`, `_`, `-`, at most 64.
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -239,12 +247,7 @@ fn save_locked(
     } else {
         t_pause.elapsed().as_secs_f64()
     };
-    let errors: Vec<String> = paused
-        .into_iter()
-        .chain(made)
-        .chain(resumed)
-        .filter_map(|r| r.err().map(|e| e.to_string()))
-        .collect();
+    let errors = errors_of(paused.into_iter().chain(made).chain(resumed).collect());
     if !errors.is_empty() {
         // all or nothing: a snapshot on some VMs only is no lab snapshot
         for vm in &vms {
@@ -356,10 +359,7 @@ fn revert_locked(
     let reverted = for_each_vm(&vms, |vm| {
         c.revert_snapshot(name, vm, snapshot, true).map_err(failed)
     });
-    let errors: Vec<String> = reverted
-        .into_iter()
-        .filter_map(|r| r.err().map(|e| e.to_string()))
-        .collect();
+    let errors = errors_of(reverted);
     if !errors.is_empty() {
         return Err(failed(format!(
             "revert of lab {} to {snapshot} failed:\n  {}",
@@ -375,10 +375,7 @@ fn revert_locked(
             _ => Ok(()),
         }
     });
-    let errors: Vec<String> = started
-        .into_iter()
-        .filter_map(|r| r.err().map(|e| e.to_string()))
-        .collect();
+    let errors = errors_of(started);
     if !errors.is_empty() {
         return Err(failed(format!(
             "reverted to {snapshot}, but the VMs do not run:\n  {}",
@@ -423,10 +420,7 @@ pub async fn delete(lab: &Lab, snapshot: &str) -> Result<Vec<String>, ProvisionE
             let deleted = for_each_vm(&found.vms, |vm| {
                 c.delete_snapshot(&name, vm, snapshot).map_err(failed)
             });
-            let errors: Vec<String> = deleted
-                .into_iter()
-                .filter_map(|r| r.err().map(|e| e.to_string()))
-                .collect();
+            let errors = errors_of(deleted);
             if errors.is_empty() {
                 Ok(found.vms)
             } else {

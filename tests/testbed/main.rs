@@ -233,10 +233,24 @@ impl Drop for Down<'_> {
             eprintln!("[testbed] KUBELAB_TESTBED_KEEP: the lab stays up");
             return;
         }
+        // a lab snapshot goes with the lab: no metadata, no disks left
+        let panicking = std::thread::panicking();
+        let saved = self
+            .0
+            .kubelab(&["snapshot", self.0.lab_arg(), "save", "at-down"]);
         let out = self.0.kubelab(&["down", self.0.lab_arg()]);
-        if !out.status.success() && !std::thread::panicking() {
-            panic!("kubelab down failed");
+        if panicking {
+            return;
         }
+        assert!(saved.status.success(), "snapshot before down failed");
+        assert!(out.status.success(), "kubelab down failed");
+        for vm in VMS {
+            assert!(operate::no_snapshot_left(vm), "{vm} after down");
+        }
+        assert!(
+            !std::path::Path::new("/var/cache/kubelab-test/testbed").exists(),
+            "the lab's pool directory is left after down"
+        );
     }
 }
 

@@ -1,7 +1,9 @@
 //! Operating a lab on a shared virthost, on the test bed: the forensics
 //! bundle of a lab with one VM's sshd stopped, secrets planted in the
 //! journals redacted from it; the lab's lease renewed on running VMs,
-//! listed by `ls` and weighed by `reap`.
+//! listed by `ls` and weighed by `reap`; lab snapshots saved, reverted (a
+//! file on disk and a scenario set up in memory since are gone, the VMs
+//! answer and keep time) and deleted without a trace.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,132 @@ use super::{Testbed, json_event};
 pub fn run(tb: &Testbed) {
     forensics(tb);
     lease(tb);
+    snapshots(tb);
+}
+
+const FRAMEWORK: [&str; 4] = [
+    "--playbook-dir",
+    "tests/testbed/framework",
+    "scenario",
+    "tests/labs/e2e/testbed-framework.yaml",
+];
+
+/// The stand-in scenario's markers (in /run: memory) on node-1 and node-2.
+fn scenario_markers(tb: &Testbed) -> [bool; 2] {
+    ["node-1", "node-2"].map(|vm| {
+        tb.sh(vm, &format!("test -f /run/kl-framework-{vm}"))
+            .status
+            .success()
+    })
+}
+
+fn snapshots(tb: &Testbed) {
+    let lab = tb.lab_arg();
+    let out = tb.kubelab(&["--json", "snapshot", lab, "save", "clean"]);
+    assert!(out.status.success(), "snapshot save failed");
+    let saved = json_event(&out, "snapshot_saved");
+    assert_eq!(saved["snapshot"]["state"], "running", "{saved}");
+    assert_eq!(saved["snapshot"]["vms"].as_array().unwrap().len(), 3);
+    let again = tb.kubelab(&["snapshot", lab, "save", "clean"]);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "a second snapshot of the same name"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("has a snapshot clean already"));
+    let status = tb.kubelab_ok(&["status", lab]);
+    assert!(status.contains("snapshots:\nclean  "), "{status}");
+
+    // after the snapshot: a file on disk, a scenario set up (in memory)
+    tb.sh_ok("node-1", "echo after > /root/kl-after-snapshot && sync");
+    let mut setup = FRAMEWORK.to_vec();
+    setup.extend(["ipv6-ping6", "setup"]);
+    assert!(tb.kubelab(&setup).status.success());
+    assert_eq!(scenario_markers(tb), [true, true]);
+
+    let out = tb.kubelab(&["--json", "snapshot", lab, "revert", "clean"]);
+    assert!(out.status.success(), "revert failed");
+    let reverted = json_event(&out, "snapshot_reverted");
+    assert_eq!(
+        reverted["clock_not_set"],
+        serde_json::json!([]),
+        "{reverted}"
+    );
+    assert!(
+        !tb.sh("node-1", "test -e /root/kl-after-snapshot")
+            .status
+            .success(),
+        "the file written after the snapshot survived the revert"
+    );
+    assert_eq!(
+        scenario_markers(tb),
+        [false, false],
+        "the scenario survived"
+    );
+    // the guests keep the host's time, not the snapshot's
+    let guest: i64 = tb.sh_ok("node-2", "date +%s").trim().parse().unwrap();
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (guest - host).abs() <= 5,
+        "guest clock {guest}, host {host}"
+    );
+    // the scenario can be set up again, and goes
+    assert!(tb.kubelab(&setup).status.success());
+    assert_eq!(scenario_markers(tb), [true, true]);
+    let mut teardown = FRAMEWORK.to_vec();
+    teardown.extend(["ipv6-ping6", "teardown"]);
+    assert!(tb.kubelab(&teardown).status.success());
+
+    // delete: no snapshot left in libvirt or in the disks
+    let out = tb.kubelab(&["--json", "snapshot", lab, "delete", "clean"]);
+    assert!(out.status.success());
+    let list = tb.kubelab(&["--json", "snapshot", lab, "list"]);
+    assert_eq!(
+        json_event(&list, "snapshots")["snapshots"],
+        serde_json::json!([])
+    );
+    for vm in ["node-1", "node-2", "node-3"] {
+        assert!(no_snapshot_left(vm), "{vm}");
+    }
+    let missing = tb.kubelab(&["snapshot", lab, "revert", "clean"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("has no snapshot clean"));
+}
+
+/// Nothing of any snapshot of a test-bed VM: libvirt's list and metadata
+/// directory, and the snapshot tables of its qcow2 files (read while the
+/// VM runs: `-U`).
+pub fn no_snapshot_left(vm: &str) -> bool {
+    let domain = format!("kl-testbed-{vm}");
+    let listed = std::process::Command::new("virsh")
+        .args(["-c", "qemu:///system", "snapshot-list", "--name", &domain])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|e| e.to_string());
+    let metadata = std::fs::read_dir(format!("/var/lib/libvirt/qemu/snapshot/{domain}"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let in_disks: String = ["root.qcow2", "vdb.qcow2", "seed.img"]
+        .iter()
+        .map(|f| {
+            let path = format!("/var/cache/kubelab-test/testbed/kl-testbed-{vm}-{f}");
+            std::process::Command::new("qemu-img")
+                .args(["snapshot", "-U", "-l", &path])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    if !listed.is_empty() || metadata != 0 || !in_disks.trim().is_empty() {
+        eprintln!(
+            "[operate] {vm}: listed {listed:?}, metadata files {metadata}, in disks {in_disks:?}"
+        );
+        return false;
+    }
+    true
 }
 
 /// `up --ttl` renews the lease of the running VMs in place, `ls` shows it,
