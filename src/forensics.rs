@@ -509,7 +509,7 @@ pub async fn collect(
     } else if let Some(Opened::Virthost(VirthostAccess::Remote(t), _)) = &opened {
         t.disconnect().await;
     }
-    let written = write(lab, g, &redactor, out, options)?;
+    let written = write(&lab.name, g, &redactor, out, options)?;
     Ok(Collected {
         secs: t0.elapsed().as_secs_f64(),
         ..written
@@ -599,7 +599,7 @@ fn tail(mut data: Vec<u8>) -> Vec<u8> {
 
 /// Redact, bound and write the bundle: `out` appears whole or not at all.
 fn write(
-    lab: &Lab,
+    lab: &str,
     g: Gathered,
     redactor: &Redactor,
     out: &Path,
@@ -655,10 +655,10 @@ fn write(
     }
     files.insert(0, ("MISSING.txt".into(), missing_txt.into_bytes(), false));
     let stamp = crate::state::utc_stamp(std::time::SystemTime::now());
-    let top = format!("{}-{stamp}", lab.name);
+    let top = format!("{lab}-{stamp}");
     write_tar_gz(out, &top, &files)?;
     Ok(Collected {
-        lab: lab.name.clone(),
+        lab: lab.to_string(),
         path: out.to_path_buf(),
         bytes: files.iter().map(|f| f.1.len() as u64).sum(),
         files: files
@@ -718,4 +718,98 @@ fn write_tar_gz(out: &Path, top: &str, files: &[(String, Vec<u8>, bool)]) -> std
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_back(path: &Path) -> Vec<(String, String)> {
+        use std::io::Read;
+        let f = std::fs::File::open(path).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let name = e.path().unwrap().to_string_lossy().into_owned();
+                let mut text = String::new();
+                e.read_to_string(&mut text).unwrap();
+                (name, text)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_bound_keeps_the_telling_sources_and_tails_and_says_what_it_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("b.tar.gz");
+        let mut g = Gathered::default();
+        // added in the wrong order on purpose: the weight decides
+        g.file(Weight::Journal, "vms/a/journal.txt", b"j".repeat(500));
+        g.file(Weight::Definition, "vms/a/console.log", {
+            let mut c = b"x".repeat(300);
+            c.extend_from_slice(b"token abcdef.0123456789abcdef\nsecret-value-1 end");
+            c
+        });
+        g.file(Weight::Lab, "lab/l.yaml", b"name: l\n".to_vec());
+        g.missing("vms/b/ over SSH", "connection refused by secret-value-1");
+        let redactor = Redactor::new();
+        redactor.add("secret-value-1");
+        let options = Options {
+            max_size: 200,
+            timeout: Duration::from_secs(1),
+        };
+        let c = write("l", g, &redactor, &out, &options).unwrap();
+        let files = read_back(&out);
+        let names: Vec<&str> = files
+            .iter()
+            .map(|(n, _)| n.split_once('/').unwrap().1)
+            .collect();
+        assert_eq!(names, ["MISSING.txt", "lab/l.yaml", "vms/a/console.log"]);
+        assert!(
+            files.iter().all(|(n, _)| n.starts_with("l-")),
+            "one top directory"
+        );
+        // the console keeps its end, redacted, within what was left
+        let console = &files[2].1;
+        assert_eq!(console.len(), 200 - "name: l\n".len());
+        assert!(
+            console.ends_with("token [REDACTED]\n[REDACTED] end"),
+            "{console}"
+        );
+        let missing = &files[0].1;
+        assert!(
+            missing.contains("vms/b/ over SSH: connection refused by [REDACTED]"),
+            "{missing}"
+        );
+        assert!(
+            missing.contains("vms/a/console.log: cut to its last 192 bytes"),
+            "{missing}"
+        );
+        assert!(
+            missing.contains("vms/a/journal.txt: left out: the bundle reached --max-size 200B"),
+            "{missing}"
+        );
+        assert_eq!(c.files.iter().filter(|f| f.cut).count(), 1);
+        assert_eq!(
+            c.bytes,
+            files.iter().map(|(_, t)| t.len() as u64).sum::<u64>()
+        );
+        // a bundle that cannot be written leaves nothing behind
+        let bad = dir.path().join("no-such-dir-file").join("x.tar.gz");
+        std::fs::write(
+            dir.path().join("no-such-dir-file"),
+            "a file, not a directory",
+        )
+        .unwrap();
+        assert!(write("l", Gathered::default(), &redactor, &bad, &options).is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+    }
 }

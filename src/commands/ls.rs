@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use super::{Context, fail, virthost_and_runtime};
 use crate::lab::duration::format_duration;
-use crate::lab::size::{format_size, format_size_approx};
+use crate::lab::size::format_size_approx;
 use crate::provision;
 use crate::virthost::libvirt::LabListing;
 
@@ -56,8 +56,8 @@ pub fn table(labs: &[LabListing], now: u64) -> String {
             format!("{}/{} running", l.vms_running, l.vms),
             format!(
                 "{} ({} running)",
-                format_size(l.memory_mib << 20),
-                format_size(l.memory_running_mib << 20)
+                format_size_approx(l.memory_mib << 20),
+                format_size_approx(l.memory_running_mib << 20)
             ),
             format_size_approx(l.disk_bytes),
         ]);

@@ -234,6 +234,101 @@ fn lease(tb: &Testbed) {
         tb.sh("node-1", "true").status.success(),
         "a dry run touched the lab"
     );
+
+    // a neighbour whose time is up (a VM that never boots, a lease of one
+    // second): reap removes it, and only it
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank.qcow2");
+    assert!(
+        std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&blank)
+            .arg("64M")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&blank)
+        .output()
+        .unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    let expired = dir.path().join("expired.yaml");
+    std::fs::write(
+        &expired,
+        format!(
+            "name: tb-expired\nvirthost: {{local: true, domain_type: qemu, tcg_cache: 64MiB, storage_dir: /var/cache/kubelab-test}}\n\
+             image: {{url: \"file://{}\", sha256: {}, user: kubelab}}\n\
+             networks:\n  - {{name: lan, kind: nat, ipv4: 192.168.223.0/24}}\n\
+             vms:\n  - {{name: dud, cpus: 1, memory: 128MiB, disk: 1GiB}}\n",
+            blank.display(),
+            sum.split_whitespace().next().unwrap()
+        ),
+    )
+    .unwrap();
+    let expired = expired.to_str().unwrap();
+    let up = tb.kubelab(&[
+        "--no-collect",
+        "up",
+        "--timeout",
+        "1",
+        "--ttl",
+        "1s",
+        expired,
+    ]);
+    assert_eq!(
+        up.status.code(),
+        Some(1),
+        "the dud was expected not to boot"
+    );
+    // its disks alone, shut off: --disk-only (refused while VMs run)
+    let running = tb.kubelab(&["snapshot", tb.lab_arg(), "save", "disks", "--disk-only"]);
+    assert_eq!(running.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&running.stderr).contains("these run: node-1, node-2, node-3"));
+    assert!(
+        std::process::Command::new("virsh")
+            .args(["-c", "qemu:///system", "destroy", "kl-tb-expired-dud"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tb.kubelab(&[
+        "--json",
+        "snapshot",
+        expired,
+        "save",
+        "disks",
+        "--disk-only",
+    ]);
+    assert!(out.status.success(), "--disk-only of a shut-off VM");
+    assert_eq!(
+        json_event(&out, "snapshot_saved")["snapshot"]["state"],
+        "shutoff"
+    );
+    assert_eq!(json_event(&out, "snapshot_saved")["paused_secs"], 0.0);
+    let out = tb.kubelab(&["--json", "reap"]);
+    assert!(out.status.success(), "reap failed");
+    let labs = json_event(&out, "reap")["labs"].as_array().unwrap().clone();
+    let of = |lab: &str| labs.iter().find(|l| l["lab"] == lab).cloned().unwrap();
+    assert_eq!(of("tb-expired")["outcome"], "removed", "{labs:?}");
+    assert_eq!(of("testbed")["outcome"], "kept", "{labs:?}");
+    let ls = json_event(&tb.kubelab(&["--json", "ls"]), "ls");
+    let names: Vec<&str> = ls["labs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["lab"].as_str())
+        .collect();
+    assert!(!names.contains(&"tb-expired"), "{names:?}");
+    assert!(
+        !std::path::Path::new("/var/lib/libvirt/qemu/snapshot/kl-tb-expired-dud").exists(),
+        "reap left the snapshot's metadata"
+    );
+    assert!(
+        tb.sh("node-3", "true").status.success(),
+        "the test bed was touched"
+    );
+    tb.kubelab(&["--no-collect", "down", expired]);
 }
 
 fn forensics(tb: &Testbed) {
