@@ -379,11 +379,10 @@ async fn run_probes(
             Err(ProbeError::Transport(e)) => g.missing(p.file, e.to_string()),
         }
     }
-    let skipped: Vec<Probe> = rest.collect();
-    if !skipped.is_empty() {
+    for p in rest {
         g.missing(
-            format!("{host}: {} more source(s)", skipped.len()),
-            "the host cannot be reached (see above)",
+            p.file,
+            format!("not tried: {host} cannot be reached (see above)"),
         );
     }
     g

@@ -931,7 +931,11 @@ fn remote_virthost_over_ssh_only() {
     // ---- forensics with libvirtd dead on the virthost -----------------------------------
     // the VM, its console file and the virthost's shell still answer; what
     // only libvirt knows is missing, with libvirt's reason
-    virthost.ssh_ok("pkill -x libvirtd; while pgrep -x libvirtd >/dev/null; do sleep 0.2; done");
+    // its own daemon only: the virthost shares this machine's process IDs
+    // (a `pkill` there would kill every libvirtd here, the other tests' too)
+    virthost.ssh_ok(
+        "pid=$(cat /run/libvirtd.pid) && kill \"$pid\" && while kill -0 \"$pid\" 2>/dev/null; do sleep 0.2; done",
+    );
     let bundle = work.path().join("remote.tar.gz");
     let out = kubelab(
         &state_parent,

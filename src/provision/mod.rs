@@ -31,8 +31,7 @@ use self::access::{LabLock, Libvirt, VirthostAccess, blocking, login_key_path, p
 use self::desired::{Desired, DesiredVm};
 use self::plan::{Action, Plan};
 use crate::lab::Lab;
-use crate::lab::model::NetworkKind;
-use crate::lab::model::Virthost;
+use crate::lab::model::{NetworkKind, Virthost};
 use crate::output::{Status, Steps};
 use crate::state::{Inventory, VmRecord};
 use crate::transport::ssh::known_hosts::{parse_public_key, pin_host_key};
@@ -191,7 +190,7 @@ pub struct UpReport {
     /// Seconds from starting the VMs until every one answered SSH.
     pub boot_to_ssh_secs: f64,
     /// The lab's lease as recorded on the virthost.
-    pub lease: Option<crate::virthost::spec::Lease>,
+    pub lease: Option<Lease>,
     pub total_secs: f64,
 }
 
@@ -269,14 +268,6 @@ impl Session {
 /// nothing (no prepare, no image build: the base image is where the build
 /// or download would put it).
 pub async fn plan(lab: &Lab) -> Result<(Plan, String), ProvisionError> {
-    plan_with(lab, None).await
-}
-
-/// [`plan`] of an `up --ttl` (the lease renewed from now).
-pub async fn plan_with(
-    lab: &Lab,
-    ttl_renew: Option<u64>,
-) -> Result<(Plan, String), ProvisionError> {
     let session = open_session(lab, false).await?;
     let c = open_libvirt(&session.access).await?;
     let (dt, why) = prepare::domain_type(&session.access, lab, &c)
@@ -290,7 +281,7 @@ pub async fn plan_with(
         dt,
     )
     .map_err(failed)?;
-    d.lease = Some(lease::LeaseRequest::now(lab.ttl, ttl_renew));
+    d.lease = Some(lease::LeaseRequest::now(lab.ttl, None));
     let mut p = blocking(|| plan::plan(&c, &d, base.as_deref())).map_err(failed)?;
     drop(c);
     let bridge_actions = bridges::plan(&session.access, lab).await.map_err(failed)?;
@@ -1352,6 +1343,35 @@ async fn reap_on(
                 continue;
             }
         };
+        // an `up` that ended between the listing and the lock may have
+        // renewed the lease: look again, now that nothing can change it
+        let again = match open_libvirt(access).await {
+            Ok(c) => blocking(|| c.labs()).map_err(failed),
+            Err(e) => Err(e),
+        };
+        let recheck = match &again {
+            Ok(labs) => match labs.iter().find(|x| x.lab == l.lab) {
+                None => Err(("kept", "gone meanwhile".to_string())),
+                Some(x) => reap_reason(
+                    x.lease.as_ref(),
+                    crate::state::now_secs(),
+                    options.older_than,
+                )
+                .map(|_| ())
+                .map_err(|why| ("kept", format!("not due any more: {why}"))),
+            },
+            Err(e) => Err((
+                "failed",
+                format!("{}; cannot look at it again: {e}", reaped.why),
+            )),
+        };
+        if let Err((outcome, why)) = recheck {
+            reaped.outcome = outcome;
+            reaped.why = why;
+            lock.release(access).await;
+            out.push(reaped);
+            continue;
+        }
         if options.dry_run {
             reaped.outcome = "would-remove";
         } else {
