@@ -126,7 +126,7 @@ async fn scenario_checks(
     ctx: &Context,
     timeout: Duration,
 ) -> Vec<Evidence> {
-    let Ok(dir) = tempfile_dir() else {
+    let Ok(dir) = crate::provision::access::private_dir() else {
         return Vec::new();
     };
     let quiet = Context {
@@ -164,16 +164,4 @@ async fn scenario_checks(
     }
     let _ = std::fs::remove_dir_all(&dir);
     out
-}
-
-/// A private scratch directory for the checks' logs.
-fn tempfile_dir() -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = std::env::temp_dir().join(format!(
-        "kubelab-collect-{}-{}",
-        std::process::id(),
-        crate::state::utc_stamp(std::time::SystemTime::now())
-    ));
-    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-    Ok(dir)
 }

@@ -189,7 +189,7 @@ impl Drop for LibvirtTunnel {
 }
 
 /// A new directory of mode 0700 under `$XDG_RUNTIME_DIR` (else the temp dir).
-fn private_dir() -> std::io::Result<PathBuf> {
+pub fn private_dir() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)

@@ -332,14 +332,9 @@ fn revert_locked(
     snapshot: &str,
 ) -> Result<Vec<String>, ProvisionError> {
     let vms = vms(lab, c, name)?;
-    let found = lab_snapshots(c, name, &vms)?
-        .into_iter()
-        .find(|s| s.name == snapshot);
-    let Some(found) = found else {
-        let known: Vec<String> = lab_snapshots(c, name, &vms)?
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
+    let all = lab_snapshots(c, name, &vms)?;
+    let Some(found) = all.iter().find(|s| s.name == snapshot).cloned() else {
+        let known: Vec<String> = all.into_iter().map(|s| s.name).collect();
         return Err(failed(format!(
             "lab {} has no snapshot {snapshot} (its snapshots: {})",
             lab.name,
