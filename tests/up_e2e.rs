@@ -176,6 +176,20 @@ fn up_reaches_every_vm_and_down_removes_exactly_the_lab() {
     assert_eq!(up["domain_type"], "qemu", "auto must pick qemu here: {up}");
     // healthy boots are not taken for panics or boot loops
     assert_eq!(up["restarted"], serde_json::json!([]), "{up}");
+    assert_eq!(
+        up["phases"],
+        serde_json::json!([
+            "connect",
+            "prepare",
+            "plan",
+            "apply lab objects",
+            "start VMs",
+            "addresses",
+            "write state",
+            "SSH"
+        ]),
+        "{up}"
+    );
     assert!(
         !String::from_utf8_lossy(&up_out.stdout).contains("vm_restarted"),
         "a VM was restarted"

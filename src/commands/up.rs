@@ -41,7 +41,7 @@ pub fn run(path: &Path, options: &provision::UpOptions, ctx: &Context) -> ExitCo
                         "virthost_changes": r.virthost_changes, "actions": r.plan.actions,
                         "domain_type": r.domain_type, "base_image": r.base_image,
                         "vms": r.vms, "restart_needed": r.restart_needed, "not_applied": r.not_applied,
-                        "restarted": r.restarted, "lease": r.lease,
+                        "restarted": r.restarted, "lease": r.lease, "phases": r.phases,
                         "state_dir": r.state_dir, "boot_to_ssh_secs": r.boot_to_ssh_secs,
                         "total_secs": r.total_secs})
                 );
