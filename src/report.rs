@@ -3,6 +3,37 @@
 use crate::lab::Lab;
 use crate::lab::model::{Connection, Image};
 
+/// A lab's virthosts with the VMs placed on each (`placed at up` for VMs
+/// placed only when `up` knows what the virthosts have).
+fn virthosts_summary(lab: &Lab) -> String {
+    let on = |name: &str| {
+        let vms: Vec<&str> = lab
+            .vms
+            .iter()
+            .filter(|v| v.virthost.as_deref() == Some(name))
+            .map(|v| v.name.as_str())
+            .collect();
+        if vms.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", vms.join(", "))
+        }
+    };
+    let unplaced = lab.vms.iter().filter(|v| v.virthost.is_none()).count();
+    let mut out = format!(
+        "virthosts {}",
+        lab.virthosts
+            .iter()
+            .map(|v| format!("{}{}", v.name, on(&v.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if unplaced > 0 {
+        out.push_str(&format!(" ({unplaced} VM(s) placed at `up`)"));
+    }
+    out
+}
+
 /// One line describing a validated lab.
 pub fn lab_summary(lab: &Lab) -> String {
     let vms = lab.vms.len();
@@ -14,9 +45,13 @@ pub fn lab_summary(lab: &Lab) -> String {
             lab.networks.len(),
             if lab.networks.len() == 1 { "" } else { "s" }
         ),
-        match &lab.virthost.connection {
-            Connection::Local => "virthost local".to_string(),
-            Connection::Ssh(h) => format!("virthost {}@{}:{}", h.user, h.address, h.port),
+        if lab.is_spread() {
+            virthosts_summary(lab)
+        } else {
+            match &lab.virthost.connection {
+                Connection::Local => "virthost local".to_string(),
+                Connection::Ssh(h) => format!("virthost {}@{}:{}", h.user, h.address, h.port),
+            }
         },
         match &lab.image {
             Image::Build { recipe, .. } => format!("image built from {recipe}"),

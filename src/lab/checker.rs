@@ -12,6 +12,7 @@ use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
 use crate::yaml::{Node, Seg};
 
 /// Where a part of the lab was written: a file and its parsed tree.
+#[derive(Clone, Copy)]
 pub struct Located<'a> {
     pub file: &'a Arc<SourceFile>,
     pub root: &'a Node,

@@ -22,6 +22,17 @@ pub enum DomainTypeFile {
     Qemu,
 }
 
+/// How kubelab places the VMs that name no virthost, over a lab's
+/// `virthosts`: each on the virthost with the most memory left (`spread`),
+/// or on the first one in the list it fits on (`pack`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlacementFile {
+    #[default]
+    Spread,
+    Pack,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DiskFormatFile {

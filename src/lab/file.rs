@@ -33,7 +33,19 @@ pub struct LabFile {
     pub ttl: Option<String>,
     /// The machine that runs the VMs: the name of a file in `inventories/`
     /// (e.g. `local`), a path to such a file, or the definition inline.
-    pub virthost: VirthostRef,
+    /// A lab has `virthost` or `virthosts`.
+    #[serde(default)]
+    pub virthost: Option<VirthostRef>,
+    /// Several machines running the lab's VMs as one lab: each entry an
+    /// inventory reference (named after it) or an inline definition with a
+    /// `name`. Each lab network is one layer-2 segment across them, joined
+    /// by VXLAN; the first virthost is every network's gateway.
+    #[serde(default)]
+    pub virthosts: Vec<VirthostRef>,
+    /// How VMs without a `virthost:` are placed over `virthosts`:
+    /// `spread` (default) or `pack`.
+    #[serde(default)]
+    pub placement: Option<super::choices::PlacementFile>,
     /// libvirt networks the VMs attach to.
     #[serde(default)]
     pub networks: Vec<NetworkFile>,
@@ -138,6 +150,21 @@ pub struct VirthostFile {
     /// Directory for kubelab's storage pools and image cache on the virthost.
     #[serde(default)]
     pub storage_dir: Option<String>,
+    /// The virthost's name in a lab's `virthosts` (DNS-1123 label).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Memory kubelab may give VMs here when it places them, e.g. `48GiB`
+    /// (default: what the virthost has available at `up`).
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// CPUs kubelab counts here when it places VMs (default: the
+    /// virthost's own count at `up`).
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    /// The address the other virthosts of a lab reach this one at, for the
+    /// VXLAN tunnels (default: `address`, when it is an IP address).
+    #[serde(default)]
+    pub tunnel_address: Option<String>,
 }
 
 /// An SSH jump host in front of the virthost.
@@ -266,6 +293,10 @@ pub struct VmFile {
     /// Network interfaces; default one on the first network.
     #[serde(default)]
     pub nics: Vec<NicFile>,
+    /// The virthost (of the lab's `virthosts`) this VM runs on; without
+    /// it, kubelab places the VM (`placement`).
+    #[serde(default)]
+    pub virthost: Option<String>,
     /// Variables for this VM's playbooks and templates.
     #[serde(default)]
     pub vars: Vars,

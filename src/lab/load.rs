@@ -114,7 +114,13 @@ const SECTIONS: &[(&str, bool, SectionCheck)] = &[
     ("name", true, whole::<String>),
     ("description", false, whole::<Option<String>>),
     ("ttl", false, whole::<Option<String>>),
-    ("virthost", true, whole::<VirthostRef>),
+    ("virthost", false, whole::<Option<VirthostRef>>),
+    ("virthosts", false, each_item::<VirthostRef>),
+    (
+        "placement",
+        false,
+        whole::<Option<super::choices::PlacementFile>>,
+    ),
     ("networks", false, each_item::<super::file::NetworkFile>),
     ("image", true, whole::<super::file::ImageFile>),
     ("defaults", false, whole::<super::file::VmDefaultsFile>),
@@ -301,6 +307,17 @@ fn read_lab(path: &Path, text: &str, opts: &LoadOptions) -> Loaded {
             ));
         }
     }
+    if root.get("virthost").is_none() && root.get("virthosts").is_none() {
+        let mut d = Diagnostic::error(
+            &file,
+            Some(root.span),
+            "missing required key `virthost` (or `virthosts`)",
+        );
+        d.help = Some(
+            "`virthost: local` runs the lab on this machine; `virthosts:` lists several".into(),
+        );
+        diags.push(d);
+    }
     if required_broken
         || diags
             .0
@@ -319,70 +336,27 @@ fn read_lab(path: &Path, text: &str, opts: &LoadOptions) -> Loaded {
             return Err(diags.sorted());
         }
     };
-    let mut diags = Diagnostics::default();
-
-    // The virthost: inline, or from an inventory file.
+    // The virthosts: inline, or from inventory files; each with its name.
     let lab_at = Located {
         file: &file,
         root: &root,
     };
-    let result = match &lab_file.virthost {
-        VirthostRef::Inline(v) => {
-            let vroot = root
-                .get("virthost")
-                .cloned()
-                .unwrap_or(Node::null(root.span));
-            validate::check(
-                &lab_file,
-                lab_at,
-                (
-                    v,
-                    Located {
-                        file: &file,
-                        root: &vroot,
+    let result = match resolve_virthosts(&lab_file, &file, &root, path, opts) {
+        Ok(resolved) => {
+            let sources: Vec<validate::VirthostSource<'_>> = resolved
+                .iter()
+                .map(|(name, vh, f, node)| validate::VirthostSource {
+                    name: name.clone(),
+                    file: vh,
+                    at: Located {
+                        file: f,
+                        root: node,
                     },
-                ),
-                path,
-                &unreadable,
-            )
+                })
+                .collect();
+            validate::check(&lab_file, lab_at, &sources, path, &unreadable)
         }
-        VirthostRef::Inventory(name) => {
-            let inv_file = match find_inventory(path, name, opts) {
-                Ok(f) => f,
-                Err(message) => {
-                    let span = root.get("virthost").map(|n| n.span);
-                    diags.push(Diagnostic::error(&file, span, message));
-                    return Err(diags);
-                }
-            };
-            let inv_root = match parse_file(&inv_file) {
-                Ok(r) => r,
-                Err(d) => {
-                    diags.push(d);
-                    return Err(diags);
-                }
-            };
-            let vh: VirthostFile = match typed(&inv_file, &inv_root) {
-                Ok(v) => v,
-                Err(d) => {
-                    diags.push(d);
-                    return Err(diags);
-                }
-            };
-            validate::check(
-                &lab_file,
-                lab_at,
-                (
-                    &vh,
-                    Located {
-                        file: &inv_file,
-                        root: &inv_root,
-                    },
-                ),
-                path,
-                &unreadable,
-            )
-        }
+        Err(d) => Err(d),
     };
     match result {
         Ok((lab, warnings)) if !structural.has_errors() => Ok((lab, warnings)),
@@ -448,6 +422,103 @@ pub fn load_virthost(
             root: &root,
         },
     )
+}
+
+/// Each virthost of a lab file with its name, its definition, and the file
+/// and node it is written in.
+#[allow(clippy::type_complexity)]
+fn resolve_virthosts(
+    lab_file: &LabFile,
+    file: &Arc<SourceFile>,
+    root: &Node,
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<Vec<(String, VirthostFile, Arc<SourceFile>, Node)>, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let entries: Vec<(String, &VirthostRef, Node)> =
+        match (&lab_file.virthost, lab_file.virthosts.as_slice()) {
+            (Some(_), [_, ..]) => {
+                let span = root.get("virthosts").map(|n| n.span);
+                diags.push(Diagnostic::error(
+                    file,
+                    span,
+                    "a lab has `virthost:` (one machine) or `virthosts:` (several), not both",
+                ));
+                return Err(diags);
+            }
+            // the section is there but could not be read: its error says why
+            (None, []) => return Err(diags),
+            (Some(one), []) => vec![(
+                VIRTHOST_NAME.to_string(),
+                one,
+                root.get("virthost")
+                    .cloned()
+                    .unwrap_or(Node::null(root.span)),
+            )],
+            (None, many) => {
+                let nodes = root.get("virthosts").and_then(|n| n.as_seq());
+                many.iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let node = nodes
+                            .and_then(|items| items.get(i))
+                            .cloned()
+                            .unwrap_or(Node::null(root.span));
+                        let name = match r {
+                            VirthostRef::Inventory(reference) => inventory_stem(reference),
+                            VirthostRef::Inline(v) => v.name.clone().unwrap_or_default(),
+                        };
+                        (name, r, node)
+                    })
+                    .collect()
+            }
+        };
+    let mut resolved = Vec::new();
+    for (name, r, node) in entries {
+        match r {
+            VirthostRef::Inline(v) => resolved.push((name, (**v).clone(), file.clone(), node)),
+            VirthostRef::Inventory(reference) => {
+                let inv_file = match find_inventory(path, reference, opts) {
+                    Ok(f) => f,
+                    Err(message) => {
+                        diags.push(Diagnostic::error(file, Some(node.span), message));
+                        continue;
+                    }
+                };
+                let inv_root = match parse_file(&inv_file) {
+                    Ok(r) => r,
+                    Err(d) => {
+                        diags.push(d);
+                        continue;
+                    }
+                };
+                match typed::<VirthostFile>(&inv_file, &inv_root) {
+                    Ok(vh) => {
+                        let name = vh.name.clone().unwrap_or(name);
+                        resolved.push((name, vh, inv_file, inv_root));
+                    }
+                    Err(d) => diags.push(d),
+                }
+            }
+        }
+    }
+    if diags.has_errors() {
+        Err(diags)
+    } else {
+        Ok(resolved)
+    }
+}
+
+/// The name of a lab's virthost written as `virthost:`.
+pub const VIRTHOST_NAME: &str = "virthost";
+
+/// A `virthosts:` entry's name when it is an inventory reference: the
+/// file's stem (`rack-a`, `inventories/rack-a.yaml` → `rack-a`).
+fn inventory_stem(reference: &str) -> String {
+    Path::new(reference)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| reference.to_string())
 }
 
 fn find_inventory(lab: &Path, name: &str, opts: &LoadOptions) -> Result<Arc<SourceFile>, String> {

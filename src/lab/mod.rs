@@ -15,6 +15,7 @@ pub mod file;
 pub mod load;
 pub mod model;
 pub mod overrides;
+pub mod placement;
 pub mod size;
 pub mod validate;
 
@@ -23,7 +24,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use load::{LoadOptions, load, load_str};
-use model::{Image, Kubernetes, Link, Nat64, Network, Vars, Virthost, Vm};
+use model::{Image, Kubernetes, LabVirthost, Link, Nat64, Network, Placement, Vars, Virthost, Vm};
 
 use crate::scenario::{LabParts, ScenarioFile};
 
@@ -34,7 +35,13 @@ pub struct Lab {
     pub description: Option<String>,
     /// The lab file this came from.
     pub file: PathBuf,
+    /// The first of `virthosts`: every network's gateway.
     pub virthost: Virthost,
+    /// Every virthost of the lab, named (one, `virthost`, for a lab with
+    /// `virthost:`).
+    pub virthosts: Vec<LabVirthost>,
+    /// How VMs that name no virthost are placed.
+    pub placement: Placement,
     pub networks: Vec<Network>,
     pub image: Image,
     pub vms: Vec<Vm>,
@@ -57,6 +64,10 @@ impl Lab {
     }
     pub fn vm(&self, name: &str) -> Option<&Vm> {
         self.vms.iter().find(|v| v.name == name)
+    }
+    /// Whether the lab spans several virthosts.
+    pub fn is_spread(&self) -> bool {
+        self.virthosts.len() > 1
     }
     /// VMs with a role, in lab order.
     pub fn group(&self, role: &str) -> Vec<&Vm> {

@@ -11,8 +11,8 @@ use serde::Serialize;
 pub use super::choices::{
     CniFile as Cni, DiskFormatFile as DiskFormat, DomainTypeFile as DomainType,
     FirewallFile as Firewall, HaModeFile as HaMode, HostKeyPolicyFile as HostKeyPolicy,
-    IpFamilyFile as IpFamily, RuntimeFile as Runtime, RuntimePackagesFile as RuntimePackages,
-    SelinuxFile as Selinux,
+    IpFamilyFile as IpFamily, PlacementFile as Placement, RuntimeFile as Runtime,
+    RuntimePackagesFile as RuntimePackages, SelinuxFile as Selinux,
 };
 pub use crate::template::Vars;
 
@@ -61,6 +61,21 @@ pub struct Virthost {
     pub domain_type: DomainType,
     pub tcg_cache_mib: Option<u64>,
     pub storage_dir: String,
+}
+
+/// One of a lab's virthosts: its name, how to reach it, and what
+/// placement and the VXLAN tunnels need to know of it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LabVirthost {
+    /// DNS-1123 label; `virthost` for a lab's only virthost.
+    pub name: String,
+    pub virthost: Virthost,
+    /// Memory (MiB) and CPUs placement may use here; `None`: what the
+    /// virthost has, asked at `up`.
+    pub memory_mib: Option<u64>,
+    pub cpus: Option<u32>,
+    /// The address the other virthosts reach this one at.
+    pub tunnel_address: Option<IpAddr>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -157,6 +172,9 @@ pub struct Vm {
     pub spare_disks: Vec<SpareDisk>,
     pub nics: Vec<Nic>,
     pub vars: Vars,
+    /// The virthost (a name of the lab's `virthosts`) the VM runs on:
+    /// given in the lab file, or placed; `None` until placed.
+    pub virthost: Option<String>,
 }
 
 impl Vm {

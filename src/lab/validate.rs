@@ -14,6 +14,7 @@ use super::checker::{Checker, parse_ip4, parse_ip6, parse_net4, parse_net6};
 pub use super::checker::{Located, Unreadable, label_problem};
 use super::file::*;
 use super::model::*;
+use super::placement::{Capacity, Demand, place};
 use super::size::{GIB, MIB};
 use crate::containerd;
 use crate::diagnostic::Diagnostics;
@@ -79,13 +80,21 @@ fn expand_home(p: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Check a lab file and build the [`Lab`]. `virthost` is the resolved
-/// virthost definition and where it was written (the lab file itself when
+/// One of a lab's virthosts as resolved by the loader: its name, its
+/// definition, and where that was written (the lab file itself when
 /// inline, or an inventory file).
+pub struct VirthostSource<'a> {
+    pub name: String,
+    pub file: &'a VirthostFile,
+    pub at: Located<'a>,
+}
+
+/// Check a lab file and build the [`Lab`] (`virthosts`: one for a lab with
+/// `virthost:`).
 pub fn check(
     file: &LabFile,
     lab: Located<'_>,
-    virthost: (&VirthostFile, Located<'_>),
+    virthosts: &[VirthostSource<'_>],
     lab_path: &Path,
     unreadable: &Unreadable,
 ) -> Result<(Lab, Diagnostics), Diagnostics> {
@@ -96,10 +105,14 @@ pub fn check(
     };
     c.label(&path!["name"], "lab name", &file.name, 30);
 
-    let vh = check_virthost(virthost.0, virthost.1, &mut c.diags);
+    let lab_virthosts = check_lab_virthosts(&mut c, virthosts);
     let networks = check_networks(&mut c, &file.name, &file.networks);
     let image = check_image(&mut c, &file.image);
-    let vms = check_vms(&mut c, file, &networks);
+    let mut vms = check_vms(&mut c, file, &networks);
+    let placement = file.placement.unwrap_or_default();
+    if let Some(vhs) = &lab_virthosts {
+        place_vms(&mut c, file, vhs, placement, &mut vms);
+    }
     let kubernetes = file
         .kubernetes
         .as_ref()
@@ -132,7 +145,7 @@ pub fn check(
     if c.diags.has_errors() {
         return Err(c.diags.sorted());
     }
-    let (Some(virthost), Some(image)) = (vh, image) else {
+    let (Some(virthosts), Some(image)) = (lab_virthosts, image) else {
         return Err(c.diags);
     };
     Ok((
@@ -140,7 +153,9 @@ pub fn check(
             name: file.name.clone(),
             description: file.description.clone(),
             file: lab_path.to_path_buf(),
-            virthost,
+            virthost: virthosts[0].virthost.clone(),
+            virthosts,
+            placement,
             networks,
             image,
             vms,
@@ -342,6 +357,179 @@ fn check_virthost(v: &VirthostFile, at: Located<'_>, diags: &mut Diagnostics) ->
         tcg_cache_mib,
         storage_dir,
     })
+}
+
+/// Each of the lab's virthosts checked where it is written, with its name
+/// and placement figures; names unique; for several virthosts, each with an
+/// address the others reach it at (the VXLAN underlay).
+fn check_lab_virthosts(
+    c: &mut Checker<'_>,
+    sources: &[VirthostSource<'_>],
+) -> Option<Vec<LabVirthost>> {
+    let several = sources.len() > 1;
+    let mut out = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in sources.iter().enumerate() {
+        let entry = path!["virthosts", i];
+        if several {
+            if s.name.is_empty() {
+                c.error_help(
+                    &entry,
+                    "this virthost has no `name`",
+                    "inline entries of `virthosts` need a `name:` (inventory references are named after their file)",
+                );
+            } else {
+                c.label(&entry, "virthost name", &s.name, 40);
+            }
+            if let Some(first) = seen.insert(&s.name, i) {
+                c.error(
+                    &entry,
+                    format!(
+                        "duplicate virthost name `{}` (also virthosts[{first}])",
+                        s.name
+                    ),
+                );
+            }
+        }
+        let vh = check_virthost(s.file, s.at, &mut c.diags);
+        let mut own = Checker {
+            lab: s.at,
+            diags: Diagnostics::default(),
+            unreadable: &Unreadable::NOTHING,
+        };
+        let memory_mib = s.file.memory.as_ref().and_then(|m| {
+            own.size(&path!["memory"], m, 128 * MIB, 64 << 40, "memory")
+                .map(|b| b / MIB)
+        });
+        if s.file.cpus == Some(0) {
+            own.error(&path!["cpus"], "cpus: a virthost has at least 1 CPU");
+        }
+        let tunnel_address = match &s.file.tunnel_address {
+            Some(t) => match t.parse::<IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    own.error(
+                        &path!["tunnel_address"],
+                        format!("tunnel_address: `{t}` is not an IP address"),
+                    );
+                    None
+                }
+            },
+            None => s.file.address.as_deref().and_then(|a| a.parse().ok()),
+        };
+        if several && tunnel_address.is_none() && !own.diags.has_errors() {
+            own.error_help(
+                &[],
+                format!(
+                    "virthost {}: the other virthosts reach it at which address? (for the VXLAN tunnels)",
+                    s.name
+                ),
+                "give `tunnel_address:` (an IP address of this virthost the others reach), needed when `address` is a name or the virthost is `local`",
+            );
+        }
+        c.diags.extend(own.diags);
+        if let Some(virthost) = vh {
+            out.push(LabVirthost {
+                name: s.name.clone(),
+                virthost,
+                memory_mib,
+                cpus: s.file.cpus,
+                tunnel_address,
+            });
+        }
+    }
+    (out.len() == sources.len() && !sources.is_empty()).then_some(out)
+}
+
+/// Every VM's virthost: the one it names (which must exist), else placed
+/// now when every virthost says what it may give (`memory`, `cpus`), else
+/// at `up` from what they have then. A lab with one virthost has them all.
+fn place_vms(
+    c: &mut Checker<'_>,
+    file: &LabFile,
+    virthosts: &[LabVirthost],
+    how: Placement,
+    vms: &mut [Vm],
+) {
+    let names: Vec<String> = virthosts.iter().map(|v| v.name.clone()).collect();
+    // the lab file entry each VM comes from
+    let origin = |vm: &str| {
+        file.vms
+            .iter()
+            .position(|v| expand_names(&v.name, v.count).is_ok_and(|n| n.iter().any(|n| n == vm)))
+    };
+    let mut pinned = Vec::new();
+    let mut unknown = false;
+    for vm in vms.iter() {
+        let at = origin(&vm.name);
+        pinned.push(match &vm.virthost {
+            None => None,
+            Some(name) => match names.iter().position(|n| n == name) {
+                Some(h) => Some(h),
+                None => {
+                    unknown = true;
+                    let at = at.map(|i| path!["vms", i, "virthost"].to_vec());
+                    c.error_help(
+                        at.as_deref().unwrap_or(&[]),
+                        format!("VM {}: unknown virthost `{name}`", vm.name),
+                        format!(
+                            "the lab's virthosts: {}",
+                            names
+                                .iter()
+                                .filter(|n| !n.is_empty())
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                    None
+                }
+            },
+        });
+    }
+    // placing around a mistake would only report more of it
+    if unknown || names.iter().any(|n| n.is_empty()) {
+        return;
+    }
+    if virthosts.len() == 1 {
+        for vm in vms.iter_mut() {
+            vm.virthost = Some(names[0].clone());
+        }
+        return;
+    }
+    let capacities: Option<Vec<Capacity>> = virthosts
+        .iter()
+        .map(|v| {
+            Some(Capacity {
+                memory_mib: v.memory_mib?,
+                cpus: v.cpus?,
+            })
+        })
+        .collect();
+    let Some(capacities) = capacities else {
+        return;
+    };
+    let demands: Vec<Demand<'_>> = vms
+        .iter()
+        .zip(&pinned)
+        .map(|(vm, p)| Demand {
+            name: &vm.name,
+            memory_mib: vm.memory_mib,
+            cpus: vm.cpus,
+            pinned: *p,
+        })
+        .collect();
+    match place(&demands, &capacities, &names, how) {
+        Ok(placed) => {
+            for (vm, h) in vms.iter_mut().zip(placed) {
+                vm.virthost = Some(names[h].clone());
+            }
+        }
+        Err(no) => {
+            let at = origin(&vms[no.vm].name).map(|i| path!["vms", i].to_vec());
+            c.error(at.as_deref().unwrap_or(&[]), no.message);
+        }
+    }
 }
 
 fn jump_host(c: &mut Checker<'_>, j: &JumpFile, at: Vec<Seg>) -> SshHost {
@@ -1040,6 +1228,7 @@ fn check_vms(c: &mut Checker<'_>, file: &LabFile, networks: &[Network]) -> Vec<V
                 spare_disks: spare.clone(),
                 nics,
                 vars: v.vars.clone(),
+                virthost: v.virthost.clone(),
             });
         }
     }
