@@ -180,6 +180,7 @@ fn up_reaches_every_vm_and_down_removes_exactly_the_lab() {
         up["phases"],
         serde_json::json!([
             "connect",
+            "place",
             "prepare",
             "plan",
             "apply lab objects",
@@ -1290,4 +1291,179 @@ fn strip_ansi(text: &str) -> String {
         }
     }
     out
+}
+
+/// A lab over two virthosts, each in its own namespaces with its own
+/// libvirtd, reached over SSH only, joined by a LAN namespace: one VM on
+/// each; the VMs get their addresses from the one DHCP server (on the first
+/// virthost), reach each other over IPv4 and IPv6 through the VXLAN tunnel,
+/// and the outside through the first virthost's NAT; a second `up` changes
+/// nothing; `down` leaves both virthosts as they were, a foreign domain,
+/// network and VXLAN device on each untouched.
+#[test]
+fn lab_over_two_virthosts() {
+    support::require_root();
+    let mut a = netns_virthost::NetnsVirthost::start();
+    let b = netns_virthost::NetnsVirthost::start();
+    let (tunnel_a, tunnel_b) = a.join(&b);
+    let work = tempfile::tempdir().unwrap();
+    // each virthost its own storage directory (they share this machine's
+    // file system), the base image linked into each
+    let image = support::base_image();
+    let storage: Vec<PathBuf> = ["two-a", "two-b"]
+        .iter()
+        .map(|d| {
+            let dir = support::cache_dir().join(d);
+            std::fs::create_dir_all(dir.join("images")).unwrap();
+            let linked = dir.join("images").join(image.file_name().unwrap());
+            if !linked.exists() {
+                std::fs::hard_link(&image, &linked).unwrap();
+            }
+            let _ = std::fs::remove_dir_all(dir.join("e2e-two"));
+            dir
+        })
+        .collect();
+    let lab_path = work.path().join("e2e-two.yaml");
+    std::fs::write(
+        &lab_path,
+        format!(
+            "name: e2e-two\nvirthosts:\n{}{}image: {{build: debian-12}}\n\
+             networks:\n  - {{name: lan, kind: nat, ipv4: 192.168.226.0/24, ipv6: \"fd42:6b6c:da::/64\"}}\n\
+             defaults: {{cpus: 1, memory: 640MiB, disk: 4GiB}}\n\
+             vms:\n  - {{name: va, virthost: rack-a}}\n  - {{name: vb, virthost: rack-b}}\n",
+            a.lab_virthosts_entry("rack-a", &tunnel_a, &storage[0]),
+            b.lab_virthosts_entry("rack-b", &tunnel_b, &storage[1]),
+        ),
+    )
+    .unwrap();
+    let lab = lab_path.to_str().unwrap();
+    let state_parent = work.path().join("state");
+    let _cleanup = Cleanup {
+        lab: lab_path.clone(),
+        state: state_parent.clone(),
+        foreign: None,
+    };
+
+    let out = kubelab(&state_parent, &["--json", "up", "--timeout", "480", lab]);
+    assert!(out.status.success(), "up over two virthosts failed");
+    let up = event(&out, "up");
+    eprintln!(
+        "[e2e-two] boot to SSH {:.1}s, up {:.1}s",
+        up["boot_to_ssh_secs"].as_f64().unwrap_or(-1.0),
+        up["total_secs"].as_f64().unwrap_or(-1.0)
+    );
+    // each VM on its own virthost's libvirtd
+    for (v, mine, other) in [
+        (&a, "kl-e2e-two-va", "kl-e2e-two-vb"),
+        (&b, "kl-e2e-two-vb", "kl-e2e-two-va"),
+    ] {
+        let listed = v.ssh_ok("virsh -c qemu:///system list --name");
+        assert!(listed.contains(mine) && !listed.contains(other), "{listed}");
+    }
+    // the second virthost's copy of the network is a bare bridge
+    let bare = b.ssh_ok("virsh -c qemu:///system net-dumpxml kl-e2e-two-lan");
+    assert!(
+        !bare.contains("<ip") && !bare.contains("<forward"),
+        "{bare}"
+    );
+    assert!(
+        bare.contains("<mtu size=\"1450\"") || bare.contains("<mtu size='1450'"),
+        "{bare}"
+    );
+    // both VMs addressed by the first virthost's DHCP (IPv4) and RA/DHCPv6
+    let addr = |vm: &str, family: &str| -> String {
+        let out = kubelab(
+            &state_parent,
+            &[
+                "ssh",
+                lab,
+                vm,
+                "--",
+                &format!("ip -o -{family} addr show dev eth0 scope global"),
+            ],
+        );
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace()
+            .skip_while(|w| *w != "inet" && *w != "inet6")
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .unwrap_or_else(|| panic!("{vm}: no IPv{family} address: {text}"))
+            .to_string()
+    };
+    let (va4, va6) = (addr("va", "4"), addr("va", "6"));
+    let (vb4, vb6) = (addr("vb", "4"), addr("vb", "6"));
+    for ip in [&va4, &vb4] {
+        assert!(ip.starts_with("192.168.226."), "{ip}");
+    }
+    for ip in [&va6, &vb6] {
+        assert!(ip.starts_with("fd42:6b6c:da:"), "{ip}");
+    }
+    let leases = a.ssh_ok("virsh -c qemu:///system net-dhcp-leases kl-e2e-two-lan");
+    assert!(
+        leases.contains(&vb4),
+        "vb's lease is not the first virthost's: {leases}"
+    );
+    // across the tunnel, both ways, both families; out through NAT
+    let run_on = |vm: &str, cmd: &str| {
+        let out = kubelab(&state_parent, &["ssh", lab, vm, "--", cmd]);
+        assert!(out.status.success(), "{vm}: {cmd} failed");
+    };
+    run_on(
+        "vb",
+        &format!("ping -c 2 -W 5 {va4} && ping -6 -c 2 -W 5 {va6}"),
+    );
+    run_on(
+        "va",
+        &format!("ping -c 2 -W 5 {vb4} && ping -6 -c 2 -W 5 {vb6}"),
+    );
+    // full-size frames fit: 1450-byte packets, DF set
+    run_on("vb", &format!("ping -c 1 -W 5 -M do -s 1422 {va4}"));
+    // this machine is the outside of the first virthost: only NAT there
+    // lets it answer vb (it has no route to the lab's subnet)
+    run_on("vb", &format!("ping -c 2 -W 5 {}", a.gateway));
+    // the tunnels: one VXLAN device per virthost, the other as its peer
+    for (v, peer) in [(&a, &tunnel_b), (&b, &tunnel_a)] {
+        let fdb = v.ssh_ok("for d in $(ip -o link show type vxlan | awk -F': ' '{print $2}' | cut -d@ -f1); do cat /sys/class/net/$d/ifalias; bridge fdb show dev $d | grep 00:00:00:00:00:00; done");
+        assert!(fdb.contains("kubelab:e2e-two:lan"), "{fdb}");
+        assert!(fdb.contains(&format!("dst {peer}")), "{fdb}");
+    }
+
+    // a second up changes nothing
+    let out = kubelab(&state_parent, &["--json", "up", "--timeout", "480", lab]);
+    assert!(out.status.success(), "second up failed");
+    let again = event(&out, "up");
+    assert_eq!(again["changes"], 0, "{again}");
+    assert_eq!(again["virthost_changes"], 0, "{again}");
+
+    // foreign objects on each virthost: libvirt's and a VXLAN device
+    for (v, tunnel) in [(&a, &tunnel_a), (&b, &tunnel_b)] {
+        v.ssh_ok(&format!(
+            "set -e; cd /tmp; echo \"<network><name>foreign-net</name></network>\" > fn.xml; \
+             virsh -q -c qemu:///system net-define fn.xml; \
+             echo \"<domain type='qemu'><name>foreign-vm</name><memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os></domain>\" > fd.xml; \
+             virsh -q -c qemu:///system define fd.xml; \
+             ip link add foreignvx type vxlan id 4242 local {tunnel} dstport 4789"
+        ));
+    }
+    let out = kubelab(&state_parent, &["down", lab]);
+    assert!(out.status.success(), "down failed");
+    for v in [&a, &b] {
+        // libvirt's own definitions (down stops the libvirtd kubelab
+        // started, once no lab of it is left: the files are what it keeps)
+        let left = v.ssh_ok(
+            "ls /etc/libvirt/qemu /etc/libvirt/qemu/networks /etc/libvirt/storage; \
+             ip -o link show type vxlan",
+        );
+        assert!(!left.contains("kl-e2e-two"), "left after down: {left}");
+        assert!(
+            left.contains("foreign-vm.xml") && left.contains("foreign-net.xml"),
+            "{left}"
+        );
+        assert!(left.contains("foreignvx"), "{left}");
+        assert!(!left.contains("kx"), "a tunnel of the lab is left: {left}");
+    }
+    for dir in &storage {
+        assert!(!dir.join("e2e-two").exists(), "{} left", dir.display());
+    }
 }

@@ -23,13 +23,9 @@ pub fn run(path: &Path, ctx: &Context) -> ExitCode {
                 );
             } else if r.was_absent {
                 println!("lab {}: nothing of it is on the virthost", r.lab);
-                for line in &r.virthost_released {
-                    println!("virthost: {line}");
-                }
+                print_released(&lab, &r.virthost_released);
             } else {
-                for line in &r.virthost_released {
-                    println!("virthost: {line}");
-                }
+                print_released(&lab, &r.virthost_released);
                 println!(
                     "lab {}: removed {} domain(s), {} network(s), {} volume(s){}",
                     r.lab,
@@ -45,5 +41,17 @@ pub fn run(path: &Path, ctx: &Context) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(ctx, "down", &e),
+    }
+}
+
+/// What `down` gave back on the virthosts (each line naming its virthost
+/// already in a lab over several).
+fn print_released(lab: &crate::lab::Lab, lines: &[String]) {
+    for line in lines {
+        if lab.is_spread() {
+            println!("virthost {line}");
+        } else {
+            println!("virthost: {line}");
+        }
     }
 }

@@ -24,7 +24,10 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use load::{LoadOptions, load, load_str};
-use model::{Image, Kubernetes, LabVirthost, Link, Nat64, Network, Placement, Vars, Virthost, Vm};
+use model::{
+    Fabric, Image, Kubernetes, LabVirthost, Link, Nat64, Network, Placement, Tunnel, Vars,
+    Virthost, Vm,
+};
 
 use crate::scenario::{LabParts, ScenarioFile};
 
@@ -42,6 +45,11 @@ pub struct Lab {
     pub virthosts: Vec<LabVirthost>,
     /// How VMs that name no virthost are placed.
     pub placement: Placement,
+    /// A lab as one of its virthosts holds it ([`Lab::on_virthost`]): how
+    /// its networks join the other virthosts', and the VMs that run
+    /// elsewhere (their DHCP reservations are served here too).
+    pub fabric: Option<Fabric>,
+    pub elsewhere: Vec<Vm>,
     pub networks: Vec<Network>,
     pub image: Image,
     pub vms: Vec<Vm>,
@@ -68,6 +76,49 @@ impl Lab {
     /// Whether the lab spans several virthosts.
     pub fn is_spread(&self) -> bool {
         self.virthosts.len() > 1
+    }
+
+    /// The lab as its virthost `i` holds it: that virthost, the VMs placed
+    /// on it (all placed: see [`placement`]), and for a lab over several
+    /// virthosts the fabric joining its networks to the others' (the first
+    /// virthost is every network's gateway). A lab with one virthost is
+    /// returned as it is.
+    pub fn on_virthost(&self, i: usize) -> Lab {
+        let mut lab = self.clone();
+        if !self.is_spread() {
+            return lab;
+        }
+        let name = &self.virthosts[i].name;
+        lab.virthost = self.virthosts[i].virthost.clone();
+        let (here, elsewhere): (Vec<Vm>, Vec<Vm>) = self
+            .vms
+            .iter()
+            .cloned()
+            .partition(|v| v.virthost.as_deref() == Some(name.as_str()));
+        lab.vms = here;
+        lab.elsewhere = elsewhere;
+        let address = |v: &LabVirthost| {
+            v.tunnel_address
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        };
+        lab.fabric = Some(Fabric {
+            gateway: i == 0,
+            local: address(&self.virthosts[i]),
+            peers: self
+                .virthosts
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, v)| address(v))
+                .collect(),
+            tunnels: self
+                .networks
+                .iter()
+                .filter(|n| !matches!(n.kind, model::NetworkKind::Bridged { .. }))
+                .map(|n| Tunnel::of(&self.name, &n.name))
+                .collect(),
+        });
+        lab
     }
     /// VMs with a role, in lab order.
     pub fn group(&self, role: &str) -> Vec<&Vm> {

@@ -78,6 +78,50 @@ pub struct LabVirthost {
     pub tunnel_address: Option<IpAddr>,
 }
 
+/// How one virthost's copy of a lab's networks joins the other
+/// virthosts' copies (a lab over several virthosts): each NAT or isolated
+/// network is one layer-2 segment, the libvirt bridges joined by a VXLAN
+/// device per network with every other virthost as a flooding peer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Fabric {
+    /// This virthost serves every network: gateway, DHCP, RA, DNS, NAT.
+    /// The others' copies are bare bridges.
+    pub gateway: bool,
+    /// This virthost's tunnel address, and the other virthosts'.
+    pub local: IpAddr,
+    pub peers: Vec<IpAddr>,
+    pub tunnels: Vec<Tunnel>,
+}
+
+/// The VXLAN device of one network on a virthost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Tunnel {
+    pub network: String,
+    /// Derived from the lab's and the network's names (1 to 2^24-1).
+    pub vni: u32,
+    /// `kx` and 8 hex digits of the same digest.
+    pub device: String,
+}
+
+impl Tunnel {
+    /// The tunnel of network `network` of lab `lab`.
+    pub fn of(lab: &str, network: &str) -> Tunnel {
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(format!("kubelab-vxlan\n{lab}\n{network}").as_bytes());
+        let n = u32::from_be_bytes([0, d[0], d[1], d[2]]);
+        Tunnel {
+            network: network.to_string(),
+            // VNI 0 is not valid for a VXLAN device
+            vni: n.max(1),
+            device: format!("kx{:02x}{:02x}{:02x}{:02x}", d[0], d[1], d[2], d[3]),
+        }
+    }
+}
+
+/// The MTU of a network spread over several virthosts when the lab gives
+/// none: 1500 less the 50 bytes VXLAN over IPv4 adds.
+pub const SPREAD_MTU: u32 = 1450;
+
 #[derive(Clone, Debug, Serialize)]
 pub enum Connection {
     Local,

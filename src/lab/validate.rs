@@ -106,7 +106,10 @@ pub fn check(
     c.label(&path!["name"], "lab name", &file.name, 30);
 
     let lab_virthosts = check_lab_virthosts(&mut c, virthosts);
-    let networks = check_networks(&mut c, &file.name, &file.networks);
+    let mut networks = check_networks(&mut c, &file.name, &file.networks);
+    if virthosts.len() > 1 {
+        spread_mtu(&mut c, &mut networks);
+    }
     let image = check_image(&mut c, &file.image);
     let mut vms = check_vms(&mut c, file, &networks);
     let placement = file.placement.unwrap_or_default();
@@ -156,6 +159,8 @@ pub fn check(
             virthost: virthosts[0].virthost.clone(),
             virthosts,
             placement,
+            fabric: None,
+            elsewhere: Vec::new(),
             networks,
             image,
             vms,
@@ -439,6 +444,31 @@ fn check_lab_virthosts(
         }
     }
     (out.len() == sources.len() && !sources.is_empty()).then_some(out)
+}
+
+/// The networks of a lab over several virthosts carry VXLAN's 50 bytes
+/// on the virthosts' links: their MTU is lowered to [`SPREAD_MTU`] unless
+/// the lab gives one, which must leave the room itself.
+fn spread_mtu(c: &mut Checker<'_>, networks: &mut [Network]) {
+    for (i, n) in networks.iter_mut().enumerate() {
+        if matches!(n.kind, NetworkKind::Bridged { .. }) {
+            continue;
+        }
+        match n.mtu {
+            None => n.mtu = Some(SPREAD_MTU),
+            Some(m) if m > SPREAD_MTU => {
+                c.warning(
+                    &path!["networks", i, "mtu"],
+                    format!(
+                        "network {}: mtu {m} spans several virthosts over VXLAN, which adds 50 bytes: the virthosts' own links need an MTU of {} or more",
+                        n.name,
+                        m + 50
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 /// Every VM's virthost: the one it names (which must exist), else placed

@@ -83,15 +83,32 @@ fn volume_format(f: &DiskFormat) -> VolumeFormat {
     }
 }
 
-/// The libvirt networks of the lab (bridged networks have none).
+/// The libvirt networks of the lab (bridged networks have none). On a
+/// virthost that is not the gateway of a lab over several virthosts, each
+/// is a bare bridge (no address, no DHCP, no NAT): the gateway's copy,
+/// reached through the VXLAN tunnel, serves its VMs.
 pub fn networks(lab: &Lab, name: &LabName) -> Vec<NetworkSpec> {
+    let bare = lab.fabric.as_ref().is_some_and(|f| !f.gateway);
     lab.networks
         .iter()
         .filter_map(|n| {
             let mode = match n.kind {
+                NetworkKind::Bridged { .. } => return None,
+                _ if bare => {
+                    return Some(NetworkSpec {
+                        lab: name.clone(),
+                        name: n.name.clone(),
+                        mode: NetworkMode::Isolated,
+                        bridge: None,
+                        mtu: n.mtu,
+                        dns_domain: None,
+                        ipv4: None,
+                        ipv6: None,
+                        reservations: Vec::new(),
+                    });
+                }
                 NetworkKind::Nat => NetworkMode::Nat,
                 NetworkKind::Isolated => NetworkMode::Isolated,
-                NetworkKind::Bridged { .. } => return None,
             };
             let ipv4 = n.ipv4.and_then(|net| {
                 let gw = n.gateway4()?;
@@ -107,9 +124,11 @@ pub fn networks(lab: &Lab, name: &LabName) -> Vec<NetworkSpec> {
                     dhcp_range: dhcp6_range(net),
                 })
             });
+            // the VMs on the other virthosts get their leases here too
             let reservations = lab
                 .vms
                 .iter()
+                .chain(&lab.elsewhere)
                 .flat_map(|vm| {
                     vm.nics
                         .iter()

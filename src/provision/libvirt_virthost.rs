@@ -26,9 +26,11 @@ use super::provider::{Addressed, Described, OwnedObject, PerVm, Provider};
 use super::{
     DownReport, ProvisionError, VmRestart, VmStatus, bridges, doctor, domain_type_word, failed,
     for_each_vm, from_transport, host_key_path, read_inventory, remove_lab, step, step_blocking,
+    tunnels,
 };
 use crate::lab::Lab;
 use crate::lab::model::NetworkKind;
+use crate::lab::placement::Capacity;
 use crate::output::Steps;
 use crate::transport::Command;
 use crate::transport::ssh::known_hosts::{parse_public_key, pin_host_key};
@@ -128,6 +130,38 @@ impl Provider for LibvirtVirthost {
         &self.name
     }
 
+    async fn capacity(&self) -> Result<Capacity, ProvisionError> {
+        // what the kernel says it can give without swapping, and its CPUs
+        let out = self
+            .access
+            .run(
+                Command::script("awk '/^MemAvailable:/ {print $2}' /proc/meminfo; nproc"),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(from_transport)?;
+        let text = out.stdout_str();
+        let mut lines = text.lines().map(str::trim);
+        let (Some(Ok(kib)), Some(Ok(cpus))) = (
+            lines.next().map(str::parse::<u64>),
+            lines.next().map(str::parse::<u32>),
+        ) else {
+            return Err(failed(format!(
+                "virthost {}: cannot read its free memory and CPUs: {}",
+                self.name,
+                out.stderr_str().trim()
+            )));
+        };
+        Ok(Capacity {
+            memory_mib: kib / 1024,
+            cpus,
+        })
+    }
+
+    fn hold(&mut self, lab: Lab) {
+        self.lab = lab;
+    }
+
     async fn prepare(&mut self, progress: &Steps) -> Result<usize, ProvisionError> {
         let (access, lab, vh) = (&self.access, &self.lab, self.name.as_str());
         let changed = step(
@@ -218,6 +252,27 @@ impl Provider for LibvirtVirthost {
             .await
             .map_err(failed)?;
         p.actions.splice(0..0, bridge_actions);
+        // the tunnels join networks: shown after them
+        let tunnel_actions = tunnels::plan(&self.access, &self.lab)
+            .await
+            .map_err(failed)?;
+        let after_networks = p
+            .actions
+            .iter()
+            .rposition(|a| {
+                matches!(
+                    a,
+                    Action::CreateNetwork { .. }
+                        | Action::ReplaceNetwork { .. }
+                        | Action::RemoveNetwork { .. }
+                        | Action::CreatePool { .. }
+                        | Action::CreateBridge { .. }
+                        | Action::RemoveBridge { .. }
+                )
+            })
+            .map_or(0, |i| i + 1);
+        p.actions
+            .splice(after_networks..after_networks, tunnel_actions);
         self.desired = Some(d);
         Ok(p)
     }
@@ -236,6 +291,13 @@ impl Provider for LibvirtVirthost {
                 reattach.len()
             ));
         }
+        // after the networks: each tunnel joins its network's bridge
+        let joined = tunnels::apply(&self.access, &self.lab, &p.actions, |network| {
+            blocking(|| c.network_bridge(&self.lab_name, network)).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(failed)?;
+        done.extend(joined);
         Ok(done)
     }
 
@@ -352,6 +414,13 @@ impl Provider for LibvirtVirthost {
         out.extend(bridges.into_iter().map(|(bridge, _)| OwnedObject {
             kind: "bridge".into(),
             name: bridge,
+        }));
+        let devices = tunnels::devices(&self.access, &self.lab.name)
+            .await
+            .map_err(failed)?;
+        out.extend(devices.into_iter().map(|device| OwnedObject {
+            kind: "tunnel".into(),
+            name: device,
         }));
         Ok(out)
     }

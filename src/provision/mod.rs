@@ -15,10 +15,12 @@ pub mod desired;
 pub mod doctor;
 pub mod lease;
 pub mod libvirt_virthost;
+pub mod places;
 pub mod plan;
 pub mod prepare;
 pub mod provider;
 pub mod snapshot;
+pub mod tunnels;
 mod up;
 
 use std::io::Write as _;
@@ -30,7 +32,6 @@ use std::time::Duration;
 use serde::Serialize;
 
 use self::access::{LabLock, Libvirt, VirthostAccess, blocking, login_key_path};
-use self::libvirt_virthost::LibvirtVirthost;
 use self::plan::Plan;
 use self::provider::Provider;
 pub(crate) use self::up::answers_ssh;
@@ -272,14 +273,44 @@ impl Session {
 /// nothing (no prepare, no image build: the base image is where the build
 /// or download would put it).
 pub async fn plan(lab: &Lab) -> Result<(Plan, String), ProvisionError> {
-    let mut place = LibvirtVirthost::connect(lab, VIRTHOST_HOST, false).await?;
-    let p = place.plan(lease::LeaseRequest::now(lab.ttl, None)).await;
-    let described = place.describe();
-    Box::new(place).close().await;
+    let mut places = places::connect_every(lab, false).await?;
+    let r = plan_places(lab, &mut places).await;
+    let described = places.first().map(|p| p.describe()).unwrap_or_default();
+    places::close_all(places).await;
     Ok((
-        p?,
+        r?,
         format!("{} ({})", described.machine, described.machine_why),
     ))
+}
+
+/// The plans of every place as one: a lab over several virthosts has each
+/// action name its virthost, and first where each VM goes.
+async fn plan_places(lab: &Lab, places: &mut [Box<dyn Provider>]) -> Result<Plan, ProvisionError> {
+    let placed = places::place_all(lab, places).await?;
+    let lease = lease::LeaseRequest::now(lab.ttl, None);
+    let mut out = Plan::default();
+    for p in places.iter_mut() {
+        let name = p.name().to_string();
+        let plan = p
+            .plan(lease.clone())
+            .await
+            .map_err(|e| places::named(lab, &name, e))?;
+        if lab.is_spread() {
+            let vms: Vec<&str> = placed
+                .vms
+                .iter()
+                .filter(|v| v.virthost.as_deref() == Some(name.as_str()))
+                .map(|v| v.name.as_str())
+                .collect();
+            out.actions.push(plan::Action::OnVirthost {
+                virthost: name.clone(),
+                vms: vms.iter().map(|v| v.to_string()).collect(),
+            });
+        }
+        out.lease = out.lease.or(plan.lease);
+        out.actions.extend(plan.actions);
+    }
+    Ok(out)
 }
 
 pub use up::up;
@@ -370,13 +401,66 @@ pub struct DownReport {
 
 /// `kubelab down`: exactly the lab's objects, then the state's inventory files.
 pub async fn down(lab: &Lab) -> Result<DownReport, ProvisionError> {
-    let mut place = LibvirtVirthost::connect(lab, VIRTHOST_HOST, true).await?;
-    let removed = place.teardown().await;
-    Box::new(place).close().await;
-    Ok(DownReport {
-        state_files_removed: remove_state_files(&lab.name),
-        ..removed?
-    })
+    // every virthost that answers is cleaned; those that do not are named
+    let (mut places, missing) = places::connect_all(lab, true).await;
+    let mut report = DownReport {
+        lab: lab.name.clone(),
+        domains: Vec::new(),
+        networks: Vec::new(),
+        volumes: Vec::new(),
+        pool: None,
+        was_absent: true,
+        state_files_removed: Vec::new(),
+        virthost_released: Vec::new(),
+    };
+    let mut failures: Vec<String> = Vec::new();
+    for p in places.iter_mut() {
+        let name = p.name().to_string();
+        match p.teardown().await {
+            Ok(r) => {
+                report.domains.extend(r.domains);
+                report.networks.extend(r.networks);
+                report.volumes.extend(r.volumes);
+                report.pool = report.pool.or(r.pool);
+                report.was_absent &= r.was_absent;
+                report
+                    .virthost_released
+                    .extend(r.virthost_released.into_iter().map(|line| {
+                        if lab.is_spread() {
+                            format!("{name}: {line}")
+                        } else {
+                            line
+                        }
+                    }));
+            }
+            Err(e) => failures.push(places::named(lab, &name, e).to_string()),
+        }
+    }
+    places::close_all(places).await;
+    let unreachable = !missing.is_empty();
+    failures.extend(
+        missing
+            .into_iter()
+            .map(|(name, e)| places::named(lab, &name, e).to_string()),
+    );
+    if !failures.is_empty() {
+        let message = if lab.is_spread() {
+            format!(
+                "down of lab {} incomplete; what was reached is removed, not:\n  {}",
+                lab.name,
+                failures.join("\n  ")
+            )
+        } else {
+            failures.join("\n")
+        };
+        return Err(if unreachable {
+            ProvisionError::Unreachable(message)
+        } else {
+            ProvisionError::Failed(message)
+        });
+    }
+    report.state_files_removed = remove_state_files(&lab.name);
+    Ok(report)
 }
 
 /// Remove a lab's inventory files from its state directory (its run logs,
@@ -423,6 +507,11 @@ pub async fn remove_lab(
         let mut released = bridges::remove_all(access, name.as_str())
             .await
             .map_err(failed)?;
+        released.extend(
+            tunnels::remove_all(access, name.as_str())
+                .await
+                .map_err(failed)?,
+        );
         released.extend(
             prepare::release(access, storage_dir, own_lock)
                 .await
@@ -651,10 +740,35 @@ fn state_files_of(lab: &str, access: &VirthostAccess, virthost: &Virthost) -> Ve
 
 /// `kubelab status`: every VM of the lab, from libvirt and the state dir.
 pub async fn status(lab: &Lab) -> Result<Vec<VmStatus>, ProvisionError> {
-    let place = LibvirtVirthost::connect(lab, VIRTHOST_HOST, false).await?;
-    let r = place.status().await;
-    Box::new(place).close().await;
-    r
+    let mut places = places::connect_every(lab, false).await?;
+    // where a VM is may be decided at `up`: every place is asked about
+    // every VM, and a VM is where it is not absent
+    for (i, p) in places.iter_mut().enumerate() {
+        let mut all = lab.on_virthost(i);
+        all.vms = lab.vms.clone();
+        p.hold(all);
+    }
+    let mut found: Vec<VmStatus> = Vec::new();
+    let mut result = Ok(());
+    for p in &places {
+        match p.status().await {
+            Ok(vms) => {
+                for vm in vms {
+                    match found.iter_mut().find(|f| f.name == vm.name) {
+                        Some(f) if f.state == "absent" => *f = vm,
+                        Some(_) => {}
+                        None => found.push(vm),
+                    }
+                }
+            }
+            Err(e) => {
+                result = Err(places::named(lab, p.name(), e));
+                break;
+            }
+        }
+    }
+    places::close_all(places).await;
+    result.map(|()| found)
 }
 
 /// `kubelab doctor`.

@@ -24,6 +24,12 @@ use crate::virthost::xml;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
+    /// In a lab over several virthosts, the actions after this one (up
+    /// to the next such) are on this virthost, which runs these VMs.
+    OnVirthost {
+        virthost: String,
+        vms: Vec<String>,
+    },
     CreatePool {
         path: String,
     },
@@ -53,6 +59,19 @@ pub enum Action {
     },
     CreateNetwork {
         network: String,
+    },
+    /// A network of a lab over several virthosts joined to the other
+    /// virthosts' copies: its VXLAN device made (or mended) and put into
+    /// the network's bridge.
+    JoinNetwork {
+        network: String,
+        device: String,
+        vni: u32,
+        peers: Vec<String>,
+    },
+    /// A VXLAN device of the lab that no network of it here uses any more.
+    RemoveTunnel {
+        device: String,
     },
     /// A network whose settings changed: redefined and restarted; the
     /// running VMs on it are plugged back in and need a restart (or a DHCP
@@ -110,7 +129,7 @@ pub enum Action {
 impl Action {
     /// Whether `up` changes something on the virthost for this action.
     pub fn changes(&self) -> bool {
-        !matches!(self, Action::NotApplied { .. })
+        !matches!(self, Action::NotApplied { .. } | Action::OnVirthost { .. })
     }
 }
 
@@ -121,6 +140,9 @@ fn mib(bytes: u64) -> String {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Action::OnVirthost { virthost, vms } => {
+                write!(f, "on virthost {virthost}: VMs {}", vms.join(", "))
+            }
             Action::CreatePool { path } => write!(f, "create pool at {path}"),
             Action::RemoveDomain { vm } => {
                 write!(f, "remove vm {vm} (no longer in the lab; its disks go too)")
@@ -146,6 +168,19 @@ impl fmt::Display for Action {
                 )
             }
             Action::CreateNetwork { network } => write!(f, "create network {network}"),
+            Action::JoinNetwork {
+                network,
+                device,
+                vni,
+                peers,
+            } => write!(
+                f,
+                "join network {network} to the other virthosts: VXLAN {device} (VNI {vni}) to {}",
+                peers.join(", ")
+            ),
+            Action::RemoveTunnel { device } => {
+                write!(f, "remove VXLAN {device} (no longer in the lab)")
+            }
             Action::ReplaceNetwork { network, why, vms } => {
                 write!(f, "redefine and restart network {network}: {why}")?;
                 if !vms.is_empty() {

@@ -18,6 +18,8 @@ use super::access::VirthostAccess;
 use super::lease::LeaseRequest;
 use super::plan::Plan;
 use super::{DownReport, ProvisionError, VmRestart, VmStatus};
+use crate::lab::Lab;
+use crate::lab::placement::Capacity;
 use crate::output::Steps;
 
 /// A VM's addresses once it has them, and whether `up` had to restart it.
@@ -47,9 +49,16 @@ pub struct OwnedObject {
 /// that handle VMs handle all of the place's VMs at once (the place decides
 /// how parallel it can be) and answer per VM, in the lab's VM order.
 #[async_trait::async_trait(?Send)]
-pub trait Provider {
+pub trait Provider: Sync {
     /// The place's name in progress lines, errors and the plan.
     fn name(&self) -> &str;
+
+    /// What the place may give the lab's VMs now (for placing the VMs the
+    /// lab file does not put anywhere).
+    async fn capacity(&self) -> Result<Capacity, ProvisionError>;
+
+    /// From now on, the lab as this place holds it (the VMs placed here).
+    fn hold(&mut self, lab: Lab);
 
     /// What the place needs before the lab's objects can exist: packages,
     /// daemons, readiness checks, the base image, the machine type. Returns

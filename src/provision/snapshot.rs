@@ -150,7 +150,21 @@ fn lab_snapshots(
 }
 
 /// `kubelab snapshot LAB list` (and `status`): no lock, nothing changed.
+/// Snapshots are taken on one virthost: a lab over several is refused by
+/// name rather than half-snapshotted.
+fn one_virthost(lab: &Lab) -> Result<(), ProvisionError> {
+    if lab.is_spread() {
+        return Err(failed(format!(
+            "lab {} runs on {} virthosts; snapshots are for labs on one virthost (not yet over several)",
+            lab.name,
+            lab.virthosts.len()
+        )));
+    }
+    Ok(())
+}
+
 pub async fn list(lab: &Lab) -> Result<Vec<LabSnapshot>, ProvisionError> {
+    one_virthost(lab)?;
     let name = lab_name(lab)?;
     let session = open_session(lab, false).await?;
     let c = open_libvirt(&session.access).await?;
@@ -171,6 +185,7 @@ pub async fn list(lab: &Lab) -> Result<Vec<LabSnapshot>, ProvisionError> {
 
 /// `kubelab snapshot LAB save NAME [--disk-only]`.
 pub async fn save(lab: &Lab, snapshot: &str, disk_only: bool) -> Result<Saved, ProvisionError> {
+    one_virthost(lab)?;
     check_name(snapshot).map_err(failed)?;
     let name = lab_name(lab)?;
     let session = open_session(lab, true).await?;
@@ -277,6 +292,7 @@ pub async fn revert(
     snapshot: &str,
     timeout: Duration,
 ) -> Result<Reverted, ProvisionError> {
+    one_virthost(lab)?;
     check_name(snapshot).map_err(failed)?;
     let name = lab_name(lab)?;
     let session = open_session(lab, true).await?;
@@ -401,6 +417,7 @@ fn revert_locked(
 
 /// `kubelab snapshot LAB delete NAME`: from every VM that has it.
 pub async fn delete(lab: &Lab, snapshot: &str) -> Result<Vec<String>, ProvisionError> {
+    one_virthost(lab)?;
     check_name(snapshot).map_err(failed)?;
     let name = lab_name(lab)?;
     let session = open_session(lab, true).await?;

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use super::access::{VirthostAccess, poll_until};
 use super::lease::LeaseRequest;
-use super::libvirt_virthost::LibvirtVirthost;
+use super::places;
 use super::plan::{Action, Plan};
 use super::provider::{Addressed, Provider};
 use super::{
-    ProvisionError, UpOptions, UpReport, VIRTHOST_HOST, VmStatus, end_step, ensure_login_key,
-    failed, host_key_path, vm_target, write_state,
+    ProvisionError, UpOptions, UpReport, VmStatus, end_step, ensure_login_key, failed,
+    host_key_path, vm_target, write_state,
 };
 use crate::lab::Lab;
 use crate::output::{Status, Steps};
@@ -62,6 +62,7 @@ impl Group {
 /// `up`'s phases, in order.
 const PHASES: &[&dyn Phase] = &[
     &Connect,
+    &Place,
     &Prepare,
     &PlanChanges,
     &ApplyLabObjects,
@@ -165,7 +166,7 @@ pub async fn up(
     }
     let places = std::mem::take(&mut run.places);
     let described = places.first().map(|p| p.describe()).unwrap_or_default();
-    futures::future::join_all(places.into_iter().map(|p| p.close())).await;
+    places::close_all(places).await;
     result?;
     let plan = merged(&run.plans);
     let vms = run
@@ -231,8 +232,25 @@ impl Phase for Connect {
         None
     }
     async fn run(&self, run: &mut UpRun<'_>) -> Result<(), ProvisionError> {
-        let place = LibvirtVirthost::connect(run.lab, VIRTHOST_HOST, true).await?;
-        run.places.push(Box::new(place));
+        run.places = places::connect_every(run.lab, true).await?;
+        Ok(())
+    }
+}
+
+/// Every VM on its virthost: the VMs the lab file leaves unplaced are
+/// placed over what the virthosts have now.
+struct Place;
+
+#[async_trait::async_trait(?Send)]
+impl Phase for Place {
+    fn title(&self) -> &'static str {
+        "place"
+    }
+    fn group(&self) -> Option<Group> {
+        None
+    }
+    async fn run(&self, run: &mut UpRun<'_>) -> Result<(), ProvisionError> {
+        places::place_all(run.lab, &mut run.places).await?;
         Ok(())
     }
 }
@@ -364,17 +382,12 @@ impl Phase for StartVms {
         run.login_key = ensure_login_key(&state, run.lab)?;
         run.t_boot = Instant::now();
         let (progress, key) = (run.progress, run.login_key.as_str());
-        let started = futures::future::join_all(run.places.iter().zip(&run.plans).enumerate().map(
-            |(i, (place, plan))| async move {
-                place
-                    .start_vms(plan, key, progress)
-                    .await
-                    .into_iter()
-                    .map(move |(vm, r)| (i, vm, r))
-            },
-        ))
+        let plans = &run.plans;
+        let started = places::at_once(&run.places, |i, place| {
+            Box::pin(place.start_vms(&plans[i], key, progress))
+        })
         .await;
-        run.in_lab_order(started.into_iter().flatten().collect())?;
+        run.in_lab_order(started)?;
         Ok(())
     }
 }
@@ -393,17 +406,12 @@ impl Phase for Addresses {
     async fn run(&self, run: &mut UpRun<'_>) -> Result<(), ProvisionError> {
         let deadline = run.t_boot + run.options.timeout;
         let progress = run.progress;
-        let found = futures::future::join_all(run.places.iter().zip(&run.plans).enumerate().map(
-            |(i, (place, plan))| async move {
-                place
-                    .addresses(plan, deadline, progress)
-                    .await
-                    .into_iter()
-                    .map(move |(vm, r)| (i, vm, r))
-            },
-        ))
+        let plans = &run.plans;
+        let found = places::at_once(&run.places, |i, place| {
+            Box::pin(place.addresses(&plans[i], deadline, progress))
+        })
         .await;
-        run.addressed = run.in_lab_order(found.into_iter().flatten().collect())?;
+        run.addressed = run.in_lab_order(found)?;
         Ok(())
     }
 }
@@ -465,6 +473,9 @@ impl Phase for AwaitSsh {
             .inventory
             .as_ref()
             .ok_or_else(|| failed("SSH before the state was written"))?;
+        // every VM through the first place: the gateway of every network of
+        // a lab over several virthosts (the others' bridges have no address)
+        let gateway = run.places.first().ok_or_else(|| failed("no virthost"))?;
         let checks = inv
             .vms
             .iter()
@@ -474,7 +485,7 @@ impl Phase for AwaitSsh {
                 let place = &run.places[*place];
                 progress.start_step(&vm.name, step);
                 async move {
-                    let ok = answers_ssh(place.reach(), target, deadline).await;
+                    let ok = answers_ssh(gateway.reach(), target, deadline).await;
                     (vm.name.clone(), place, ok)
                 }
             });

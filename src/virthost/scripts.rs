@@ -20,6 +20,9 @@ pub const RELEASE: &str = include_str!("../../templates/virthost/release.sh");
 /// `bridge.sh`: the Linux bridges kubelab makes from a NIC (list, up, down).
 pub const BRIDGE: &str = include_str!("../../templates/virthost/bridge.sh");
 
+/// `tunnel.sh`: the VXLAN devices joining a lab network across virthosts.
+pub const TUNNEL: &str = include_str!("../../templates/virthost/tunnel.sh");
+
 /// Where `prepare.sh` notes what it changes on a virthost, for `release.sh`
 /// (per boot: the notes are about a running daemon and sysctls).
 pub const VIRTHOST_STATE: &str = "/run/kubelab";
@@ -124,7 +127,7 @@ mod tests {
     /// The scripts will be rendered by minijinja: they must come out unchanged.
     #[test]
     fn scripts_survive_minijinja_unchanged() {
-        for text in [PREPARE, RELEASE, BRIDGE, BUILD_IMAGE_DEBIAN] {
+        for text in [PREPARE, RELEASE, BRIDGE, TUNNEL, BUILD_IMAGE_DEBIAN] {
             let mut env = minijinja::Environment::new();
             env.set_syntax(
                 minijinja::syntax::SyntaxConfig::builder()

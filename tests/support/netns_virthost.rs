@@ -19,15 +19,21 @@ use command::{run, run_quietly};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-/// The pid in a name made by this module (`klv<pid>` + one letter or none).
+/// The letters after `kl` in this module's names, one per virthost of a
+/// test process.
+const TAGS: [char; 4] = ['v', 'w', 'x', 'y'];
+
+/// The pid in a name made by this module (`kl` + a tag + `<pid>`, + one
+/// letter or none).
 fn creator_pid(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix("klv")?;
+    let rest = name.strip_prefix("kl").and_then(|r| r.strip_prefix(TAGS))?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     let suffix = &rest[digits.len()..];
-    if digits.is_empty() || !matches!(suffix, "" | "a" | "b" | "l" | "m") {
+    if digits.is_empty() || !matches!(suffix, "" | "a" | "b" | "j" | "k" | "l" | "m") {
         return None;
     }
     digits.parse().ok()
@@ -122,6 +128,10 @@ pub struct NetnsVirthost {
     pub n: u32,
     /// The LAN namespace of [`Self::add_lan`].
     lan: Option<String>,
+    /// The LAN namespace of [`Self::join`].
+    joined: Option<String>,
+    /// `klv<pid>` or `klw<pid>`: what this virthost's names start with.
+    prefix: String,
 }
 
 /// A LAN behind the virthost: its router in a namespace of its own.
@@ -138,11 +148,24 @@ pub struct Lan {
 }
 
 impl NetnsVirthost {
+    /// A virthost whose names start with `kl<tag><pid>`: `v` for the
+    /// process's first, then `w`, `x`, `y` (tests run in parallel threads).
     pub fn start() -> NetnsVirthost {
-        sweep_leftovers();
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        static STARTING: Mutex<()> = Mutex::new(());
+        // one at a time: each picks a free subnet, then takes it
+        let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        let k = STARTED.fetch_add(1, Ordering::SeqCst);
+        let tag = *TAGS
+            .get(k)
+            .expect("at most four netns virthosts per test process");
+        if k == 0 {
+            sweep_leftovers();
+        }
         let pid = std::process::id();
-        let netns = format!("klv{pid}");
-        let outside = format!("klv{pid}a");
+        let prefix = format!("kl{tag}{pid}");
+        let netns = prefix.clone();
+        let outside = format!("{prefix}a");
         let routes = run("ip", &["-4", "route", "show", "table", "all"]);
         let n = (0..250u32)
             .map(|i| (pid + i) % 250 + 1)
@@ -161,12 +184,12 @@ impl NetnsVirthost {
                 "veth",
                 "peer",
                 "name",
-                &format!("klv{pid}m"),
+                &format!("{prefix}m"),
             ],
         );
         run(
             "ip",
-            &["link", "set", &format!("klv{pid}m"), "netns", &netns],
+            &["link", "set", &format!("{prefix}m"), "netns", &netns],
         );
         run(
             "ip",
@@ -175,7 +198,7 @@ impl NetnsVirthost {
                 &netns,
                 "link",
                 "set",
-                &format!("klv{pid}m"),
+                &format!("{prefix}m"),
                 "name",
                 "eth0",
             ],
@@ -285,6 +308,8 @@ impl NetnsVirthost {
             sshd: None,
             n,
             lan: None,
+            joined: None,
+            prefix,
         };
         if rx.recv_timeout(Duration::from_secs(20)).is_err() {
             let _ = child.kill();
@@ -298,12 +323,11 @@ impl NetnsVirthost {
     /// route (10.218.N.0/24 via 10.217.N.1), wired to a router in a
     /// namespace of its own: what a bridged network is made from.
     pub fn add_lan(&mut self) -> Lan {
-        let pid = std::process::id();
-        let netns = format!("klv{pid}l");
+        let netns = format!("{}l", self.prefix);
         let n = self.n;
         run("ip", &["netns", "add", &netns]);
         self.lan = Some(netns.clone());
-        let inside = format!("klv{pid}b");
+        let inside = format!("{}b", self.prefix);
         run(
             "ip",
             &[
@@ -364,6 +388,61 @@ impl NetnsVirthost {
         }
     }
 
+    /// A LAN shared with `other`: a namespace with a bridge, and a NIC
+    /// `lan1` on each virthost plugged into it (this one 10.219.N.1/24, the
+    /// other 10.219.N.2/24). Returns the two addresses.
+    pub fn join(&mut self, other: &NetnsVirthost) -> (String, String) {
+        let netns = format!("{}j", self.prefix);
+        let n = self.n;
+        run("ip", &["netns", "add", &netns]);
+        self.joined = Some(netns.clone());
+        run(
+            "ip",
+            &["-n", &netns, "link", "add", "br0", "type", "bridge"],
+        );
+        run("ip", &["-n", &netns, "link", "set", "br0", "up"]);
+        let mut addresses = Vec::new();
+        for (i, v) in [&self.netns, &other.netns].into_iter().enumerate() {
+            let port = format!("p{i}");
+            run(
+                "ip",
+                &[
+                    "link", "add", "lan1", "netns", v, "type", "veth", "peer", "name", &port,
+                    "netns", &netns,
+                ],
+            );
+            run("ip", &["-n", &netns, "link", "set", &port, "master", "br0"]);
+            run("ip", &["-n", &netns, "link", "set", &port, "up"]);
+            let address = format!("10.219.{n}.{}", i + 1);
+            run(
+                "ip",
+                &[
+                    "-n",
+                    v,
+                    "addr",
+                    "add",
+                    &format!("{address}/24"),
+                    "dev",
+                    "lan1",
+                ],
+            );
+            run("ip", &["-n", v, "link", "set", "lan1", "up"]);
+            addresses.push(address);
+        }
+        (addresses[0].clone(), addresses[1].clone())
+    }
+
+    /// An entry of a lab file's `virthosts:` for this virthost.
+    pub fn lab_virthosts_entry(&self, name: &str, tunnel: &str, storage_dir: &Path) -> String {
+        format!(
+            "  - name: {name}\n    address: {}\n    tunnel_address: {tunnel}\n    user: root\n    identity_file: {}\n    known_hosts: {}\n    host_key_policy: strict\n    domain_type: auto\n    tcg_cache: 128MiB\n    storage_dir: {}\n",
+            self.address,
+            self.key.display(),
+            self.known_hosts.display(),
+            storage_dir.display()
+        )
+    }
+
     /// The `virthost:` block of a lab file for this virthost.
     pub fn lab_virthost(&self, storage_dir: &Path) -> String {
         format!(
@@ -416,7 +495,7 @@ impl Lan {
 
 impl Drop for NetnsVirthost {
     fn drop(&mut self) {
-        if let Some(lan) = self.lan.take() {
+        for lan in [self.lan.take(), self.joined.take()].into_iter().flatten() {
             empty_netns(&lan);
             run_quietly("ip", &["netns", "del", &lan]);
         }
@@ -433,6 +512,8 @@ impl Drop for NetnsVirthost {
 #[test]
 fn creator_pid_reads_only_this_modules_names() {
     assert_eq!(creator_pid("klv725"), Some(725));
+    assert_eq!(creator_pid("klw725j"), Some(725));
+    assert_eq!(creator_pid("klz725"), None);
     assert_eq!(creator_pid("klv725a"), Some(725));
     assert_eq!(creator_pid("klv725x"), None);
     assert_eq!(creator_pid("klvx"), None);
