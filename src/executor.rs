@@ -492,7 +492,25 @@ async fn run_host(
             }
         }
     }
-    for &si in steps {
+    // Answers fetched ahead for a run of coming steps, valid until
+    // `prefetched_until` (a position in `steps`).
+    let prefetched = apply::Prefetched::default();
+    let mut prefetched_until = 0;
+    for (position, &si) in steps.iter().enumerate() {
+        if position >= prefetched_until {
+            prefetched.clear();
+            let covered = prefetch_ahead(
+                shared,
+                play,
+                &steps[position..],
+                index,
+                state,
+                &base,
+                &prefetched,
+            )
+            .await;
+            prefetched_until = position + covered;
+        }
         let step = &play.steps[si];
         shared.reporter.emit(Event::StepStart {
             host: host.name.clone(),
@@ -500,7 +518,7 @@ async fn run_host(
             step: step.name.clone(),
             location: step.location.clone(),
         });
-        let record = run_step(shared, play, step, index, state, &base).await;
+        let record = run_step(shared, play, step, index, state, &base, &prefetched).await;
         state.tally.count(record.status);
         match record.status {
             Status::Failed => state.failed = true,
@@ -518,6 +536,132 @@ async fn run_host(
         }
     }
     records
+}
+
+/// Which steps may have their remote reads done ahead, together.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PrefetchKind {
+    /// `copy`, `template`, `line`: the state (type, mode, owner, content)
+    /// of the file each manages.
+    FileStates,
+    /// `command` steps declared read-only (`changed_when: false`): their
+    /// output and exit code.
+    ReadOnlyCommands,
+}
+
+/// Whether a step, as written, can have its remote read done ahead: it runs
+/// once, unconditionally, and fails or succeeds by its module's verdict —
+/// so nothing decided between the steps of a run can change what it would
+/// have asked.
+fn prefetch_kind(step: &Step) -> Option<PrefetchKind> {
+    let once = step.when.is_none()
+        && step.loop_over.is_none()
+        && step.until.is_none()
+        && step.retries == 0
+        && step.failed_when.is_none();
+    if !once {
+        return None;
+    }
+    match &step.module {
+        Module::Copy(_) | Module::Template(_) | Module::Line(_) if step.changed_when.is_none() => {
+            Some(PrefetchKind::FileStates)
+        }
+        Module::Command(a)
+            if step.changed_when == Some(Condition::Always(false))
+                && a.creates.is_none()
+                && a.removes.is_none()
+                && a.unless.is_none()
+                && a.stdin.is_none()
+                && a.timeout.is_none() =>
+        {
+            Some(PrefetchKind::ReadOnlyCommands)
+        }
+        _ => None,
+    }
+}
+
+/// Fetches ahead, in ONE round trip, the remote reads of the run of steps
+/// starting at `steps[0]` that share a [`PrefetchKind`] (and `become`):
+/// the states of the files of consecutive file steps, or the outputs of
+/// consecutive read-only commands. The steps then run one by one as usual
+/// and take their answers from `prefetched`. Returns how many steps the
+/// answers are for; 0 when nothing was fetched (fewer than two steps).
+///
+/// A run ends before a step that mentions a name registered by an earlier
+/// step of the run (its parameters could depend on that step's result), and,
+/// for files, before a second step on the same path (it must see the first
+/// one's write).
+async fn prefetch_ahead(
+    shared: &Shared,
+    play: &Play,
+    steps: &[usize],
+    index: usize,
+    state: &HostState,
+    base: &BTreeMap<String, Value>,
+    prefetched: &apply::Prefetched,
+) -> usize {
+    let Some(first) = steps.first().map(|&si| &play.steps[si]) else {
+        return 0;
+    };
+    let Some(kind) = prefetch_kind(first) else {
+        return 0;
+    };
+    let mut ctx_map = base.clone();
+    overlay(&mut ctx_map, state, &shared.options.extra_vars);
+    let ctx = Value::from(ctx_map);
+    let mut registered: Vec<&str> = Vec::new();
+    let mut paths: Vec<String> = Vec::new();
+    let mut commands: Vec<crate::transport::Command> = Vec::new();
+    for &si in steps {
+        let step = &play.steps[si];
+        if prefetch_kind(step) != Some(kind) || step.become_root != first.become_root {
+            break;
+        }
+        let written = step.params.to_string();
+        if registered.iter().any(|name| written.contains(name)) {
+            break;
+        }
+        let Ok(module) = render_json(&shared.templates, &step.params, &ctx)
+            .and_then(|p| serde_json::from_value::<Module>(p).map_err(|e| e.to_string()))
+        else {
+            // The step reports its own templating error when it runs.
+            break;
+        };
+        match module {
+            Module::Copy(a) if !paths.contains(&a.dest.0) => paths.push(a.dest.0),
+            Module::Template(a) if !paths.contains(&a.dest.0) => paths.push(a.dest.0),
+            Module::Line(a) if !paths.contains(&a.path.0) => paths.push(a.path.0),
+            Module::Command(a) if kind == PrefetchKind::ReadOnlyCommands => commands.push(
+                crate::transport::Command::Argv(a.argv.into_iter().map(|t| t.0).collect()),
+            ),
+            _ => break,
+        }
+        if let Some(name) = &step.register {
+            registered.push(name);
+        }
+    }
+    let covered = paths.len() + commands.len();
+    if covered < 2 {
+        return 0;
+    }
+    let facts = state.facts.clone().unwrap_or_default();
+    let target = Target {
+        transport: shared.inventory.hosts[index].transport.as_ref(),
+        facts: &facts,
+        templates: &shared.templates,
+        context: &ctx,
+        become_root: first.become_root,
+        check: shared.options.check,
+        run_commands_in_check: true,
+        prefetched,
+    };
+    // A failed prefetch leaves no answers: each step then asks the host
+    // itself and reports what went wrong in its own name.
+    let _ = match kind {
+        PrefetchKind::FileStates => apply::prefetch_states(&paths, &target).await,
+        PrefetchKind::ReadOnlyCommands => apply::prefetch_commands(&commands, &target).await,
+    };
+    covered
 }
 
 fn end_event(r: &StepRecord) -> Event {
@@ -613,6 +757,7 @@ async fn run_step(
     index: usize,
     state: &mut HostState,
     base: &BTreeMap<String, Value>,
+    prefetched: &apply::Prefetched,
 ) -> StepRecord {
     let started = Instant::now();
     let host = &shared.inventory.hosts[index];
@@ -687,6 +832,7 @@ async fn run_step(
         &facts,
         &ctx_map,
         &items,
+        prefetched,
     )
     .await;
     let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
@@ -705,6 +851,7 @@ async fn run_step(
             &map,
             &ctx,
             item.as_ref(),
+            prefetched,
         )
         .await;
         let stop = r.failed;
@@ -796,6 +943,7 @@ async fn file_items_in_one_round_trip(
     facts: &Facts,
     ctx_map: &BTreeMap<String, Value>,
     items: &[Option<Value>],
+    prefetched: &apply::Prefetched,
 ) -> Option<Vec<ItemResult>> {
     let plain = matches!(step.module, Module::File(_))
         && items.len() > 1
@@ -831,6 +979,7 @@ async fn file_items_in_one_round_trip(
         become_root: step.become_root,
         check: shared.options.check,
         run_commands_in_check: false,
+        prefetched,
     };
     let args: Vec<&crate::playbook::modules::FileArgs> = rendered.iter().map(|(a, _)| a).collect();
     let results = match apply::file_batch(&args, &target).await {
@@ -875,6 +1024,7 @@ async fn run_item(
     map: &BTreeMap<String, Value>,
     ctx: &Value,
     item: Option<&Value>,
+    prefetched: &apply::Prefetched,
 ) -> ItemResult {
     let templates = &shared.templates;
     let check = shared.options.check;
@@ -927,6 +1077,7 @@ async fn run_item(
         become_root: step.become_root,
         check,
         run_commands_in_check: step.changed_when == Some(Condition::Always(false)),
+        prefetched,
     };
     let attempts = step.retries + 1;
     let mut attempt = 0;

@@ -7,7 +7,7 @@ use crate::values::{Mode, Presence, Text};
 
 /// A path's state: what it is, its mode and owner, a regular file's content.
 #[derive(Debug)]
-enum PathState {
+pub(super) enum PathState {
     Absent,
     Directory,
     File {
@@ -18,11 +18,15 @@ enum PathState {
     },
 }
 
-/// One round trip: stat and content.
+/// One round trip: stat and content (none when fetched ahead with the
+/// states of the steps around, see [`super::prefetch`]).
 async fn read_state(
     target: &Target<'_>,
     path: &str,
 ) -> Result<Result<PathState, String>, TransportError> {
+    if let Some(state) = target.prefetched.take_state(path, target.become_root) {
+        return Ok(Ok(state));
+    }
     let script = format!(
         "p={}\nif [ -d \"$p\" ]; then echo directory\nelif [ -e \"$p\" ]; then stat -c 'file %a %U %G' -- \"$p\" && exec cat -- \"$p\"\nelse echo absent; fi\n",
         quote(path)

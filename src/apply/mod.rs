@@ -10,7 +10,10 @@
 mod commands;
 mod files;
 mod links;
+mod prefetch;
 mod system;
+
+pub use prefetch::Prefetched;
 
 use crate::facts::Facts;
 use crate::playbook::Module;
@@ -30,6 +33,8 @@ pub struct Target<'a> {
     /// In check mode, run `command`/`shell` anyway (the step declared
     /// itself read-only with `changed_when: false`).
     pub run_commands_in_check: bool,
+    /// Answers fetched ahead for this host's coming steps.
+    pub prefetched: &'a Prefetched,
 }
 
 /// What a module did.
@@ -91,6 +96,21 @@ pub async fn file_batch(
     target: &Target<'_>,
 ) -> Result<Vec<Outcome>, TransportError> {
     files::file_batch(items, target).await
+}
+
+/// Reads the state of the files of several coming steps in one round trip
+/// (see [`prefetch`]); the steps then find it in `target.prefetched`.
+pub async fn prefetch_states(paths: &[String], target: &Target<'_>) -> Result<(), TransportError> {
+    prefetch::states(paths, target).await
+}
+
+/// Runs several coming read-only commands in one round trip (see
+/// [`prefetch`]); their steps then find the outputs in `target.prefetched`.
+pub async fn prefetch_commands(
+    commands: &[Command],
+    target: &Target<'_>,
+) -> Result<(), TransportError> {
+    prefetch::commands(commands, target).await
 }
 
 /// Apply a (rendered) module on a host.
