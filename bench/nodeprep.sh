@@ -21,7 +21,8 @@ if [ ! -x "$venv/bin/ansible-playbook" ] || [ ! -x "$venv/bin/pyinfra" ]; then
   python3 -m venv "$venv" && "$venv/bin/pip" -q install ansible-core pyinfra >&2
 fi
 (cd "$top" && cargo build --release -q)
-kubelab=$top/target/release/kubelab
+# The binary where cargo put it: CARGO_TARGET_DIR, when set, moves it.
+kubelab=${CARGO_TARGET_DIR:-$top/target}/release/kubelab
 
 fresh() { rm -rf /tmp/kl-bench-work/root; }
 inv=$dir/inventory.$n.ini

@@ -13,7 +13,7 @@ mod links;
 mod prefetch;
 mod system;
 
-pub use prefetch::Prefetched;
+pub use prefetch::{Ahead, Prefetched};
 
 use crate::facts::Facts;
 use crate::playbook::Module;
@@ -98,19 +98,11 @@ pub async fn file_batch(
     files::file_batch(items, target).await
 }
 
-/// Reads the state of the files of several coming steps in one round trip
-/// (see [`prefetch`]); the steps then find it in `target.prefetched`.
-pub async fn prefetch_states(paths: &[String], target: &Target<'_>) -> Result<(), TransportError> {
-    prefetch::states(paths, target).await
-}
-
-/// Runs several coming read-only commands in one round trip (see
-/// [`prefetch`]); their steps then find the outputs in `target.prefetched`.
-pub async fn prefetch_commands(
-    commands: &[Command],
-    target: &Target<'_>,
-) -> Result<(), TransportError> {
-    prefetch::commands(commands, target).await
+/// Asks the host, in one round trip, what several coming steps would ask
+/// it one by one (see [`prefetch`]); the steps then find their answers in
+/// `target.prefetched`. A failure leaves no answers.
+pub async fn prefetch(ahead: &Ahead, target: &Target<'_>) -> Result<(), TransportError> {
+    prefetch::run(ahead, target).await
 }
 
 /// Apply a (rendered) module on a host.
