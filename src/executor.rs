@@ -498,6 +498,16 @@ async fn run_host(
     let prefetched = apply::Prefetched::default();
     let mut prefetched_until = 0;
     for (position, &si) in steps.iter().enumerate() {
+        let step = &play.steps[si];
+        shared.reporter.emit(Event::StepStart {
+            host: host.name.clone(),
+            play: play.name.clone(),
+            step: step.name.clone(),
+            location: step.location.clone(),
+        });
+        // The step that starts a run asks for the whole run: its duration
+        // includes that round trip, the steps after it only their own work.
+        let asking = Instant::now();
         if position >= prefetched_until {
             prefetched.clear();
             let covered = prefetch_ahead(
@@ -512,14 +522,9 @@ async fn run_host(
             .await;
             prefetched_until = position + covered;
         }
-        let step = &play.steps[si];
-        shared.reporter.emit(Event::StepStart {
-            host: host.name.clone(),
-            play: play.name.clone(),
-            step: step.name.clone(),
-            location: step.location.clone(),
-        });
-        let record = run_step(shared, play, step, index, state, &base, &prefetched).await;
+        let asked_for = asking.elapsed();
+        let mut record = run_step(shared, play, step, index, state, &base, &prefetched).await;
+        record.duration += asked_for;
         state.tally.count(record.status);
         match record.status {
             Status::Failed => state.failed = true,
