@@ -5,7 +5,10 @@
 //!
 //! Round trips are kept minimal: file-like modules check and apply in one
 //! shell script; file contents are read once and written only when they
-//! differ.
+//! differ. The executor asks ahead, in one script, for the read-only part
+//! of a whole run of steps (read-only commands, the state of the files and
+//! directories the steps after them manage; see [`prefetch`]), so that a
+//! host with nothing to change costs one remote shell for such a run.
 
 mod commands;
 mod files;
