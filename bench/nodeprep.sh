@@ -21,7 +21,8 @@ if [ ! -x "$venv/bin/ansible-playbook" ] || [ ! -x "$venv/bin/pyinfra" ]; then
   python3 -m venv "$venv" && "$venv/bin/pip" -q install ansible-core pyinfra >&2
 fi
 (cd "$top" && cargo build --release -q)
-kubelab=$top/target/release/kubelab
+# The binary where cargo put it: CARGO_TARGET_DIR, when set, moves it.
+kubelab=${CARGO_TARGET_DIR:-$top/target}/release/kubelab
 
 fresh() { rm -rf /tmp/kl-bench-work/root; }
 inv=$dir/inventory.$n.ini
@@ -68,14 +69,14 @@ rss=(); again=()
 for round in $(seq 1 "$runs"); do
   for tool in floor kubelab pyinfra ansible; do
     r=$(measure "$tool" fresh); walls[$tool]+="${r% *} "
-    echo "round $round $tool fresh: $r" >> "$log"
+    echo "round $round $tool fresh: $r load $(cut -d' ' -f1-3 /proc/loadavg)" >> "$log"
     [ "$tool" = kubelab ] && rss+=("${r#* }")
   done
   # No-change run: a kubelab-prepared tree (Ansible's or pyinfra's output
   # may differ in details), then the measured run must report changed=0.
   fresh; bash -c run_kubelab >> "$log" 2>&1
   r=$(measure kubelab again); again+=("${r% *}"); rss+=("${r#* }")
-  echo "round $round kubelab again: $r" >> "$log"
+  echo "round $round kubelab again: $r load $(cut -d' ' -f1-3 /proc/loadavg)" >> "$log"
   unchanged=$("$kubelab" play -i "$inv" --known-hosts "$dir/known_hosts" "$top/playbooks/nodeprep-bench.yaml" 2>&1 | grep -c ' changed=0 ' || true)
   [ "$unchanged" = "$n" ] || { echo "kubelab: a no-change run changed something on $((n - unchanged)) host(s); see $log" >&2; exit 1; }
 done

@@ -21,6 +21,7 @@ use crate::apply::{self, Outcome, Target};
 use crate::facts::{self, Facts};
 use crate::inventory::Inventory;
 use crate::output::{Event, Failure, HostTally, Reporter, Status, Summary, tail};
+use crate::playbook::modules::FileState;
 use crate::playbook::{Condition, LoopSpec, Module, Play, Playbook, Step};
 use crate::template::Templates;
 use crate::template::Vars;
@@ -492,7 +493,11 @@ async fn run_host(
             }
         }
     }
-    for &si in steps {
+    // Answers fetched ahead for a run of coming steps, valid until
+    // `prefetched_until` (a position in `steps`).
+    let prefetched = apply::Prefetched::default();
+    let mut prefetched_until = 0;
+    for (position, &si) in steps.iter().enumerate() {
         let step = &play.steps[si];
         shared.reporter.emit(Event::StepStart {
             host: host.name.clone(),
@@ -500,7 +505,26 @@ async fn run_host(
             step: step.name.clone(),
             location: step.location.clone(),
         });
-        let record = run_step(shared, play, step, index, state, &base).await;
+        // The step that starts a run asks for the whole run: its duration
+        // includes that round trip, the steps after it only their own work.
+        let asking = Instant::now();
+        if position >= prefetched_until {
+            prefetched.clear();
+            let covered = prefetch_ahead(
+                shared,
+                play,
+                &steps[position..],
+                index,
+                state,
+                &base,
+                &prefetched,
+            )
+            .await;
+            prefetched_until = position + covered;
+        }
+        let asked_for = asking.elapsed();
+        let mut record = run_step(shared, play, step, index, state, &base, &prefetched).await;
+        record.duration += asked_for;
         state.tally.count(record.status);
         match record.status {
             Status::Failed => state.failed = true,
@@ -518,6 +542,244 @@ async fn run_host(
         }
     }
     records
+}
+
+/// What a step can have asked of its host ahead, with other steps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AskAhead {
+    /// A `command` declared read-only (`changed_when: false`): its output
+    /// and exit code.
+    ReadOnlyCommand,
+    /// `file` with `state: directory` (a loop too): type, mode and owner of
+    /// each path; when all hold, the step runs nothing on the host.
+    Directory,
+    /// `copy`, `template`, `line`: the state (type, mode, owner, content)
+    /// of the file it manages.
+    FileContent,
+}
+
+/// Whether a step, as written, can have its remote read done ahead: it runs
+/// unconditionally, and fails or succeeds by its module's verdict, so that
+/// nothing decided by the steps before it in the same run can change
+/// whether it runs.
+fn ask_ahead(step: &Step) -> Option<AskAhead> {
+    let plain = step.when.is_none()
+        && step.until.is_none()
+        && step.retries == 0
+        && step.failed_when.is_none();
+    if !plain {
+        return None;
+    }
+    match &step.module {
+        Module::Command(a)
+            if step.loop_over.is_none()
+                && step.changed_when == Some(Condition::Always(false))
+                && a.creates.is_none()
+                && a.removes.is_none()
+                && a.unless.is_none()
+                && a.stdin.is_none()
+                && a.timeout.is_none() =>
+        {
+            Some(AskAhead::ReadOnlyCommand)
+        }
+        Module::File(a) if a.state == FileState::Directory && step.changed_when.is_none() => {
+            Some(AskAhead::Directory)
+        }
+        Module::Copy(_) | Module::Template(_) | Module::Line(_)
+            if step.loop_over.is_none() && step.changed_when.is_none() =>
+        {
+            Some(AskAhead::FileContent)
+        }
+        _ => None,
+    }
+}
+
+/// The (unrendered) path parameter of a `copy`, `template` or `line` step.
+fn content_path_param(step: &Step) -> Option<&serde_json::Value> {
+    let module = step.params.as_object()?.values().next()?;
+    match step.module {
+        Module::Copy(_) | Module::Template(_) => module.get("dest"),
+        Module::Line(_) => module.get("path"),
+        _ => None,
+    }
+}
+
+/// The text a step's remote question is made from: the whole step for a
+/// command or a directory (its loop too), the path alone for a file whose
+/// content is converged (its content is rendered when the step runs).
+fn question_text(step: &Step, kind: AskAhead) -> String {
+    match kind {
+        AskAhead::FileContent => content_path_param(step)
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        AskAhead::ReadOnlyCommand | AskAhead::Directory => {
+            let looped = match &step.loop_over {
+                Some(LoopSpec::Items(items)) => serde_json::Value::from(items.clone()).to_string(),
+                Some(LoopSpec::Expr(e)) => e.clone(),
+                None => String::new(),
+            };
+            format!("{}{looped}", step.params)
+        }
+    }
+}
+
+/// Asks the host, in ONE round trip, what the run of steps starting at
+/// `steps[0]` would ask it one by one: the outputs of its read-only
+/// commands, then the state of the directories and files its file steps
+/// manage (see `apply::prefetch`). The steps then run one by one as usual
+/// and take their answers from `prefetched`. Returns how many steps the
+/// answers are for; 0 when nothing was asked (fewer than two steps).
+///
+/// The run keeps the order of the steps' effects: commands only before
+/// any file step (a command after one could read what it wrote); it ends
+/// before a step whose question mentions a name registered by an earlier
+/// step of the run (the question could depend on that step's result), and
+/// before a second step on the same path (it must see the first one's
+/// change). A step that renders differently when it runs simply finds no
+/// answer and asks for itself.
+async fn prefetch_ahead(
+    shared: &Shared,
+    play: &Play,
+    steps: &[usize],
+    index: usize,
+    state: &HostState,
+    base: &BTreeMap<String, Value>,
+    prefetched: &apply::Prefetched,
+) -> usize {
+    let Some(first) = steps.first().map(|&si| &play.steps[si]) else {
+        return 0;
+    };
+    if ask_ahead(first).is_none() {
+        return 0;
+    }
+    let mut ctx_map = base.clone();
+    overlay(&mut ctx_map, state, &shared.options.extra_vars);
+    let ctx = Value::from(ctx_map.clone());
+    let templates = &shared.templates;
+    let mut registered: Vec<&str> = Vec::new();
+    let mut ahead = apply::Ahead::default();
+    let mut covered = 0;
+    let mut files_seen = false;
+    'steps: for &si in steps {
+        let step = &play.steps[si];
+        let Some(kind) = ask_ahead(step).filter(|_| step.become_root == first.become_root) else {
+            break;
+        };
+        if kind == AskAhead::ReadOnlyCommand && files_seen {
+            break;
+        }
+        let question = question_text(step, kind);
+        if registered.iter().any(|name| question.contains(name)) {
+            break;
+        }
+        let Ok(items) = loop_items(templates, step, &ctx_map) else {
+            break;
+        };
+        let mut asks = apply::Ahead::default();
+        for (i, item) in items.iter().enumerate() {
+            let mut map = ctx_map.clone();
+            if let Some(it) = item {
+                map.insert("item".into(), it.clone());
+                map.insert("loop_index".into(), Value::from(i));
+            }
+            let item_ctx = if item.is_some() {
+                Value::from(map)
+            } else {
+                ctx.clone()
+            };
+            // A step that does not render reports that itself when it runs.
+            let path = if kind == AskAhead::FileContent {
+                // Only the path: the content may use what the steps before
+                // register.
+                let Some(Ok(serde_json::Value::String(path))) =
+                    content_path_param(step).map(|p| render_json(templates, p, &item_ctx))
+                else {
+                    break 'steps;
+                };
+                path
+            } else {
+                let Ok(module) = render_json(templates, &step.params, &item_ctx)
+                    .and_then(|p| serde_json::from_value::<Module>(p).map_err(|e| e.to_string()))
+                else {
+                    break 'steps;
+                };
+                match module {
+                    Module::Command(a) => {
+                        asks.commands.push(crate::transport::Command::Argv(
+                            a.argv.into_iter().map(|t| t.0).collect(),
+                        ));
+                        continue;
+                    }
+                    Module::File(a) if a.state == FileState::Directory => a.path.0,
+                    _ => break 'steps,
+                }
+            };
+            if ahead.has_path(&path) || asks.has_path(&path) {
+                break 'steps;
+            }
+            match kind {
+                AskAhead::Directory => asks.stat_paths.push(path),
+                _ => asks.content_paths.push(path),
+            }
+        }
+        files_seen |= kind != AskAhead::ReadOnlyCommand;
+        ahead.commands.append(&mut asks.commands);
+        ahead.stat_paths.append(&mut asks.stat_paths);
+        ahead.content_paths.append(&mut asks.content_paths);
+        covered += 1;
+        if let Some(name) = &step.register {
+            registered.push(name);
+        }
+    }
+    if covered < 2 {
+        return 0;
+    }
+    let facts = state.facts.clone().unwrap_or_default();
+    let target = Target {
+        transport: shared.inventory.hosts[index].transport.as_ref(),
+        facts: &facts,
+        templates,
+        context: &ctx,
+        become_root: first.become_root,
+        check: shared.options.check,
+        run_commands_in_check: true,
+        prefetched,
+    };
+    // A failed prefetch leaves no answers: each step then asks the host
+    // itself and reports what went wrong in its own name.
+    let _ = apply::prefetch(&ahead, &target).await;
+    covered
+}
+
+/// A step's loop items rendered (`[None]` without a loop).
+fn loop_items(
+    templates: &Templates,
+    step: &Step,
+    ctx_map: &BTreeMap<String, Value>,
+) -> Result<Vec<Option<Value>>, String> {
+    Ok(match &step.loop_over {
+        None => vec![None],
+        Some(LoopSpec::Items(list)) => {
+            let ctx = Value::from(ctx_map.clone());
+            let mut items = Vec::with_capacity(list.len());
+            for v in list {
+                let r = render_json(templates, v, &ctx).map_err(|e| format!("loop item: {e}"))?;
+                items.push(Some(to_value(&r)));
+            }
+            items
+        }
+        Some(LoopSpec::Expr(e)) => {
+            let ctx = Value::from(ctx_map.clone());
+            templates
+                .eval(e, &ctx)
+                .and_then(|v| {
+                    v.try_iter()
+                        .map(|it| it.map(Some).collect::<Vec<_>>())
+                        .map_err(|err| format!("loop `{e}` is not a list: {err}"))
+                })
+                .map_err(|err| format!("loop: {err}"))?
+        }
+    })
 }
 
 fn end_event(r: &StepRecord) -> Event {
@@ -613,6 +875,7 @@ async fn run_step(
     index: usize,
     state: &mut HostState,
     base: &BTreeMap<String, Value>,
+    prefetched: &apply::Prefetched,
 ) -> StepRecord {
     let started = Instant::now();
     let host = &shared.inventory.hosts[index];
@@ -654,30 +917,9 @@ async fn run_step(
     overlay(&mut ctx_map, state, &shared.options.extra_vars);
     let templates = &shared.templates;
     // Loop items.
-    let items: Vec<Option<Value>> = match &step.loop_over {
-        None => vec![None],
-        Some(LoopSpec::Items(list)) => {
-            let ctx = Value::from(ctx_map.clone());
-            let mut items = Vec::with_capacity(list.len());
-            for v in list {
-                match render_json(templates, v, &ctx) {
-                    Ok(r) => items.push(Some(to_value(&r))),
-                    Err(e) => return finish(record, Status::Failed, format!("loop item: {e}")),
-                }
-            }
-            items
-        }
-        Some(LoopSpec::Expr(e)) => {
-            let ctx = Value::from(ctx_map.clone());
-            match templates.eval(e, &ctx).and_then(|v| {
-                v.try_iter()
-                    .map(|it| it.map(Some).collect::<Vec<_>>())
-                    .map_err(|err| format!("loop `{e}` is not a list: {err}"))
-            }) {
-                Ok(items) => items,
-                Err(err) => return finish(record, Status::Failed, format!("loop: {err}")),
-            }
-        }
+    let items = match loop_items(templates, step, &ctx_map) {
+        Ok(items) => items,
+        Err(e) => return finish(record, Status::Failed, e),
     };
     let facts = state.facts.clone().unwrap_or_default();
     let batched = file_items_in_one_round_trip(
@@ -687,6 +929,7 @@ async fn run_step(
         &facts,
         &ctx_map,
         &items,
+        prefetched,
     )
     .await;
     let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
@@ -705,6 +948,7 @@ async fn run_step(
             &map,
             &ctx,
             item.as_ref(),
+            prefetched,
         )
         .await;
         let stop = r.failed;
@@ -796,6 +1040,7 @@ async fn file_items_in_one_round_trip(
     facts: &Facts,
     ctx_map: &BTreeMap<String, Value>,
     items: &[Option<Value>],
+    prefetched: &apply::Prefetched,
 ) -> Option<Vec<ItemResult>> {
     let plain = matches!(step.module, Module::File(_))
         && items.len() > 1
@@ -831,6 +1076,7 @@ async fn file_items_in_one_round_trip(
         become_root: step.become_root,
         check: shared.options.check,
         run_commands_in_check: false,
+        prefetched,
     };
     let args: Vec<&crate::playbook::modules::FileArgs> = rendered.iter().map(|(a, _)| a).collect();
     let results = match apply::file_batch(&args, &target).await {
@@ -875,6 +1121,7 @@ async fn run_item(
     map: &BTreeMap<String, Value>,
     ctx: &Value,
     item: Option<&Value>,
+    prefetched: &apply::Prefetched,
 ) -> ItemResult {
     let templates = &shared.templates;
     let check = shared.options.check;
@@ -927,6 +1174,7 @@ async fn run_item(
         become_root: step.become_root,
         check,
         run_commands_in_check: step.changed_when == Some(Condition::Always(false)),
+        prefetched,
     };
     let attempts = step.retries + 1;
     let mut attempt = 0;

@@ -1269,3 +1269,158 @@ async fn copy_sends_local_files_byte_for_byte() {
     assert!(err.contains("exactly one of `content` and `src`"), "{err}");
     assert!(err.contains("c.yaml:5:"), "{err}");
 }
+
+/// Runs of steps whose remote reads are asked ahead in one script (read-only
+/// commands, directories, file states) behave exactly as step by step:
+/// later steps see what earlier ones registered and wrote, each step has its
+/// own result and diff, a second run changes nothing, drift is found, check
+/// mode writes nothing.
+#[tokio::test]
+async fn steps_asked_ahead_behave_as_step_by_step() {
+    let lab = Lab::new(&["h1"]);
+    let root = lab.root("h1");
+    let pb = load(
+        r#"
+- name: ahead
+  hosts: all
+  steps:
+    - name: one
+      command: [echo, one]
+      register: one
+      changed_when: false
+    - name: uses one
+      command: [echo, "{{ one.stdout }}-two"]
+      register: two
+      changed_when: false
+    - name: no newline
+      command: [printf, "x"]
+      register: three
+      changed_when: false
+    - name: dirs
+      file: { path: "{{ root }}/{{ item }}", state: directory, mode: "0750" }
+      loop: [d1, d2]
+    - name: conf
+      copy: { dest: "{{ root }}/d1/conf", content: "a={{ two.stdout }}\n" }
+    - name: conf line
+      line: { path: "{{ root }}/d1/conf", line: "b=1" }
+    - name: other
+      copy: { dest: "{{ root }}/d2/other", content: "{{ three.stdout }}\n", mode: "0600" }
+    - name: read back
+      command: [cat, "{{ root }}/d1/conf"]
+      register: back
+      changed_when: false
+    - name: all seen
+      assert:
+        that:
+          - back.stdout == "a=one-two\nb=1"
+          - three.stdout == "x"
+          - one.rc == 0
+"#,
+    );
+    let planned = check(&pb, &lab).await;
+    assert_eq!(status_of(&planned.report, "h1", "dirs"), Status::Changed);
+    assert_eq!(status_of(&planned.report, "h1", "conf"), Status::Changed);
+    assert!(!root.join("d1").exists(), "check mode wrote");
+
+    let first = run(&pb, &lab).await;
+    let expected = [
+        ("one", Status::Ok),
+        ("uses one", Status::Ok),
+        ("no newline", Status::Ok),
+        ("dirs", Status::Changed),
+        ("conf", Status::Changed),
+        ("conf line", Status::Changed),
+        ("other", Status::Changed),
+        ("read back", Status::Ok),
+        ("all seen", Status::Ok),
+    ];
+    let expected: Vec<(String, Status)> = expected
+        .iter()
+        .map(|(s, st)| (s.to_string(), *st))
+        .collect();
+    assert_eq!(statuses(&first.report, "h1"), expected);
+    assert_eq!(read(root.join("d1/conf")), "a=one-two\nb=1\n");
+    assert_eq!(mode(root.join("d2/other")), 0o600);
+    assert_eq!(mode(root.join("d2")), 0o750);
+    let conf = first
+        .report
+        .host_records("h1")
+        .find(|s| s.step == "conf line")
+        .unwrap();
+    assert!(
+        conf.diff.as_deref().unwrap_or("").contains("+b=1"),
+        "{:?}",
+        conf.diff
+    );
+
+    // Again: only the pair of steps that fight over one file changes (the
+    // copy drops the line, the line comes back), which shows that the line
+    // step read the file after the copy's write, not the state from before.
+    let again = run(&pb, &lab).await;
+    assert!(again.report.success());
+    let changed: Vec<String> = again
+        .report
+        .host_records("h1")
+        .filter(|s| s.status == Status::Changed)
+        .map(|s| s.step.clone())
+        .collect();
+    assert_eq!(changed, ["conf", "conf line"]);
+    assert_eq!(read(root.join("d1/conf")), "a=one-two\nb=1\n");
+
+    // Drift: another mode on a directory, other content in a file.
+    std::fs::set_permissions(
+        root.join("d2"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::write(root.join("d2/other"), "y\n").unwrap();
+    let drift = run(&pb, &lab).await;
+    assert_eq!(status_of(&drift.report, "h1", "dirs"), Status::Changed);
+    assert_eq!(status_of(&drift.report, "h1", "other"), Status::Changed);
+    assert_eq!(status_of(&drift.report, "h1", "read back"), Status::Ok);
+    assert_eq!(mode(root.join("d2")), 0o750);
+    assert_eq!(read(root.join("d2/other")), "x\n");
+}
+
+/// A failing command among read-only commands run together fails in its
+/// own name, with its own output; the ones after it do not run.
+#[tokio::test]
+async fn a_failing_command_asked_ahead_is_named_and_stops_its_host() {
+    let lab = Lab::new(&["h1"]);
+    let root = lab.root("h1");
+    let pb = load(
+        r#"
+- name: ahead
+  hosts: all
+  steps:
+    - name: fine
+      command: [echo, fine]
+      changed_when: false
+    - name: fails
+      command: [sh, -c, "echo out; echo oops >&2; exit 3"]
+      changed_when: false
+    - name: never
+      command: [touch, "{{ root }}/never"]
+      changed_when: false
+"#,
+    );
+    let r = run(&pb, &lab).await;
+    assert_eq!(
+        statuses(&r.report, "h1"),
+        vec![
+            ("fine".to_string(), Status::Ok),
+            ("fails".to_string(), Status::Failed)
+        ]
+    );
+    let fails = r
+        .report
+        .host_records("h1")
+        .find(|s| s.step == "fails")
+        .unwrap();
+    assert_eq!(fails.stdout.trim(), "out");
+    assert_eq!(fails.stderr.trim(), "oops");
+    assert!(fails.message.contains('3'), "{}", fails.message);
+    assert!(!root.join("never").exists());
+    assert_eq!(r.report.summary.failures.len(), 1);
+    assert_eq!(r.report.summary.failures[0].step, "fails");
+}

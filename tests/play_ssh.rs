@@ -59,6 +59,15 @@ fn step_counts(output: &Output) -> std::collections::BTreeMap<String, (u32, u32,
     counts
 }
 
+/// Every `step_end` event of a `--json` run, in order.
+fn step_ends(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "step_end")
+        .collect()
+}
+
 #[test]
 fn play_runs_the_bench_playbook_from_an_ini_inventory_then_changes_nothing() {
     let lab = Lab::new();
@@ -93,7 +102,9 @@ fn play_runs_the_bench_playbook_from_an_ini_inventory_then_changes_nothing() {
     ];
 
     let state = work.path().join("state");
+    let sessions_before = (a.sessions_started(), b.sessions_started());
     let first = play_in(&state, &args);
+    let sessions_first = (a.sessions_started(), b.sessions_started());
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     let counts = step_counts(&first);
     assert_eq!(counts.len(), 2, "{}", text(&first));
@@ -121,7 +132,47 @@ fn play_runs_the_bench_playbook_from_an_ini_inventory_then_changes_nothing() {
     assert!(!log.contains("PRIVATE KEY"), "{log}");
 
     let second = play(&args);
+    let sessions_second = (a.sessions_started(), b.sessions_started());
     assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    // Sessions (each a fork on the host, each but SFTP a shell) per host:
+    // the 5 read-only commands and the state of the 7 directories and 8
+    // files are asked in one script; the first run then creates the
+    // directories in a second and writes the files through one SFTP
+    // session; the no-change run needs nothing more. (Step by step, that
+    // was 14 shells for each run, plus SFTP for the first.)
+    let first_run = (
+        sessions_first.0 - sessions_before.0,
+        sessions_first.1 - sessions_before.1,
+    );
+    let no_change_run = (
+        sessions_second.0 - sessions_first.0,
+        sessions_second.1 - sessions_first.1,
+    );
+    eprintln!("sessions per host: first run {first_run:?}, no-change run {no_change_run:?}");
+    // Bounds, not equalities: a connection that drops is opened again and
+    // an idempotent command re-run, which the log counts too.
+    assert!(first_run.0 <= 3 && first_run.1 <= 3, "{first_run:?}");
+    assert!(
+        no_change_run.0 <= 1 && no_change_run.1 <= 1,
+        "{no_change_run:?}"
+    );
+    // Still one report per step and host, each with its own status,
+    // duration and (for a changed file) diff.
+    let ends = step_ends(&first);
+    assert_eq!(ends.len(), 28, "{}", text(&first));
+    for e in &ends {
+        assert!(e["duration_ms"].is_u64(), "{e}");
+        if e["module"] == "template" || e["module"] == "copy" {
+            assert_eq!(e["status"], "changed", "{e}");
+            let diff = e["diff"].as_str().unwrap_or_default();
+            assert!(diff.contains("(after)"), "{e}");
+        }
+    }
+    let marker = ends
+        .iter()
+        .find(|e| e["host"] == "beta" && e["step"] == "marker")
+        .expect("marker step reported");
+    assert!(marker["diff"].as_str().unwrap().contains("+"), "{marker}");
     for host in ["alpha", "beta"] {
         assert_eq!(
             step_counts(&second).get(host),

@@ -257,6 +257,28 @@ async fn upload_replaces_atomically_with_mode_and_owner() {
         Some(&second[..])
     );
 
+    // Larger than one group of pipelined writes (1 MiB), ending in a
+    // partial chunk: every byte at its place, empty content too.
+    let large: Vec<u8> = (0..(2 * 1024 * 1024 + 40_000))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    for content in [large, Vec::new()] {
+        ssh.write_file(Upload {
+            path: path.clone(),
+            content: content.clone(),
+            mode: 0o640,
+            owner: None,
+            become_root: false,
+        })
+        .await
+        .expect("write");
+        assert_eq!(std::fs::read(&path).expect("local read"), content);
+        assert_eq!(
+            std::fs::metadata(&path).expect("stat").permissions().mode() & 0o7777,
+            0o640
+        );
+    }
+
     // Replace once more without owner (the SFTP rename path over an existing file).
     ssh.write_file(Upload {
         path: path.clone(),

@@ -90,7 +90,19 @@ async fn run_command(
             Err(e) => return Ok(Outcome::failed(e)),
         }
     }
-    let out = target.transport.exec(req).await;
+    // A read-only command may have run already, with the ones after it, in
+    // one script (see `super::prefetch`): its own output and exit code.
+    let prefetched = (req.stdin.is_none() && req.timeout.is_none())
+        .then(|| {
+            target
+                .prefetched
+                .take_command(&req.command, target.become_root)
+        })
+        .flatten();
+    let out = match prefetched {
+        Some(out) => Ok(out),
+        None => target.transport.exec(req).await,
+    };
     let out = match out {
         Err(TransportError::Timeout { after, .. }) => {
             return Ok(Outcome::failed(format!("timed out after {after:?}")));

@@ -7,7 +7,7 @@ use crate::values::{Mode, Presence, Text};
 
 /// A path's state: what it is, its mode and owner, a regular file's content.
 #[derive(Debug)]
-enum PathState {
+pub(super) enum PathState {
     Absent,
     Directory,
     File {
@@ -18,11 +18,15 @@ enum PathState {
     },
 }
 
-/// One round trip: stat and content.
+/// One round trip: stat and content (none when fetched ahead with the
+/// states of the steps around, see [`super::prefetch`]).
 async fn read_state(
     target: &Target<'_>,
     path: &str,
 ) -> Result<Result<PathState, String>, TransportError> {
+    if let Some(state) = target.prefetched.take_state(path, target.become_root) {
+        return Ok(Ok(state));
+    }
     let script = format!(
         "p={}\nif [ -d \"$p\" ]; then echo directory\nelif [ -e \"$p\" ]; then stat -c 'file %a %U %G' -- \"$p\" && exec cat -- \"$p\"\nelse echo absent; fi\n",
         quote(path)
@@ -336,7 +340,63 @@ fn file_body(a: &FileArgs) -> Result<String, String> {
     Ok(s)
 }
 
+/// Whether a `file` item is known to hold already from the state read
+/// ahead (see [`super::prefetch`]); then nothing runs on the host. Only
+/// `state: directory` is decided here, with exactly the script's tests:
+/// a directory (`[ -d ]`), whose `stat` mode and owner are the wanted ones.
+/// Anything else, or nothing read ahead, runs the check-and-apply script.
+fn holds_already(a: &FileArgs, target: &Target<'_>) -> bool {
+    if a.state != FileState::Directory {
+        return false;
+    }
+    let Ok(mode) = a.mode.map(Mode::get).transpose() else {
+        return false;
+    };
+    let Some(Some(stat)) = target
+        .prefetched
+        .take_stat(a.path.as_str(), target.become_root)
+    else {
+        return false;
+    };
+    let owner_holds = a.owner.as_ref().is_none_or(|o| {
+        let have = if o.as_str().contains(':') {
+            format!("{}:{}", stat.user, stat.group)
+        } else {
+            stat.user.clone()
+        };
+        have == o.as_str()
+    });
+    stat.directory && mode.is_none_or(|m| m == stat.mode) && owner_holds
+}
+
+/// Every item held already (see [`holds_already`]): their outcomes, with no
+/// round trip. Otherwise `None`, and the answers read ahead for these paths
+/// and the directories above them are forgotten: the script about to run
+/// may create them.
+fn all_hold_already(items: &[&FileArgs], target: &Target<'_>) -> Option<Vec<Outcome>> {
+    let mut all = true;
+    for a in items {
+        // Every item's answer is taken, also after a first miss.
+        all &= holds_already(a, target);
+    }
+    if all {
+        // As the script's answer would be: exit code 0, nothing changed.
+        let held = Outcome {
+            rc: Some(0),
+            ..Outcome::ok()
+        };
+        return Some(items.iter().map(|_| held.clone()).collect());
+    }
+    for a in items {
+        target.prefetched.forget_path_and_above(a.path.as_str());
+    }
+    None
+}
+
 pub async fn file(a: &FileArgs, target: &Target<'_>) -> Result<Outcome, TransportError> {
+    if let Some(mut held) = all_hold_already(&[a], target) {
+        return Ok(held.remove(0));
+    }
     match file_body(a) {
         Ok(body) => run_converge(target, &body).await,
         Err(e) => Ok(Outcome::failed(e)),
@@ -353,6 +413,9 @@ pub async fn file_batch(
     items: &[&FileArgs],
     target: &Target<'_>,
 ) -> Result<Vec<Outcome>, TransportError> {
+    if let Some(held) = all_hold_already(items, target) {
+        return Ok(held);
+    }
     let mut script = super::prelude(target.check);
     let mut bodies = Vec::with_capacity(items.len());
     // An item that cannot be turned into a script fails; the items before

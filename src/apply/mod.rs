@@ -5,12 +5,18 @@
 //!
 //! Round trips are kept minimal: file-like modules check and apply in one
 //! shell script; file contents are read once and written only when they
-//! differ.
+//! differ. The executor asks ahead, in one script, for the read-only part
+//! of a whole run of steps (read-only commands, the state of the files and
+//! directories the steps after them manage; see [`prefetch`]), so that a
+//! host with nothing to change costs one remote shell for such a run.
 
 mod commands;
 mod files;
 mod links;
+mod prefetch;
 mod system;
+
+pub use prefetch::{Ahead, Prefetched};
 
 use crate::facts::Facts;
 use crate::playbook::Module;
@@ -30,6 +36,8 @@ pub struct Target<'a> {
     /// In check mode, run `command`/`shell` anyway (the step declared
     /// itself read-only with `changed_when: false`).
     pub run_commands_in_check: bool,
+    /// Answers fetched ahead for this host's coming steps.
+    pub prefetched: &'a Prefetched,
 }
 
 /// What a module did.
@@ -91,6 +99,13 @@ pub async fn file_batch(
     target: &Target<'_>,
 ) -> Result<Vec<Outcome>, TransportError> {
     files::file_batch(items, target).await
+}
+
+/// Asks the host, in one round trip, what several coming steps would ask
+/// it one by one (see [`prefetch`]); the steps then find their answers in
+/// `target.prefetched`. A failure leaves no answers.
+pub async fn prefetch(ahead: &Ahead, target: &Target<'_>) -> Result<(), TransportError> {
+    prefetch::run(ahead, target).await
 }
 
 /// Apply a (rendered) module on a host.

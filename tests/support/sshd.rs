@@ -343,7 +343,7 @@ impl Lab {
             "Port 22\nListenAddress 0.0.0.0\nHostKey {}\nAuthorizedKeysFile {}\n\
              PidFile none\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
-             AllowTcpForwarding yes\nSubsystem sftp internal-sftp\nLogLevel INFO\n",
+             AllowTcpForwarding yes\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n",
             host_key.display(),
             self.authorized_keys.display()
         );
@@ -528,6 +528,23 @@ impl SshHost {
     /// What sshd logged so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// How many sessions (`exec` commands, shells, subsystems such as
+    /// SFTP) sshd started so far: each is a fork on the host, and each but
+    /// SFTP a shell. sshd logs each (`LogLevel VERBOSE`); the log is read
+    /// by a thread, so this waits until the count holds still for 200 ms.
+    pub fn sessions_started(&self) -> usize {
+        let count = || self.log().matches("Starting session: ").count();
+        let mut last = count();
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = count();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
     }
 
     /// Records this host's key for `address` (port 22) in the lab's

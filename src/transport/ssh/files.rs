@@ -19,6 +19,9 @@ use crate::transport::{Command, Exec, Transport, TransportError, Upload, quote};
 /// packets; 32 KiB is what every server takes).
 const SFTP_CHUNK: usize = 32 * 1024;
 
+/// SFTP writes sent before waiting for their answers (1 MiB in flight).
+const PIPELINED_WRITES: usize = 32;
+
 /// Exit code of the `sudo` read script when the file does not exist.
 const MISSING_FILE_EXIT: i32 = 3;
 const MISSING_FILE_MARK: &str = "kubelab: no such file";
@@ -300,22 +303,41 @@ async fn sftp_write_steps(
         )
         .await?
         .handle;
-    let mut offset = 0u64;
-    for chunk in upload.content.chunks(SFTP_CHUNK) {
-        if let Err(e) = sftp.write(handle.as_str(), offset, chunk.to_vec()).await {
+    // The rest of the temporary file's life in (about) one round trip: the
+    // writes, its mode, fsync and close are sent together. Requests on one
+    // handle are answered in order (the SFTP drafts require it; OpenSSH's
+    // server handles every request in order anyway). A large file goes in
+    // groups of PIPELINED_WRITES chunks, each answered before the next, so
+    // that the copies in flight stay bounded.
+    let chunks: Vec<&[u8]> = upload.content.chunks(SFTP_CHUNK).collect();
+    let write = |index: usize| {
+        let offset = (index * SFTP_CHUNK) as u64;
+        sftp.write(handle.as_str(), offset, chunks[index].to_vec())
+    };
+    let last_group = chunks.len().saturating_sub(1) / PIPELINED_WRITES * PIPELINED_WRITES;
+    for start in (0..last_group).step_by(PIPELINED_WRITES) {
+        let group = futures::future::join_all((start..start + PIPELINED_WRITES).map(write));
+        if let Some(e) = group.await.into_iter().find_map(Result::err) {
             let _ = sftp.close(handle.as_str()).await;
             return Err(e);
         }
-        offset += chunk.len() as u64;
     }
-    // fsync@openssh.com, when the server has it; not every server does.
-    let _ = sftp.fsync(handle.as_str()).await;
-    sftp.close(handle).await?;
     let mode = FileAttributes {
         permissions: Some(upload.mode & 0o7777),
         ..FileAttributes::empty()
     };
-    sftp.setstat(temp, mode).await?;
+    let (written, moded, _synced, closed) = tokio::join!(
+        futures::future::join_all((last_group..chunks.len()).map(write)),
+        sftp.fsetstat(handle.as_str(), mode),
+        // fsync@openssh.com, when the server has it; not every server does.
+        sftp.fsync(handle.as_str()),
+        sftp.close(handle.as_str()),
+    );
+    if let Some(e) = written.into_iter().find_map(Result::err) {
+        return Err(e);
+    }
+    moded?;
+    closed?;
     if rename_now {
         rename_over(sftp, temp, &upload.path).await?;
     }
