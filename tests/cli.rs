@@ -233,6 +233,65 @@ fn lab_commands_exit_3_when_the_virthost_is_unreachable() {
     }
 }
 
+/// A lab over two virthosts, neither answering: `up` fails naming the
+/// virthost it could not reach; `down` cleans what it can (nothing here)
+/// and names every virthost it could not reach; both exit 3.
+#[test]
+fn lab_over_virthosts_names_those_it_cannot_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let key = dir.path().join("id");
+    std::fs::write(&key, "not a key").unwrap();
+    let entry = |name: &str, port: u16| {
+        format!(
+            "  - {{name: {name}, address: 127.0.0.1, tunnel_address: 127.0.0.1, port: {port}, user: root, identity_file: {}, known_hosts: {}}}\n",
+            key.display(),
+            dir.path().join("kh").display()
+        )
+    };
+    let lab = dir.path().join("far.yaml");
+    std::fs::write(
+        &lab,
+        format!(
+            "name: far\nvirthosts:\n{}{}image: {{build: debian-12}}\nnetworks:\n  - {{name: lan, ipv4: 10.77.0.0/24}}\nvms:\n  - {{name: a, virthost: rack-a}}\n  - {{name: b, virthost: rack-b}}\n",
+            entry("rack-a", ports[0]),
+            entry("rack-b", ports[1])
+        ),
+    )
+    .unwrap();
+    let run = |cmd: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kubelab"))
+            .env("KUBELAB_STATE_DIR", dir.path().join("state"))
+            .args(["--color", "never", cmd])
+            .arg(&lab)
+            .output()
+            .unwrap()
+    };
+    let up = run("up");
+    assert_eq!(up.status.code(), Some(3), "{}", text(&up.stderr));
+    assert!(
+        text(&up.stderr).contains("virthost rack-a: "),
+        "{}",
+        text(&up.stderr)
+    );
+    let down = run("down");
+    assert_eq!(down.status.code(), Some(3), "{}", text(&down.stderr));
+    let err = text(&down.stderr);
+    assert!(err.contains("down of lab far incomplete"), "{err}");
+    assert!(
+        err.contains("virthost rack-a: ") && err.contains("virthost rack-b: "),
+        "{err}"
+    );
+}
+
 #[test]
 fn ssh_on_a_lab_that_is_not_up_says_to_bring_it_up() {
     let dir = tempfile::tempdir().unwrap();

@@ -1429,6 +1429,23 @@ fn lab_over_two_virthosts() {
         assert!(fdb.contains(&format!("dst {peer}")), "{fdb}");
     }
 
+    // status: every VM running, each virthost's objects named after it
+    let out = kubelab(&state_parent, &["--json", "status", lab]);
+    let st = event(&out, "status");
+    for vm in st["vms"].as_array().unwrap() {
+        assert_eq!(vm["state"], "running", "{st}");
+    }
+    let objects = st["objects"].as_array().unwrap();
+    for (place, domain) in [("rack-a", "kl-e2e-two-va"), ("rack-b", "kl-e2e-two-vb")] {
+        let has = |kind: &str, name: Option<&str>| {
+            objects.iter().any(|o| {
+                o["virthost"] == place && o["kind"] == kind && name.is_none_or(|n| o["name"] == n)
+            })
+        };
+        assert!(has("domain", Some(domain)), "{place}: {st}");
+        assert!(has("tunnel", None) && has("network", None), "{place}: {st}");
+    }
+
     // a second up changes nothing
     let out = kubelab(&state_parent, &["--json", "up", "--timeout", "480", lab]);
     assert!(out.status.success(), "second up failed");

@@ -21,8 +21,10 @@ pub fn run(
     };
     let seen = if live {
         match rt.block_on(provision::status(&lab)) {
-            Ok(vms) => Some(
-                vms.into_iter()
+            Ok(status) => Some(
+                status
+                    .vms
+                    .into_iter()
                     .map(|v| LiveVm {
                         name: v.name,
                         state: v.state,

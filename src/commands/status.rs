@@ -15,7 +15,8 @@ pub fn run(path: &Path, ctx: &Context) -> ExitCode {
         Err(c) => return c,
     };
     match rt.block_on(provision::status(&lab)) {
-        Ok(vms) => {
+        Ok(status) => {
+            let vms = &status.vms;
             let nodes = cluster_nodes(&lab, &rt);
             let snapshots = rt
                 .block_on(crate::provision::snapshot::list(&lab))
@@ -29,12 +30,21 @@ pub fn run(path: &Path, ctx: &Context) -> ExitCode {
                 println!(
                     "{}",
                     serde_json::json!({"event": "status", "lab": lab.name, "vms": vms,
+                        "objects": status.objects,
                         "state_dir": crate::state::state_dir(&lab.name),
                         "kubernetes_nodes": nodes, "kubernetes_error": why,
                         "snapshots": snapshots})
                 );
             } else {
-                print!("{}", provision::table(&vms));
+                print!("{}", provision::table(vms));
+                // `virthost: 3 domain, …`; `virthost rack-a: …` over several
+                for line in provision::objects_summary(&status.objects) {
+                    if lab.is_spread() {
+                        println!("virthost {line}");
+                    } else {
+                        println!("{line}");
+                    }
+                }
                 if !snapshots.is_empty() {
                     print!("\nsnapshots:\n{}", super::snapshot::table(&snapshots));
                 }

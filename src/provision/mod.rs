@@ -23,6 +23,7 @@ pub mod snapshot;
 pub mod tunnels;
 mod up;
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
@@ -739,7 +740,7 @@ fn state_files_of(lab: &str, access: &VirthostAccess, virthost: &Virthost) -> Ve
 }
 
 /// `kubelab status`: every VM of the lab, from libvirt and the state dir.
-pub async fn status(lab: &Lab) -> Result<Vec<VmStatus>, ProvisionError> {
+pub async fn status(lab: &Lab) -> Result<LabStatus, ProvisionError> {
     let mut places = places::connect_every(lab, false).await?;
     // where a VM is may be decided at `up`: every place is asked about
     // every VM, and a VM is where it is not absent
@@ -748,18 +749,28 @@ pub async fn status(lab: &Lab) -> Result<Vec<VmStatus>, ProvisionError> {
         all.vms = lab.vms.clone();
         p.hold(all);
     }
-    let mut found: Vec<VmStatus> = Vec::new();
+    let mut out = LabStatus::default();
     let mut result = Ok(());
     for p in &places {
-        match p.status().await {
-            Ok(vms) => {
+        let found = match p.status().await {
+            Ok(vms) => p.owned().await.map(|objects| (vms, objects)),
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok((vms, objects)) => {
                 for vm in vms {
-                    match found.iter_mut().find(|f| f.name == vm.name) {
+                    match out.vms.iter_mut().find(|f| f.name == vm.name) {
                         Some(f) if f.state == "absent" => *f = vm,
                         Some(_) => {}
-                        None => found.push(vm),
+                        None => out.vms.push(vm),
                     }
                 }
+                out.objects
+                    .extend(objects.into_iter().map(|o| PlacedObject {
+                        virthost: p.name().to_string(),
+                        kind: o.kind,
+                        name: o.name,
+                    }));
             }
             Err(e) => {
                 result = Err(places::named(lab, p.name(), e));
@@ -768,7 +779,48 @@ pub async fn status(lab: &Lab) -> Result<Vec<VmStatus>, ProvisionError> {
         }
     }
     places::close_all(places).await;
-    result.map(|()| found)
+    result.map(|()| out)
+}
+
+/// `kubelab status`: the lab's VMs, and what of it exists on each virthost.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LabStatus {
+    pub vms: Vec<VmStatus>,
+    pub objects: Vec<PlacedObject>,
+}
+
+/// An object of the lab on one of its virthosts.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlacedObject {
+    pub virthost: String,
+    pub kind: String,
+    pub name: String,
+}
+
+/// Per virthost, how many objects of each kind the lab has there:
+/// `rack-a: 2 domain, 1 network, 1 tunnel`.
+pub fn objects_summary(objects: &[PlacedObject]) -> Vec<String> {
+    let mut by_place: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
+    for o in objects {
+        *by_place
+            .entry(o.virthost.as_str())
+            .or_default()
+            .entry(o.kind.as_str())
+            .or_default() += 1;
+    }
+    by_place
+        .into_iter()
+        .map(|(place, kinds)| {
+            format!(
+                "{place}: {}",
+                kinds
+                    .iter()
+                    .map(|(k, n)| format!("{n} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect()
 }
 
 /// `kubelab doctor`.

@@ -17,11 +17,18 @@ pub const PREPARE: &str = include_str!("../../templates/virthost/prepare.sh");
 /// the forwarding sysctls. Its last output line is `changed=N`.
 pub const RELEASE: &str = include_str!("../../templates/virthost/release.sh");
 
-/// `bridge.sh`: the Linux bridges kubelab makes from a NIC (list, up, down).
-pub const BRIDGE: &str = include_str!("../../templates/virthost/bridge.sh");
+/// `bridge.sh`: the Linux bridges kubelab makes from a NIC (list, up, down),
+/// after the device helpers it shares with `tunnel.sh` (`devices.sh`).
+pub const BRIDGE: &str = concat!(
+    include_str!("../../templates/virthost/devices.sh"),
+    include_str!("../../templates/virthost/bridge.sh")
+);
 
 /// `tunnel.sh`: the VXLAN devices joining a lab network across virthosts.
-pub const TUNNEL: &str = include_str!("../../templates/virthost/tunnel.sh");
+pub const TUNNEL: &str = concat!(
+    include_str!("../../templates/virthost/devices.sh"),
+    include_str!("../../templates/virthost/tunnel.sh")
+);
 
 /// Where `prepare.sh` notes what it changes on a virthost, for `release.sh`
 /// (per boot: the notes are about a running daemon and sysctls).

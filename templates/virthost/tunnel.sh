@@ -35,15 +35,7 @@ LAB=${KUBELAB_LAB:?}
 OWNER="kubelab:$LAB:"
 PORT=4789
 
-CHANGED=0
-changed() { CHANGED=$((CHANGED + 1)); echo "changed: $*"; }
-die() { echo "error: $*" >&2; exit 1; }
-
-[ "$(id -u)" = 0 ] || die "must run as root"
-
-exists() { ip link show dev "$1" >/dev/null 2>&1; }
-alias_of() { cat "/sys/class/net/$1/ifalias" 2>/dev/null || true; }
-master_of() { basename "$(readlink "/sys/class/net/$1/master" 2>/dev/null || echo none)"; }
+# (changed, die, the root check, exists, alias_of, master_of: devices.sh)
 # "VNI LOCAL" of a VXLAN device
 vxlan_of() {
   ip -d -o link show dev "$1" | sed -n 's/.* vxlan id \([0-9]*\).* local \([^ ]*\).*/\1 \2/p'
