@@ -119,7 +119,8 @@ vdir=$storage/vms-virsh
 mkdir -p "$vdir"
 ssh-keygen -q -t ed25519 -N '' -C vms-bench -f "$work/virsh_key"
 
-# Removes every object of ours (and only those) from libvirt, and their files.
+# Removes every object of ours (and only those) from libvirt, and their files;
+# with "all" also kcli's pool and its copy of the image.
 sweep() (
   set +e
   "$kubelab" -q down "$lab" >/dev/null 2>&1
@@ -129,11 +130,12 @@ sweep() (
   for net in vms-kcli-net vms-virsh-net; do
     $V net-destroy "$net" >/dev/null 2>&1; $V net-undefine "$net" >/dev/null 2>&1
   done
+  rm -rf "${vdir:?}"/* "$kpool"/vms-kcli-[0-9]*; $V pool-refresh vms-kcli >/dev/null 2>&1
+  [ "${1:-}" = all ] || exit 0   # a failed round: kcli's pool and image stay
   $V pool-destroy vms-kcli >/dev/null 2>&1; $V pool-undefine vms-kcli >/dev/null 2>&1
-  rm -rf "$kpool" "$vdir"
-  mkdir -p "$kpool" "$vdir"
+  rm -rf "$kpool"; mkdir -p "$kpool"
 )
-trap 'sweep; rm -rf "$kpool" "$vdir" "$work"' EXIT
+trap 'sweep all; rm -rf "$kpool" "$vdir" "$work"' EXIT
 
 # ---- up and down, per tool (each run as one command under measure.py) -------------
 kl_up() { "$kubelab" --json up --timeout 600 "$lab"; }
@@ -266,19 +268,23 @@ round_tool() { # ROUND TOOL: one up (to SSH on every VM) and one down, one line 
 
 echo "# vms benchmark: N=$n, $rounds round(s), $(nproc) CPUs, $(date -u '+%F %T') UTC; kubelab $("$kubelab" --version 2>/dev/null | head -n1), kcli $kcli_v, $(virsh --version | sed 's/^/libvirt /'), $(qemu-system-x86_64 --version | head -n1)"
 echo "# image $image; subnets kubelab $s_kl.0/24, kcli $s_kcli.0/24, virsh $s_virsh.0/24; load before: $(load); other QEMU guests: $(other_guests 'vms-|kl-vms-kl-')"
-sweep   # leftovers of an interrupted earlier run
+sweep all   # leftovers of an interrupted earlier run
 # kcli's pool with the image in it (a copy: libvirt may relabel files in pools)
 kcli create pool -p "$kpool" vms-kcli >/dev/null
 cp --reflink=auto "$image" "$kpool/$kimage"; $V pool-refresh vms-kcli >/dev/null
 tools=(kl kcli virsh)
 for round in $(seq 1 "$rounds"); do
   for k in 0 1 2; do
-    round_tool "$round" "${tools[$(( (round - 1 + k) % 3 ))]}"
+    t=${tools[$(( (round - 1 + k) % 3 ))]}
+    # A tool that fails a round (e.g. no SSH within 600 s on an overloaded
+    # machine) gets a FAILED line and its objects removed; the rounds go on.
+    # (Run as a background job so that `set -e` still applies inside it.)
+    round_tool "$round" "$t" & wait $! || { echo "round $round $t FAILED"; sweep; }
   done
 done | tee "$work/rounds"
 
 # ---- medians ------------------------------------------------------------------------
-col() { grep " $1 " "$work/rounds" | sed -E "s/.* $2=([0-9.]+).*/\1/"; }
+col() { grep " $1 .* ssh=" "$work/rounds" | sed -E "s/.* $2=([0-9.]+).*/\1/"; }
 declare -A S C R
 for t in kl kcli virsh; do
   S[$t]=$(col "$t" ssh | median); C[$t]=$(col "$t" clean | median)
