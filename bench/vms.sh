@@ -136,6 +136,7 @@ sweep() (
   rm -rf "$kpool"; mkdir -p "$kpool"
 )
 trap 'sweep all; rm -rf "$kpool" "$vdir" "$work"' EXIT
+trap 'exit 143' INT TERM   # so that a killed run removes its objects too
 
 # ---- up and down, per tool (each run as one command under measure.py) -------------
 kl_up() { "$kubelab" --json up --timeout 600 "$lab"; }
