@@ -290,8 +290,10 @@ declare -A S C R
 for t in kl kcli virsh; do
   S[$t]=$(col "$t" ssh | median); C[$t]=$(col "$t" clean | median)
   R[$t]=$(col "$t" rss_kib | sort -n | tail -n 1)
+  # a tool that failed every round has no figures
+  [ -n "${S[$t]}" ] || { S[$t]=n/a; C[$t]=n/a; R[$t]=0; }
 done
-ratio() { echo "scale=2; $1 / $2" | bc; }
+ratio() { case "$1$2" in *n/a*) echo n/a ;; *) echo "scale=2; $1 / $2" | bc ;; esac; }
 echo "# load after: $(load)"
 printf '# medians over %s rounds (s); peak RSS (MiB) over all rounds\n' "$rounds"
 for t in kl kcli virsh; do
