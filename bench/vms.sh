@@ -285,7 +285,7 @@ for round in $(seq 1 "$rounds"); do
 done | tee "$work/rounds"
 
 # ---- medians ------------------------------------------------------------------------
-col() { grep " $1 .* ssh=" "$work/rounds" | sed -E "s/.* $2=([0-9.]+).*/\1/"; }
+col() { { grep " $1 .* ssh=" "$work/rounds" || true; } | sed -E "s/.* $2=([0-9.]+).*/\1/"; }
 declare -A S C R
 for t in kl kcli virsh; do
   S[$t]=$(col "$t" ssh | median); C[$t]=$(col "$t" clean | median)
