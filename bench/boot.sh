@@ -11,9 +11,8 @@
 #   vms=N kubelab_all=S plain_single=S ratio=R disk_4g=MS disk_256g=MS
 set -euo pipefail
 n=${1:-2}; rounds=${2:-2}
-here=$(cd "$(dirname "$0")" && pwd); top=$(dirname "$here")
-# libvirt, QEMU, the image build tools and Rust: what a fresh machine lacks.
-"$top/scripts/deps.sh" bench; export PATH="$HOME/.cargo/bin:$PATH"
+# here, top, V, load, now, median; installs what a fresh machine lacks
+. "$(dirname "$0")/lib.sh"
 kubelab=${KUBELAB:-$top/target/debug/kubelab}
 [ -x "$kubelab" ] || (cd "$top" && cargo build -q)
 storage=${BENCH_STORAGE:-/var/cache/kubelab-test}
@@ -21,7 +20,6 @@ subnet=${BENCH_SUBNET:-192.168.219}
 work=$(mktemp -d /tmp/kl-boot-bench.XXXXXX)
 state=$work/state
 export KUBELAB_STATE_DIR=$state
-V="virsh -q -c qemu:///system"
 lab=$work/bench-boot.yaml
 plain=klbench-plain
 
@@ -43,10 +41,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-load() { cut -d' ' -f1-3 /proc/loadavg; }
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "# boot benchmark: $n VM(s), $rounds round(s), $(nproc) CPUs; load before: $(load); other QEMU guests running: $(pgrep -c qemu-system || true)"
 "$kubelab" -q down "$lab" >/dev/null 2>&1 || true

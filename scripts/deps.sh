@@ -3,7 +3,8 @@
 #   scripts/deps.sh build    - to build kubelab (C toolchain, libvirt headers, Rust)
 #   scripts/deps.sh virthost - to use this machine as a virthost (libvirt, QEMU, image build tools)
 #   scripts/deps.sh test     - everything the test suite uses (both of the above + sshd, sudo, ...)
-#   scripts/deps.sh bench    - everything bench/ uses (the test suite's, for its sshd hosts and VMs)
+#   scripts/deps.sh bench    - everything bench/ uses (the test suite's, for its sshd hosts and VMs;
+#                              bench/vms.sh also builds libvirt-python for kcli and makes seed ISOs)
 set -euo pipefail
 what=${1:-test}
 
@@ -13,11 +14,13 @@ virthost_pkgs=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-sy
                syslinux syslinux-common fdisk e2fsprogs openssh-client xz-utils)
 test_pkgs=(openssh-server openssh-client sudo iproute2 iputils-ping procps python3 python3-venv libxml2-utils openssl
            docker-registry containerd docker.io busybox-static chromium)
+bench_pkgs=(python3-dev genisoimage bc)
 
 case "$what" in
   build) pkgs=("${build_pkgs[@]}") ;;
   virthost) pkgs=("${build_pkgs[@]}" "${virthost_pkgs[@]}") ;;
-  test|bench) pkgs=("${build_pkgs[@]}" "${virthost_pkgs[@]}" "${test_pkgs[@]}") ;;
+  test) pkgs=("${build_pkgs[@]}" "${virthost_pkgs[@]}" "${test_pkgs[@]}") ;;
+  bench) pkgs=("${build_pkgs[@]}" "${virthost_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
   *) echo "usage: $0 build|virthost|test|bench" >&2; exit 2 ;;
 esac
 
