@@ -60,9 +60,10 @@ move_config() {
 
 case $ACTION in
 list)
+  # no process per interface: a virthost may have hundreds
   for d in /sys/class/net/*; do
-    b=$(basename "$d")
     [ -d "$d/bridge" ] || continue
+    b=${d##*/}
     [ "$(alias_of "$b")" = "$OWNER" ] || continue
     nic=none
     [ -f "$STATE/$b" ] && nic=$(sed -n 's/^nic //p' "$STATE/$b")

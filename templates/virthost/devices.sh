@@ -13,5 +13,5 @@ die() { echo "error: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root"
 
 exists() { ip link show dev "$1" >/dev/null 2>&1; }
-alias_of() { cat "/sys/class/net/$1/ifalias" 2>/dev/null || true; }
+alias_of() { a=; read -r a 2>/dev/null < "/sys/class/net/$1/ifalias" || true; echo "$a"; }
 master_of() { basename "$(readlink "/sys/class/net/$1/master" 2>/dev/null || echo none)"; }

@@ -44,9 +44,9 @@ vxlan_of() {
 peers_of() {
   bridge fdb show dev "$1" 2>/dev/null | sed -n 's/^00:00:00:00:00:00 dst \([^ ]*\).*/\1/p' | LC_ALL=C sort -u
 }
+# the VXLAN devices only (one `ip` for all), then their aliases
 owned_devices() {
-  for d in /sys/class/net/*; do
-    d=${d##*/}
+  for d in $(ip -o link show type vxlan | awk -F': ' '{print $2}' | cut -d@ -f1); do
     case "$(alias_of "$d")" in "$OWNER"*) echo "$d" ;; esac
   done
 }
