@@ -277,6 +277,7 @@ cat >"$ROOT/usr/lib/kubelab/cloud-init-zygote" <<'EOF'
 # line to the FIFO "req"; the forked stage writes "pid N" and at its end
 # "rc N" into RCFIFO. The zygote leaves after the final stage, or when no
 # stage asked for 15 minutes; the stage client then runs cloud-init itself.
+import gc
 import os
 import select
 import signal
@@ -286,7 +287,8 @@ import sys
 DIR = "/run/kubelab-cloud-init"
 IDLE_SECS = 900
 
-# What the stages import on their own, imported here once.
+# What the stages before sshd (init --local, init) import on their own,
+# imported here once; the later stages import their few modules themselves.
 PRELOAD = [
     "cloudinit.cmd.main",
     "cloudinit.sources.DataSourceNoCloud",
@@ -303,9 +305,7 @@ PRELOAD = [
     "cloudinit.config.cc_" + m
     for m in (
         "bootcmd write_files set_hostname update_hostname update_etc_hosts "
-        "users_groups ssh growpart resizefs runcmd scripts_per_once "
-        "scripts_per_boot scripts_per_instance scripts_user final_message "
-        "power_state_change"
+        "users_groups ssh"
     ).split()
 ]
 
@@ -356,6 +356,9 @@ def run_stage(rc_path, args):
 
 
 def main():
+    # no garbage collection passes while importing (nothing to collect yet);
+    # what is imported stays out of the forks' collections
+    gc.disable()
     failed = []
     for mod in PRELOAD:
         try:
@@ -364,6 +367,8 @@ def main():
             failed.append("%s (%s)" % (mod, e))
     if failed:
         print("kubelab cloud-init zygote: not preloaded: " + ", ".join(failed), file=sys.stderr)
+    gc.freeze()
+    gc.enable()
     os.makedirs(DIR, mode=0o700, exist_ok=True)
     req = os.path.join(DIR, "req")
     try:
