@@ -51,6 +51,13 @@ cleanup() {
 trap cleanup EXIT
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
+# CPU seconds a running domain's QEMU has used since it started (user +
+# system, all threads): under TCG the guest's work, whatever else the host
+# runs; with a busy host the wall-clock figures grow, this one does not.
+qemu_cpu() {
+  local pid; pid=$(cat "/run/libvirt/qemu/$1.pid" 2>/dev/null) || { echo "?"; return; }
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.1f\n", ($12 + $13) / hz }' "/proc/$pid/stat"
+}
 now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -61,12 +68,13 @@ for r in $(seq 1 "$rounds"); do
   # ---- kubelab: N VMs from nothing to SSH on every one --------------------------
   l0=$(load)
   out=$("$kubelab" --json up --timeout 600 "$lab")
+  cpu1=$(qemu_cpu kl-bench-boot-b1)
   secs=$(echo "$out" | grep '"event":"up"' | sed 's/.*"boot_to_ssh_secs":\([0-9.]*\).*/\1/')
   total=$(echo "$out" | grep '"event":"up"' | sed 's/.*"total_secs":\([0-9.]*\).*/\1/')
   disks=$(echo "$out" | grep '"step":"volumes, seed, definition, start"' | grep step_end \
     | sed 's/.*"duration_ms":\([0-9]*\).*/\1/' | tr '\n' ' ')
   kl_all+=("$secs")
-  echo "round $r: kubelab up: all $n VM(s) answer SSH ${secs}s after the first start (up in all ${total}s; per-VM volumes+seed+define+start: ${disks}ms); load $l0 -> $(load)"
+  echo "round $r: kubelab up: all $n VM(s) answer SSH ${secs}s after the first start (up in all ${total}s; per-VM volumes+seed+define+start: ${disks}ms); b1's QEMU used ${cpu1} CPU s; load $l0 -> $(load)"
   # the guest's view of the same boot (b1), once its boot has finished
   ip1=$(echo "$out" | grep '"event":"up"' | grep -o '"addresses":\["[^"]*"[^]]*\],"disks":\[[^]]*\],"name":"b1"' \
     | sed 's/"addresses":\["\([^"]*\)".*/\1/' | head -n1)
@@ -102,8 +110,9 @@ for r in $(seq 1 "$rounds"); do
     ip=$($V domifaddr "$plain" --source lease 2>/dev/null | awk -v m="$mac" '$2 == m && $3 == "ipv4" {split($4, a, "/"); print a[1]}' | head -n1)
   done
   t=$(echo "$(now) - $t0" | bc)
+  cpu=$(qemu_cpu "$plain")
   plain_one+=("$t")
-  echo "round $r: plain virsh: one guest answers SSH ${t}s after virsh start; load $l0 -> $(load)"
+  echo "round $r: plain virsh: one guest answers SSH ${t}s after virsh start, its QEMU used ${cpu} CPU s; load $l0 -> $(load)"
   $V destroy "$plain" >/dev/null; $V undefine "$plain" >/dev/null
   "$kubelab" -q down "$lab" >/dev/null
 done
