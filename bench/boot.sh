@@ -9,6 +9,11 @@
 # libvirt (subnet 192.168.219.0/24 unless BENCH_SUBNET says otherwise) and
 # removes it at the end. Prints per-round figures and medians; the last line:
 #   vms=N kubelab_all=S plain_single=S ratio=R disk_4g=MS disk_256g=MS
+# BENCH_IMAGE: the lab's `image:` (default `{build: debian-12}`), e.g. an
+# older built image by path and checksum to compare it with the current one:
+#   BENCH_IMAGE='{url: "file:///var/cache/kubelab-test/images/OLD.qcow2", sha256: HEX}'
+# After each round, the guest's own account of its boot (systemd-analyze,
+# the critical chain to sshd, cloud-init's stages) is printed with "guest:".
 set -euo pipefail
 n=${1:-2}; rounds=${2:-2}
 # here, top, V, load, now, median; installs what a fresh machine lacks
@@ -17,6 +22,7 @@ kubelab=${KUBELAB:-$top/target/debug/kubelab}
 [ -x "$kubelab" ] || (cd "$top" && cargo build -q)
 storage=${BENCH_STORAGE:-/var/cache/kubelab-test}
 subnet=${BENCH_SUBNET:-192.168.219}
+image=${BENCH_IMAGE:-"{build: debian-12}"}
 work=$(mktemp -d /tmp/kl-boot-bench.XXXXXX)
 state=$work/state
 export KUBELAB_STATE_DIR=$state
@@ -26,7 +32,7 @@ plain=klbench-plain
 cat > "$lab" <<LAB
 name: bench-boot
 virthost: {local: true, domain_type: auto, tcg_cache: 128MiB, storage_dir: $storage}
-image: {build: debian-12}
+image: $image
 networks:
   - {name: lan, kind: nat, ipv4: $subnet.0/24}
 defaults: {cpus: 1, memory: 640MiB, disk: 4GiB}
@@ -42,6 +48,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# CPU seconds a running domain's QEMU has used since it started (user +
+# system, all threads): under TCG the guest's work, whatever else the host
+# runs; with a busy host the wall-clock figures grow, this one does not.
+qemu_cpu() {
+  local pid; pid=$(cat "/run/libvirt/qemu/$1.pid" 2>/dev/null) || { echo "?"; return; }
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.1f\n", ($12 + $13) / hz }' "/proc/$pid/stat"
+}
+
 echo "# boot benchmark: $n VM(s), $rounds round(s), $(nproc) CPUs; load before: $(load); other QEMU guests running: $(pgrep -c qemu-system || true)"
 "$kubelab" -q down "$lab" >/dev/null 2>&1 || true
 kl_all=(); plain_one=()
@@ -49,12 +63,22 @@ for r in $(seq 1 "$rounds"); do
   # ---- kubelab: N VMs from nothing to SSH on every one --------------------------
   l0=$(load)
   out=$("$kubelab" --json up --timeout 600 "$lab")
+  cpu1=$(qemu_cpu kl-bench-boot-b1)
   secs=$(echo "$out" | grep '"event":"up"' | sed 's/.*"boot_to_ssh_secs":\([0-9.]*\).*/\1/')
   total=$(echo "$out" | grep '"event":"up"' | sed 's/.*"total_secs":\([0-9.]*\).*/\1/')
   disks=$(echo "$out" | grep '"step":"volumes, seed, definition, start"' | grep step_end \
     | sed 's/.*"duration_ms":\([0-9]*\).*/\1/' | tr '\n' ' ')
   kl_all+=("$secs")
-  echo "round $r: kubelab up: all $n VM(s) answer SSH ${secs}s after the first start (up in all ${total}s; per-VM volumes+seed+define+start: ${disks}ms); load $l0 -> $(load)"
+  echo "round $r: kubelab up: all $n VM(s) answer SSH ${secs}s after the first start (up in all ${total}s; per-VM volumes+seed+define+start: ${disks}ms); b1's QEMU used ${cpu1} CPU s; load $l0 -> $(load)"
+  # the guest's view of the same boot (b1), once its boot has finished
+  ip1=$(echo "$out" | grep '"event":"up"' | grep -o '"addresses":\["[^"]*"[^]]*\],"disks":\[[^]]*\],"name":"b1"' \
+    | sed 's/"addresses":\["\([^"]*\)".*/\1/' | head -n1)
+  ssh -q -i "$state/bench-boot/id_ed25519" -o BatchMode=yes -o ConnectTimeout=5 \
+    -o UserKnownHostsFile="$state/bench-boot/known_hosts" -o HostKeyAlias=b1 -o StrictHostKeyChecking=yes \
+    "kubelab@$ip1" 'for i in $(seq 1 120); do systemd-analyze >/dev/null 2>&1 && break; sleep 1; done
+      systemd-analyze | head -n1; systemd-analyze critical-chain ssh.service | tail -n +3
+      cloud-init analyze show 2>/dev/null | grep -E "^Finished stage|^Total"; cloud-init status' 2>&1 \
+    | sed "s/^/round $r: guest: /" || true
 
   # ---- plain virsh: one guest, same image, domain XML and seed ------------------
   pool=$storage/bench-boot
@@ -81,8 +105,9 @@ for r in $(seq 1 "$rounds"); do
     ip=$($V domifaddr "$plain" --source lease 2>/dev/null | awk -v m="$mac" '$2 == m && $3 == "ipv4" {split($4, a, "/"); print a[1]}' | head -n1)
   done
   t=$(echo "$(now) - $t0" | bc)
+  cpu=$(qemu_cpu "$plain")
   plain_one+=("$t")
-  echo "round $r: plain virsh: one guest answers SSH ${t}s after virsh start; load $l0 -> $(load)"
+  echo "round $r: plain virsh: one guest answers SSH ${t}s after virsh start, its QEMU used ${cpu} CPU s; load $l0 -> $(load)"
   $V destroy "$plain" >/dev/null; $V undefine "$plain" >/dev/null
   "$kubelab" -q down "$lab" >/dev/null
 done
