@@ -378,19 +378,16 @@ impl Provider for LibvirtVirthost {
         &self.access
     }
 
-    async fn status(&self) -> Result<Vec<VmStatus>, ProvisionError> {
-        let c = match &self.libvirt {
-            Some(c) => c,
-            None => &super::open_libvirt(&self.access).await?,
-        };
+    async fn status(&mut self) -> Result<Vec<VmStatus>, ProvisionError> {
+        self.libvirt(false).await?;
+        let c = self.connection();
         blocking(|| status_of(&self.lab, c))
     }
 
-    async fn owned(&self) -> Result<Vec<OwnedObject>, ProvisionError> {
-        let c = match &self.libvirt {
-            Some(c) => c,
-            None => &super::open_libvirt(&self.access).await?,
-        };
+    async fn owned(&mut self) -> Result<Vec<OwnedObject>, ProvisionError> {
+        // the connection `status` opened, when it ran first
+        self.libvirt(false).await?;
+        let c = self.connection();
         let objects = blocking(|| c.lab_objects(&self.lab_name)).map_err(failed)?;
         let bridges = bridges::existing(&self.access, &self.lab.name)
             .await

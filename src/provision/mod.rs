@@ -751,7 +751,7 @@ pub async fn status(lab: &Lab) -> Result<LabStatus, ProvisionError> {
     }
     let mut out = LabStatus::default();
     let mut result = Ok(());
-    for p in &places {
+    for p in places.iter_mut() {
         let found = match p.status().await {
             Ok(vms) => p.owned().await.map(|objects| (vms, objects)),
             Err(e) => Err(e),

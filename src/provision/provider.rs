@@ -91,10 +91,10 @@ pub trait Provider: Sync {
     fn reach(&self) -> &VirthostAccess;
 
     /// Every VM of the lab here: state, addresses, disks.
-    async fn status(&self) -> Result<Vec<VmStatus>, ProvisionError>;
+    async fn status(&mut self) -> Result<Vec<VmStatus>, ProvisionError>;
 
     /// What of the lab exists here, and nothing else.
-    async fn owned(&self) -> Result<Vec<OwnedObject>, ProvisionError>;
+    async fn owned(&mut self) -> Result<Vec<OwnedObject>, ProvisionError>;
 
     /// Remove the lab's objects here and nothing else.
     async fn teardown(&mut self) -> Result<DownReport, ProvisionError>;
