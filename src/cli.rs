@@ -298,13 +298,16 @@ pub enum Command {
         #[command(subcommand)]
         action: SnapshotAction,
     },
-    /// Every kubelab lab on a virthost, from libvirt alone (no lab file or
-    /// state directory needed): owner, age, expiry, VMs running/total,
-    /// memory and disk.
+    /// Every kubelab lab on one or several virthosts, from libvirt alone
+    /// (no lab file or state directory needed): owner, age, expiry, VMs
+    /// running/total, memory and disk. Several virthosts are asked in
+    /// parallel and listed with a VIRTHOST column; a lab spread over them
+    /// shows once per virthost.
     Ls {
-        /// The virthost: an inventory name or file, or `user@host[:port]`.
+        /// A virthost: an inventory name or file, or `user@host[:port]`;
+        /// repeat it to list several.
         #[arg(long, value_name = "INVENTORY|USER@HOST", default_value = "local")]
-        virthost: String,
+        virthost: Vec<String>,
     },
     /// Remove the labs whose time is up (`ttl:` in the lab file, `up
     /// --ttl`) from a virthost exactly as `down` would, from libvirt alone

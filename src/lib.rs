@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod bundle;
 pub mod cli;
+pub mod columns;
 pub mod commands;
 pub mod components;
 pub mod containerd;

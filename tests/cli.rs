@@ -290,6 +290,39 @@ fn lab_over_virthosts_names_those_it_cannot_reach() {
         err.contains("virthost rack-a: ") && err.contains("virthost rack-b: "),
         "{err}"
     );
+
+    // ls over both: each named, one error event each, no table.
+    let refs: Vec<String> = ports
+        .iter()
+        .map(|p| format!("root@127.0.0.1:{p}"))
+        .collect();
+    let ls = Command::new(env!("CARGO_BIN_EXE_kubelab"))
+        .args([
+            "--json",
+            "ls",
+            "--virthost",
+            &refs[0],
+            "--virthost",
+            &refs[1],
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(ls.status.code(), Some(3), "{}", text(&ls.stderr));
+    let err = text(&ls.stderr);
+    for r in &refs {
+        assert!(err.contains(&format!("error: ls: virthost {r}: ")), "{err}");
+    }
+    let events: Vec<serde_json::Value> = text(&ls.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    for (e, r) in events.iter().zip(&refs) {
+        assert_eq!(
+            (&e["event"], &e["virthost"]),
+            (&"error".into(), &r.as_str().into())
+        );
+    }
 }
 
 #[test]

@@ -1446,6 +1446,59 @@ fn lab_over_two_virthosts() {
         assert!(has("tunnel", None) && has("network", None), "{place}: {st}");
     }
 
+    // ls over both virthosts at once: the lab on each, with its part there
+    let inventories: Vec<String> = [(&a, "rack-a", 0), (&b, "rack-b", 1)]
+        .iter()
+        .map(|(v, name, i)| {
+            let path = work.path().join(format!("{name}.yaml"));
+            std::fs::write(&path, v.inventory(&storage[*i])).unwrap();
+            path.display().to_string()
+        })
+        .collect();
+    let ls_args = |json: bool| {
+        let mut args: Vec<&str> = if json {
+            vec!["--json", "ls"]
+        } else {
+            vec!["ls"]
+        };
+        for inventory in &inventories {
+            args.extend(["--virthost", inventory.as_str()]);
+        }
+        kubelab(&state_parent, &args)
+    };
+    let out = ls_args(true);
+    assert!(out.status.success(), "ls over two virthosts failed");
+    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &serde_json::Value| e["event"] == "ls")
+        .collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for (e, inventory) in listed.iter().zip(&inventories) {
+        assert_eq!(e["virthost"], inventory.as_str(), "{e}");
+        let me = e["labs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["lab"] == "e2e-two")
+            .unwrap_or_else(|| panic!("e2e-two not on {inventory}: {e}"));
+        assert_eq!(
+            (&me["vms"], &me["vms_running"]),
+            (&1.into(), &1.into()),
+            "{me}"
+        );
+    }
+    let table = String::from_utf8_lossy(&ls_args(false).stdout).into_owned();
+    assert!(table.starts_with("VIRTHOST "), "{table}");
+    for inventory in &inventories {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(inventory.as_str()) && l.contains(" e2e-two ")),
+            "{table}"
+        );
+    }
+
     // a second up changes nothing
     let out = kubelab(&state_parent, &["--json", "up", "--timeout", "480", lab]);
     assert!(out.status.success(), "second up failed");

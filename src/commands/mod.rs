@@ -62,13 +62,22 @@ pub fn virthost_and_runtime(
     reference: &str,
     ctx: &Context,
 ) -> Result<(crate::lab::model::Virthost, tokio::runtime::Runtime), ExitCode> {
-    let virthost = loaded(
+    let virthost = load_virthost(reference, ctx)?;
+    Ok((virthost, runtime()?))
+}
+
+/// A `--virthost` reference loaded (an inventory name or file, or
+/// `user@host[:port]`); its errors said, exit code 2.
+pub fn load_virthost(
+    reference: &str,
+    ctx: &Context,
+) -> Result<crate::lab::model::Virthost, ExitCode> {
+    loaded(
         crate::lab::load::load_virthost(reference, &ctx.load),
         reference,
         "virthost",
         ctx,
-    )?;
-    Ok((virthost, runtime()?))
+    )
 }
 
 /// What a loader gave: the value (its warnings said unless `--quiet`), or

@@ -96,20 +96,7 @@ pub fn table(nodes: &[NodeStatus]) -> String {
             n.internal_ips.join(","),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    crate::columns::render(&rows)
 }
 
 /// Merge the lab's admin kubeconfig into `target` (created when missing):

@@ -866,18 +866,7 @@ pub fn table(vms: &[VmStatus]) -> String {
             v.disks.join(","),
         ]);
     }
-    let widths: Vec<usize> = (0..4)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    rows.iter()
-        .map(|r| {
-            let line = (0..4)
-                .map(|i| format!("{:w$}", r[i], w = widths[i]))
-                .collect::<Vec<_>>()
-                .join("  ");
-            format!("{}\n", line.trim_end())
-        })
-        .collect()
+    crate::columns::render(&rows)
 }
 
 /// Run a command on a VM: (exit code, stdout, stderr).

@@ -445,8 +445,17 @@ impl NetnsVirthost {
 
     /// The `virthost:` block of a lab file for this virthost.
     pub fn lab_virthost(&self, storage_dir: &Path) -> String {
+        let mut block = "virthost:\n".to_string();
+        for line in self.inventory(storage_dir).lines() {
+            block.push_str(&format!("  {line}\n"));
+        }
+        block
+    }
+
+    /// An inventory file's text for this virthost (for `--virthost`).
+    pub fn inventory(&self, storage_dir: &Path) -> String {
         format!(
-            "virthost:\n  address: {}\n  user: root\n  identity_file: {}\n  known_hosts: {}\n  host_key_policy: strict\n  domain_type: auto\n  tcg_cache: 128MiB\n  storage_dir: {}\n",
+            "address: {}\nuser: root\nidentity_file: {}\nknown_hosts: {}\nhost_key_policy: strict\ndomain_type: auto\ntcg_cache: 128MiB\nstorage_dir: {}\n",
             self.address,
             self.key.display(),
             self.known_hosts.display(),

@@ -12,8 +12,10 @@
 //!
 //! For development:
 //! - `KUBELAB_TESTBED_AREAS=network,cluster` runs only those areas;
-//! - `KUBELAB_TESTBED_KEEP=1` leaves the lab up afterwards (the next run's
-//!   `up` then changes nothing and takes seconds).
+//! - `KUBELAB_TESTBED_KEEP=1` leaves the lab up afterwards, and reuses one
+//!   left up (its `up` then changes nothing and takes seconds). Without it
+//!   a run takes down whatever test bed an earlier run left (kept, or
+//!   killed before its end) and starts from fresh VMs.
 //!
 //! Needs root and `scripts/deps.sh test`. About 5 minutes for the first boot
 //! on 2 cores with a cached base image (the first image build takes longer).
@@ -265,6 +267,13 @@ fn testbed() {
     let only: Option<Vec<String>> = std::env::var("KUBELAB_TESTBED_AREAS")
         .ok()
         .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    if std::env::var_os("KUBELAB_TESTBED_KEEP").is_none() {
+        // A test bed left by a run that was kept or killed (its disks hold
+        // that run's packages, images and files) would carry its state
+        // into these areas: this run starts from fresh VMs.
+        tb.kubelab_ok(&["down", tb.lab_arg()]);
+        let _ = std::fs::remove_dir_all(support::cache_dir().join("testbed"));
+    }
     let _down = Down(&tb);
     tb.kubelab_ok(&["up", tb.lab_arg()]);
     let mut failed = Vec::new();
