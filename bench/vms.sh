@@ -49,21 +49,16 @@ kcli_v=$("$venv/bin/pip" show kcli | sed -n 's/^Version: //p')
 
 libvirt_ready
 # ---- the base image ---------------------------------------------------------------
-# kubelab's own debian-12 recipe with two changes, so that kcli can use it:
-# Debian's generic kernel (kcli attaches its cloud-init ISO as a SATA CD-ROM,
-# hard-coded for x86, and the recipe's cloud kernel has no AHCI driver, so
-# kcli's guests would never see their seed), and ext4 in the initramfs's
-# module list (built into the cloud kernel, a module in the generic one).
-# The recipe caches by its text, so this variant is built once (~5 min) and
-# kept next to kubelab's images. All three tools boot this same file; kubelab
+# kubelab's own debian-12 recipe with Debian's generic kernel, so that kcli
+# can use it (kcli attaches its cloud-init ISO as a SATA CD-ROM, hard-coded
+# for x86, and the recipe's cloud kernel has no AHCI driver, so kcli's guests
+# would never see their seed; the recipe's initramfs carries ext4 for this
+# kernel). The recipe caches by its text and packages, so this variant is
+# built once (~5 min) and kept next to kubelab's images. All three tools boot this same file; kubelab
 # takes it as a file:// image with its checksum, placed where its download
 # would put it (so `up` neither copies nor hashes it).
-recipe=$work/build-image-debian-vms.sh
-sed 's/^\(printf .%s\\n. virtio_pci .*\) virtio_rng \\$/\1 virtio_rng ext4 \\/' \
-  "$top/templates/virthost/build-image-debian.sh" > "$recipe"
-grep -q 'virtio_rng ext4' "$recipe" || { echo "recipe: module list not found" >&2; exit 1; }
 built=$(KUBELAB_EXTRA_PACKAGES=linux-image-amd64 KUBELAB_IMAGE_DIR=$storage/images \
-  sh "$recipe" 2>>"$work/image.log" | tail -n 1)
+  sh "$top/templates/virthost/build-image-debian.sh" 2>>"$work/image.log" | tail -n 1)
 [ -f "$built" ] || { cat "$work/image.log"; echo "no base image" >&2; exit 1; }
 [ -f "$built.sha256" ] || sha256sum < "$built" | cut -c1-64 > "$built.sha256"
 sum=$(cat "$built.sha256"); image=$storage/images/$sum.img

@@ -1516,8 +1516,20 @@ fn lab_over_two_virthosts() {
              ip link add foreignvx type vxlan id 4242 local {tunnel} dstport 4789"
         ));
     }
-    let out = kubelab(&state_parent, &["down", lab]);
+    // on rack-b the foreign network runs: libvirtd stays there
+    b.ssh_ok("virsh -q -c qemu:///system net-start foreign-net");
+    let out = kubelab(&state_parent, &["--json", "down", lab]);
     assert!(out.status.success(), "down failed");
+    let released = event(&out, "down")["virthost_released"].to_string();
+    assert!(
+        released.contains("rack-a: libvirtd stopped")
+            && released
+                .contains("rack-b: left as it is: libvirt still runs 1 network(s) and 0 VM(s)"),
+        "{released}"
+    );
+    let libvirtd = "cat /run/libvirtd.pid 2>/dev/null | xargs -r ps -o comm= -p || true";
+    assert!(!a.ssh_ok(libvirtd).contains("libvirtd"), "rack-a");
+    assert!(b.ssh_ok(libvirtd).contains("libvirtd"), "rack-b");
     for v in [&a, &b] {
         // libvirt's own definitions (down stops the libvirtd kubelab
         // started, once no lab of it is left: the files are what it keeps)

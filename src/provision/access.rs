@@ -16,6 +16,7 @@ use crate::transport::{
     TransportError, quote,
 };
 use crate::virthost::libvirt::Connection;
+use crate::virthost::scripts::script;
 
 /// The way to the virthost.
 pub enum VirthostAccess {
@@ -88,6 +89,32 @@ impl VirthostAccess {
                 .timeout(timeout),
         )
         .await
+    }
+
+    /// Run one of kubelab's virthost scripts (`templates/virthost/`, its
+    /// `KUBELAB_*` variables exported first) as root: what it printed, or
+    /// an error naming it (`what`) with the end of its output.
+    pub async fn run_script(
+        &self,
+        what: &str,
+        template: &str,
+        vars: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let out = self
+            .run(Command::script(script(template, vars)), timeout)
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
+        let stdout = out.stdout_str();
+        if !out.status.success() {
+            return Err(format!(
+                "{what} failed ({}):\n{}{}",
+                out.status,
+                tail(&stdout, 20),
+                tail(&out.stderr_str(), 30)
+            ));
+        }
+        Ok(stdout)
     }
 
     /// SSH to a VM behind the virthost (direct for a local virthost).
@@ -369,6 +396,13 @@ where
 /// `<state>/id_ed25519`: the lab's VM login key.
 pub fn login_key_path(state: &Path) -> PathBuf {
     state.join("id_ed25519")
+}
+
+/// The last `lines` lines of a script's output, each ending in a newline.
+pub(super) fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let from = all.len().saturating_sub(lines);
+    all[from..].iter().map(|l| format!("{l}\n")).collect()
 }
 
 #[cfg(test)]

@@ -11,8 +11,7 @@ use super::access::VirthostAccess;
 use super::plan::Action;
 use crate::lab::Lab;
 use crate::lab::model::NetworkKind;
-use crate::transport::Command;
-use crate::virthost::scripts::{BRIDGE, VIRTHOST_STATE, script};
+use crate::virthost::scripts::{BRIDGE, VIRTHOST_STATE};
 
 /// (network, bridge, NIC) of every bridge the lab makes.
 pub fn wanted(lab: &Lab) -> Vec<(String, String, String)> {
@@ -35,27 +34,20 @@ async fn run(
     bridge: &str,
     nic: &str,
 ) -> Result<String, String> {
-    let text = script(
-        BRIDGE,
-        &[
-            ("KUBELAB_ACTION", action),
-            ("KUBELAB_LAB", lab),
-            ("KUBELAB_BRIDGE", bridge),
-            ("KUBELAB_NIC", nic),
-            ("KUBELAB_VIRTHOST_STATE", VIRTHOST_STATE),
-        ],
-    );
-    let out = access
-        .run(Command::script(text), Duration::from_secs(60))
+    access
+        .run_script(
+            &format!("bridge.sh {action} {bridge}"),
+            BRIDGE,
+            &[
+                ("KUBELAB_ACTION", action),
+                ("KUBELAB_LAB", lab),
+                ("KUBELAB_BRIDGE", bridge),
+                ("KUBELAB_NIC", nic),
+                ("KUBELAB_VIRTHOST_STATE", VIRTHOST_STATE),
+            ],
+            Duration::from_secs(60),
+        )
         .await
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "bridge.sh {action} {bridge}: {}",
-            out.stderr_str().trim()
-        ));
-    }
-    Ok(out.stdout_str())
 }
 
 /// The lab's bridges on the virthost: (bridge, NIC).

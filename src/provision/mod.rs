@@ -491,7 +491,7 @@ pub async fn remove_lab(
     storage_dir: &str,
     own_lock: &Path,
 ) -> Result<DownReport, ProvisionError> {
-    let (was_absent, report) = blocking(|| -> Result<_, ProvisionError> {
+    let (was_absent, report, running) = blocking(|| -> Result<_, ProvisionError> {
         let objects = c.lab_objects(name).map_err(failed)?;
         let was_absent = objects.is_empty();
         let report = if was_absent {
@@ -499,7 +499,9 @@ pub async fn remove_lab(
         } else {
             Some(c.teardown(name).map_err(failed)?)
         };
-        Ok((was_absent, report))
+        // what release.sh would otherwise ask libvirt with three virsh runs
+        let running = c.running().ok();
+        Ok((was_absent, report, running))
     })?;
     drop(c);
     let virthost_released = if report.as_ref().is_some_and(|r| !r.failures.is_empty()) {
@@ -514,7 +516,7 @@ pub async fn remove_lab(
                 .map_err(failed)?,
         );
         released.extend(
-            prepare::release(access, storage_dir, own_lock)
+            prepare::release(access, storage_dir, own_lock, running)
                 .await
                 .map_err(failed)?,
         );

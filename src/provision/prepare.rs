@@ -11,7 +11,7 @@ use crate::lab::model::{DomainType as LabDomainType, Image};
 use crate::transport::Command;
 use crate::virthost::libvirt::Connection;
 use crate::virthost::scripts::{
-    BUILD_IMAGE_DEBIAN, PREPARE, RELEASE, ScriptReport, VIRTHOST_STATE, script,
+    BUILD_IMAGE_DEBIAN, PREPARE, RELEASE, ScriptReport, VIRTHOST_STATE,
 };
 use crate::virthost::spec::{DomainType, VolumeFormat};
 
@@ -23,60 +23,46 @@ pub async fn prepare(access: &VirthostAccess, lab: &Lab, install: bool) -> Resul
     } else {
         "0"
     };
-    let text = script(
-        PREPARE,
-        &[
-            ("KUBELAB_INSTALL", if install { "1" } else { "0" }),
-            ("KUBELAB_IMAGE_TOOLS", image_tools),
-            ("KUBELAB_VIRTHOST_STATE", VIRTHOST_STATE),
-        ],
-    );
-    let out = access
-        .run(Command::script(text), Duration::from_secs(1800))
-        .await
-        .map_err(|e| e.to_string())?;
-    let stdout = out.stdout_str();
-    if !out.status.success() {
-        return Err(format!(
-            "prepare.sh failed ({}):\n{}{}",
-            out.status,
-            tail(&stdout, 20),
-            out.stderr_str()
-        ));
-    }
+    let stdout = access
+        .run_script(
+            "prepare.sh",
+            PREPARE,
+            &[
+                ("KUBELAB_INSTALL", if install { "1" } else { "0" }),
+                ("KUBELAB_IMAGE_TOOLS", image_tools),
+                ("KUBELAB_VIRTHOST_STATE", VIRTHOST_STATE),
+            ],
+            Duration::from_secs(1800),
+        )
+        .await?;
     Ok(ScriptReport::read(&stdout).count.unwrap_or(0))
 }
 
 /// Run `release.sh` on the virthost after a lab went down; returns what it
 /// changed (one line each), or why it left the virthost as it is (something
-/// else uses it).
+/// else uses it). `running`: how many networks and domains libvirt runs, when the
+/// caller's connection just asked (the script asks `virsh` otherwise).
 pub async fn release(
     access: &VirthostAccess,
     storage_dir: &str,
     own_lock: &Path,
+    running: Option<(usize, usize)>,
 ) -> Result<Vec<String>, String> {
     let own_lock = own_lock.display().to_string();
-    let text = script(
-        RELEASE,
-        &[
-            ("KUBELAB_VIRTHOST_STATE", VIRTHOST_STATE),
-            ("KUBELAB_STORAGE_DIR", storage_dir),
-            ("KUBELAB_OWN_LOCK", own_lock.as_str()),
-        ],
-    );
-    let out = access
-        .run(Command::script(text), Duration::from_secs(120))
-        .await
-        .map_err(|e| e.to_string())?;
-    let stdout = out.stdout_str();
-    if !out.status.success() {
-        return Err(format!(
-            "release.sh failed ({}):\n{}{}",
-            out.status,
-            tail(&stdout, 20),
-            out.stderr_str()
-        ));
-    }
+    let running = running.map_or(String::new(), |(n, d)| format!("{n} {d}"));
+    let stdout = access
+        .run_script(
+            "release.sh",
+            RELEASE,
+            &[
+                ("KUBELAB_VIRTHOST_STATE", VIRTHOST_STATE),
+                ("KUBELAB_STORAGE_DIR", storage_dir),
+                ("KUBELAB_OWN_LOCK", own_lock.as_str()),
+                ("KUBELAB_LIBVIRT_RUNNING", running.as_str()),
+            ],
+            Duration::from_secs(120),
+        )
+        .await?;
     let report = ScriptReport::read(&stdout);
     Ok(report
         .changes
@@ -88,12 +74,6 @@ pub async fn release(
                 .map(|why| format!("left as it is: {why}")),
         )
         .collect())
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    let from = all.len().saturating_sub(lines);
-    all[from..].iter().map(|l| format!("{l}\n")).collect()
 }
 
 /// The base image on the virthost.
@@ -166,7 +146,7 @@ pub fn expected_base_image(lab: &Lab) -> Option<PathBuf> {
 /// virthost, under `<storage_dir>/images`.
 pub async fn base_image(access: &VirthostAccess, lab: &Lab) -> Result<BaseImage, String> {
     let dir = super::desired::image_dir(lab).display().to_string();
-    let (text, what) = match &lab.image {
+    let (template, vars, what) = match &lab.image {
         Image::Build {
             recipe, packages, ..
         } => {
@@ -177,46 +157,34 @@ pub async fn base_image(access: &VirthostAccess, lab: &Lab) -> Result<BaseImage,
             }
             let packages = packages.join(" ");
             (
-                script(
-                    BUILD_IMAGE_DEBIAN,
-                    &[
-                        ("KUBELAB_IMAGE_DIR", dir.as_str()),
-                        ("KUBELAB_EXTRA_PACKAGES", packages.as_str()),
-                    ],
-                ),
+                BUILD_IMAGE_DEBIAN,
+                vec![
+                    ("KUBELAB_IMAGE_DIR", dir.clone()),
+                    ("KUBELAB_EXTRA_PACKAGES", packages),
+                ],
                 "build-image-debian.sh",
             )
         }
         Image::Download { url, sha256, .. } => (
-            script(
-                DOWNLOAD_IMAGE,
-                &[
-                    ("KUBELAB_IMAGE_DIR", dir.as_str()),
-                    ("KUBELAB_URL", url.as_str()),
-                    ("KUBELAB_SHA256", sha256.to_ascii_lowercase().as_str()),
-                ],
-            ),
+            DOWNLOAD_IMAGE,
+            vec![
+                ("KUBELAB_IMAGE_DIR", dir.clone()),
+                ("KUBELAB_URL", url.clone()),
+                ("KUBELAB_SHA256", sha256.to_ascii_lowercase()),
+            ],
             "image download",
         ),
     };
-    let out = access
-        .run(Command::script(text), Duration::from_secs(3600))
-        .await
-        .map_err(|e| e.to_string())?;
-    let stdout = out.stdout_str();
-    if !out.status.success() {
-        return Err(format!(
-            "{what} failed ({}):\n{}",
-            out.status,
-            tail(&out.stderr_str(), 30)
-        ));
-    }
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let stdout = access
+        .run_script(what, template, &vars, Duration::from_secs(3600))
+        .await?;
     let mut lines = stdout.lines().rev().filter(|l| !l.trim().is_empty());
     let path = lines.next().map(str::trim).unwrap_or_default();
     if !path.starts_with('/') {
         return Err(format!(
             "{what} printed no image path:\n{}",
-            tail(&stdout, 10)
+            super::access::tail(&stdout, 10)
         ));
     }
     let format = match &lab.image {

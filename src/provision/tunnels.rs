@@ -11,8 +11,7 @@ use std::time::Duration;
 use super::access::VirthostAccess;
 use super::plan::Action;
 use crate::lab::Lab;
-use crate::transport::Command;
-use crate::virthost::scripts::{ScriptReport, TUNNEL, script};
+use crate::virthost::scripts::{ScriptReport, TUNNEL};
 
 /// A device of the lab as a virthost has it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,17 +27,9 @@ struct Existing {
 async fn run(access: &VirthostAccess, lab: &str, env: &[(&str, &str)]) -> Result<String, String> {
     let mut vars = vec![("KUBELAB_LAB", lab)];
     vars.extend_from_slice(env);
-    let out = access
-        .run(
-            Command::script(script(TUNNEL, &vars)),
-            Duration::from_secs(60),
-        )
+    access
+        .run_script("tunnel.sh", TUNNEL, &vars, Duration::from_secs(60))
         .await
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!("tunnel.sh: {}", out.stderr_str().trim()));
-    }
-    Ok(out.stdout_str())
 }
 
 async fn existing(access: &VirthostAccess, lab: &str) -> Result<Vec<Existing>, String> {

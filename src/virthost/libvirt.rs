@@ -1255,6 +1255,22 @@ impl Connection {
     /// Every kubelab lab on this virthost, from libvirt alone: domains and
     /// networks whose metadata names a lab (and whose name carries that
     /// lab's prefix), and pools named as a lab's; sorted by name.
+    /// How many networks and domains libvirt runs, whoever's they are
+    /// (`release.sh` gives nothing back while there are any).
+    pub fn running(&self) -> Result<(usize, usize)> {
+        let networks = call(
+            || "list active networks".into(),
+            self.conn
+                .list_all_networks(sys::VIR_CONNECT_LIST_NETWORKS_ACTIVE),
+        )?;
+        let domains = call(
+            || "list active domains".into(),
+            self.conn
+                .list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE),
+        )?;
+        Ok((networks.len(), domains.len()))
+    }
+
     pub fn labs(&self) -> Result<Vec<LabListing>> {
         let mut labs: BTreeMap<String, LabListing> = BTreeMap::new();
         let owner_of = |name: &str, xml: &str| -> Option<LabName> {

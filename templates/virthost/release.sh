@@ -23,6 +23,8 @@
 #   KUBELAB_STORAGE_DIR=DIR     where the labs' locks are (required)
 #   KUBELAB_OWN_LOCK=PATH       the calling lab's lock (held by the caller)
 #   KUBELAB_LIBVIRT_URI=qemu:///system
+#   KUBELAB_LIBVIRT_RUNNING="NETS DOMS"  what libvirt runs, when the caller's
+#                               own connection just asked (no virsh needed)
 #
 # This file is rendered by minijinja before it is sent: it must not contain
 # the character pairs that open minijinja blocks, expressions or comments.
@@ -42,12 +44,18 @@ done_here() { echo "kept: $*"; echo "changed=$CHANGED"; exit 0; }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-if virsh -c "$URI" version >/dev/null 2>&1; then
+RUNNING=${KUBELAB_LIBVIRT_RUNNING:-}
+if [ -n "$RUNNING" ]; then
+  set -- $RUNNING
+  nets=$1 doms=$2
+elif virsh -c "$URI" version >/dev/null 2>&1; then
   nets=$(virsh -q -c "$URI" net-list --name 2>/dev/null | grep -c . || true)
   doms=$(virsh -q -c "$URI" list --name 2>/dev/null | grep -c . || true)
-  if [ "$nets" -gt 0 ] || [ "$doms" -gt 0 ]; then
-    done_here "libvirt still runs $nets network(s) and $doms VM(s)"
-  fi
+else
+  nets=0 doms=0
+fi
+if [ "$nets" -gt 0 ] || [ "$doms" -gt 0 ]; then
+  done_here "libvirt still runs $nets network(s) and $doms VM(s)"
 fi
 
 # another lab in the middle of up or down

@@ -18,7 +18,7 @@
 //! made here (`kubelab bundle` from a local download mirror and registry,
 //! tests/support/bundle_sources.rs) is checked and its images imported by
 //! `kubernetes/images` into containerd on node-1 and Docker on node-2 with
-//! the nodes' default routes removed, by digest, and run; a damaged bundle
+//! the nodes cut off from everything beyond their subnet, by digest, and run; a damaged bundle
 //! is refused before any node is touched; `reset` works on nodes without a
 //! cluster. Everything is undone at the end (also when a
 //! check fails): NAT64 removed, the runtimes stopped and their state
@@ -87,14 +87,9 @@ iptables -t nat -D OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKE
 iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE 2>/dev/null
 iptables -t nat -F DOCKER 2>/dev/null; iptables -t nat -X DOCKER 2>/dev/null
 ip link delete docker0 2>/dev/null
-# The air-gap bundle's images, and the default routes taken away for them.
+# The air-gap bundle's images, and the routes that cut the node off for them.
 rm -rf /var/cache/kubelab-images
-for f in 4 6; do
-  if [ -s /var/tmp/kl-k8s-default$f ]; then
-    sed 's/ expires [^ ]*//' /var/tmp/kl-k8s-default$f | while read -r r; do ip -$f route replace $r; done
-  fi
-  rm -f /var/tmp/kl-k8s-default$f
-done
+for f in 4 6; do ip -$f route del unreachable default metric 1 2>/dev/null; done
 # Node preparation.
 rm -f /etc/sysctl.d/99-kubernetes.conf /etc/modules-load.d/kubernetes.conf /etc/crictl.yaml /etc/default/kubelet
 if ls /etc/systemd/network/*.network.d/kubelab-ra.conf >/dev/null 2>&1; then
@@ -189,7 +184,8 @@ fn airgapped(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// `kubelab bundle` here, then `kubernetes/images` on the nodes with
-/// their routes out removed: every image lands by digest and runs.
+/// cut off from everything beyond their subnet: every image lands by
+/// digest and runs.
 fn bundled_images(tb: &Testbed) {
     let work = tempfile::tempdir().unwrap();
     let sources = crate::bundle_sources::BundleSources::start(work.path(), &BUNDLE_IMAGES, &[]);
@@ -207,7 +203,10 @@ fn bundled_images(tb: &Testbed) {
         sh_ok(
             tb,
             vm,
-            "for f in 4 6; do test -e /var/tmp/kl-k8s-default$f || ip -$f route show default > /var/tmp/kl-k8s-default$f; ip -$f route del default 2>/dev/null; done; ip route show default | wc -l",
+            // An unreachable default ahead of every other: deleting the
+            // default routes is not enough, systemd-networkd puts the IPv6
+            // one back at the next router advertisement.
+            "for f in 4 6; do ip -$f route replace unreachable default metric 1; done",
         );
     }
     let play = |limit: &str, extra: &[&str]| {
@@ -249,9 +248,14 @@ fn bundled_images(tb: &Testbed) {
     let routes = sh_ok(
         tb,
         "node-1",
-        "ip -4 route show default; ip -6 route show default",
+        "ip -4 route get 192.0.2.1 >/dev/null 2>&1 || echo no-route-4; \
+         ip -6 route get 2001:db8::1 >/dev/null 2>&1 || echo no-route-6; \
+         ip -4 route show default; ip -6 route show default",
     );
-    assert!(routes.trim().is_empty(), "node-1 has a route out: {routes}");
+    assert!(
+        routes.contains("no-route-4") && routes.contains("no-route-6"),
+        "node-1 has a route out: {routes}"
+    );
     let listed = sh_ok(tb, "node-1", "ctr -n k8s.io images ls");
     for image in &manifest.images {
         let line = listed
