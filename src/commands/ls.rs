@@ -54,7 +54,8 @@ pub fn run(references: &[String], ctx: &Context) -> ExitCode {
             Err(e) => exit = unanswered(ctx, reference, &e),
         }
     }
-    if !ctx.json && (!listed.is_empty() || virthosts.len() == 1) {
+    // A virthost that did not answer is named on stderr, not listed as empty.
+    if !ctx.json && !listed.is_empty() {
         print!("{}", table(&listed, virthosts.len() > 1, now));
     }
     exit
